@@ -1,0 +1,3 @@
+"""paintbridge: local AI image generation for Blender, GIMP and Krita."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from paintbridge.cli import main
+
+sys.exit(main())

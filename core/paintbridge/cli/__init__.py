@@ -1,0 +1,58 @@
+"""The `paintbridge` command. Each sub-module registers its own subcommands.
+
+Every subcommand handler returns an exit code. A PaintbridgeError becomes a one-line message
+on stderr and exit code 2; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from paintbridge import __version__
+from paintbridge.errors import PaintbridgeError
+
+# Sub-modules listed here each define `register(subparsers)`; a subcommand sets `func=handler`
+# with `handler(args) -> int`. Imports happen inside handlers so `paintbridge --help` is fast.
+SUBCOMMAND_MODULES = ("generate", "serve", "history", "plugins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paintbridge",
+        description="Local AI image generation for Blender, GIMP and Krita.",
+    )
+    parser.add_argument("--version", action="version", version=f"paintbridge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"paintbridge.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"paintbridge.cli.{name}":
+                raise
+            continue  # that part of the CLI is not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except PaintbridgeError as exc:
+        print(f"paintbridge: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("paintbridge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
