@@ -1,0 +1,283 @@
+"""Pieces the generation subcommands share: engine options, safe image loading, output paths,
+and running a generation in a worker thread with a progress bar and clean Ctrl-C.
+
+Nothing here imports torch; the engine is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from paintbridge.errors import Cancelled, InvalidRequest, PaintbridgeError
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from paintbridge.engine.types import EngineSettings, Limits, ProgressFn
+
+T = TypeVar("T")
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+EXIT_CANCELLED = 130  # the shell's code for "ended by SIGINT"
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (sizes, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --device, --dtype, --allow-pickle, --model-config, --models-dir."""
+    group = parser.add_argument_group("model and device")
+    group.add_argument(
+        "--model",
+        help="preset name (see `paintbridge models`), a diffusers folder or a .safetensors file; "
+        "default: the default preset",
+    )
+    group.add_argument(
+        "--models-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="folder with local models (repeatable); default: paintbridge's models folder",
+    )
+    group.add_argument(
+        "--model-config",
+        type=Path,
+        metavar="DIR",
+        help="diffusers folder whose configs describe a single-file checkpoint (offline loading)",
+    )
+    group.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow .ckpt/.bin/.pt checkpoints (they can run code: only for files you trust)",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    group.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' number type")
+
+
+def engine_settings(args: argparse.Namespace) -> EngineSettings:
+    """EngineSettings from the options of `add_engine_options`."""
+    from paintbridge import config
+    from paintbridge.engine.types import EngineSettings
+
+    model_config: Path | None = getattr(args, "model_config", None)
+    if model_config is not None and not model_config.is_dir():
+        raise InvalidRequest(
+            f"--model-config must be a diffusers folder (with model_index.json), "
+            f"got {str(model_config)!r}"
+        )
+    dirs = tuple(getattr(args, "models_dir", None) or (config.models_dir(),))
+    return EngineSettings(
+        device=args.device,
+        dtype=args.dtype,
+        model_dirs=dirs,
+        allow_pickle=bool(getattr(args, "allow_pickle", False)),
+        allow_any_path=True,  # the user names files on their own command line
+        single_file_config=model_config,
+    )
+
+
+def is_test_model(name: str | None) -> bool:
+    return bool(name) and str(name).startswith("test:")
+
+
+TEST_MODEL_NOTE = (
+    "note: {name} is a test model with random weights: its images are noise, not pictures. "
+    "Use a real model (see `paintbridge models`) for real images."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# input images
+
+
+def _open_checked(path: Path, what: str, limits: Limits) -> Image.Image:
+    """Open and decode an image file, refusing oversized ones before decoding any pixels."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise InvalidRequest(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InvalidRequest(f"{what} {str(path)!r} is not a file")
+    too_big = (
+        f"{what} {str(path)!r} is too large: at most {limits.max_side} px a side and "
+        f"{limits.max_pixels} pixels"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if max(width, height) > limits.max_side or width * height > limits.max_pixels:
+                    raise InvalidRequest(f"{too_big}, got {width}x{height}")
+                image.load()
+                # photos store their rotation in EXIF: use the picture as the user sees it
+                return ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InvalidRequest(too_big) from None
+    except UnidentifiedImageError:
+        raise InvalidRequest(
+            f"{what} {str(path)!r} is not an image file Pillow can read (PNG, JPEG, WebP...)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        # truncated or corrupt files, unreadable paths
+        raise InvalidRequest(f"cannot read {what} {str(path)!r}: {exc}") from None
+
+
+def load_image(path: Path, limits: Limits) -> Image.Image:
+    """The image at `path` as RGBA, or InvalidRequest with a one-line reason."""
+    return _open_checked(path, "image", limits).convert("RGBA")
+
+
+def load_mask(path: Path, limits: Limits) -> Image.Image:
+    """The mask at `path` as an 8-bit L image (255 = regenerate), or InvalidRequest."""
+    from paintbridge.imageops import to_mask
+
+    return to_mask(_open_checked(path, "mask", limits))
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def output_paths(output: Path, count: int) -> list[Path]:
+    """`out.png` for one image; `out-1.png`, `out-2.png`... for several."""
+    if output.suffix.lower() != ".png":
+        raise InvalidRequest(f"-o/--output must name a .png file, got {str(output)!r}")
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
+
+
+def prepare_output_folder(folder: Path) -> None:
+    """Create `folder` if needed and prove it writable, before minutes of generation are spent."""
+    folder = folder if str(folder) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PaintbridgeError(
+            f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}",
+            code="output_not_writable",
+        ) from None
+    probe = folder / f".paintbridge-write-test-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PaintbridgeError(
+            f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}",
+            code="output_not_writable",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# running a generation
+
+
+class Progress:
+    """A tqdm bar on stderr fed by the engine's `progress(step, steps)` from the worker thread."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: tqdm[Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, step: int, steps: int) -> None:
+        from tqdm import tqdm
+
+        with self._lock:
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=steps, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True
+                )
+            if self._bar.total != steps:
+                self._bar.total = steps
+            self._bar.update(step - self._bar.n)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+
+@contextlib.contextmanager
+def _sigint_cancels(cancel: threading.Event) -> Iterator[None]:
+    """First Ctrl-C sets `cancel` (the engine stops at the next step); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are only delivered to the main thread; nothing to install
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\npaintbridge: cancelling (Ctrl-C again to quit now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_cancellable(work: Callable[[ProgressFn, threading.Event], T], *, label: str) -> T:
+    """Run `work(progress, cancel)` in a worker thread while the main thread waits for Ctrl-C.
+
+    Raises Cancelled when the user pressed Ctrl-C, even if the work finished meanwhile: the
+    caller then writes nothing. Exceptions from the work are re-raised here.
+    """
+    cancel = threading.Event()
+    progress = Progress(label)
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work(progress, cancel)
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            outcome["error"] = exc
+
+    # daemon: a second Ctrl-C exits at once instead of waiting for the step to finish
+    thread = threading.Thread(target=target, name="paintbridge-generate", daemon=True)
+    try:
+        with _sigint_cancels(cancel):
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.1)
+    finally:
+        progress.close()
+    error = outcome.get("error")
+    if cancel.is_set():
+        raise Cancelled("cancelled, nothing written")
+    if error is not None:
+        raise error
+    return outcome["result"]
+
+
+def print_cancelled() -> int:
+    print("paintbridge: cancelled, nothing written", file=sys.stderr)
+    return EXIT_CANCELLED
