@@ -1,0 +1,98 @@
+"""paintbridge.hostkit: what every editor plug-in shares (standard library only).
+
+Runs on Python 2.7 (GIMP 2.10) and 3.8+ (Blender, Krita, GIMP 3). It imports nothing else
+from paintbridge: `paintbridge plugins build` copies this package into every plug-in bundle,
+where the adapter imports it relatively (`from . import hostkit`) or as `hostkit`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from .client import (
+    Cancelled,
+    Client,
+    JobFailed,
+    JobHandle,
+    JobStatus,
+    NotRunning,
+    PaintbridgeError,
+    QueueFull,
+    RequestRejected,
+    Result,
+    ServerFault,
+    Timeout,
+    Unauthorized,
+    UrllibTransport,
+    user_config_dir,
+)
+from .geometry import Box, context_box, crop_bytes, selection_bounds
+from .pixels import (
+    alpha_of,
+    bgra_to_rgba,
+    decode_png,
+    encode_png,
+    flip_rows,
+    gray_to_rgba,
+    image_payload,
+    mask_payload,
+    payload_to_mask,
+    payload_to_rgba,
+    rgb_to_rgba,
+    rgba_to_bgra,
+    rgba_to_gray,
+)
+from .tasks import (
+    FillPlan,
+    Placement,
+    img2img_job,
+    inpaint_job,
+    placements,
+    plan_fill_selection,
+    txt2img_job,
+)
+
+__version__ = "0.1.0"
+PROTOCOL = "v1"
+
+__all__ = [
+    "PROTOCOL",
+    "Box",
+    "Cancelled",
+    "Client",
+    "FillPlan",
+    "JobFailed",
+    "JobHandle",
+    "JobStatus",
+    "NotRunning",
+    "PaintbridgeError",
+    "Placement",
+    "QueueFull",
+    "RequestRejected",
+    "Result",
+    "ServerFault",
+    "Timeout",
+    "Unauthorized",
+    "UrllibTransport",
+    "__version__",
+    "alpha_of",
+    "bgra_to_rgba",
+    "context_box",
+    "crop_bytes",
+    "decode_png",
+    "encode_png",
+    "flip_rows",
+    "gray_to_rgba",
+    "image_payload",
+    "img2img_job",
+    "inpaint_job",
+    "mask_payload",
+    "payload_to_mask",
+    "payload_to_rgba",
+    "placements",
+    "plan_fill_selection",
+    "rgb_to_rgba",
+    "rgba_to_bgra",
+    "rgba_to_gray",
+    "selection_bounds",
+    "txt2img_job",
+    "user_config_dir",
+]

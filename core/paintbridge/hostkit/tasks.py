@@ -1,0 +1,145 @@
+"""What every adapter does, host-agnostic and pure: build job requests, plan which pixels to
+read for a selection, and say where results go.
+
+An adapter's whole job for "fill the selection":
+
+    plan = plan_fill_selection(mask, mask_w, mask_h, canvas_box, layer_box)
+    if plan is None: tell the user to select something
+    rgba = <read plan.box from the layer>        (plan.box is in canvas coordinates)
+    results = client.run(inpaint_job(rgba, plan.mask, plan.box.width, plan.box.height,
+                                     prompt=...))
+    for p in placements(plan.box, results): <new layer at p.box.x, p.box.y with p.rgba>
+
+Standard library only, Python 2.7 and 3.8+.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from collections import namedtuple
+
+from .geometry import Box, context_box, crop_bytes, selection_bounds
+from .pixels import image_payload, mask_payload
+
+# Job fields an adapter may pass besides task, prompt, width, height, image, mask (protocol v1).
+JOB_PARAMETERS = (
+    "negative_prompt",
+    "model",
+    "steps",
+    "guidance",
+    "strength",
+    "seed",
+    "count",
+    "seamless",
+    "scheduler",
+)
+SEAMLESS = ("none", "x", "y", "xy")
+
+
+def _job(task, prompt, params):
+    unknown = sorted(set(params) - set(JOB_PARAMETERS))
+    if unknown:
+        raise ValueError(
+            "unknown job parameter(s) %s; known: %s"
+            % (", ".join(unknown), ", ".join(JOB_PARAMETERS))
+        )
+    seamless = params.get("seamless")
+    if seamless is not None and seamless not in SEAMLESS:
+        raise ValueError("seamless must be one of %s, got %r" % (", ".join(SEAMLESS), seamless))
+    job = {"task": task, "prompt": prompt or ""}
+    for key, value in params.items():
+        if value is not None:  # None means "the model's default", like leaving it out
+            job[key] = value
+    return job
+
+
+def txt2img_job(prompt, width=None, height=None, **params):
+    """A txt2img request; width/height None take the model's native size."""
+    job = _job("txt2img", prompt, params)
+    if width is not None:
+        job["width"] = width
+    if height is not None:
+        job["height"] = height
+    return job
+
+
+def img2img_job(rgba, width, height, strength=None, prompt="", image_format="rgba8", **params):
+    """An img2img request on RGBA8 pixels (rows top to bottom); strength in [0, 1] or None."""
+    if strength is not None and not 0 <= strength <= 1:
+        raise ValueError("strength must be in [0, 1], got %r" % (strength,))
+    params["strength"] = strength
+    job = _job("img2img", prompt, params)
+    job["image"] = image_payload(rgba, width, height, image_format)
+    return job
+
+
+def inpaint_job(rgba, mask, width, height, prompt="", image_format="rgba8", **params):
+    """An inpaint request: RGBA8 pixels and an 8-bit mask of the same size (255 = regenerate)."""
+    job = _job("inpaint", prompt, params)
+    job["image"] = image_payload(rgba, width, height, image_format)
+    job["mask"] = mask_payload(mask, width, height, "png" if image_format == "png" else "a8")
+    return job
+
+
+class FillPlan(namedtuple("FillPlan", "box selection mask")):
+    """What to send for a selection: `box` (canvas coordinates) is the crop to read from the
+    layer and where the result goes; `selection` the selection's tight bounds inside it; `mask`
+    the selection cropped to `box` (box.width * box.height bytes, 255 = regenerate)."""
+
+    __slots__ = ()
+
+    def box_in(self, origin):
+        """`box` relative to a layer or buffer whose top-left is at origin (x, y) on the canvas."""
+        return self.box.translate(-origin[0], -origin[1])
+
+
+def plan_fill_selection(
+    selection_mask,
+    mask_width,
+    mask_height,
+    canvas_box,
+    layer_box=None,
+    mask_x=0,
+    mask_y=0,
+    padding=None,
+    multiple=8,
+    min_size=64,
+):
+    """Plans an inpaint of the selection, or returns None when nothing is selected there.
+
+    `selection_mask` is 8-bit (0 = not selected), mask_width x mask_height, its top-left at
+    (mask_x, mask_y) in canvas coordinates. The crop is context_box(selection bounds, canvas
+    intersected with the layer): only pixels the layer has are read, only around the selection."""
+    canvas_box = Box(*canvas_box)
+    limit = canvas_box if layer_box is None else canvas_box.intersect(Box(*layer_box))
+    bounds = selection_bounds(selection_mask, mask_width, mask_height)
+    if bounds is None or limit.is_empty:
+        return None
+    selected = bounds.translate(mask_x, mask_y).intersect(limit)
+    if selected.is_empty:
+        return None
+    box = context_box(selected, limit, padding, multiple, min_size)
+    mask = crop_bytes(
+        selection_mask, mask_width, mask_height, box.translate(-mask_x, -mask_y), 1, fill=0
+    )
+    return FillPlan(box, selected, mask)
+
+
+class Placement(namedtuple("Placement", "box rgba")):
+    """A result to put back: a new layer at (box.x, box.y) on the canvas, box.width x
+    box.height RGBA8 pixels (rows top to bottom)."""
+
+    __slots__ = ()
+
+
+def placements(box, results):
+    """One Placement per Result of a job sent for `box`; checks each result has the box's size."""
+    box = Box(*box)
+    out = []
+    for result in results:
+        if (result.width, result.height) != (box.width, box.height):
+            raise ValueError(
+                "a result is %dx%d but the crop was %dx%d"
+                % (result.width, result.height, box.width, box.height)
+            )
+        out.append(Placement(box, result.rgba))
+    return out

@@ -1,0 +1,549 @@
+"""hostkit.client: errors, polling and cancelling through a fake transport; the real urllib
+transport against a small stdlib HTTP server on 127.0.0.1; discovery and auto-start."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import pytest
+
+from paintbridge.hostkit import client as client_module
+from paintbridge.hostkit.client import (
+    Cancelled,
+    Client,
+    JobFailed,
+    JobStatus,
+    NotRunning,
+    PaintbridgeError,
+    QueueFull,
+    RequestRejected,
+    ServerFault,
+    Timeout,
+    Unauthorized,
+    user_config_dir,
+)
+
+RGBA = bytes(range(16))  # 2 x 2
+
+
+def _job(state: str, step: int = 0, steps: int = 4, **extra: Any) -> dict[str, Any]:
+    job = {"id": "j1", "state": state, "position": 0, "progress": {"step": step, "steps": steps}}
+    job.update(extra)
+    return job
+
+
+def _result() -> dict[str, Any]:
+    image = {"width": 2, "height": 2, "format": "rgba8", "data": base64.b64encode(RGBA).decode()}
+    return {"image": image, "seed": 42}
+
+
+class FakeTransport:
+    """Answers from a script: (status, body) answers per (method, longest path prefix); the
+    last answer repeats."""
+
+    def __init__(self, script: dict[tuple[str, str], list[tuple[int, Any]]]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, str, Any, dict[str, str]]] = []
+
+    def __call__(self, method: str, path: str, body: bytes | None, headers: dict[str, str]):
+        self.calls.append((method, path, json.loads(body) if body else None, headers))
+        for (m, prefix), answers in sorted(self.script.items(), key=lambda i: -len(i[0][1])):
+            if m == method and path.startswith(prefix):
+                status, answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                return status, {"content-type": "application/json"}, data
+        return 404, {}, json.dumps({"error": {"code": "not_found", "message": "no"}}).encode()
+
+
+def _client(script: dict[tuple[str, str], list[tuple[int, Any]]]) -> tuple[Client, FakeTransport]:
+    transport = FakeTransport(script)
+    return Client("http://127.0.0.1:7860", "tok", transport=transport), transport
+
+
+# --- errors through the fake transport ---------------------------------------------------------
+
+
+def test_request_sends_token_and_json() -> None:
+    client, transport = _client({("POST", "/v1/jobs"): [(202, {"id": "j9", "state": "queued"})]})
+    assert client.submit({"task": "txt2img", "prompt": "a cat"}) == "j9"
+    method, path, body, headers = transport.calls[0]
+    assert (method, path, body) == ("POST", "/v1/jobs", {"task": "txt2img", "prompt": "a cat"})
+    assert headers["Authorization"] == "Bearer tok"
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_live_needs_no_token() -> None:
+    client, transport = _client({("GET", "/v1/live"): [(200, {"ok": True})]})
+    assert client.is_live()
+    assert "Authorization" not in transport.calls[0][3]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "code", "text"),
+    [
+        (400, {"error": {"code": "invalid_request", "message": "steps must be in [1, 150]"}},
+         RequestRejected, "invalid_request", "steps must be in [1, 150]"),
+        (404, {"error": {"code": "model_not_found", "message": "no model 'x'"}},
+         RequestRejected, "model_not_found", "no model 'x'"),
+        (413, b"not json", RequestRejected, "invalid_request", "HTTP 413"),
+        (401, {"error": {"code": "unauthorized", "message": "bad token"}},
+         Unauthorized, "unauthorized", "The token comes from"),
+        (429, {"error": {"code": "queue_full", "message": "the queue is full (8 jobs)"}},
+         QueueFull, "queue_full", "the queue is full"),
+        (500, b"Internal Server Error", ServerFault, "server_error", "bug"),
+    ],
+)  # fmt: skip
+def test_http_errors(status: int, body: Any, error: type, code: str, text: str) -> None:
+    client, _ = _client({("GET", "/v1/health"): [(status, body)]})
+    with pytest.raises(error) as info:
+        client.health()
+    assert info.value.code == code
+    assert info.value.status == status
+    assert text in info.value.message
+    assert isinstance(info.value, PaintbridgeError)
+
+
+def test_unauthorized_names_the_token_source() -> None:
+    transport = FakeTransport({("GET", "/v1/models"): [(401, {"error": {"code": "unauthorized"}})]})
+    client = Client("http://h:1", "t", transport=transport, token_source="/x/server.json")
+    with pytest.raises(Unauthorized, match="/x/server.json"):
+        client.models()
+
+
+def test_ok_status_with_non_json_body_is_a_server_fault() -> None:
+    client, _ = _client({("GET", "/v1/health"): [(200, b"<html>")]})
+    with pytest.raises(ServerFault, match="not JSON"):
+        client.health()
+
+
+# --- polling, waiting, cancelling ---------------------------------------------------------------
+
+
+def test_wait_reports_progress_and_returns_results() -> None:
+    client, _ = _client(
+        {
+            ("GET", "/v1/jobs/j1"): [
+                (200, _job("queued", 0, 0)),
+                (200, _job("running", 1)),
+                (200, _job("running", 1)),
+                (200, _job("running", 3)),
+                (200, _job("done", 4, results=[_result()])),
+            ]
+        }
+    )
+    seen: list[tuple[int, int]] = []
+    results = client.wait("j1", on_progress=lambda s, n: seen.append((s, n)), poll_interval=0)
+    assert seen == [(0, 0), (1, 4), (3, 4), (4, 4)]
+    assert [(r.width, r.height, r.rgba, r.seed) for r in results] == [(2, 2, RGBA, 42)]
+
+
+def test_wait_asks_for_rgba8_results() -> None:
+    client, transport = _client({("GET", "/v1/jobs/"): [(200, _job("done", results=[]))]})
+    assert client.wait("a b/c", poll_interval=0) == []
+    assert transport.calls[0][1] == "/v1/jobs/a%20b%2Fc?image_format=rgba8"
+
+
+def test_should_cancel_cancels_on_the_server() -> None:
+    client, transport = _client(
+        {
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    polls = iter([False, False, True])
+    with pytest.raises(Cancelled):
+        client.wait("j1", should_cancel=lambda: next(polls), poll_interval=0)
+    assert ("POST", "/v1/jobs/j1/cancel") in [(c[0], c[1]) for c in transport.calls]
+
+
+def test_failed_and_cancelled_states_raise() -> None:
+    error = {"code": "generation_failed", "message": "CUDA out of memory; try a smaller size"}
+    client, _ = _client({("GET", "/v1/jobs/j1"): [(200, _job("failed", error=error))]})
+    with pytest.raises(JobFailed, match="out of memory") as info:
+        client.wait("j1", poll_interval=0)
+    assert info.value.code == "generation_failed"
+    client, _ = _client({("GET", "/v1/jobs/j1"): [(200, _job("cancelled"))]})
+    with pytest.raises(Cancelled):
+        client.wait("j1", poll_interval=0)
+
+
+def test_wait_timeout_cancels_the_job() -> None:
+    client, transport = _client(
+        {
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "running"})],
+        }
+    )
+    with pytest.raises(Timeout, match="did not finish within"):
+        client.wait("j1", poll_interval=0.01, timeout=0.05)
+    assert transport.calls[-1][:2] == ("POST", "/v1/jobs/j1/cancel")
+
+
+def test_run_is_submit_plus_wait() -> None:
+    client, _ = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued", "position": 0})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result(), _result()]))],
+        }
+    )
+    assert len(client.run({"task": "txt2img", "prompt": "x"})) == 2
+
+
+def test_job_handle_polls_without_blocking() -> None:
+    client, transport = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued", "position": 2})],
+            ("GET", "/v1/jobs/j1"): [
+                (200, _job("queued", 0, 0, position=2)),
+                (200, _job("running", 2)),
+                (200, _job("done", 4, results=[_result()])),
+            ],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    handle = client.start({"task": "txt2img", "prompt": "x"})
+    first = handle.poll()
+    assert (first.state, first.position, first.finished, first.fraction) == ("queued", 2, False, 0)
+    second = handle.poll()
+    assert (second.step, second.steps, second.fraction) == (2, 4, 0.5)
+    third = handle.poll()
+    assert third.finished and third.done and third.results[0].rgba == RGBA
+    assert handle.last is third
+    assert third.raise_for_state() is third
+    assert handle.cancel() == {"id": "j1", "state": "cancelled"}
+    assert len(transport.calls) == 5
+
+
+def test_job_status_failed_raise_for_state() -> None:
+    status = JobStatus(_job("failed", error={"code": "x", "message": "boom"}))
+    assert status.finished and not status.done
+    with pytest.raises(JobFailed, match="boom"):
+        status.raise_for_state()
+
+
+def test_unreadable_result_is_a_server_fault() -> None:
+    bad = {"image": {"width": 3, "height": 3, "format": "rgba8", "data": "AAAA"}, "seed": 1}
+    with pytest.raises(ServerFault, match="cannot be read"):
+        JobStatus(_job("done", results=[bad]))
+
+
+# --- config folder --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("platform", "environ", "home", "expected"),
+    [
+        ("linux", {}, "/home/u", "/home/u/.config/paintbridge"),
+        ("linux", {"XDG_CONFIG_HOME": "/xdg"}, "/home/u", "/xdg/paintbridge"),
+        ("linux", {"XDG_CONFIG_HOME": "  "}, "/home/u", "/home/u/.config/paintbridge"),
+        ("darwin", {"XDG_CONFIG_HOME": "/xdg"}, "/Users/u",
+         "/Users/u/Library/Application Support/paintbridge"),
+        ("win32", {"LOCALAPPDATA": "C:\\Users\\u\\AppData\\Local"}, "C:\\Users\\u",
+         "C:\\Users\\u\\AppData\\Local\\paintbridge"),
+        ("win32", {}, "C:\\Users\\u", "C:\\Users\\u\\AppData\\Local\\paintbridge"),
+        ("linux", {"PAINTBRIDGE_CONFIG_DIR": "~/pb"}, "/home/u", "/home/u/pb"),
+    ],
+)  # fmt: skip
+def test_user_config_dir_table(
+    platform: str, environ: dict[str, str], home: str, expected: str
+) -> None:
+    assert user_config_dir(platform, environ, home) == expected
+
+
+def test_user_config_dir_matches_platformdirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAINTBRIDGE_CONFIG_DIR")
+    assert user_config_dir() == platformdirs.user_config_dir("paintbridge", appauthor=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/tmp/elsewhere")
+    assert user_config_dir() == platformdirs.user_config_dir("paintbridge", appauthor=False)
+
+
+def test_user_config_dir_honours_the_override(isolated_dirs: Path) -> None:
+    assert user_config_dir() == str(isolated_dirs / "config")
+
+
+# --- the real transport over a socket -----------------------------------------------------------
+
+
+Route = Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[tuple[str, str], Route] = {}
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append((self.command, self.path, dict(self.headers), body))
+        route = self.routes.get((self.command, self.path.split("?")[0]))
+        if route is None:
+            status, headers, data = 404, {}, b'{"error": {"code": "not_found", "message": "nf"}}'
+        else:
+            status, headers, data = route(self, body)
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"routes": {}, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Route:
+    return lambda handler, data: (status, headers or {}, json.dumps(body).encode())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_connection_refused_says_start_the_server() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    client = Client(url, "t", timeout=5)
+    with pytest.raises(NotRunning) as info:
+        client.health()
+    assert info.value.message.startswith(
+        f"Could not reach the paintbridge server at {url}. Start it with `paintbridge serve`, "
+        "or check the URL in the plug-in settings."
+    )
+    assert info.value.code == "not_running"
+    assert not client.is_live()
+
+
+def test_real_socket_job_flow(http_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = http_server
+    handler.routes[("POST", "/v1/jobs")] = _json(
+        202, {"id": "j1", "state": "queued", "position": 0}
+    )
+    states = iter([_job("running", 1), _job("done", 4, results=[_result()])])
+    handler.routes[("GET", "/v1/jobs/j1")] = lambda h, d: (
+        200,
+        {},
+        json.dumps(next(states)).encode(),
+    )
+    results = Client(url, "secret", timeout=5).run({"task": "txt2img", "prompt": "é"}, None, None)
+    assert results[0].rgba == RGBA
+    method, path, headers, body = handler.seen[0]
+    assert (method, path) == ("POST", "/v1/jobs")
+    assert headers["Authorization"] == "Bearer secret"
+    assert json.loads(body) == {"task": "txt2img", "prompt": "é"}
+    assert handler.seen[1][1] == "/v1/jobs/j1?image_format=rgba8"
+
+
+def test_real_socket_401(http_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = http_server
+    handler.routes[("GET", "/v1/health")] = _json(
+        401, {"error": {"code": "unauthorized", "message": "wrong token"}}
+    )
+    with pytest.raises(Unauthorized, match="wrong token") as info:
+        Client(url, "bad", timeout=5).health()
+    assert info.value.status == 401
+
+
+def test_real_socket_429_with_retry_after(http_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = http_server
+    handler.routes[("POST", "/v1/jobs")] = _json(
+        429, {"error": {"code": "queue_full", "message": "queue full"}}, {"Retry-After": "5"}
+    )
+    with pytest.raises(QueueFull) as info:
+        Client(url, "t", timeout=5).submit({"task": "txt2img", "prompt": "x"})
+    assert info.value.retry_after == 5.0
+    assert info.value.message == "queue full"
+
+
+def test_real_socket_400_error_body(http_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = http_server
+    message = "mask is 10x10 but image is 20x20"
+    handler.routes[("POST", "/v1/jobs")] = _json(
+        400, {"error": {"code": "invalid_request", "message": message}}
+    )
+    with pytest.raises(RequestRejected) as info:
+        Client(url, "t", timeout=5).submit({"task": "inpaint", "prompt": "x"})
+    assert (info.value.message, info.value.code, info.value.status) == (
+        message,
+        "invalid_request",
+        400,
+    )
+
+
+def test_real_socket_timeout(http_server: tuple[str, type[_Handler]]) -> None:
+    url, handler = http_server
+
+    def slow(h: BaseHTTPRequestHandler, data: bytes) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(1.0)
+        return 200, {}, b"{}"
+
+    handler.routes[("GET", "/v1/health")] = slow
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="did not answer within 0.2 s"):
+        Client(url, "t", timeout=0.2).health()
+    assert time.monotonic() - started < 0.9
+
+
+def test_real_socket_connection_dropped() -> None:
+    """A listener that accepts and closes at once (a crashed server) is 'not reachable'."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def accept_and_close() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+
+    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(NotRunning, match="Could not reach"):
+            Client(f"http://127.0.0.1:{port}", "t", timeout=5).health()
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def test_proxies_are_bypassed_for_loopback(
+    http_server: tuple[str, type[_Handler]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = http_server
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    handler.routes[("GET", "/v1/live")] = _json(200, {"ok": True})
+    assert Client(url, "t", timeout=5).live() == {"ok": True}
+
+
+# --- discovery and auto-start ------------------------------------------------------------------
+
+
+def test_discover_reads_server_json(
+    http_server: tuple[str, type[_Handler]], isolated_dirs: Path
+) -> None:
+    url, handler = http_server
+    handler.routes[("GET", "/v1/live")] = _json(200, {"ok": True})
+    config = isolated_dirs / "config"
+    config.mkdir()
+    (config / "server.json").write_text(json.dumps({"url": url, "token": "tk", "pid": 1}))
+    client = Client.discover(autostart=False)
+    assert (client.url, client.token) == (url, "tk")
+    assert client.token_source == str(config / "server.json")
+
+
+def test_discover_without_server_or_launcher(isolated_dirs: Path) -> None:
+    with pytest.raises(NotRunning, match="plugins install"):
+        Client.discover()
+    config = isolated_dirs / "config"
+    config.mkdir()
+    stale = f"http://127.0.0.1:{_free_port()}"
+    (config / "server.json").write_text(json.dumps({"url": stale, "token": "x"}))
+    with pytest.raises(NotRunning, match=f"server at {stale}"):
+        Client.discover(autostart=False)
+
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import json, os, sys
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), H)
+    config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
+    info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
+            "pid": os.getpid(), "argv": sys.argv[1:],
+            "pythonpath": os.environ.get("PYTHONPATH")}
+    with open(os.path.join(config, "server.json.tmp"), "w") as f:
+        json.dump(info, f)
+    os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
+    print("fake server up", flush=True)
+    server.serve_forever()
+    """
+)
+
+
+def test_discover_autostarts_from_hostkit_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "elsewhere"
+    config.mkdir()
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    (config / "hostkit.json").write_text(
+        json.dumps({"command": [sys.executable, str(script), "serve"]})
+    )
+    monkeypatch.setenv("PYTHONPATH", "/host/only/python")  # must not reach the server
+    client = Client.discover(config_dir=str(config), start_timeout=30)
+    info = json.loads((config / "server.json").read_text())
+    try:
+        assert client.token == "auto" and client.is_live()
+        assert info["argv"] == ["serve"]
+        assert info["pythonpath"] is None
+        assert "fake server up" in (config / "server.log").read_text()
+    finally:
+        process = client_module.STARTED.pop()
+        assert process.pid == info["pid"]
+        process.terminate()
+        process.wait(30)
+
+
+def test_discover_reports_a_server_that_dies_while_starting(tmp_path: Path) -> None:
+    config = tmp_path / "cfg"
+    config.mkdir()
+    command = [sys.executable, "-c", "import sys; print('no model here'); sys.exit(3)"]
+    (config / "hostkit.json").write_text(json.dumps({"command": command}))
+    with pytest.raises(NotRunning, match="exit code 3") as info:
+        Client.discover(config_dir=str(config), start_timeout=30)
+    assert str(config / "server.log") in info.value.message
+    assert "no model here" in (config / "server.log").read_text()
+
+
+def test_spawn_uses_a_new_session(tmp_path: Path) -> None:
+    process = client_module.spawn_detached(
+        [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
+        str(tmp_path / "log"),
+    )
+    assert process.wait(30) == 0
+    assert os.getsid(0) != process.pid
+    assert (tmp_path / "log").read_text().strip() == "True"

@@ -1,0 +1,119 @@
+"""hostkit.tasks: job dicts, the fill-selection plan, placements; the package surface."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+import paintbridge
+from paintbridge import hostkit
+from paintbridge.hostkit import Box, Result, tasks
+from paintbridge.hostkit.tasks import (
+    Placement,
+    img2img_job,
+    inpaint_job,
+    placements,
+    plan_fill_selection,
+    txt2img_job,
+)
+
+
+def test_txt2img_job() -> None:
+    job = txt2img_job("a red door", 512, 384, steps=20, seed=None, negative_prompt="blurry")
+    assert job == {
+        "task": "txt2img",
+        "prompt": "a red door",
+        "width": 512,
+        "height": 384,
+        "steps": 20,
+        "negative_prompt": "blurry",
+    }
+    assert txt2img_job("x") == {"task": "txt2img", "prompt": "x"}
+
+
+def test_unknown_parameter_is_refused() -> None:
+    with pytest.raises(ValueError, match="stepz"):
+        txt2img_job("x", 8, 8, stepz=3)
+    with pytest.raises(ValueError, match="seamless"):
+        txt2img_job("x", 8, 8, seamless="both")
+
+
+def test_img2img_job() -> None:
+    rgba = bytes(range(16))
+    job = img2img_job(rgba, 2, 2, 0.6, prompt="p", model="test:tiny")
+    assert job["task"] == "img2img" and job["strength"] == 0.6 and job["model"] == "test:tiny"
+    assert job["image"]["format"] == "rgba8"
+    assert base64.b64decode(job["image"]["data"]) == rgba
+    assert img2img_job(rgba, 2, 2, image_format="png")["image"]["format"] == "png"
+    with pytest.raises(ValueError, match="strength"):
+        img2img_job(rgba, 2, 2, 1.5)
+
+
+def test_inpaint_job() -> None:
+    job = inpaint_job(bytes(16), b"\xff\x00\x00\xff", 2, 2, prompt="door", seed=3)
+    assert job["task"] == "inpaint" and job["seed"] == 3
+    assert job["mask"]["format"] == "a8"
+    assert (job["mask"]["width"], job["mask"]["height"]) == (2, 2)
+    with pytest.raises(ValueError):
+        inpaint_job(bytes(16), b"\xff", 2, 2)
+
+
+def _mask(width: int, height: int, box: Box) -> bytes:
+    data = bytearray(width * height)
+    for y in range(box.y, box.bottom):
+        data[y * width + box.x : y * width + box.right] = b"\xff" * box.width
+    return bytes(data)
+
+
+def test_plan_fill_selection_canvas_mask() -> None:
+    canvas = Box(0, 0, 300, 200)
+    sel = Box(100, 80, 20, 10)
+    plan = plan_fill_selection(_mask(300, 200, sel), 300, 200, canvas)
+    assert plan is not None
+    assert plan.selection == sel
+    assert plan.box.contains(sel) and canvas.contains(plan.box)
+    assert plan.box.width % 8 == 0 and plan.box.height % 8 == 0
+    assert len(plan.mask) == plan.box.area
+    # the mask inside the crop is exactly the selection, moved
+    local = sel.translate(-plan.box.x, -plan.box.y)
+    assert plan.mask == _mask(plan.box.width, plan.box.height, local)
+
+
+def test_plan_fill_selection_is_limited_to_the_layer() -> None:
+    canvas = Box(0, 0, 300, 200)
+    layer = Box(90, 70, 50, 40)  # a small layer: only its pixels can be read
+    plan = plan_fill_selection(_mask(300, 200, Box(100, 80, 20, 10)), 300, 200, canvas, layer)
+    assert plan is not None and layer.contains(plan.box)
+    assert plan.box_in((layer.x, layer.y)) == plan.box.translate(-90, -70)
+    # a selection outside the layer plans nothing
+    assert plan_fill_selection(_mask(300, 200, Box(0, 0, 5, 5)), 300, 200, canvas, layer) is None
+    assert plan_fill_selection(bytes(300 * 200), 300, 200, canvas) is None
+
+
+def test_plan_fill_selection_with_offset_mask() -> None:
+    """Krita hands the selection of a rectangle: the mask's origin is not the canvas's."""
+    canvas = Box(0, 0, 400, 400)
+    mask = _mask(30, 20, Box(5, 5, 10, 10))  # selection at canvas (205, 105)
+    plan = plan_fill_selection(mask, 30, 20, canvas, mask_x=200, mask_y=100)
+    assert plan is not None and plan.selection == Box(205, 105, 10, 10)
+    local = Box(205, 105, 10, 10).translate(-plan.box.x, -plan.box.y)
+    assert plan.mask == _mask(plan.box.width, plan.box.height, local)  # zero beyond the mask
+
+
+def test_placements() -> None:
+    box = Box(10, 20, 2, 2)
+    results = [Result(2, 2, bytes(16), 1), Result(2, 2, bytes(range(16)), 2)]
+    assert placements(box, results) == [Placement(box, bytes(16)), Placement(box, bytes(range(16)))]
+    with pytest.raises(ValueError, match="crop was 2x2"):
+        placements(box, [Result(3, 2, bytes(24), 1)])
+
+
+def test_public_surface() -> None:
+    assert hostkit.__version__ == paintbridge.__version__
+    for name in hostkit.__all__:
+        assert hasattr(hostkit, name), name
+    assert set(tasks.JOB_PARAMETERS) <= {
+        "negative_prompt", "model", "steps", "guidance", "strength", "seed", "count",
+        "seamless", "scheduler",
+    }  # fmt: skip
