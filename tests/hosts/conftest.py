@@ -49,23 +49,14 @@ def start_server(root: Path, *extra: str, timeout: float = 120.0) -> LiveServer:
     env = dict(
         os.environ, PAINTBRIDGE_CONFIG_DIR=str(config_dir), PAINTBRIDGE_DATA_DIR=str(data_dir)
     )
-    log = open(root / "server.log", "wb")  # kept open for the server's lifetime
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "paintbridge",
-            "serve",
-            "--port",
-            "0",
-            "--model",
-            "test:tiny",
-            *extra,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(root / "server.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "paintbridge", "serve", "--port", "0"]
+            + ["--model", "test:tiny", *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     server_file = config_dir / "server.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

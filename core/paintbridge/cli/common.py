@@ -175,6 +175,14 @@ def output_paths(output: Path, count: int) -> list[Path]:
 def prepare_output_folder(folder: Path) -> None:
     """Create `folder` if needed and prove it writable, before minutes of generation are spent."""
     folder = folder if str(folder) else Path(".")
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise PaintbridgeError(
+                    f"cannot write into {str(folder)!r}: {str(path)!r} is a file, not a folder",
+                    code="output_not_writable",
+                )
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -278,6 +286,7 @@ def run_cancellable(work: Callable[[ProgressFn, threading.Event], T], *, label: 
     return outcome["result"]
 
 
-def print_cancelled() -> int:
-    print("paintbridge: cancelled, nothing written", file=sys.stderr)
+def print_cancelled(what: str = "nothing written") -> int:
+    """Say so on stderr; return the exit code for a cancelled command (130, like SIGINT)."""
+    print(f"paintbridge: cancelled, {what}", file=sys.stderr)
     return EXIT_CANCELLED

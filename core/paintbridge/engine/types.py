@@ -83,3 +83,13 @@ class EngineSettings:
     low_memory: Literal["auto", "on", "off"] = "auto"  # attention slicing + VAE tiling
     cpu_offload: bool = False  # model CPU offload (CUDA only)
     limits: Limits = field(default_factory=Limits)
+    # A diffusers folder (configs + tokenizer) of the same architecture, for loading a single
+    # .safetensors checkpoint offline; None: the matching preset's repo from the HF cache/hub.
+    single_file_config: Path | None = None
+    # Accept model paths outside model_dirs (the CLI, for its own user); the server keeps False.
+    allow_any_path: bool = False
+    allow_download: bool = True  # fetch preset / repo models from the Hugging Face hub
+    show_progress_bars: bool = False  # diffusers' own tqdm bars (progress also goes to callbacks)
+    # torch CPU threads for the whole process; None keeps torch's default (one per core). On a
+    # CPU shared with other busy processes, fewer threads than cores is much faster.
+    cpu_threads: int | None = None

@@ -1,0 +1,202 @@
+"""`paintbridge serve`: run the local HTTP service that the Blender, GIMP and Krita plug-ins use.
+
+The socket is bound before anything else, so `--port 0` can pick a free port and server.json
+names the real one. server.json is written once the service answers and removed on a clean
+exit (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from paintbridge.cli.common import add_engine_options, engine_settings, positive_int
+from paintbridge.errors import InvalidRequest, PaintbridgeError
+
+if TYPE_CHECKING:
+    from paintbridge.server.settings import ServerSettings
+
+DEFAULT_PORT = 7860
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the local service the editor plug-ins talk to",
+        description=__doc__,
+    )
+    net = p.add_argument_group("network")
+    net.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; anything else should sit "
+        "behind a TLS reverse proxy)",
+    )
+    net.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free one"
+    )
+    net.add_argument(
+        "--token",
+        default=os.environ.get("PAINTBRIDGE_TOKEN"),
+        help="bearer token clients must send (default: $PAINTBRIDGE_TOKEN, else a new random "
+        "one each start, written to server.json)",
+    )
+    net.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the Host header may carry, e.g. the proxy's (repeatable)",
+    )
+    jobs = p.add_argument_group("jobs")
+    jobs.add_argument("--queue-size", type=positive_int, default=16, help="jobs that may wait")
+    jobs.add_argument("--history-dir", type=Path, help="where results are kept")
+    jobs.add_argument("--preload", action="store_true", help="load the model before serving")
+    jobs.add_argument(
+        "--max-body-mb",
+        type=float,
+        help="largest request body in MiB (default: what the largest allowed image needs)",
+    )
+    jobs.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+    add_engine_options(p)
+    p.set_defaults(func=handler)
+
+
+def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
+    from paintbridge import config
+    from paintbridge.server.settings import ServerSettings
+
+    if args.token is not None and not args.token.strip():
+        raise InvalidRequest("--token must not be empty: omit it to get a random token")
+    token = args.token.strip() if args.token else secrets.token_urlsafe(32)
+    engine = engine_settings(args)
+    # Clients must not name files anywhere on this machine: only inside the models folders.
+    engine = dataclasses.replace(
+        engine,
+        allow_any_path=False,
+        default_model=args.model or engine.default_model,
+    )
+    max_body = None
+    if args.max_body_mb is not None:
+        if args.max_body_mb <= 0:
+            raise InvalidRequest(f"--max-body-mb must be positive, got {args.max_body_mb}")
+        max_body = int(args.max_body_mb * 1024 * 1024)
+    return ServerSettings(
+        token=token,
+        host=args.host,
+        port=port,
+        engine=engine,
+        history_dir=args.history_dir or config.history_dir(),
+        queue_size=args.queue_size,
+        allowed_hosts=tuple(args.allow_host),
+        max_body_bytes=max_body,
+        discovery_file=config.server_file(),
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one)."""
+    if not 0 <= port <= 65535:
+        raise InvalidRequest(f"--port must be in [0, 65535], got {port}")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidRequest(f"--host {host!r} is not an address of this machine: {exc}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name != "nt":  # on Windows this would let two servers share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = " (is another server running? try --port 0)" if port else ""
+        raise PaintbridgeError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", code="cannot_bind"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def handler(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from paintbridge.server import create_app
+    from paintbridge.server import discovery as disc
+    from paintbridge.server.guard import is_loopback
+
+    if args.token is not None and not args.token.strip():
+        raise InvalidRequest("--token must not be empty: omit it to get a random token")
+    sock = bind(args.host, args.port)
+    try:
+        settings = build_settings(args, sock.getsockname()[1])
+        if not is_loopback(settings.host):
+            print(
+                f"paintbridge: warning: listening on {settings.host}, reachable from other "
+                "machines, in plain HTTP: the token and images travel unencrypted. Put the "
+                "server behind a TLS reverse proxy (see the README) and pass the proxy's name "
+                "with --allow-host.",
+                file=sys.stderr,
+            )
+        previous = disc.read(settings.discovery_file) if settings.discovery_file else None
+        if previous and _alive(previous.get("pid")) and previous.get("pid") != os.getpid():
+            print(
+                f"paintbridge: note: another server (pid {previous.get('pid')}, "
+                f"{previous.get('url')}) was registered; server.json now names this one",
+                file=sys.stderr,
+            )
+        engine = None
+        if args.preload:
+            from paintbridge.engine import Engine
+
+            engine = Engine(settings.engine)
+            print(f"paintbridge: loading {settings.engine.default_model}...", file=sys.stderr)
+            engine.load()
+        app = create_app(settings, engine=engine)
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+        )
+        config = uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=args.log_level == "debug",
+            timeout_graceful_shutdown=10,
+        )
+        server = uvicorn.Server(config)
+        print(
+            f"paintbridge: serving on {settings.url} (history: {settings.history_dir}; "
+            f"discovery: {settings.discovery_file})",
+            file=sys.stderr,
+            flush=True,
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        print("paintbridge: error: the server did not start (see the log above)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _alive(pid: object) -> bool:
+    """Whether process `pid` exists (POSIX; on Windows os.kill would end it, so: unknown)."""
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

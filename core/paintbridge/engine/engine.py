@@ -1,0 +1,226 @@
+"""`Engine`: one loaded model, three tasks, progress every step, cancel at the next step."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from PIL import Image
+
+from paintbridge.engine.device import free_memory, resolve_placement, set_cpu_threads
+from paintbridge.engine.models import resolve_model
+from paintbridge.engine.pipelines import LoadedModel, load_model
+from paintbridge.engine.plan import (
+    Inputs,
+    Plan,
+    finish_image,
+    make_plan,
+    parameters,
+    prepare_inputs,
+)
+from paintbridge.engine.schedulers import make_scheduler
+from paintbridge.engine.seamless import seamless
+from paintbridge.engine.types import (
+    EngineSettings,
+    GeneratedImage,
+    GenerationRequest,
+    GenerationResult,
+    ProgressFn,
+)
+from paintbridge.engine.validation import MAX_SEED, check_request
+from paintbridge.errors import Cancelled, GenerationFailed, PaintbridgeError
+
+
+class Engine:
+    """Generates images with one model at a time on one device.
+
+    Thread-safe: calls are serialised; `cancel` (a threading.Event) may be set from any thread.
+    A request whose `model` is None uses `settings.default_model` (the server's `--model`), so
+    the answer never depends on which model an earlier request happened to load.
+    """
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings if settings is not None else EngineSettings()
+        self._placement = resolve_placement(self.settings.device, self.settings.dtype)
+        if self.settings.cpu_threads is not None:
+            set_cpu_threads(self.settings.cpu_threads)
+        self._model: LoadedModel | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def device(self) -> str:
+        """The torch device generation runs on: cpu, cuda, cuda:N or mps."""
+        return self._placement.device
+
+    @property
+    def dtype(self) -> str:
+        """The weights' number type: float32, float16 or bfloat16."""
+        return self._placement.dtype
+
+    @property
+    def loaded_model(self) -> str | None:
+        """The name of the loaded model, as it was asked for; None before the first load."""
+        model = self._model
+        return model.name if model else None
+
+    def load(self, model: str | None = None) -> None:
+        """Load `model` (default: settings.default_model), replacing the loaded one if different.
+
+        Downloads a preset on first use when allowed. The loaded model stays as it was when the
+        name cannot be resolved.
+        """
+        with self._lock:
+            self._load(model or self.settings.default_model)
+
+    def unload(self) -> None:
+        """Drop the loaded model and give its memory back."""
+        with self._lock:
+            self._model = None
+            free_memory(self.device)
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Make `request.count` images. Raises InvalidRequest, ModelNotFound, Cancelled (no
+        image is returned, none is half-made) or GenerationFailed; the engine stays usable."""
+        with self._lock:
+            # 1. Check the request: the one gate before any work.
+            check_request(request, self.settings.limits)
+            # 2. Load the model (nothing to do when it is loaded) and pick the task's pipeline.
+            model = self._load(request.model or self.settings.default_model)
+            pipe = model.pipeline(request.task)
+            # 3. Resolve defaults from the model's preset.
+            plan = make_plan(
+                request,
+                model=model.name,
+                native=model.native,
+                preset=model.preset,
+                limits=self.settings.limits,
+            )
+            # 4. Prepare inputs at the model's own resolution.
+            inputs = prepare_inputs(request, plan)
+            first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+            seeds = [(first_seed + i) % (MAX_SEED + 1) for i in range(request.count)]
+            steps = _Steps(progress, cancel, request.count)
+            images: list[GeneratedImage] = []
+            with self._failures(plan):
+                model.set_low_memory(self.settings.low_memory, plan.gen_width * plan.gen_height)
+                pipe.scheduler = make_scheduler(plan.scheduler, model.scheduler_config)
+                with seamless(model.modules(), plan.seamless):
+                    for seed in seeds:
+                        # 5. Denoise, reporting every step; cancel raises before decoding.
+                        generated = self._denoise(pipe, request, plan, inputs, seed, steps)
+                        # 6. Back to the size asked, composited with the original.
+                        images.append(GeneratedImage(finish_image(generated, request, plan), seed))
+            return GenerationResult(images, parameters(plan, request, self.device, self.dtype))
+
+    # --- steps of the recipe -------------------------------------------------------------------
+
+    def _load(self, name: str) -> LoadedModel:
+        if self._model is not None and self._model.name == name:
+            return self._model
+        source = resolve_model(name, self.settings)
+        self._model = None
+        free_memory(self.device)
+        try:
+            self._model = load_model(source, self._placement, self.settings)
+        except BaseException:
+            free_memory(self.device)
+            raise
+        return self._model
+
+    def _denoise(
+        self,
+        pipe: Any,
+        request: GenerationRequest,
+        plan: Plan,
+        inputs: Inputs,
+        seed: int,
+        steps: _Steps,
+    ) -> Image.Image:
+        import torch
+
+        steps.check_cancel()
+        call: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": plan.steps,
+            "guidance_scale": plan.guidance,
+            "generator": torch.Generator("cpu").manual_seed(seed),
+            "output_type": "pil",
+            "callback_on_step_end": steps.on_step_end,
+        }
+        if plan.task == "txt2img":
+            call.update(width=plan.gen_width, height=plan.gen_height)
+        else:
+            call.update(image=inputs.image, strength=plan.strength)
+        if plan.task == "inpaint":
+            call.update(mask_image=inputs.mask, width=plan.gen_width, height=plan.gen_height)
+        return pipe(**call).images[0]
+
+    @contextmanager
+    def _failures(self, plan: Plan) -> Iterator[None]:
+        """torch and diffusers errors -> GenerationFailed; memory is freed after any failure."""
+        try:
+            yield
+        except PaintbridgeError:
+            free_memory(self.device)
+            raise
+        except Exception as exc:
+            free_memory(self.device)
+            size = f"{plan.gen_width}x{plan.gen_height}"
+            if _is_out_of_memory(exc):
+                raise GenerationFailed(
+                    f"out of memory on {self.device} generating {size} with {plan.model!r}: "
+                    "turn low_memory on, use cpu_offload (CUDA), close other GPU programs, or "
+                    "use a smaller model"
+                ) from exc
+            raise GenerationFailed(
+                f"generating with {plan.model!r} at {size} failed ({type(exc).__name__}: {exc}); "
+                "the model files may be broken (download them again), or this is a bug to report"
+            ) from exc
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except AttributeError:  # an older torch without torch.OutOfMemoryError
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class _Steps:
+    """Counts denoising steps over all images of a request; cancels at the end of a step."""
+
+    def __init__(
+        self, progress: ProgressFn | None, cancel: threading.Event | None, count: int
+    ) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.count = count
+        self.done = 0
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("the generation was cancelled; no image was made")
+
+    def on_step_end(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict:
+        # Raising here aborts the pipeline before the VAE decode: nothing half-made comes back.
+        self.check_cancel()
+        self.done += 1
+        if self.progress is not None:
+            # num_timesteps is the real count: int(steps * strength) for img2img and inpaint.
+            self.progress(self.done, int(pipe.num_timesteps) * self.count)
+        return kwargs

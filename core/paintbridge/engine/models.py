@@ -1,0 +1,255 @@
+"""Model names -> where the weights are. Pure apart from reading folders: no torch, no network.
+
+A model is named, in the order tried:
+
+1. `test:tiny`, `test:tiny-inpaint`: tiny random-weight models built offline (images are noise).
+2. a preset (`sd15`, `sdxl`, ... from presets.json): its Hugging Face repo.
+3. a path (absolute, `./x`, `~/x`, `a/b/c`, or a name ending in a checkpoint suffix): a diffusers
+   folder or a single checkpoint file. Relative paths are looked up inside `model_dirs`.
+4. a bare name: a diffusers folder `<dir>/<name>` or a file `<dir>/<name>.safetensors` in one of
+   `settings.model_dirs`.
+5. `org/name`: a folder `<dir>/org/name` if there is one, else that Hugging Face repo.
+
+Paths are confined to `settings.model_dirs` (compared after normalising, so `..` cannot leave
+them; a symlink the user put inside a models folder is followed) unless
+`settings.allow_any_path`. URLs are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paintbridge.engine import checkpoint, hub
+from paintbridge.engine.presets import Preset, get_preset, presets
+from paintbridge.engine.testmodel import TEST_MODEL_NATIVE, TEST_MODELS
+from paintbridge.engine.types import TASKS, EngineSettings
+from paintbridge.errors import InvalidRequest, ModelNotFound
+
+NATIVE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+# The UNet's cross-attention width tells the family: CLIP ViT-L, OpenCLIP ViT-H, both for XL.
+_CROSS_ATTENTION_DIM = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+TEST_DESCRIPTION = "test model with tiny random weights: its images are noise (for tests, demos)"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model the engine can load, as `GET /v1/models` and `paintbridge models` list it."""
+
+    name: str
+    kind: str  # preset | local | test
+    description: str
+    tasks: tuple[str, ...]
+    native: int  # pixels a side the model generates best at
+    architecture: str | None = None  # sd1 | sd2 | sdxl; None when unknown
+    available: bool = True  # on disk now; False: a preset that downloads on first use
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one model's weights come from: `repo` (preset, repo), `path` (folder, file), or
+    neither for a test model, which is built when it is loaded."""
+
+    name: str  # as the request named it
+    kind: str  # preset | repo | folder | file | test
+    repo: str | None = None  # a Hugging Face repo id (preset, repo)
+    path: Path | None = None  # a diffusers folder (folder) or a checkpoint file (file)
+    preset: Preset | None = None
+    native: int | None = None  # None: derive from the loaded UNet
+
+
+def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
+    """Where the weights of model `name` are (see the module docstring). Touches no network."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest(f"`model` must be a model name or path, got {name!r}")
+    if "://" in name or name.lower().startswith(("http:", "https:", "hf:", "file:")):
+        raise InvalidRequest(
+            f"`model` must be a preset, a Hugging Face repo id or a local path, not a URL, "
+            f"got {name!r}: download the file into your models folder and name it"
+        )
+    if name in TEST_MODELS:  # built (a few seconds, needs torch) when loaded, not here
+        return ModelSource(name, "test", native=TEST_MODEL_NATIVE)
+    preset = get_preset(name)
+    if preset is not None:
+        return ModelSource(name, "preset", repo=preset.repo, preset=preset, native=preset.native)
+    if _looks_like_path(name):
+        return _local(name, _find_path(name, settings), settings)
+    if "/" not in name:
+        for folder in settings.model_dirs:
+            for candidate in (folder / name, folder / f"{name}.safetensors"):
+                if _is_model(candidate):
+                    return _local(name, candidate, settings)
+        raise ModelNotFound(
+            f"unknown model {name!r}: not a preset ({', '.join(presets())}), not a test model "
+            f"({', '.join(TEST_MODELS)}), and no folder or .safetensors file of that name in "
+            f"{_dirs_text(settings)}"
+        )
+    if hub.is_repo_id(name):
+        for folder in settings.model_dirs:
+            if _is_model(folder / name):
+                return _local(name, folder / name, settings)
+        return ModelSource(name, "repo", repo=name)
+    raise InvalidRequest(
+        f"`model` must be a preset, `org/name` or a local path, got {name!r}: see `paintbridge "
+        "models` for what is available"
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        os.path.isabs(name)
+        or name.startswith(("./", "../", "~", ".\\", "..\\"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.lower().endswith(checkpoint.CHECKPOINT_SUFFIXES)
+        or name in (".", "..")
+    )
+
+
+def _dirs_text(settings: EngineSettings) -> str:
+    if not settings.model_dirs:
+        return "the models folders (none are configured)"
+    return "the models folders " + ", ".join(str(d) for d in settings.model_dirs)
+
+
+def _inside(path: Path, folders: tuple[Path, ...]) -> bool:
+    absolute = os.path.abspath(path)
+    for folder in folders:
+        root = os.path.abspath(folder.expanduser())
+        if absolute == root or absolute.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _find_path(name: str, settings: EngineSettings) -> Path:
+    """The path `name` means, refused when it leaves model_dirs (unless allow_any_path)."""
+    if settings.allow_any_path:
+        given = Path(name).expanduser()
+        if given.is_absolute() or given.exists():
+            return given
+        for folder in settings.model_dirs:
+            if (folder / given).exists():
+                return folder / given
+        raise ModelNotFound(f"no model at {str(given.absolute())!r}: check the path")
+    if ".." in Path(name.replace("\\", "/")).parts:
+        raise InvalidRequest(
+            f"`model` must not contain `..`, got {name!r}: name a model inside "
+            f"{_dirs_text(settings)}"
+        )
+    given = Path(name).expanduser()
+    candidates = [given] if given.is_absolute() else [d / given for d in settings.model_dirs]
+    for candidate in candidates:
+        if not _inside(candidate, settings.model_dirs):
+            raise InvalidRequest(
+                f"`model` path {name!r} is outside {_dirs_text(settings)}: move the model "
+                "there, or add its folder to the models folders"
+            )
+        if candidate.exists():
+            return candidate
+    raise ModelNotFound(f"no model {name!r} in {_dirs_text(settings)}")
+
+
+def _is_model(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "model_index.json").is_file()
+    return path.is_file() and path.suffix.lower() in checkpoint.CHECKPOINT_SUFFIXES
+
+
+def _local(name: str, path: Path, settings: EngineSettings) -> ModelSource:
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelNotFound(
+                f"{str(path)!r} is not a diffusers model folder (it has no model_index.json): "
+                "name the folder that holds model_index.json, or a .safetensors file"
+            )
+        return ModelSource(name, "folder", path=path)
+    if path.suffix.lower() not in checkpoint.CHECKPOINT_SUFFIXES:
+        raise ModelNotFound(
+            f"{str(path)!r} is not a model: use a diffusers folder or a .safetensors checkpoint"
+        )
+    checkpoint.refuse_pickle(path, settings.allow_pickle)
+    return ModelSource(name, "file", path=path)
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+def list_models(settings: EngineSettings) -> list[ModelInfo]:
+    """Presets, the test models, then the local models found directly in settings.model_dirs."""
+    found = [_preset_info(p) for p in presets().values()]
+    found += [
+        ModelInfo(n, "test", TEST_DESCRIPTION, _tasks_for(n), TEST_MODEL_NATIVE, "sd1")
+        for n in TEST_MODELS
+    ]
+    seen: set[str] = set()
+    for folder in settings.model_dirs:
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            info = _local_info(entry, settings)
+            if info is not None and info.name not in seen:
+                seen.add(info.name)
+                found.append(info)
+    return found
+
+
+def _tasks_for(name: str) -> tuple[str, ...]:
+    return ("inpaint",) if name.endswith("inpaint") else TASKS
+
+
+def _preset_info(preset: Preset) -> ModelInfo:
+    try:
+        available = hub.is_cached(preset.repo)
+    except Exception:  # a broken cache must not break the listing
+        available = False
+    return ModelInfo(
+        preset.name,
+        "preset",
+        preset.description,
+        preset.tasks,
+        preset.native,
+        preset.architecture,
+        available,
+    )
+
+
+def _local_info(entry: Path, settings: EngineSettings) -> ModelInfo | None:
+    if entry.is_dir() and (entry / "model_index.json").is_file():
+        return _folder_info(entry)
+    if entry.is_file() and entry.suffix.lower() in checkpoint.CHECKPOINT_SUFFIXES:
+        is_pickle = entry.suffix.lower() in checkpoint.PICKLE_SUFFIXES
+        if is_pickle and not settings.allow_pickle:
+            return None
+        name = entry.stem if entry.suffix.lower() == ".safetensors" else entry.name
+        if is_pickle:  # reading a pickle's keys would run it: list it without looking inside
+            return ModelInfo(name, "local", f"pickle checkpoint {entry.name}", TASKS, 512)
+        try:
+            info = checkpoint.inspect_checkpoint(entry)
+        except ModelNotFound:
+            return None  # a LoRA, a VAE...: not a model
+        tasks = ("inpaint",) if info.inpaint_only else TASKS
+        description = f"{info.architecture} checkpoint {entry.name}"
+        return ModelInfo(
+            name, "local", description, tasks, NATIVE[info.architecture], info.architecture
+        )
+    return None
+
+
+def _folder_info(folder: Path) -> ModelInfo:
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index, unet = {}, {}
+    class_name = str(index.get("_class_name", ""))
+    architecture = _CROSS_ATTENTION_DIM.get(unet.get("cross_attention_dim"))
+    inpaint = unet.get("in_channels") == 9 or "Inpaint" in class_name
+    native = NATIVE.get(architecture or "", 512)
+    if isinstance(unet.get("sample_size"), int):
+        native = int(unet["sample_size"]) * 8
+    description = f"diffusers folder ({class_name or 'unknown pipeline'})"
+    return ModelInfo(
+        folder.name, "local", description, ("inpaint",) if inpaint else TASKS, native, architecture
+    )

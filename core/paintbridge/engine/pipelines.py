@@ -1,0 +1,232 @@
+"""Load one set of weights and derive the txt2img / img2img / inpaint pipelines from it.
+
+The task pipelines come from `AutoPipelineFor*.from_pipe(base)`: they share every module with
+the base pipeline, so switching task costs about a millisecond and no memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from paintbridge.engine import checkpoint, hub
+from paintbridge.engine.device import Placement
+from paintbridge.engine.models import ModelSource
+from paintbridge.engine.presets import Preset, preset_for_architecture
+from paintbridge.engine.types import TASKS, EngineSettings
+from paintbridge.errors import GenerationFailed, InvalidRequest, ModelNotFound, PaintbridgeError
+
+log = logging.getLogger(__name__)
+
+# Above this many generated pixels, low_memory="auto" slices attention and tiles the VAE:
+# more than SDXL's native 1024x1024, where a 12 GB GPU starts to run out of memory.
+LOW_MEMORY_PIXELS = 1024 * 1024
+
+
+class LoadedModel:
+    """The base pipeline of one model and the task pipelines derived from it (cached)."""
+
+    def __init__(
+        self, source: ModelSource, base: Any, placement: Placement, settings: EngineSettings
+    ) -> None:
+        self.source = source
+        self.base = base
+        self.placement = placement
+        self.settings = settings
+        self.scheduler_config = base.scheduler.config  # the model's own, kept for every switch
+        self.inpaint_only = int(base.unet.config.in_channels) == 9
+        self._pipes: dict[str, Any] = {_task_of(base): base}
+        self._low_memory: bool | None = None
+        self._configure(base)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def preset(self) -> Preset | None:
+        return self.source.preset
+
+    @property
+    def native(self) -> int:
+        """The side, in pixels, of the square the model generates best at."""
+        if self.source.native is not None:
+            return self.source.native
+        return int(self.base.unet.config.sample_size) * int(self.base.vae_scale_factor)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return ("inpaint",) if self.inpaint_only else TASKS
+
+    def modules(self) -> list[Any]:
+        """The modules whose convolutions shape the image (for seamless)."""
+        return [self.base.unet, self.base.vae]
+
+    def pipeline(self, task: str) -> Any:
+        """The pipeline for `task`, sharing the base pipeline's modules."""
+        if task not in self.tasks:
+            raise InvalidRequest(
+                f"model {self.name!r} is an inpainting model (its UNet takes 9 channels): it can "
+                f"only inpaint, got task {task!r}; use a regular model (such as sd15) for {task}"
+            )
+        if task not in self._pipes:
+            import diffusers
+
+            auto = {
+                "txt2img": diffusers.AutoPipelineForText2Image,
+                "img2img": diffusers.AutoPipelineForImage2Image,
+                "inpaint": diffusers.AutoPipelineForInpainting,
+            }[task]
+            try:
+                pipe = auto.from_pipe(self.base)
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"model {self.name!r} ({type(self.base).__name__}) has no {task} "
+                    f"pipeline: {exc}"
+                ) from exc
+            self._configure(pipe)
+            self._pipes[task] = pipe
+        return self._pipes[task]
+
+    def set_low_memory(self, mode: str, pixels: int) -> bool:
+        """Attention slicing + VAE tiling for a generation of `pixels`; returns whether they are on.
+
+        `mode` (settings.low_memory) "on": always; "off": never; "auto": when the generation is
+        over LOW_MEMORY_PIXELS.
+        """
+        wanted = mode == "on" or (mode == "auto" and pixels > LOW_MEMORY_PIXELS)
+        if wanted != self._low_memory:
+            if wanted:
+                self.base.enable_attention_slicing()
+                self.base.vae.enable_tiling()
+            else:
+                self.base.disable_attention_slicing()
+                self.base.vae.disable_tiling()
+            self._low_memory = wanted
+        return wanted
+
+    def _configure(self, pipe: Any) -> None:
+        """What from_pipe does not carry over: the progress bar setting and CPU offload."""
+        pipe.set_progress_bar_config(disable=not self.settings.show_progress_bars)
+        if offloads(self.settings, self.placement):
+            pipe.enable_model_cpu_offload(device=self.placement.device)
+
+
+def offloads(settings: EngineSettings, placement: Placement) -> bool:
+    """Model CPU offload: only when asked for, and only on CUDA."""
+    return settings.cpu_offload and placement.device.startswith("cuda")
+
+
+def _task_of(pipe: Any) -> str:
+    name = type(pipe).__name__
+    if "Inpaint" in name:
+        return "inpaint"
+    return "img2img" if "Img2Img" in name else "txt2img"
+
+
+def load_model(source: ModelSource, placement: Placement, settings: EngineSettings) -> LoadedModel:
+    """Load the weights `source` names onto the device, ready to generate."""
+    if settings.cpu_offload and not offloads(settings, placement):
+        log.warning("cpu_offload is ignored on %s: it only helps on a CUDA GPU", placement.device)
+    if source.repo is not None:
+        label = f"model {source.name!r}"
+        folder = hub.download_pipeline(
+            source.repo, label=label, allow_download=settings.allow_download
+        )
+        base = _from_pretrained(source.name, folder, placement)
+    elif source.kind == "test":
+        from paintbridge.engine.testmodel import ensure_test_model
+
+        base = _from_pretrained(source.name, ensure_test_model(source.name), placement)
+    elif source.kind == "file":
+        assert source.path is not None
+        base = _from_single_file(source, placement, settings)
+    else:
+        assert source.path is not None
+        base = _from_pretrained(source.name, source.path, placement)
+    if not offloads(settings, placement):
+        base.to(placement.device)
+    return LoadedModel(source, base, placement, settings)
+
+
+def _from_pretrained(name: str, folder: Any, placement: Placement) -> Any:
+    from diffusers import DiffusionPipeline
+
+    with _load_errors(name):
+        return DiffusionPipeline.from_pretrained(
+            folder, dtype=placement.torch_dtype, local_files_only=True
+        )
+
+
+def _from_single_file(source: ModelSource, placement: Placement, settings: EngineSettings) -> Any:
+    import diffusers
+
+    assert source.path is not None
+    info = checkpoint.inspect_checkpoint(source.path, allow_pickle=settings.allow_pickle)
+    xl = "XL" if info.architecture == "sdxl" else ""
+    kind = "Inpaint" if info.inpaint_only else ""
+    cls = getattr(diffusers, f"StableDiffusion{xl}{kind}Pipeline")
+    config = _single_file_config(source, info, settings)
+    with _load_errors(source.name):
+        return cls.from_single_file(
+            str(source.path),
+            config=str(config),
+            dtype=placement.torch_dtype,
+            local_files_only=True,
+        )
+
+
+def _single_file_config(
+    source: ModelSource, info: checkpoint.CheckpointInfo, settings: EngineSettings
+) -> Any:
+    """A diffusers folder with configs + tokenizer matching the checkpoint's architecture."""
+    explicit = settings.single_file_config
+    if explicit is not None:
+        if not (explicit / "model_index.json").is_file():
+            raise InvalidRequest(
+                f"`single_file_config` must be a diffusers folder (with model_index.json), got "
+                f"{str(explicit)!r}"
+            )
+        return explicit
+    kind = "inpainting " if info.inpaint_only else ""
+    preset = (
+        None
+        if info.architecture == "sd2"
+        else preset_for_architecture(info.architecture, inpaint=info.inpaint_only)
+    )
+    if preset is None:
+        raise ModelNotFound(
+            f"{source.path.name if source.path else source.name!r} is a {info.architecture} "
+            f"{kind}checkpoint and paintbridge has no preset to take its configuration from: set "
+            "`single_file_config` (CLI --config) to a diffusers folder of the same kind of model"
+        )
+    label = f"the configuration of {info.architecture} {kind}models (preset {preset.name!r})"
+    instead = (
+        "set `single_file_config` (CLI --config) to a diffusers folder of the same kind of model"
+    )
+    return hub.config_folder(
+        preset.repo, label=label, allow_download=settings.allow_download, instead=instead
+    )
+
+
+class _load_errors:
+    """Turn loading failures into errors that say which model and what to do."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
+        if exc is None or isinstance(exc, PaintbridgeError) or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, OSError):
+            raise ModelNotFound(
+                f"cannot load model {self.name!r}: {exc}: a file is missing; download the model "
+                "again or check the folder"
+            ) from exc
+        raise GenerationFailed(
+            f"cannot load model {self.name!r} ({type(exc).__name__}: {exc}): the model files "
+            "may be incomplete or corrupt (download them again), or not a Stable Diffusion model"
+        ) from exc

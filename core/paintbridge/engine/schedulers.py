@@ -1,0 +1,86 @@
+"""Schedulers by short name (the names A1111 and ComfyUI users know).
+
+`scheduler_names()` is pure; `make_scheduler()` imports diffusers when called. A scheduler is
+always built from the model's own scheduler config, so the model's training settings
+(beta schedule, prediction type, timestep spacing) carry over.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from paintbridge.errors import InvalidRequest
+
+DEFAULT = "default"  # the scheduler the model ships with, unchanged
+
+
+@dataclass(frozen=True)
+class _Kind:
+    cls: str  # class name in diffusers
+    overrides: dict[str, Any] = field(default_factory=dict)
+    needs: str | None = None  # an optional package it needs
+
+
+_SCHEDULERS: dict[str, _Kind] = {
+    "ddim": _Kind("DDIMScheduler"),
+    "euler": _Kind("EulerDiscreteScheduler", {"use_karras_sigmas": False}),
+    "euler_a": _Kind("EulerAncestralDiscreteScheduler"),
+    "dpm++": _Kind(
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False},
+    ),
+    "dpm++_karras": _Kind(
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "dpm++_sde_karras": _Kind(
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "lms": _Kind("LMSDiscreteScheduler", {"use_karras_sigmas": False}, needs="scipy"),
+    "pndm": _Kind("PNDMScheduler", {"skip_prk_steps": True}),
+    "unipc": _Kind("UniPCMultistepScheduler"),
+    "heun": _Kind("HeunDiscreteScheduler", {"use_karras_sigmas": False}),
+    "lcm": _Kind("LCMScheduler"),
+}
+
+
+def _installed(package: str | None) -> bool:
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def scheduler_names() -> list[str]:
+    """Every name `make_scheduler` accepts on this install, `default` first."""
+    return [DEFAULT] + [name for name, kind in _SCHEDULERS.items() if _installed(kind.needs)]
+
+
+def check_scheduler_name(name: str) -> None:
+    """Raise InvalidRequest unless `name` is a scheduler this install can build."""
+    kind = _SCHEDULERS.get(name)
+    if name != DEFAULT and kind is None:
+        raise InvalidRequest(
+            f"`scheduler` must be one of {', '.join(scheduler_names())}, got {name!r}"
+        )
+    if kind is not None and not _installed(kind.needs):
+        raise InvalidRequest(
+            f"`scheduler` {name!r} needs the {kind.needs} package: `pip install {kind.needs}`, "
+            f"or pick one of {', '.join(scheduler_names())}"
+        )
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """A new scheduler called `name`, built from a model's scheduler `config` (a FrozenDict).
+
+    `default` rebuilds the model's own scheduler class from its config.
+    """
+    import diffusers
+
+    check_scheduler_name(name)
+    if name == DEFAULT:
+        cls = getattr(diffusers, config["_class_name"])
+        return cls.from_config(config)
+    kind = _SCHEDULERS[name]
+    cls = getattr(diffusers, kind.cls)
+    return cls.from_config(config, **kind.overrides)

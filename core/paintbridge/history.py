@@ -1,0 +1,219 @@
+"""The history folder: one PNG per result, plus an append-only index of jobs.
+
+Layout::
+
+    <history dir>/
+        20250101T120000-<job id>-1.png   the image, its parameters and seed in PNG text chunks
+        index.jsonl                      one JSON line per finished job
+
+Each PNG is written atomically (pngmeta.save_png) before the job's index line is appended, and
+the line goes out in one write call. A process killed mid-write leaves at most a torn last
+line, which `History.entries` skips (and the next append starts on a fresh line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from paintbridge import pngmeta
+from paintbridge.engine.types import GenerationRequest, GenerationResult
+from paintbridge.errors import PaintbridgeError
+
+__all__ = ["INDEX_NAME", "History", "HistoryEntry"]
+
+INDEX_NAME = "index.jsonl"
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One finished job as the index records it."""
+
+    time: str  # ISO 8601, local time with offset
+    job: str
+    task: str
+    prompt: str
+    files: tuple[str, ...]  # names inside the history folder
+    seeds: tuple[int, ...]
+    parameters: dict[str, Any]
+
+
+class History:
+    """Reads and appends the history folder; safe to share between threads of one process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / INDEX_NAME
+
+    def record(
+        self, job_id: str, request: GenerationRequest, result: GenerationResult
+    ) -> list[Path]:
+        """Write the job's PNGs, then its index line; return the PNG paths.
+
+        Raises PaintbridgeError (`history_not_writable`) when the folder cannot be written.
+        """
+        now = datetime.now().astimezone()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _not_writable(self.folder, exc) from exc
+        stamp = now.strftime("%Y%m%dT%H%M%S")
+        paths: list[Path] = []
+        for n, generated in enumerate(result.images, start=1):
+            parameters = {**result.parameters, "seed": generated.seed}
+            path = self.folder / f"{stamp}-{job_id}-{n}.png"
+            try:
+                pngmeta.save_png(generated.image, path, parameters)
+            except PaintbridgeError as exc:
+                raise PaintbridgeError(
+                    f"cannot write the result to the history folder: {exc.message}",
+                    code="history_not_writable",
+                ) from exc
+            paths.append(path)
+        entry = {
+            "time": now.isoformat(timespec="seconds"),
+            "job": job_id,
+            "task": request.task,
+            "prompt": request.prompt,
+            "files": [path.name for path in paths],
+            "seeds": [generated.seed for generated in result.images],
+            "parameters": result.parameters,
+        }
+        self._append(json.dumps(entry, ensure_ascii=False, default=str))
+        return paths
+
+    def _append(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                fd = os.open(
+                    self.index_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o666
+                )
+            except OSError as exc:
+                raise _not_writable(self.folder, exc) from exc
+            try:
+                size = os.fstat(fd).st_size
+                if size and _last_byte(fd, size) != b"\n":
+                    data = b"\n" + data  # a torn line from a killed process: start afresh
+                if os.write(fd, data) != len(data):
+                    raise OSError("short write (is the disk full?)")
+                os.fsync(fd)
+            except OSError as exc:
+                raise _not_writable(self.folder, exc) from exc
+            finally:
+                os.close(fd)
+
+    def entries(self) -> list[HistoryEntry]:
+        """Every readable entry, oldest first; torn or foreign lines are skipped."""
+        try:
+            raw = self.index_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise PaintbridgeError(
+                f"cannot read the history index {str(self.index_path)!r}: {exc.strerror or exc}",
+                code="history_not_readable",
+            ) from exc
+        lines = raw.split(b"\n")
+        if not raw.endswith(b"\n"):
+            lines = lines[:-1]  # the last line was cut short
+        found = []
+        for line in lines:
+            entry = _parse(line)
+            if entry is not None:
+                found.append(entry)
+        return found
+
+    def find(self, job_id: str) -> HistoryEntry:
+        """The entry of `job_id`, or of the one job whose id starts with it (4+ characters)."""
+        entries = self.entries()
+        exact = [entry for entry in entries if entry.job == job_id]
+        if exact:
+            return exact[-1]
+        matches = {e.job: e for e in entries if len(job_id) >= 4 and e.job.startswith(job_id)}
+        if len(matches) == 1:
+            return next(iter(matches.values()))
+        if len(matches) > 1:
+            raise PaintbridgeError(
+                f"job id {job_id!r} is ambiguous ({len(matches)} jobs start with it): "
+                "give more characters",
+                code="invalid_request",
+            )
+        raise PaintbridgeError(
+            f"no job {job_id!r} in the history at {str(self.folder)!r}: "
+            "`paintbridge history list` shows the jobs it holds",
+            code="not_found",
+        )
+
+    def export(self, job_id: str, out_dir: Path) -> list[Path]:
+        """Copy the job's PNGs into `out_dir` (created if needed); return the copies."""
+        entry = self.find(job_id)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PaintbridgeError(
+                f"cannot create {str(out_dir)!r}: {exc.strerror or exc}",
+                code="output_not_writable",
+            ) from exc
+        copies = []
+        for name in entry.files:
+            source = self.folder / name
+            if not source.is_file():
+                raise PaintbridgeError(
+                    f"{str(source)!r} of job {entry.job} is gone from the history folder",
+                    code="not_found",
+                )
+            try:
+                copies.append(Path(shutil.copy2(source, out_dir / name)))
+            except OSError as exc:
+                raise PaintbridgeError(
+                    f"cannot copy {name} to {str(out_dir)!r}: {exc.strerror or exc}",
+                    code="output_not_writable",
+                ) from exc
+        return copies
+
+
+def _last_byte(fd: int, size: int) -> bytes:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # O_APPEND still writes at the end
+    return os.read(fd, 1)
+
+
+def _parse(line: bytes) -> HistoryEntry | None:
+    try:
+        raw = json.loads(line)
+        if not isinstance(raw, dict):
+            return None
+        files = tuple(str(name) for name in raw["files"])
+        if any(Path(name).name != name for name in files):
+            return None  # only plain names inside the folder, never a path elsewhere
+        parameters = raw.get("parameters")
+        return HistoryEntry(
+            time=str(raw["time"]),
+            job=str(raw["job"]),
+            task=str(raw.get("task", "")),
+            prompt=str(raw.get("prompt", "")),
+            files=files,
+            seeds=tuple(int(seed) for seed in raw.get("seeds", ())),
+            parameters=parameters if isinstance(parameters, dict) else {},
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _not_writable(folder: Path, exc: OSError) -> PaintbridgeError:
+    return PaintbridgeError(
+        f"cannot write to the history folder {str(folder)!r}: {exc.strerror or exc} "
+        "(choose another with --history-dir)",
+        code="history_not_writable",
+    )

@@ -1,0 +1,292 @@
+"""The HTTP service: `create_app(settings)` builds the FastAPI app of docs/protocol.md.
+
+The lifespan creates the engine (unless one is given), the history and the job worker, writes
+server.json once everything is ready and removes it on shutdown. Nothing is global: two apps
+with different settings can live in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from PIL import Image
+
+from paintbridge import __version__, config
+from paintbridge.engine.types import GenerationRequest
+from paintbridge.errors import InvalidRequest, PaintbridgeError
+from paintbridge.history import History
+from paintbridge.jobs import Generator, JobQueue, JobView
+from paintbridge.server import discovery, handlers
+from paintbridge.server.guard import Guard
+from paintbridge.server.payloads import decode_image, decode_mask, encode_file
+from paintbridge.server.schemas import (
+    CancelAnswer,
+    ErrorAnswer,
+    ErrorBody,
+    Health,
+    JobAnswer,
+    JobRequest,
+    Live,
+    ModelEntry,
+    ModelsAnswer,
+    Progress,
+    QueueInfo,
+    ResultImage,
+    Submitted,
+)
+from paintbridge.server.settings import ServerSettings
+
+__all__ = ["Runtime", "create_app"]
+
+log = logging.getLogger("paintbridge.server")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": text}
+    for status, text in {
+        400: "invalid request (`invalid_request`)",
+        401: "no token or a wrong one (`unauthorized`)",
+        404: "unknown job, model or route",
+        413: "body or image over the limits (`too_large`)",
+        421: "the Host header is not this server's (`misdirected`)",
+        429: "the queue is full (`queue_full`); see Retry-After",
+    }.items()
+}
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and the routes use."""
+
+    settings: ServerSettings
+    engine: Any  # paintbridge.engine.Engine, or anything with the same surface
+    jobs: JobQueue
+    history: History
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+def create_app(settings: ServerSettings, engine: Generator | None = None) -> FastAPI:
+    """The app; `engine` defaults to `paintbridge.engine.Engine(settings.engine)`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from paintbridge.engine import Engine
+
+        the_engine = engine if engine is not None else Engine(settings.engine)
+        history = History(settings.history_dir or config.history_dir())
+        jobs = JobQueue(
+            the_engine,
+            history.record,
+            max_queued=settings.queue_size,
+            keep_seconds=settings.keep_seconds,
+            keep_count=settings.keep_count,
+        )
+        jobs.start()
+        app.state.runtime = Runtime(settings, the_engine, jobs, history)
+        if settings.discovery_file is not None:
+            discovery.write(
+                settings.discovery_file,
+                url=settings.url,
+                token=settings.token,
+                version=__version__,
+            )
+        try:
+            yield
+        finally:
+            if settings.discovery_file is not None:
+                discovery.remove_if_ours(settings.discovery_file, settings.token)
+            await anyio.to_thread.run_sync(jobs.stop)
+
+    app = FastAPI(
+        title="paintbridge",
+        version=__version__,
+        summary="Local AI image generation for Blender, GIMP and Krita (see docs/protocol.md)",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs load scripts from a CDN; /openapi.json is enough
+        redoc_url=None,
+        responses=_ERRORS,
+    )
+    app.add_middleware(
+        Guard, token=settings.token, host_names=settings.host_names, max_body=settings.body_limit
+    )
+    handlers.install(app)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/v1/live", response_model=Live, tags=["service"])
+    def live() -> Live:
+        """Is a paintbridge server listening here? The only route without a token."""
+        return Live(ok=True)
+
+    @app.get("/v1/health", response_model=Health, tags=["service"])
+    def health(rt: RuntimeDep) -> Health:
+        """Version, device, dtype, the loaded model and the queue."""
+        engine = rt.engine
+        return Health(
+            version=__version__,
+            device=str(engine.device),
+            dtype=str(engine.dtype).removeprefix("torch."),
+            model=engine.loaded_model,
+            queue=QueueInfo(length=rt.jobs.length, max=rt.jobs.max_queued),
+        )
+
+    @app.get("/v1/models", response_model=ModelsAnswer, tags=["service"])
+    def models(rt: RuntimeDep) -> ModelsAnswer:
+        """The presets, test models and local models this server can load."""
+        from paintbridge.engine import list_models
+
+        engine_settings = rt.settings.engine
+        return ModelsAnswer(
+            default=engine_settings.default_model,
+            models=[
+                ModelEntry(
+                    name=info.name,
+                    kind=info.kind,
+                    description=info.description,
+                    tasks=list(info.tasks),
+                    native=info.native,
+                )
+                for info in list_models(engine_settings)
+            ],
+        )
+
+    @app.post("/v1/jobs", status_code=202, response_model=Submitted, tags=["jobs"])
+    def submit(body: JobRequest, rt: RuntimeDep) -> Submitted:
+        """Queue a generation; poll `GET /v1/jobs/{id}` for progress and results."""
+        request = to_generation_request(body, rt.settings)
+        job_id = rt.jobs.submit(request, request_parameters(body))
+        view = rt.jobs.get(job_id)
+        return Submitted(id=view.id, state=view.state, position=view.position or 0)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobAnswer, tags=["jobs"])
+    def get_job(
+        job_id: str,
+        rt: RuntimeDep,
+        image_format: Literal["png", "rgba8"] = "png",
+    ) -> JobAnswer:
+        """The job's state and progress; when done, its results (already in history)."""
+        return job_answer(rt.jobs.get(job_id), image_format)
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=CancelAnswer, tags=["jobs"])
+    def cancel(job_id: str, rt: RuntimeDep) -> CancelAnswer:
+        """Cancel a queued job at once, a running one at its next step."""
+        view = rt.jobs.cancel(job_id)
+        return CancelAnswer(id=view.id, state=view.state)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> JSONResponse:
+        return JSONResponse({"service": "paintbridge", "version": __version__, "api": "/v1"})
+
+
+def to_generation_request(body: JobRequest, settings: ServerSettings) -> GenerationRequest:
+    """Decode the images and check everything; raises InvalidRequest, TooLarge, ModelNotFound."""
+    from paintbridge.engine import check_request
+
+    limits = settings.engine.limits
+    image = mask = None
+    if body.task == "txt2img":
+        for name in ("image", "mask"):
+            if getattr(body, name) is not None:
+                raise InvalidRequest(f"`{name}` is not used by txt2img: leave it out or null")
+    else:
+        if body.image is None:
+            raise InvalidRequest(f"`image` is required for {body.task}: send the picture to change")
+        size = (body.image.width, body.image.height)
+        for name, value, side in (("width", body.width, size[0]), ("height", body.height, size[1])):
+            if value is not None and value != side:
+                raise InvalidRequest(
+                    f"`{name}` is for txt2img; {body.task} returns the size of `image` "
+                    f"({size[0]}x{size[1]}), got {name}={value}: leave it out or null"
+                )
+        image = decode_image(body.image, limits)
+        if body.task == "inpaint":
+            if body.mask is None:
+                raise InvalidRequest("`mask` is required for inpaint: 255 = regenerate, 0 = keep")
+            if (body.mask.width, body.mask.height) != (body.image.width, body.image.height):
+                raise InvalidRequest(
+                    f"`mask` must be the size of `image` ({body.image.width}x"
+                    f"{body.image.height}), got {body.mask.width}x{body.mask.height}"
+                )
+            mask = decode_mask(body.mask, limits)
+        elif body.mask is not None:
+            raise InvalidRequest("`mask` is only used by inpaint: leave it out or null")
+    request = GenerationRequest(
+        task=body.task,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        model=body.model,
+        width=body.width if body.task == "txt2img" else None,  # else: the image's size
+        height=body.height if body.task == "txt2img" else None,
+        steps=body.steps,
+        guidance=body.guidance,
+        strength=body.strength,
+        seed=body.seed,
+        count=body.count,
+        seamless=body.seamless,
+        scheduler=body.scheduler,
+        image=image,
+        mask=mask,
+    )
+    check_request(request, limits)
+    _check_model(request.model, settings)
+    return request
+
+
+def _check_model(name: str | None, settings: ServerSettings) -> None:
+    """An unknown model is a 404 now, not a failed job later. Test models resolve by name
+    alone here (resolving builds them, which the worker does on first use)."""
+    from paintbridge.engine.models import resolve_model
+    from paintbridge.engine.testmodel import is_test_model
+
+    if name is None or is_test_model(name):
+        return
+    resolve_model(name, settings.engine)
+
+
+def request_parameters(body: JobRequest) -> dict[str, Any]:
+    """The request as a job shows it before it runs: every field but the pixels."""
+    parameters = body.model_dump(exclude={"image", "mask"})
+    for name in ("image", "mask"):
+        payload = getattr(body, name)
+        if payload is not None:
+            parameters[f"{name}_size"] = f"{payload.width}x{payload.height}"
+    return parameters
+
+
+def job_answer(view: JobView, image_format: str) -> JobAnswer:
+    results = None
+    if view.state == "done":
+        results = []
+        for path, seed in zip(view.files, view.seeds, strict=True):
+            try:
+                image = encode_file(path, image_format)
+            except (OSError, Image.UnidentifiedImageError, ValueError) as exc:
+                raise PaintbridgeError(
+                    f"the result {str(path)!r} was removed from the history folder or is "
+                    f"unreadable ({exc}); the job's other results may still be there",
+                    code="not_found",
+                ) from exc
+            results.append(ResultImage(image=image, seed=seed))
+    return JobAnswer(
+        id=view.id,
+        state=view.state,
+        position=view.position,
+        progress=Progress(step=view.step, steps=view.steps),
+        error=ErrorBody(code=view.error[0], message=view.error[1]) if view.error else None,
+        results=results,
+        parameters=view.parameters,
+    )

@@ -1,0 +1,67 @@
+"""server.json: how hostkit on this machine finds the running server (URL + token).
+
+Written with mode 0600 from the first byte (os.open with 0o600, then an atomic replace), so
+the token is never readable by other users, not even for a moment; removed on a clean exit,
+but only while it still describes this process (a newer server may have replaced it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from paintbridge.errors import PaintbridgeError
+
+__all__ = ["read", "remove_if_ours", "write"]
+
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
+    """Write the discovery file for this process; returns what was written."""
+    info = {"url": url, "token": token, "pid": os.getpid(), "version": version}
+    data = (json.dumps(info, indent=2) + "\n").encode()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+    except OSError as exc:
+        raise PaintbridgeError(
+            f"cannot write {str(path)!r}: {exc.strerror or exc} "
+            "(set PAINTBRIDGE_CONFIG_DIR to a writable folder)",
+            code="config_not_writable",
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return info
+
+
+def read(path: Path) -> dict[str, Any] | None:
+    """The discovery file's content, or None when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def remove_if_ours(path: Path, token: str) -> bool:
+    """Delete the file if it names this process and token; True when it was removed."""
+    info = read(path)
+    if info is None or info.get("pid") != os.getpid() or info.get("token") != token:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return True

@@ -1,0 +1,206 @@
+"""The gate in front of every route: Host check (421), bearer token (401), body size (413).
+
+A pure ASGI middleware, so a request is refused before its body is read: an unauthenticated
+client cannot make the server buffer anything, and an authenticated one at most `max_body`
+bytes (counted as they arrive, whatever Content-Length claims). It never adds CORS headers:
+a web page in the user's browser must not be able to read anything from this server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["LOOPBACK_NAMES", "Guard", "allowed_host_names", "is_loopback", "split_host"]
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+log = logging.getLogger("paintbridge.server")
+OPEN_ROUTES = frozenset({("GET", "/v1/live")})
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (with or without brackets)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bracketed(host: str) -> str:
+    """IPv6 literals appear in Host headers and URLs in brackets."""
+    host = host.lower()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def allowed_host_names(bound_host: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names a Host header may carry: the bound address (unless a wildcard), the loopback
+    names (only this machine can use those) and the configured extra names."""
+    names = set(LOOPBACK_NAMES)
+    if bound_host not in ("", "0.0.0.0", "::", "[::]"):
+        names.add(_bracketed(bound_host))
+    names.update(_bracketed(name.strip()) for name in extra if name.strip())
+    return frozenset(names)
+
+
+def split_host(value: str) -> tuple[str, str | None] | None:
+    """`name[:port]` -> (lowercased name, port or None); None when it is malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[: end + 1], value[end + 1 :]
+        if not rest:
+            return name, None
+        if not rest.startswith(":"):
+            return None
+        port: str | None = rest[1:]
+    elif ":" in value:
+        name, port = value.rsplit(":", 1)
+    else:
+        name, port = value, None
+    if not name or (port is not None and not (port.isdigit() and len(port) <= 5)):
+        return None
+    return name, port
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return status, raw, body
+
+
+class Guard:
+    """Host check, then token check, then a bounded body read; see the module docstring."""
+
+    def __init__(
+        self, app: ASGIApp, *, token: str, host_names: frozenset[str], max_body: int
+    ) -> None:
+        if not token:
+            raise ValueError("the server needs a non-empty token")
+        self.app = app
+        self._token = token.encode()
+        self._host_names = host_names
+        self._max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._check_host(headers) or self._check_token(scope, headers)
+        if refusal is None:
+            length = headers.get("content-length")
+            if length is not None and not length.strip().isdigit():
+                refusal = _error(400, "invalid_request", "Content-Length is not a number")
+            elif length is not None and int(length) > self._max_body:
+                refusal = self._too_large()
+        if refusal is not None:
+            await _send(send, *refusal)
+            return
+        body: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away; nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                await _send(send, *self._too_large())
+                return
+            body.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self._shielded(scope, _replay(b"".join(body), receive), send)
+
+    async def _shielded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; an exception it lets out is a bug: log it, answer 500, keep serving."""
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _send(
+                    send,
+                    *_error(
+                        500,
+                        "internal_error",
+                        "internal server error; this is a bug in paintbridge: please report "
+                        "it with the server's log",
+                    ),
+                )
+
+    def _check_host(self, headers: Headers):
+        value = headers.get("host")
+        parsed = split_host(value) if value is not None else None
+        if parsed is None or parsed[0] not in self._host_names:
+            shown = "none" if value is None else repr(value[:100])
+            return _error(
+                421,
+                "misdirected",
+                f"this server does not answer to the Host {shown}; it answers to "
+                f"{', '.join(sorted(self._host_names))} (add a name with `serve --allow-host`)",
+            )
+        return None
+
+    def _check_token(self, scope: Scope, headers: Headers):
+        if (scope.get("method"), scope.get("path")) in OPEN_ROUTES:
+            return None
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+            return None
+        reason = "no token was sent" if not given else "the token is wrong"
+        return _error(
+            401,
+            "unauthorized",
+            f"{reason}: send `Authorization: Bearer <token>` with the token from server.json "
+            "(or the one given to `paintbridge serve --token`)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+    def _too_large(self):
+        return _error(
+            413,
+            "too_large",
+            f"the request body is over the server's limit of {self._max_body} bytes: "
+            "send a smaller image or crop",
+            {"Connection": "close"},
+        )
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then the real channel."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -1,0 +1,142 @@
+"""Images on the wire <-> PIL images, decoded defensively.
+
+Nothing is decoded before its declared size passes the limits, a PNG's own header must agree
+with the declared size before Pillow inflates a single row, and every decoding failure is an
+InvalidRequest (400) or TooLarge (413) that names the field: no client input can make a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import struct
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from paintbridge.engine.types import Limits
+from paintbridge.errors import InvalidRequest, PaintbridgeError
+from paintbridge.server.schemas import ImagePayload
+
+__all__ = ["PNG_SIGNATURE", "TooLarge", "decode_image", "decode_mask", "encode_file", "png_size"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class TooLarge(PaintbridgeError):
+    """A body or an image over the server's limits (HTTP 413)."""
+
+    code = "too_large"
+
+
+def decode_image(payload: ImagePayload, limits: Limits, name: str = "image") -> Image.Image:
+    """An `rgba8` or `png` payload as an RGBA image of exactly the declared size."""
+    if payload.format not in ("rgba8", "png"):
+        raise InvalidRequest(
+            f"`{name}.format` must be rgba8 or png for an image, got {payload.format!r}"
+        )
+    image = _decode(payload, limits, name, channels=4, raw_mode="RGBA")
+    return image if image.mode == "RGBA" else _convert(image, "RGBA", name)
+
+
+def decode_mask(payload: ImagePayload, limits: Limits, name: str = "mask") -> Image.Image:
+    """An `a8` or `png` payload as an 8-bit gray (L) image; 255 = regenerate."""
+    if payload.format not in ("a8", "png"):
+        raise InvalidRequest(
+            f"`{name}.format` must be a8 or png for a mask, got {payload.format!r}"
+        )
+    image = _decode(payload, limits, name, channels=1, raw_mode="L")
+    return image if image.mode == "L" else _convert(image, "L", name)
+
+
+def _convert(image: Image.Image, mode: str, name: str) -> Image.Image:
+    try:
+        return image.convert(mode)
+    except (ValueError, OSError) as exc:
+        raise InvalidRequest(
+            f"`{name}`: cannot convert a {image.mode} PNG to {mode} ({exc}): "
+            "send 8-bit RGBA or gray"
+        ) from exc
+
+
+def _decode(
+    payload: ImagePayload, limits: Limits, name: str, *, channels: int, raw_mode: str
+) -> Image.Image:
+    width, height = payload.width, payload.height
+    if width < 1 or height < 1:
+        raise InvalidRequest(f"`{name}` must be at least 1x1 pixels, got {width}x{height}")
+    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
+        raise TooLarge(
+            f"`{name}` is {width}x{height}; the server accepts at most {limits.max_side} px a "
+            f"side and {limits.max_pixels} pixels: send a smaller crop"
+        )
+    raw = _b64decode(payload.data, name)
+    if payload.format == "png":
+        return _decode_png(raw, width, height, name)
+    expected = width * height * channels
+    if len(raw) != expected:
+        raise InvalidRequest(
+            f"`{name}.data` holds {len(raw)} bytes, but {payload.format} at {width}x{height} "
+            f"needs {width}*{height}*{channels} = {expected}: check width, height and format"
+        )
+    return Image.frombytes(raw_mode, (width, height), raw)
+
+
+def _b64decode(data: str, name: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            f"`{name}.data` is not valid base64 ({exc}): use the standard alphabet, padded, "
+            "without line breaks"
+        ) from exc
+
+
+def png_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None when `raw` does not start like a PNG."""
+    if len(raw) < 24 or not raw.startswith(PNG_SIGNATURE) or raw[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def _decode_png(raw: bytes, width: int, height: int, name: str) -> Image.Image:
+    size = png_size(raw)
+    if size is None:
+        raise InvalidRequest(
+            f"`{name}.data` is not a PNG file (format is png): send a PNG or use rgba8"
+        )
+    if size != (width, height):
+        raise InvalidRequest(
+            f"`{name}` declares {width}x{height} but its PNG is {size[0]}x{size[1]}: "
+            "the sizes must match"
+        )
+    try:
+        with Image.open(io.BytesIO(raw), formats=["PNG"]) as opened:
+            if opened.size != (width, height):
+                raise InvalidRequest(f"`{name}`: the PNG's size does not match its header")
+            opened.load()
+            image = opened.copy()
+    except InvalidRequest:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"`{name}`: the PNG is too large to decode ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, struct.error) as exc:
+        raise InvalidRequest(f"`{name}.data` is not a readable PNG: {exc}") from exc
+    return image
+
+
+def encode_file(path: Path, image_format: str) -> ImagePayload:
+    """A history PNG as a payload: the file itself (`png`), or its RGBA pixels (`rgba8`)."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+        width, height = image.size
+        if image_format == "png":
+            return ImagePayload(
+                width=width, height=height, format="png", data=base64.b64encode(data).decode()
+            )
+        pixels = image.convert("RGBA").tobytes()
+    return ImagePayload(
+        width=width, height=height, format="rgba8", data=base64.b64encode(pixels).decode()
+    )

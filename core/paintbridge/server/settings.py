@@ -1,0 +1,63 @@
+"""ServerSettings: everything `create_app` needs, injected (the CLI fills it from its flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paintbridge.engine.types import EngineSettings, Limits
+from paintbridge.server.guard import allowed_host_names
+
+__all__ = ["ServerSettings", "body_limit_for"]
+
+# JSON field names, the prompts and everything but the pixels fit in this with room to spare.
+_BODY_OVERHEAD = 256 * 1024
+
+
+def body_limit_for(limits: Limits) -> int:
+    """The largest body a valid request can need: an rgba8 image and an a8 mask at the pixel
+    limit, base64-encoded (4 bytes per 3), plus the rest of the JSON."""
+    raw = limits.max_pixels * 4 + limits.max_pixels
+    return (raw + 2) // 3 * 4 + _BODY_OVERHEAD + 2 * limits.max_prompt_chars * 6
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    token: str
+    host: str = "127.0.0.1"
+    port: int = 7860  # the real port (the CLI resolves port 0 before building the settings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    history_dir: Path | None = None  # None: paintbridge.config.history_dir()
+    queue_size: int = 16  # jobs waiting; one more is a 429
+    allowed_hosts: tuple[str, ...] = ()  # extra names the Host header may carry
+    max_body_bytes: int | None = None  # None: body_limit_for(engine.limits)
+    discovery_file: Path | None = None  # server.json, written once serving; None: not written
+    keep_seconds: float = 3600.0  # finished jobs answer this long...
+    keep_count: int = 200  # ...and at most this many of them
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("the server needs a non-empty token")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+
+    @property
+    def body_limit(self) -> int:
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return body_limit_for(self.engine.limits)
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        return allowed_host_names(self.host, self.allowed_hosts)
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host in ("::", "[::]"):
+            host = "[::1]"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,319 @@
+#!/usr/bin/env python2
+"""paintbridge for GIMP 2.10 (Python-Fu): Fill Selection, Generate and Image to Image under
+Filters > Paintbridge, through the local paintbridge server.
+
+Installed into GIMP 2.10's plug-ins folder with hostkit/ and paintbridge_gimpflow.py beside it
+(`paintbridge plugins install --gimp2`). The flow is paintbridge_gimpflow, shared with the GIMP 3
+plug-in; this file only reads and writes GIMP 2.10 images. Python 2.7.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import paintbridge_gimpflow as flow  # noqa: E402
+from gimpfu import (  # noqa: E402
+    CLIP_TO_IMAGE,
+    GRAY,
+    GRAYA_IMAGE,
+    NORMAL_MODE,
+    PF_DRAWABLE,
+    PF_FLOAT,
+    PF_IMAGE,
+    PF_INT,
+    PF_OPTION,
+    PF_SLIDER,
+    PF_STRING,
+    PF_TOGGLE,
+    RGB,
+    RGBA_IMAGE,
+    gimp,
+    main,
+    pdb,
+    register,
+)
+from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
+from hostkit.geometry import Box  # noqa: E402
+from hostkit.pixels import gray_to_rgba, rgb_to_rgba, rgba_to_gray  # noqa: E402
+
+MENU = "<Image>/Filters/Paintbridge"
+NEW_IMAGE_MENU = "<Image>/File/Create/Paintbridge"
+AUTHOR = "paintbridge contributors"
+
+
+def _to_rgba(data, bpp):
+    """RGBA8 from a pixel region's bytes of 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 channels."""
+    data = bytes(data)
+    if bpp == 4:
+        return data
+    if bpp == 3:
+        return rgb_to_rgba(data)
+    if bpp == 2:
+        return gray_to_rgba(data[0::2], data[1::2])
+    if bpp == 1:
+        return gray_to_rgba(data)
+    raise flow.FlowError("Paintbridge works on 8-bit RGB and grayscale images (%d bpp)" % bpp)
+
+
+def _from_rgba(rgba, bpp):
+    """A pixel region's bytes (bpp 2 or 4) from RGBA8."""
+    if bpp == 4:
+        return rgba
+    out = bytearray(len(rgba) // 2)
+    out[0::2] = rgba_to_gray(rgba)
+    out[1::2] = bytes(rgba)[3::4]
+    return bytes(out)
+
+
+def _read(drawable, box):
+    """RGBA8 of `box` in the drawable's own coordinates (box inside the drawable)."""
+    region = drawable.get_pixel_rgn(box.x, box.y, box.width, box.height, False, False)
+    data = region[box.x : box.right, box.y : box.bottom]
+    return _to_rgba(data, drawable.bpp)
+
+
+class Gimp2Host(flow.Host):
+    """Reads and writes one GIMP 2.10 image for paintbridge_gimpflow."""
+
+    def __init__(self, image, layer):
+        self.image = image
+        self.layer = layer
+
+    def image_box(self):
+        if self.image is None:
+            return None
+        return Box(0, 0, self.image.width, self.image.height)
+
+    def layer_box(self):
+        x, y = self.layer.offsets
+        return Box(x, y, self.layer.width, self.layer.height)
+
+    def selection_box(self):
+        non_empty, x1, y1, x2, y2 = pdb.gimp_selection_bounds(self.image)
+        if not non_empty or x2 <= x1 or y2 <= y1:
+            return None
+        return Box.from_edges(x1, y1, x2, y2)
+
+    def read_selection(self, box):
+        selection = self.image.selection
+        region = selection.get_pixel_rgn(box.x, box.y, box.width, box.height, False, False)
+        return bytes(region[box.x : box.right, box.y : box.bottom])
+
+    def read_pixels(self, box, source):
+        if source == "visible":
+            copy = pdb.gimp_image_duplicate(self.image)
+            try:
+                pdb.gimp_image_undo_disable(copy)
+                merged = pdb.gimp_image_merge_visible_layers(copy, CLIP_TO_IMAGE)
+                x, y = merged.offsets
+                return _read(merged, box.translate(-x, -y))
+            finally:
+                pdb.gimp_image_delete(copy)
+        origin = self.layer_box()
+        return _read(self.layer, box.translate(-origin.x, -origin.y))
+
+    def _new_layer(self, image, placement, name):
+        box = placement.box
+        gray = image.base_type == GRAY
+        layer = gimp.Layer(
+            image,
+            name,
+            box.width,
+            box.height,
+            GRAYA_IMAGE if gray else RGBA_IMAGE,
+            100,
+            NORMAL_MODE,
+        )
+        return layer
+
+    def _fill(self, layer, placement):
+        box = placement.box
+        region = layer.get_pixel_rgn(0, 0, box.width, box.height, True, False)
+        region[0 : box.width, 0 : box.height] = _from_rgba(placement.rgba, layer.bpp)
+        layer.flush()
+        layer.update(0, 0, box.width, box.height)
+
+    def add_layers(self, placements, name):
+        image = self.image
+        parent = self.layer.parent if self.layer is not None else None
+        position = pdb.gimp_image_get_item_position(image, self.layer) if self.layer else 0
+        layers = []
+        pdb.gimp_image_undo_group_start(image)
+        try:
+            for placement in placements:
+                layer = self._new_layer(image, placement, name)
+                pdb.gimp_image_insert_layer(image, layer, parent, position)
+                layer.set_offsets(placement.box.x, placement.box.y)
+                self._fill(layer, placement)
+                layers.append(layer)
+        finally:
+            pdb.gimp_image_undo_group_end(image)
+        if layers:
+            image.active_layer = layers[-1]
+        gimp.displays_flush()
+        return layers
+
+    def new_image(self, placements, name):
+        first = placements[0].box
+        image = gimp.Image(first.width, first.height, RGB)
+        pdb.gimp_image_undo_disable(image)
+        for placement in placements:
+            layer = self._new_layer(image, placement, name)
+            pdb.gimp_image_insert_layer(image, layer, None, 0)
+            self._fill(layer, placement)
+        pdb.gimp_image_undo_enable(image)
+        gimp.Display(image)
+        return image
+
+
+def _progress(fraction, text):
+    gimp.progress_update(fraction)
+    gimp.progress_set_text(text)
+
+
+def _run(command, image, layer, settings):
+    """Runs a command; errors go to GIMP's message area (the image is left as it was)."""
+    gimp.progress_init("Paintbridge: %s" % command)
+    try:
+        flow.run_command(command, Gimp2Host(image, layer), settings, progress=_progress)
+    except Cancelled:
+        pass
+    except PaintbridgeError as exc:
+        gimp.message("Paintbridge: %s" % (exc,))
+    finally:
+        gimp.progress_end()
+
+
+def _settings(common, **values):
+    values.update(common)
+    return flow.DEFAULTS._replace(**values)
+
+
+def _common(prompt, negative, model, steps, guidance, seed, url, token):
+    return {
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "model": model,
+        "steps": int(steps),
+        "guidance": float(guidance),
+        "seed": int(seed),
+        "server_url": url,
+        "token": token,
+    }
+
+
+def fill_selection(
+    image, drawable, prompt, negative, model, steps, guidance, seed, source, whole, url, token
+):
+    """Filters > Paintbridge > Fill Selection."""
+    common = _common(prompt, negative, model, steps, guidance, seed, url, token)
+    settings = _settings(common, source=flow.SOURCES[int(source)], whole_layer=bool(whole))
+    _run("fill", image, drawable, settings)
+
+
+def image_to_image(
+    image, drawable, prompt, negative, model, steps, guidance, seed, strength, url, token
+):
+    """Filters > Paintbridge > Image to Image."""
+    common = _common(prompt, negative, model, steps, guidance, seed, url, token)
+    _run("img2img", image, drawable, _settings(common, strength=float(strength)))
+
+
+def generate(
+    image, drawable, prompt, negative, model, steps, guidance, seed, width, height, url, token
+):
+    """Filters > Paintbridge > Generate: a new layer of the image's size (or width x height)."""
+    common = _common(prompt, negative, model, steps, guidance, seed, url, token)
+    _run("generate", image, drawable, _settings(common, width=int(width), height=int(height)))
+
+
+def generate_image(prompt, negative, model, steps, guidance, seed, width, height, url, token):
+    """File > Create > Paintbridge > Generate Image: a new image."""
+    common = _common(prompt, negative, model, steps, guidance, seed, url, token)
+    _run("generate", None, None, _settings(common, width=int(width), height=int(height)))
+
+
+PROMPTS = [
+    (PF_STRING, "prompt", "Prompt", ""),
+    (PF_STRING, "negative_prompt", "Negative prompt", ""),
+    (PF_STRING, "model", "Model (empty = the server's default)", ""),
+    (PF_INT, "steps", "Steps (0 = the model's default)", 0),
+    (PF_FLOAT, "guidance", "Guidance (0 = the model's default)", 0.0),
+    (PF_INT, "seed", "Seed (-1 = random)", -1),
+]
+SERVER = [
+    (PF_STRING, "server_url", "Server URL (empty = the local server)", ""),
+    (PF_STRING, "token", "Token of a remote server", ""),
+]
+IMAGE = [(PF_IMAGE, "image", "Image", None), (PF_DRAWABLE, "drawable", "Layer", None)]
+SIZE = [
+    (PF_INT, "width", "Width (0 = the image's)", 0),
+    (PF_INT, "height", "Height (0 = the image's)", 0),
+]
+
+
+def _register(name, blurb, label, menu, imagetypes, params, function):
+    register(
+        name,
+        blurb,
+        blurb + " Talks to the paintbridge server (`paintbridge serve`).",
+        AUTHOR,
+        AUTHOR,
+        "2025",
+        label,
+        imagetypes,
+        params,
+        [],
+        function,
+        menu=menu,
+    )
+
+
+_register(
+    "python-fu-paintbridge-fill-selection",
+    "Regenerate the selection from a prompt, as a new layer above the active one.",
+    "_Fill Selection...",
+    MENU,
+    "RGB*, GRAY*",
+    IMAGE
+    + PROMPTS
+    + [
+        (PF_OPTION, "source", "Source", 0, ["Active layer", "Visible image"]),
+        (PF_TOGGLE, "whole_layer", "Whole layer if nothing is selected", False),
+    ]
+    + SERVER,
+    fill_selection,
+)
+_register(
+    "python-fu-paintbridge-img2img",
+    "Redraw the active layer (or the selection within it) from a prompt, as a new layer.",
+    "_Image to Image...",
+    MENU,
+    "RGB*, GRAY*",
+    IMAGE + PROMPTS + [(PF_SLIDER, "strength", "Strength", 0.75, (0.0, 1.0, 0.05))] + SERVER,
+    image_to_image,
+)
+_register(
+    "python-fu-paintbridge-generate",
+    "Generate an image from a prompt into a new layer.",
+    "_Generate...",
+    MENU,
+    "RGB*, GRAY*",
+    IMAGE + PROMPTS + SIZE + SERVER,
+    generate,
+)
+_register(
+    "python-fu-paintbridge-generate-image",
+    "Generate a new image from a prompt.",
+    "_Generate Image...",
+    NEW_IMAGE_MENU,
+    "",
+    PROMPTS + SIZE + SERVER,
+    generate_image,
+)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The GIMP flow shared by the GIMP 3 and GIMP 2.10 plug-ins: what to read, what to send, where
+the new layer goes. No GIMP import here: each plug-in passes a `host` object that reads and
+writes its image (see `Host`), so both plug-ins run the same three commands.
+
+Standard library + hostkit only; Python 2.7 (GIMP 2.10) and 3.8+ (GIMP 3).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from collections import namedtuple
+
+from hostkit.client import Client, PaintbridgeError, ServerFault
+from hostkit.geometry import Box
+from hostkit.tasks import img2img_job, inpaint_job, placements, plan_fill_selection, txt2img_job
+
+SOURCES = ("layer", "visible")
+DEFAULT_SIZE = 512  # txt2img size when there is no image to take it from
+LAYER_PREFIX = "Paintbridge"
+
+
+class Settings(
+    namedtuple(
+        "Settings",
+        "prompt negative_prompt model steps guidance strength seed source whole_layer "
+        "width height server_url token",
+    )
+):
+    """What the user chose. GIMP's own "unset" values are accepted and mean the model's
+    default: model "", steps 0, guidance 0, seed -1, width/height 0 (the image's size).
+    source: "layer" (the active layer) or "visible" (the visible image). whole_layer: with no
+    selection, regenerate the whole layer instead of failing. server_url "" = the local server
+    found through server.json."""
+
+    __slots__ = ()
+
+
+DEFAULTS = Settings(
+    prompt="",
+    negative_prompt="",
+    model="",
+    steps=0,
+    guidance=0.0,
+    strength=0.75,
+    seed=-1,
+    source="layer",
+    whole_layer=False,
+    width=0,
+    height=0,
+    server_url="",
+    token="",
+)
+
+
+class FlowError(PaintbridgeError):
+    """Something about the image or the settings stops the command before anything is sent."""
+
+    default_code = "invalid_input"
+
+
+class NoSelection(FlowError):
+    """Fill Selection needs a selection that touches the layer."""
+
+    default_code = "no_selection"
+
+
+class Host(object):
+    """What a plug-in implements for the flow. Boxes are in image (canvas) coordinates.
+
+    image_box()              Box(0, 0, image width, image height), or None with no image
+    layer_box()              the active layer's Box (its offsets and size)
+    selection_box()          the selection's bounding Box, or None when nothing is selected
+    read_selection(box)      box.width * box.height bytes of the selection (0-255)
+    read_pixels(box, source) RGBA8 bytes of box: from the active layer ("layer", transparent
+                             where the layer has no pixels) or the visible image ("visible")
+    add_layers(placements, name) one new layer per Placement above the active layer, all in
+                             one undo step; returns the new layers
+    new_image(placements, name)  a new image holding them (Generate with no image open)
+    """
+
+
+def job_parameters(settings):
+    """The job fields for `settings`, with GIMP's "unset" values (0, -1, "") as None."""
+    return {
+        "prompt": settings.prompt or "",
+        "negative_prompt": settings.negative_prompt or None,
+        "model": settings.model or None,
+        "steps": settings.steps if settings.steps and settings.steps > 0 else None,
+        "guidance": settings.guidance if settings.guidance and settings.guidance > 0 else None,
+        "seed": settings.seed if settings.seed is not None and settings.seed >= 0 else None,
+    }
+
+
+def connect(settings, timeout=30):
+    """The hostkit Client: the URL and token in the settings, else the local server (started
+    by hostkit through hostkit.json if it is not running)."""
+    if settings.server_url:
+        return Client(
+            settings.server_url, settings.token or None, timeout=timeout, token_source=None
+        )
+    return Client.discover(timeout=timeout)
+
+
+def layer_name(command, settings, seed=None):
+    """The new layer's name: "Paintbridge fill: a red door (seed 42)", prompt cut at 40."""
+    prompt = (settings.prompt or "").strip().replace("\n", " ")
+    if len(prompt) > 40:
+        prompt = prompt[:39] + "..."
+    name = "%s %s: %s" % (LAYER_PREFIX, command, prompt or "(no prompt)")
+    if seed is not None:
+        name += " (seed %s)" % (seed,)
+    return name
+
+
+def _run(client, job, progress, should_cancel):
+    def on_progress(step, steps):
+        if progress is not None:
+            progress(step / steps if steps else 0.0, "step %d of %d" % (step, steps))
+
+    if progress is not None:
+        progress(0.0, "waiting for the paintbridge server")
+    return client.run(job, on_progress=on_progress, should_cancel=should_cancel)
+
+
+def _layer_limit(host, settings):
+    """The part of the canvas the command works on: the canvas, cut to the active layer when
+    the source is the layer (pixels outside a layer do not exist)."""
+    canvas = host.image_box()
+    if settings.source == "visible":
+        return canvas, canvas, None
+    layer = host.layer_box()
+    limit = canvas.intersect(layer)
+    if limit.is_empty:
+        raise FlowError(
+            "The active layer lies outside the canvas; move it onto the canvas, or pick "
+            "'visible image' as the source."
+        )
+    return canvas, limit, layer
+
+
+class Prepared(namedtuple("Prepared", "box job mask")):
+    """A job ready to send: `box` is where its result goes (image coordinates); `mask`
+    (selection bytes over box, or None) is applied to img2img results' alpha."""
+
+    __slots__ = ()
+
+
+def prepare_fill(host, settings):
+    """Fill Selection: the crop around the selection (hostkit's context box) and its mask."""
+    if settings.source not in SOURCES:
+        raise FlowError("source must be one of %s, got %r" % (", ".join(SOURCES), settings.source))
+    canvas, limit, layer = _layer_limit(host, settings)
+    selection = host.selection_box()
+    region = selection.intersect(limit) if selection is not None else None
+    plan = None
+    if region is not None and not region.is_empty:
+        mask = host.read_selection(region)
+        plan = plan_fill_selection(
+            mask, region.width, region.height, canvas, layer, region.x, region.y
+        )
+    if plan is None:
+        if not settings.whole_layer:
+            raise NoSelection(
+                "Nothing is selected on the active layer. Select the area to regenerate "
+                "(feathered edges blend), or allow regenerating the whole layer."
+            )
+        full = b"\xff" * (limit.width * limit.height)
+        plan = plan_fill_selection(full, limit.width, limit.height, canvas, layer, limit.x, limit.y)
+    rgba = host.read_pixels(plan.box, settings.source)
+    params = job_parameters(settings)
+    job = inpaint_job(rgba, plan.mask, plan.box.width, plan.box.height, **params)
+    return Prepared(plan.box, job, None)
+
+
+def prepare_img2img(host, settings):
+    """Image to Image: the active layer, or the selection's bounding box within it."""
+    if not 0 <= settings.strength <= 1:
+        raise FlowError("strength must be in [0, 1], got %r" % (settings.strength,))
+    _canvas, limit, _layer = _layer_limit(host, settings)
+    selection = host.selection_box()
+    mask = None
+    box = limit
+    if selection is not None:
+        box = selection.intersect(limit)
+        if box.is_empty:
+            raise NoSelection(
+                "The selection does not touch the active layer. Select part of the layer, or "
+                "select none to use the whole layer."
+            )
+        mask = host.read_selection(box)
+    rgba = host.read_pixels(box, settings.source)
+    params = job_parameters(settings)
+    job = img2img_job(rgba, box.width, box.height, strength=settings.strength, **params)
+    return Prepared(box, job, mask)
+
+
+def generate_size(host, settings):
+    """txt2img size: the chosen width/height, else the image's, else DEFAULT_SIZE."""
+    image = host.image_box()
+    width = settings.width or (image.width if image is not None else DEFAULT_SIZE)
+    height = settings.height or (image.height if image is not None else DEFAULT_SIZE)
+    return width, height
+
+
+def prepare_generate(host, settings):
+    """Generate: txt2img at the chosen size, placed at the canvas's top-left."""
+    width, height = generate_size(host, settings)
+    params = job_parameters(settings)
+    prompt = params.pop("prompt")
+    job = txt2img_job(prompt, width, height, **params)
+    return Prepared(Box(0, 0, width, height), job, None)
+
+
+def mask_alpha(rgba, mask):
+    """RGBA with alpha multiplied by mask/255 (mask: one byte per pixel), so an img2img result
+    shows only where the selection is."""
+    if len(rgba) != 4 * len(mask):
+        raise ValueError("mask has %d bytes for %d pixels" % (len(mask), len(rgba) // 4))
+    out = bytearray(rgba)
+    alpha = bytearray(rgba[3::4])
+    weights = bytearray(mask)
+    out[3::4] = bytearray((a * m + 127) // 255 for a, m in zip(alpha, weights))  # noqa: B905
+    return bytes(out)
+
+
+COMMANDS = {"fill": prepare_fill, "img2img": prepare_img2img, "generate": prepare_generate}
+COMMAND_TITLES = {"fill": "fill", "img2img": "img2img", "generate": "generate"}
+
+
+def run_command(command, host, settings, client=None, progress=None, should_cancel=None):
+    """Runs one command end to end: read, send, wait, write. Returns the new layers (or the
+    new image for Generate with no image open). Raises a PaintbridgeError before anything in
+    the image changes; writing happens only once every result is in."""
+    prepared = COMMANDS[command](host, settings)
+    client = client or connect(settings)
+    results = _run(client, prepared.job, progress, should_cancel)
+    if not results:
+        raise ServerFault("The server finished the job but sent no image.")
+    put = placements(prepared.box, results)
+    if prepared.mask is not None:
+        put = [p._replace(rgba=mask_alpha(p.rgba, prepared.mask)) for p in put]
+    name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
+    if progress is not None:
+        progress(1.0, "adding the result")
+    if command == "generate" and host.image_box() is None:
+        return host.new_image(put, name)
+    return host.add_layers(put, name)
+
+
+__all__ = [
+    "DEFAULTS",
+    "FlowError",
+    "Host",
+    "NoSelection",
+    "Prepared",
+    "Settings",
+    "connect",
+    "generate_size",
+    "job_parameters",
+    "layer_name",
+    "mask_alpha",
+    "prepare_fill",
+    "prepare_generate",
+    "prepare_img2img",
+    "run_command",
+]

@@ -1,0 +1,99 @@
+"""The plug-in's one controller: turns an action (img2img, fill, generate) on a document into a
+plan, a job and new layers, and reports progress and errors. No widgets: the docker and the
+actions call it, tests call it with an explicit document and layer."""
+
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from .hostkit.client import Client, PaintbridgeError
+from .logic import PLANNERS, PlanError, document_is_open, place_results
+from .params import Params, SettingsError
+from .runner import JobRunner
+
+REQUEST_TIMEOUT = 10  # seconds per request: the GUI waits at most this long on one poll
+
+
+class Controller(QObject):
+    """Signals: message(level, text) with level "info" or "error"; progress(step, steps, text);
+    busy_changed(bool); done(list of new nodes). `last_error` keeps the latest error text."""
+
+    message = pyqtSignal(str, str)
+    progress = pyqtSignal(int, int, str)
+    busy_changed = pyqtSignal(bool)
+    done = pyqtSignal(object)
+
+    def __init__(self, params=None, config_dir=None, parent=None, interval_ms=200):
+        QObject.__init__(self, parent)
+        self.params = params or Params()
+        self.config_dir = config_dir  # None: hostkit's default folder
+        self.runner = JobRunner(interval_ms, self)
+        self.runner.progress.connect(self.progress)
+        self.runner.busy_changed.connect(self.busy_changed)
+        self.runner.finished.connect(self._finished)
+        self.runner.failed.connect(self._failed)
+        self.runner.cancelled.connect(self._cancelled)
+        self.last_error = None
+        self.last_nodes = None
+
+    @property
+    def busy(self):
+        return self.runner.busy
+
+    def client(self):
+        """The server to use: the URL in the settings, else the local one from server.json."""
+        if self.params.server_url:
+            return Client(self.params.server_url, self.params.server_token, REQUEST_TIMEOUT)
+        return Client.discover(self.config_dir, autostart=False, timeout=REQUEST_TIMEOUT)
+
+    def run(self, task, document=None, node=None):
+        """Starts `task` ("img2img", "inpaint", "txt2img") on `document`/`node` (default: the
+        active ones). Returns True when a job was submitted; errors go to `message`."""
+        self.last_error = None
+        if self.busy:
+            return self._error("A paintbridge job is already running; wait or cancel it.")
+        if document is None:
+            from krita import Krita
+
+            document = Krita.instance().activeDocument()
+            node = document.activeNode() if document is not None else None
+        try:
+            plan = PLANNERS[task](document, node, self.params)
+            self.runner.start(self.client(), plan.job, lambda results: self._place(plan, results))
+        except (PlanError, SettingsError, PaintbridgeError) as exc:
+            return self._error(str(exc))
+        self.message.emit("info", "Sent to the server; the result will be a new layer.")
+        return True
+
+    def cancel(self):
+        self.runner.cancel()
+
+    def _place(self, plan, results):
+        if not document_is_open(plan.document):
+            raise PaintbridgeError(
+                "The document was closed before the result came; nothing was added (the image "
+                "is in paintbridge's history folder)."
+            )
+        if not results:
+            raise PaintbridgeError("The server finished the job but sent no image.")
+        nodes = place_results(plan, results)
+        from krita import Krita
+
+        active = Krita.instance().activeDocument()
+        if active is not None and active == plan.document:
+            plan.document.setActiveNode(nodes[-1])
+        return nodes
+
+    def _finished(self, nodes):
+        self.last_nodes = nodes
+        self.message.emit("info", "Done: added the layer %r." % nodes[-1].name())
+        self.done.emit(nodes)
+
+    def _failed(self, text):
+        self._error(text)
+
+    def _cancelled(self, text):
+        self.message.emit("info", text)
+
+    def _error(self, text):
+        self.last_error = text
+        self.message.emit("error", text)
+        return False

@@ -1,0 +1,152 @@
+"""The Paintbridge docker: the settings, the three buttons, progress and Cancel."""
+
+from krita import DockWidget
+from PyQt5.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .extension import controller, save_settings
+from .hostkit.client import PaintbridgeError
+
+DOCKER_ID = "paintbridge_docker"
+
+
+class PaintbridgeDocker(DockWidget):
+    def __init__(self):
+        DockWidget.__init__(self)
+        self.setWindowTitle("Paintbridge")
+        self.ctrl = controller()
+        params = self.ctrl.params
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+
+        self.prompt = QPlainTextEdit(params.prompt)
+        self.prompt.setPlaceholderText("Prompt: what to paint")
+        self.prompt.setMaximumHeight(80)
+        self.negative = QLineEdit(params.negative_prompt)
+        self.negative.setPlaceholderText("Negative prompt")
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItem(params.model)
+        self.model.setCurrentText(params.model)
+        self.model.lineEdit().setPlaceholderText("server default")
+        refresh = QPushButton("\u21bb")
+        refresh.setToolTip("Ask the server for its models")
+        refresh.clicked.connect(self.refresh_models)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(refresh)
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.01, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setValue(params.strength)
+        self.steps = QSpinBox()
+        self.steps.setRange(0, 150)
+        self.steps.setSpecialValueText("model default")
+        self.steps.setValue(params.steps)
+        self.seed = QSpinBox()
+        self.seed.setRange(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        self.seed.setValue(params.seed)
+
+        form = QFormLayout()
+        form.addRow(self.prompt)
+        form.addRow(self.negative)
+        form.addRow("Model", model_row)
+        form.addRow("Strength", self.strength)
+        form.addRow("Steps", self.steps)
+        form.addRow("Seed", self.seed)
+        layout.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.buttons = []
+        for text, task, tip in (
+            ("Image to Image", "img2img", "The active layer, or the selection's box in it"),
+            ("Fill Selection", "inpaint", "Repaint the selection (partly selected = partly)"),
+            ("Generate", "txt2img", "A new image at the canvas size or the selection's box"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, task=task: self.start(task))
+            buttons.addWidget(button)
+            self.buttons.append(button)
+        layout.addLayout(buttons)
+
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.cancel.clicked.connect(self.ctrl.cancel)
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel)
+        layout.addLayout(progress_row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.setWidget(body)
+
+        self.ctrl.progress.connect(self.on_progress)
+        self.ctrl.busy_changed.connect(self.on_busy)
+        self.ctrl.message.connect(self.on_message)
+        self.on_busy(self.ctrl.busy)
+
+    def canvasChanged(self, canvas):
+        pass
+
+    def read_settings(self):
+        self.ctrl.params.update(
+            prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.text().strip(),
+            model=self.model.currentText().strip(),
+            strength=round(self.strength.value(), 3),
+            steps=self.steps.value(),
+            seed=self.seed.value(),
+        )
+        save_settings(self.ctrl.params)
+
+    def start(self, task):
+        self.read_settings()
+        self.ctrl.run(task)
+
+    def refresh_models(self):
+        try:
+            answer = self.ctrl.client().models()
+        except PaintbridgeError as exc:
+            self.on_message("error", str(exc))
+            return
+        current = self.model.currentText()
+        self.model.clear()
+        self.model.addItem("")
+        for item in answer.get("models") or []:
+            self.model.addItem(item.get("name", ""))
+        self.model.setCurrentText(current)
+
+    def on_progress(self, step, steps, text):
+        self.progress.setRange(0, max(steps, 1) if steps else 0)  # 0..0 = busy indicator
+        self.progress.setValue(step)
+        self.status.setText(text)
+
+    def on_busy(self, busy):
+        for button in self.buttons:
+            button.setEnabled(not busy)
+        self.cancel.setEnabled(busy)
+        if not busy:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def on_message(self, level, text):
+        self.status.setText(("Error: " if level == "error" else "") + text)

@@ -1,0 +1,117 @@
+"""Runs one job without freezing Krita: a QTimer on the GUI thread polls the server, one short
+request per tick (hostkit's JobHandle.poll), so Krita API calls stay on the GUI thread and no
+thread is needed.
+"""
+
+from PyQt5.QtCore import QObject, QTimer, pyqtSignal
+
+from .hostkit.client import Cancelled, PaintbridgeError
+
+
+class JobRunner(QObject):
+    """`start(client, job, on_done)`: submits `job`, polls it, and when it is done calls
+    `on_done(results)` on the GUI thread; its return value is emitted by `finished`.
+
+    Signals: progress(step, steps, text), finished(object), failed(str), cancelled(str),
+    busy_changed(bool). Exactly one of finished / failed / cancelled ends every started job."""
+
+    progress = pyqtSignal(int, int, str)
+    finished = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal(str)
+    busy_changed = pyqtSignal(bool)
+
+    def __init__(self, interval_ms=200, parent=None):
+        QObject.__init__(self, parent)
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._handle = None
+        self._on_done = None
+        self._cancel_requested = False
+        self._in_tick = False
+
+    @property
+    def busy(self):
+        return self._handle is not None
+
+    @property
+    def job_id(self):
+        return self._handle.id if self._handle is not None else None
+
+    def start(self, client, job, on_done):
+        """Submits the job (one request); raises PaintbridgeError if the server refuses it."""
+        if self.busy:
+            raise PaintbridgeError("A paintbridge job is already running; wait or cancel it.")
+        self._handle = client.start(job)
+        self._on_done = on_done
+        self._cancel_requested = False
+        self._timer.start()
+        self.busy_changed.emit(True)
+        self.progress.emit(0, 0, "Queued")
+
+    def cancel(self):
+        """Asks the server to cancel; the job ends with `cancelled` at the server's next step."""
+        if not self.busy or self._cancel_requested:
+            return
+        self._cancel_requested = True
+        self.progress.emit(0, 0, "Cancelling\u2026")
+        try:
+            self._handle.cancel()
+        except PaintbridgeError as exc:
+            self._end(self.cancelled, "Cancelled here; the server did not answer (%s)." % exc)
+
+    def _tick(self):
+        if self._handle is None or self._in_tick:
+            return
+        self._in_tick = True
+        try:
+            self._poll()
+        finally:
+            self._in_tick = False
+
+    def _poll(self):
+        try:
+            status = self._handle.poll()
+        except PaintbridgeError as exc:
+            self._end(self.failed, str(exc))
+            return
+        if not status.finished:
+            if status.state == "queued":
+                text = "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
+            else:
+                text = "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"
+            self.progress.emit(status.step, status.steps, text)
+            return
+        try:
+            status.raise_for_state()
+        except Cancelled as exc:
+            self._end(self.cancelled, str(exc))
+            return
+        except PaintbridgeError as exc:
+            self._end(self.failed, str(exc))
+            return
+        on_done = self._on_done
+        self._stop()
+        try:
+            value = on_done(status.results or [])
+        except PaintbridgeError as exc:
+            self._emit_end(self.failed, str(exc))
+            return
+        except Exception as exc:  # a Krita or plug-in error: say it, do not leave a stuck job
+            self._emit_end(self.failed, "Could not place the result: %s" % (exc,))
+            return
+        self._emit_end(self.finished, value)
+
+    def _stop(self):
+        self._timer.stop()
+        self._handle = None
+        self._on_done = None
+
+    def _end(self, signal, value):
+        self._stop()
+        self._emit_end(signal, value)
+
+    def _emit_end(self, signal, value):
+        self.busy_changed.emit(False)
+        signal.emit(value)

@@ -1,0 +1,175 @@
+"""Every bad input gives a one-line message and a non-zero exit, never a traceback, and writes
+nothing; Ctrl-C cancels cleanly with exit 130."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cli_support import PAINTBRIDGE, RunCli, box_mask, noise_image, run_subprocess, subprocess_env
+
+TINY = ("--model", "test:tiny", "--steps", "2")  # right after the subcommand: a case overrides
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """Input files, good and bad, in `in/`; outputs go to `out/`, which must stay empty."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (tmp_path / "out").mkdir()
+    paths = {name: folder / name for name in ("image.png", "mask.png", "small-mask.png")}
+    noise_image((64, 64)).save(paths["image.png"])
+    box_mask((64, 64), (8, 8, 40, 40)).save(paths["mask.png"])
+    box_mask((32, 32), (8, 8, 24, 24)).save(paths["small-mask.png"])
+    paths["empty-mask.png"] = folder / "empty-mask.png"
+    box_mask((64, 64), None).save(paths["empty-mask.png"])
+    paths["text.png"] = folder / "text.png"
+    paths["text.png"].write_text("not an image")
+    paths["truncated.png"] = folder / "truncated.png"
+    paths["truncated.png"].write_bytes(paths["image.png"].read_bytes()[:200])
+    paths["huge.png"] = folder / "huge.png"
+    box_mask((9000, 8), None).save(paths["huge.png"])  # wider than any model may take
+    paths["a-file"] = folder / "a-file"
+    paths["a-file"].write_text("x")
+    paths["out"] = tmp_path / "out" / "result.png"
+    return paths
+
+
+# (arguments, a regex the message must match); {name} is a path from `files`
+CASES: list[tuple[list[str], str]] = [
+    (["img2img", "{missing.png}", "p", "-o", "{out}"], r"does not exist"),
+    (["img2img", "{text.png}", "p", "-o", "{out}"], r"not an image file"),
+    (["img2img", "{truncated.png}", "p", "-o", "{out}"], r"cannot read image"),
+    (["img2img", "{huge.png}", "p", "-o", "{out}"], r"too large"),
+    (["img2img", "{in}", "p", "-o", "{out}"], r"is not a file"),
+    (
+        ["inpaint", "{image.png}", "{small-mask.png}", "p", "-o", "{out}"],
+        r"`mask` must be the size",
+    ),
+    (["inpaint", "{image.png}", "{empty-mask.png}", "p", "-o", "{out}"], r"mask is empty"),
+    (["inpaint", "{image.png}", "{text.png}", "p", "-o", "{out}"], r"mask .* not an image file"),
+    (["generate", "p", "--width", "0", "-o", "{out}"], r"--width: must be at least 1"),
+    (["generate", "p", "--height", "-64", "-o", "{out}"], r"--height: must be at least 1"),
+    (["generate", "p", "--width", "abc", "-o", "{out}"], r"--width: must be a whole number"),
+    (["generate", "p", "--width", "100000", "--height", "64", "-o", "{out}"], r"`width` must be"),
+    (["generate", "p", "--width", "8000", "--height", "8000", "-o", "{out}"], r"pixels"),
+    (["generate", "p", "--steps", "0", "-o", "{out}"], r"`steps` must be in \[1, 150\]"),
+    (["generate", "p", "--steps", "1000", "-o", "{out}"], r"`steps` must be in \[1, 150\]"),
+    (["generate", "p", "--count", "0", "-o", "{out}"], r"--count: must be at least 1"),
+    (["generate", "p", "--count", "99", "-o", "{out}"], r"`count` must be in"),
+    (["generate", "p", "--guidance", "nan", "-o", "{out}"], r"`guidance` must be a finite"),
+    (["generate", "p", "--seed", "-1", "-o", "{out}"], r"`seed` must be in"),
+    (["img2img", "{image.png}", "p", "--strength", "1.5", "-o", "{out}"], r"`strength` must be"),
+    (["img2img", "{image.png}", "p", "--strength", "-0.1", "-o", "{out}"], r"`strength` must be"),
+    (["img2img", "{image.png}", "p", "--strength", "0", "-o", "{out}"], r"`strength` must be"),
+    (["generate", "p", "--scheduler", "warp9", "-o", "{out}"], r"scheduler.*'warp9'"),
+    (["generate", "p", "--seamless", "z", "-o", "{out}"], r"invalid choice"),
+    (["generate", "p", "--dtype", "int8", "-o", "{out}"], r"invalid choice"),
+    (["generate", "p", "-o", "{out}.jpg"], r"must name a \.png file"),
+    (["generate", "p", "-o", "{a-file}/x.png"], r"is a file, not a folder"),
+    (["generate", "p", "--model-config", "{missing.png}", "-o", "{out}"], r"--model-config"),
+]
+# model problems: the test-model arguments would override these, so they run without TINY
+MODEL_CASES: list[tuple[list[str], str]] = [
+    (["generate", "p", "--model", "no-such-model", "-o", "{out}"], r"unknown model"),
+    (
+        ["generate", "p", "--model", "{missing.png}.safetensors", "-o", "{out}"],
+        r"no model at|No such file",
+    ),
+    (["generate", "p", "--model", "sd15", "-o", "{out}"], r"offline"),
+    (["generate", "p", "--model", "test:tiny", "--device", "cuda:7", "-o", "{out}"], r"device"),
+]
+
+
+def _fill(args: list[str], files: dict[str, Path]) -> list[str]:
+    def path(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in files:
+            return str(files[name])
+        if name == "in":
+            return str(files["image.png"].parent)
+        return str(files["image.png"].parent / name)
+
+    return [re.sub(r"\{([^}]+)\}", path, arg) for arg in args]
+
+
+def _assert_clean_failure(code: int, err: str, pattern: str, files: dict[str, Path]) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    assert re.search(pattern, err), err
+    message = [line for line in err.splitlines() if "error:" in line]
+    assert len(message) == 1, err  # one line that says what is wrong
+    assert list(files["out"].parent.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(("args", "pattern"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input(cli: RunCli, files: dict[str, Path], args: list[str], pattern: str) -> None:
+    command, *rest = _fill(args, files)
+    result = cli(command, *TINY, *rest)
+    _assert_clean_failure(result.code, result.err, pattern, files)
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"), MODEL_CASES, ids=[" ".join(a) for a, _ in MODEL_CASES]
+)
+def test_bad_model(cli: RunCli, files: dict[str, Path], args: list[str], pattern: str) -> None:
+    command, *rest = _fill(args, files)
+    result = cli(command, "--steps", "2", *rest)
+    _assert_clean_failure(result.code, result.err, pattern, files)
+
+
+def test_bad_input_in_a_real_subprocess(files: dict[str, Path]) -> None:
+    for args, pattern in (CASES[1], CASES[5], MODEL_CASES[2]):
+        command, *rest = _fill(args, files)
+        result = run_subprocess(command, "--steps", "2", *rest)
+        _assert_clean_failure(result.code, result.err, pattern, files)
+
+
+def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
+    """SIGINT after the first progress output: exit 130, no output file, no traceback."""
+    out = tmp_path / "never.png"
+    proc = subprocess.Popen(
+        [str(PAINTBRIDGE), "generate", "a slow one", "--model", "test:tiny", "--width", "128",
+         "--height", "128", "--steps", "150", "--count", "8", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )  # fmt: skip
+    assert proc.stderr is not None and proc.stdout is not None
+    err = bytearray()
+    progressed = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        while chunk := proc.stderr.read1(4096):  # type: ignore[attr-defined]
+            err.extend(chunk)
+            if re.search(rb"\d+/1200", err):
+                progressed.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert progressed.wait(120), f"no progress output: {err.decode(errors='replace')}"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    text = err.decode(errors="replace")
+    stdout = proc.stdout.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    assert code == 130, text
+    assert "cancelled, nothing written" in text
+    assert "Traceback" not in text
+    assert "wrote" not in stdout
+    assert list(tmp_path.iterdir()) == []  # no image, no temp file
+    assert time.monotonic() - sent < 30  # stopped at a step, not at the end of 1200

@@ -1,0 +1,22 @@
+"""Helpers for the engine tests: small input images and masks."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def rgba_image(width: int, height: int, *, alpha: bool = False) -> Image.Image:
+    """A colour gradient; with `alpha`, its alpha runs 0..255 from left to right."""
+    x = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    a = x if alpha else np.full_like(x, 255)
+    pixels = np.dstack([x, y, 255 - x, a]).astype(np.uint8)
+    return Image.fromarray(pixels, "RGBA")
+
+
+def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> Image.Image:
+    """An L mask: 255 inside `box` (left, top, right, bottom), 0 elsewhere."""
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, box)
+    return mask

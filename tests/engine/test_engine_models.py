@@ -1,0 +1,149 @@
+"""Model names -> sources: presets, test models, confined local paths, pickle refusal, listing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paintbridge.engine import EngineSettings, list_models, scheduler_names
+from paintbridge.engine.models import resolve_model
+from paintbridge.engine.presets import default_preset_name, get_preset, presets
+from paintbridge.engine.testmodel import TEST_MODELS
+from paintbridge.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    """A models folder with a diffusers folder, a .safetensors, a .ckpt and clutter."""
+    folder = tmp_path / "models"
+    (folder / "mydiffusers" / "unet").mkdir(parents=True)
+    (folder / "mydiffusers" / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+    )
+    (folder / "mydiffusers" / "unet" / "config.json").write_text(
+        json.dumps({"in_channels": 4, "sample_size": 128, "cross_attention_dim": 2048})
+    )
+    (folder / "org" / "name").mkdir(parents=True)
+    (folder / "org" / "name" / "model_index.json").write_text("{}")
+    (folder / "sub" / "deep").mkdir(parents=True)
+    (folder / "sub" / "deep" / "m.safetensors").write_bytes(b"not really")
+    (folder / "old.ckpt").write_bytes(b"pickle")
+    (folder / "notes.txt").write_text("not a model")
+    (folder / "empty-folder").mkdir()
+    return folder
+
+
+def test_presets_have_what_the_engine_needs() -> None:
+    table = presets()
+    assert {"sd15", "sd15-inpaint", "sdxl", "sd-turbo"} <= set(table)
+    assert default_preset_name() == "sd15"
+    sd15 = table["sd15"]
+    assert (sd15.repo, sd15.native, sd15.architecture) == (
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        512,
+        "sd1",
+    )
+    assert table["sd15-inpaint"].tasks == ("inpaint",)
+    assert (table["sdxl"].native, table["sdxl"].architecture) == (1024, "sdxl")
+    turbo = table["sd-turbo"]
+    assert (turbo.repo, turbo.steps, turbo.guidance) == ("stabilityai/sd-turbo", 1, 0.0)
+    for preset in table.values():
+        assert preset.scheduler in scheduler_names()
+        assert preset.steps >= 1 and preset.description
+
+
+def test_test_and_preset_names_resolve_without_network() -> None:
+    settings = EngineSettings()
+    tiny = resolve_model("test:tiny", settings)
+    assert (tiny.kind, tiny.native, tiny.path, tiny.repo) == ("test", 64, None, None)
+    sdxl = resolve_model("sdxl", settings)
+    assert (sdxl.kind, sdxl.repo, sdxl.native) == (
+        "preset",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        1024,
+    )
+    assert resolve_model("someone/some-model", settings).repo == "someone/some-model"
+
+
+def test_local_names_resolve_inside_model_dirs(models: Path) -> None:
+    settings = EngineSettings(model_dirs=(models,))
+    folder = resolve_model("mydiffusers", settings)
+    assert (folder.kind, folder.path) == ("folder", models / "mydiffusers")
+    # `org/name` is a local folder when one exists, a hub repo otherwise
+    assert resolve_model("org/name", settings).path == models / "org" / "name"
+    deep = resolve_model("sub/deep/m.safetensors", settings)
+    assert (deep.kind, deep.path) == ("file", models / "sub" / "deep" / "m.safetensors")
+    inside = resolve_model(str(models / "mydiffusers"), settings)
+    assert inside.path == models / "mydiffusers"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../secrets.safetensors", "must not contain `..`"),
+        ("sub/../../x.safetensors", "must not contain `..`"),
+        ("/etc/passwd.safetensors", "is outside the models folders"),
+        ("http://example.com/m.safetensors", "not a URL"),
+        ("hf://org/name", "not a URL"),
+        ("", "must be a model name or path"),
+        ("a b/c d", "must be a preset, `org/name` or a local path"),
+    ],
+)
+def test_refuses_names_that_leave_the_models_folders(models: Path, name: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message.replace(".", r"\.").replace("`", ".")):
+        resolve_model(name, EngineSettings(model_dirs=(models,)))
+
+
+def test_absolute_paths_outside_need_allow_any_path(models: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere" / "m.safetensors"
+    outside.parent.mkdir()
+    outside.write_bytes(b"x")
+    with pytest.raises(InvalidRequest, match="is outside the models folders"):
+        resolve_model(str(outside), EngineSettings(model_dirs=(models,)))
+    with pytest.raises(InvalidRequest, match=r"\(none are configured\)"):
+        resolve_model(str(outside), EngineSettings())
+    source = resolve_model(str(outside), EngineSettings(model_dirs=(models,), allow_any_path=True))
+    assert source.path == outside
+
+
+@pytest.mark.parametrize("name", ["nothing-here", "nothing.safetensors", "sub/deep/none.bin"])
+def test_unknown_names_are_model_not_found(models: Path, name: str) -> None:
+    with pytest.raises((ModelNotFound, UnsafeModelFile)) as caught:
+        resolve_model(name, EngineSettings(model_dirs=(models,)))
+    assert isinstance(caught.value, ModelNotFound)
+    assert "sd15" in caught.value.message or "no model" in caught.value.message
+
+
+def test_folder_without_model_index_is_explained(models: Path) -> None:
+    with pytest.raises(ModelNotFound, match="no model_index.json"):
+        resolve_model("./empty-folder", EngineSettings(model_dirs=(models,)))
+
+
+def test_pickle_checkpoints_are_refused_unless_allowed(models: Path) -> None:
+    with pytest.raises(UnsafeModelFile, match="pickle checkpoint") as caught:
+        resolve_model("old.ckpt", EngineSettings(model_dirs=(models,)))
+    assert "allow_pickle" in caught.value.message and caught.value.code == "unsafe_model_file"
+    source = resolve_model("old.ckpt", EngineSettings(model_dirs=(models,), allow_pickle=True))
+    assert (source.kind, source.path) == ("file", models / "old.ckpt")
+
+
+def test_list_models(models: Path) -> None:
+    listed = {m.name: m for m in list_models(EngineSettings(model_dirs=(models,)))}
+    assert {"sd15", "sd15-inpaint", "sdxl", "sd-turbo", *TEST_MODELS, "mydiffusers"} <= set(listed)
+    assert listed["sd15"].kind == "preset" and listed["sd15"].native == 512
+    assert listed["sd15-inpaint"].tasks == ("inpaint",)
+    assert listed["test:tiny"].kind == "test" and "noise" in listed["test:tiny"].description
+    assert listed["test:tiny-inpaint"].tasks == ("inpaint",)
+    local = listed["mydiffusers"]
+    assert (local.kind, local.native, local.architecture) == ("local", 1024, "sdxl")
+    # not models: clutter, a folder without model_index.json, an unreadable checkpoint, pickles
+    assert not {"notes.txt", "empty-folder", "old.ckpt", "m"} & set(listed)
+    with_pickle = list_models(EngineSettings(model_dirs=(models,), allow_pickle=True))
+    assert "old.ckpt" in {m.name for m in with_pickle}
+
+
+def test_sd15_inpaint_preset_is_inpaint_only() -> None:
+    preset = get_preset("sd15-inpaint")
+    assert preset is not None and preset.repo == "stable-diffusion-v1-5/stable-diffusion-inpainting"

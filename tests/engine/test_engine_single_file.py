@@ -1,0 +1,113 @@
+"""Single-file checkpoints: architecture detection, config resolution, pickle opt-in, presets
+offline."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from paintbridge.engine import Engine, EngineSettings, GenerationRequest
+from paintbridge.engine.checkpoint import inspect_checkpoint
+from paintbridge.engine.hub import is_cached
+from paintbridge.engine.presets import get_preset
+from paintbridge.engine.testmodel import ensure_test_model, write_single_file_checkpoint
+from paintbridge.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
+
+TXT = GenerationRequest(task="txt2img", prompt="a red door", steps=2, seed=11)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the tiny model as one original-layout .safetensors file."""
+    folder = tmp_path_factory.mktemp("single-file")
+    write_single_file_checkpoint(ensure_test_model("test:tiny"), folder / "tiny.safetensors")
+    return folder
+
+
+def test_architecture_is_read_from_the_keys(checkpoint_dir: Path, tmp_path: Path) -> None:
+    info = inspect_checkpoint(checkpoint_dir / "tiny.safetensors")
+    assert (info.architecture, info.in_channels, info.inpaint_only) == ("sd1", 4, False)
+    state = load_file(checkpoint_dir / "tiny.safetensors")
+    xl = {
+        k.replace("cond_stage_model.transformer.", "conditioner.embedders.1.model."): v
+        for k, v in state.items()
+    }
+    xl["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(32, 9, 3, 3)
+    save_file(xl, tmp_path / "xl.safetensors")
+    info = inspect_checkpoint(tmp_path / "xl.safetensors")
+    assert (info.architecture, info.in_channels, info.inpaint_only) == ("sdxl", 9, True)
+    lora = {"lora_unet_down.weight": torch.zeros(2, 2)}
+    save_file(lora, tmp_path / "lora.safetensors")
+    with pytest.raises(ModelNotFound, match="not a Stable Diffusion 1.x or XL checkpoint"):
+        inspect_checkpoint(tmp_path / "lora.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(
+        (checkpoint_dir / "tiny.safetensors").read_bytes()[:50]
+    )
+    with pytest.raises(ModelNotFound, match="incomplete or corrupt"):
+        inspect_checkpoint(tmp_path / "cut.safetensors")
+
+
+def test_single_file_makes_the_same_images_as_the_folder(
+    checkpoint_dir: Path, engine: Engine
+) -> None:
+    settings = EngineSettings(
+        model_dirs=(checkpoint_dir,), single_file_config=ensure_test_model("test:tiny")
+    )
+    single = Engine(settings)
+    single.load("tiny")
+    assert single.loaded_model == "tiny"
+    result = single.generate(TXT)
+    assert result.parameters["model"] == "tiny"
+    assert result.images[0].image.size == (64, 64)
+    # the same weights through the original layout: the same pixels as the diffusers folder
+    assert result.images[0].image.tobytes() == engine.generate(TXT).images[0].image.tobytes()
+    assert single.generate(replace(TXT, task="img2img", image=result.images[0].image, steps=4))
+
+
+def test_single_file_without_a_config_offline_says_how_to_fix(checkpoint_dir: Path) -> None:
+    repo = get_preset("sd15").repo  # type: ignore[union-attr]
+    if is_cached(repo):
+        pytest.skip(f"{repo} is in this machine's Hugging Face cache")
+    with pytest.raises(ModelNotFound) as caught:
+        Engine(EngineSettings(model_dirs=(checkpoint_dir,))).load("tiny.safetensors")
+    message = caught.value.message
+    assert "single_file_config" in message and repo in message and "offline" in message
+
+
+def test_single_file_config_must_be_a_diffusers_folder(
+    checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    settings = EngineSettings(model_dirs=(checkpoint_dir,), single_file_config=tmp_path)
+    with pytest.raises(InvalidRequest, match="`single_file_config` must be a diffusers folder"):
+        Engine(settings).load("tiny")
+
+
+def test_pickle_checkpoint_loads_only_when_allowed(checkpoint_dir: Path, tmp_path: Path) -> None:
+    torch.save({"state_dict": load_file(checkpoint_dir / "tiny.safetensors")}, tmp_path / "t.ckpt")
+    config = ensure_test_model("test:tiny")
+    refused = Engine(EngineSettings(model_dirs=(tmp_path,), single_file_config=config))
+    with pytest.raises(UnsafeModelFile, match="pickle checkpoint"):
+        refused.load("t.ckpt")
+    assert refused.loaded_model is None
+    allowed = Engine(
+        EngineSettings(model_dirs=(tmp_path,), single_file_config=config, allow_pickle=True)
+    )
+    allowed.load("t.ckpt")
+    assert allowed.generate(TXT).images[0].image.size == (64, 64)
+
+
+def test_presets_offline_and_not_downloaded_say_how_to_fix() -> None:
+    repo = get_preset("sd15").repo  # type: ignore[union-attr]
+    if is_cached(repo):
+        pytest.skip(f"{repo} is in this machine's Hugging Face cache")
+    engine = Engine(EngineSettings())
+    with pytest.raises(ModelNotFound) as caught:
+        engine.generate(TXT)  # no model named: the default, sd15
+    assert repo in caught.value.message and "HF_HUB_OFFLINE" in caught.value.message
+    assert caught.value.code == "model_not_found" and engine.loaded_model is None
+    with pytest.raises(ModelNotFound, match="downloads are turned off|offline"):
+        Engine(EngineSettings(allow_download=False)).load("someone/some-model")

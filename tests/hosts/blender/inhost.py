@@ -1,0 +1,544 @@
+"""Checks that run inside real Blender (the bpy module), one per process.
+
+    <blender-venv>/bin/python inhost.py CHECK RESULT.json ADDON_DIR MODULE [INSTALL ZIP]
+
+Enables the add-on MODULE from ADDON_DIR (the folder that holds it), or installs ZIP the way a
+user would when given, runs the check and writes {"ok", "error", "data"} to RESULT.json. The
+server is found through $PAINTBRIDGE_CONFIG_DIR (server.json), as a user's Blender finds it.
+Settings use the tiny test model: images are noise, so checks look at sizes, pixels that must not
+change, datablocks, links and properties, never at what the picture shows.
+"""
+
+import json
+import os
+import sys
+import traceback
+import types
+
+import bpy
+import numpy as np
+
+CHECKS = {}
+MODEL = "test:tiny"
+
+
+def check(func):
+    CHECKS[func.__name__] = func
+    return func
+
+
+def enable(addon_dir, module, install=None, zip_path=None):
+    """Enables the add-on: from ADDON_DIR on sys.path (default), or installs ZIP as a user
+    would: "legacy-zip" (Preferences > Add-ons > Install) or "extension-zip" (Install from
+    Disk, 4.2+). Returns the add-on's module."""
+    import addon_utils  # importable once bpy is
+
+    if install == "legacy-zip":
+        bpy.ops.preferences.addon_install(filepath=zip_path, overwrite=True)
+        bpy.ops.preferences.addon_enable(module=module)
+    elif install == "extension-zip":
+        bpy.ops.extensions.package_install_files(
+            filepath=zip_path, repo="user_default", enable_on_install=True
+        )
+        module = "bl_ext.user_default." + module
+    else:
+        sys.path.insert(0, addon_dir)
+        addon_utils.enable(module, default_set=True, handle_error=_raise)
+    if module not in bpy.context.preferences.addons:
+        raise AssertionError(f"add-on {module} is not enabled")
+    return sys.modules[module]
+
+
+def _raise(exc):
+    raise exc
+
+
+def settings(**values):
+    s = bpy.context.scene.paintbridge
+    s.prompt = "a red brick wall"
+    s.model = MODEL
+    s.steps = 2
+    s.width, s.height = 96, 64
+    s.seed_mode = "FIXED"
+    s.seed = 7
+    for key, value in values.items():
+        setattr(s, key, value)
+    return s
+
+
+def pixels(image):
+    values = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+    image.pixels.foreach_get(values)
+    return values
+
+
+def byte_image(name, width, height, rgba_top_down):
+    """A byte image whose pixels are given top row first (as a user sees them)."""
+    image = bpy.data.images.new(name, width, height, alpha=True)
+    array = np.asarray(rgba_top_down, dtype=np.uint8).reshape(height, width, 4)[::-1]
+    image.pixels.foreach_set((array.astype(np.float32) / 255).ravel())
+    return image
+
+
+def pattern(width, height, seed=0):
+    rng = np.random.default_rng(seed)
+    rgba = rng.integers(0, 256, size=(height, width, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    return rgba
+
+
+def datablocks():
+    return {
+        "images": sorted(i.name for i in bpy.data.images),
+        "materials": sorted(m.name for m in bpy.data.materials),
+        "node_groups": sorted(g.name for g in bpy.data.node_groups),
+    }
+
+
+def new_images(before):
+    return [bpy.data.images[n] for n in sorted(set(i.name for i in bpy.data.images) - before)]
+
+
+def expect_error(call, *fragments):
+    try:
+        call()
+    except RuntimeError as exc:
+        message = str(exc)
+        for fragment in fragments:
+            assert fragment in message, f"{fragment!r} not in {message!r}"
+        return message
+    raise AssertionError(f"expected an error with {fragments}")
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+@check
+def registered(addon, data):
+    for name in ("generate", "img2img", "inpaint", "generate_texture", "cancel", "start_server"):
+        assert hasattr(bpy.ops.paintbridge, name), name
+        bpy.ops.paintbridge.__getattr__(name).get_rna_type()
+    image_menu = [f.__name__ for f in bpy.types.IMAGE_MT_image.draw._draw_funcs]
+    node_menu = [f.__name__ for f in bpy.types.NODE_MT_add.draw._draw_funcs]
+    assert "draw_image_menu" in image_menu, image_menu
+    assert "draw_node_add_menu" in node_menu, node_menu
+    assert hasattr(bpy.types, "PAINTBRIDGE_PT_image")
+    assert bpy.types.PAINTBRIDGE_PT_image.bl_category == "Paintbridge"
+    assert hasattr(bpy.context.scene, "paintbridge")
+    data["image_menu"] = image_menu
+    import addon_utils
+
+    # unregister is clean and the add-on comes back
+    module = addon.__name__
+    addon_utils.disable(module, default_set=True)
+    assert not hasattr(bpy.types, "PAINTBRIDGE_PT_image")
+    assert "draw_image_menu" not in [
+        f.__name__ for f in getattr(bpy.types.IMAGE_MT_image.draw, "_draw_funcs", [])
+    ]
+    addon_utils.enable(module, default_set=True, handle_error=_raise)
+    assert hasattr(bpy.ops.paintbridge, "generate")
+
+
+@check
+def pixel_conversion(addon, data):
+    convert, params = addon.convert, addon.params
+    from_image = addon.images.read_rgba8
+    w, h = 5, 3
+    top_down = pattern(w, h, 1)
+    top_down[..., 3] = np.arange(w * h).reshape(h, w) * 17
+    # byte image: rows bottom-up in Blender, top-down out; exact
+    img = byte_image("bytes", w, h, top_down)
+    rw, rh, rgba = from_image(img)
+    assert (rw, rh) == (w, h)
+    assert rgba == top_down.tobytes(), "byte image read differs"
+    # the first pixel Blender stores is the bottom-left one
+    assert np.allclose(pixels(img)[:4] * 255, top_down[h - 1, 0], atol=0.01)
+    # writing a result: exact, packed, kept
+    made = addon.images.new_result_image("made", w, h, top_down.tobytes(), {"task": "t"})
+    assert from_image(made)[2] == top_down.tobytes()
+    assert made.packed_file is not None and made.use_fake_user
+    # float image: linear in Blender, sRGB bytes out, within 1/255 of Blender's own transform
+    fimg = bpy.data.images.new("floats", w, h, alpha=True, float_buffer=True)
+    assert fimg.is_float and fimg.colorspace_settings.name != "sRGB"
+    linear = np.linspace(0, 1, w * h * 4, dtype=np.float32).reshape(h, w, 4)
+    linear[..., 3] = 0.5
+    fimg.pixels.foreach_set(linear.ravel())
+    _, _, frgba = from_image(fimg)
+    got = np.frombuffer(frgba, dtype=np.uint8).reshape(h, w, 4)[::-1]  # back to Blender rows
+    # reference: Blender's sRGB byte conversion of the same color (generated_color round trip)
+    want = convert.linear_to_srgb(linear[..., :3]) * 255
+    assert np.abs(got[..., :3] - want).max() <= 1.0, np.abs(got[..., :3] - want).max()
+    assert np.all(got[..., 3] == 128)
+    probe = bpy.data.images.new("probe", 1, 1, alpha=True, float_buffer=True)
+    for value in (0.0, 0.002, 0.01, 0.05, 0.2, 0.5, 0.8, 1.0):
+        probe.generated_color = (value, value, value, 1.0)  # a color given in sRGB...
+        stored = pixels(probe)[0]  # ...is stored linear by Blender's own color management
+        mine = convert.linear_to_srgb(np.float32(stored)) * 255
+        assert abs(float(mine) - value * 255) <= 1.0, (value, stored, float(mine))
+    # Non-Color float image: values pass through
+    dimg = bpy.data.images.new("data", w, h, alpha=True, float_buffer=True)
+    dimg.colorspace_settings.name = "Non-Color"  # (changing it reloads the pixels: first)
+    dimg.pixels.foreach_set(linear.ravel())
+    _, _, data_rgba = from_image(dimg)
+    got = np.frombuffer(data_rgba, dtype=np.uint8).reshape(h, w, 4)[::-1]
+    assert np.abs(got.astype(float) - linear * 255).max() <= 0.5 + 1e-3
+    # round trips: bytes -> linear floats -> bytes, and through hostkit's PNG codec
+    every = np.arange(256, dtype=np.uint8).repeat(4).reshape(16, 16, 4)
+    back = convert.pixels_to_rgba8(
+        convert.rgba8_to_pixels(every.tobytes(), 16, 16, linear=True), 16, 16, linear=True
+    )
+    assert back == every.tobytes(), "sRGB -> linear -> sRGB is not exact"
+    pix = addon.hostkit.pixels
+    png = pix.encode_png(top_down.tobytes(), w, h)
+    assert pix.decode_png(png)[3] == top_down.tobytes()
+    # masks, composite, crop/paste
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    assert convert.transparency_mask(rgba.tobytes()) == bytes([0, 255, 127, 0])
+    white = np.full((1, 2, 4), 255, np.uint8)
+    white[0, 1, :3] = 0
+    assert convert.luma_mask(white.tobytes()) == bytes([255, 0])
+    source = pattern(2, 1, 3)
+    result = pattern(2, 1, 4)
+    result[0, 0, 3], result[0, 1, 3] = 0, 255
+    out = np.frombuffer(convert.composite_over(source.tobytes(), result.tobytes()), np.uint8)
+    assert out[:4].tolist() == source[0, 0].tolist() and out[4:].tolist() == result[0, 1].tolist()
+    # a hole (transparent source) inside the mask fills at full strength despite the feather
+    hole = np.zeros((1, 2, 4), np.uint8)
+    hole[0, 1] = [10, 20, 30, 255]
+    faint = np.full((1, 2, 4), 200, np.uint8)
+    faint[..., 3] = 64
+    out = np.frombuffer(
+        convert.composite_over(hole.tobytes(), faint.tobytes(), bytes([255, 255])), np.uint8
+    )
+    assert out[:4].tolist() == [200, 200, 200, 255], out
+    assert out[7] == 255 and abs(int(out[4]) - (200 * 64 + 10 * 191) // 255) <= 1, out
+    big = pattern(6, 4, 5).tobytes()
+    patch = convert.crop(big, 6, 4, (1, 2, 3, 2))
+    assert convert.paste(big, 6, 4, (1, 2, 3, 2), patch) == big
+    # params
+    assert params.job_seed("FIXED", 5, 9) == 5 and params.job_seed("REUSE", 5, 9) == 9
+    assert 0 <= params.job_seed("RANDOM", 5, 9) <= params.MAX_SEED
+    assert 0 <= params.job_seed("REUSE", 5, -1) <= params.MAX_SEED
+    assert params.result_name("  a   cat ", "txt2img") == "a cat"
+    assert params.result_name("", "txt2img") == "txt2img"
+    long_name = params.result_name("é" * 80, "t")
+    assert len(long_name.encode("utf-8")) <= 63 and long_name.endswith("...")
+    rec = params.record({"task": "img2img", "image": {}, "seed": None, "steps": 2}, 2**32 + 1)
+    assert rec == {"task": "img2img", "steps": 2, "seed": str(2**32 + 1)}
+
+
+@check
+def generate(addon, data):
+    s = settings()
+    before = set(i.name for i in bpy.data.images)
+    assert bpy.ops.paintbridge.generate() == {"FINISHED"}
+    made = new_images(before)
+    assert len(made) == 1, made
+    image = made[0]
+    assert tuple(image.size) == (96, 64), tuple(image.size)
+    assert image.name == "a red brick wall"
+    assert image.packed_file is not None and image.use_fake_user
+    record = image["paintbridge"].to_dict()
+    for key, want in (("task", "txt2img"), ("prompt", s.prompt), ("seed", 7), ("steps", 2)):
+        assert record[key] == want, (key, record)
+    assert record["model"] == MODEL and record["width"] == 96 and record["height"] == 64
+    assert s.last_seed == 7
+    values = pixels(image)
+    assert np.all(values[3::4] == 1.0) and values[0::4].std() > 0.01
+    # the same operator from a menu (INVOKE_DEFAULT) runs synchronously in background mode
+    s.seed_mode = "REUSE"
+    s.width, s.height = 64, 72
+    assert bpy.ops.paintbridge.generate("INVOKE_DEFAULT") == {"FINISHED"}
+    second = new_images(before | {image.name})
+    assert len(second) == 1 and tuple(second[0].size) == (64, 72)
+    assert second[0]["paintbridge"]["seed"] == 7
+    data["saved"] = {i.name: pixels(i).tolist()[:64] for i in (image, second[0])}
+    # save, reload: the results are still there, packed, with their pixels and parameters
+    path = os.path.join(os.environ["PB_TMP"], "generate.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert not set(data["saved"]) & set(i.name for i in bpy.data.images)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    for name, first in data["saved"].items():
+        loaded = bpy.data.images[name]
+        assert loaded.packed_file is not None
+        assert np.allclose(pixels(loaded)[:64], first, atol=0.5 / 255), name
+        assert loaded["paintbridge"]["model"] == MODEL
+    assert bpy.context.scene.paintbridge.last_seed == 7  # settings are saved with the scene
+    data.pop("saved")
+
+
+@check
+def img2img(addon, data):
+    settings(strength=0.6)
+    source = byte_image("photo", 80, 72, pattern(80, 72, 2))
+    fsource = bpy.data.images.new("render", 64, 64, alpha=True, float_buffer=True)
+    fsource.generated_color = (0.2, 0.4, 0.8, 1.0)
+    snapshot = {img.name: pixels(img).copy() for img in (source, fsource)}
+    before = set(i.name for i in bpy.data.images)
+    assert bpy.ops.paintbridge.img2img(image_name="photo") == {"FINISHED"}
+    with bpy.context.temp_override(edit_image=fsource):
+        assert bpy.ops.paintbridge.img2img() == {"FINISHED"}
+    made = new_images(before)
+    assert len(made) == 2, made
+    by_source = {m["paintbridge"]["source_image"]: m for m in made}
+    assert tuple(by_source["photo"].size) == (80, 72)
+    assert tuple(by_source["render"].size) == (64, 64)
+    record = by_source["photo"]["paintbridge"].to_dict()
+    assert record["task"] == "img2img" and abs(record["strength"] - 0.6) < 1e-6, record
+    for img in (source, fsource):
+        assert np.array_equal(pixels(img), snapshot[img.name]), f"source {img.name} changed"
+        assert img.packed_file is None
+    # no image open and none named: a clean error, nothing made
+    before = set(i.name for i in bpy.data.images)
+    expect_error(bpy.ops.paintbridge.img2img, "Open an image")
+    assert new_images(before) == []
+
+
+@check
+def inpaint(addon, data):
+    settings(strength=1.0)
+    w, h = 160, 120
+    base = pattern(w, h, 3)
+    hole = base.copy()
+    hole[40:70, 100:130, 3] = 0  # rows 40-69, columns 100-129 (top-down) are transparent
+    source = byte_image("wall", w, h, hole)
+    snapshot = pixels(source).copy()
+    before = set(i.name for i in bpy.data.images)
+    assert bpy.ops.paintbridge.inpaint(image_name="wall") == {"FINISHED"}
+    (made,) = new_images(before)
+    assert tuple(made.size) == (w, h)
+    assert np.array_equal(pixels(source), snapshot), "the source image changed"
+    out = np.frombuffer(addon.images.read_rgba8(made)[2], np.uint8).reshape(h, w, 4)
+    keep = np.ones((h, w), bool)
+    keep[40:70, 100:130] = False
+    assert np.array_equal(out[keep], hole[keep]), "pixels outside the hole changed"
+    assert np.all(out[40:70, 100:130, 3] == 255), "the hole was not filled"
+    record = made["paintbridge"].to_dict()
+    assert record["task"] == "inpaint" and record["source_image"] == "wall"
+    x, y, bw, bh = record["box"]
+    assert x <= 100 and y <= 40 and x + bw >= 130 and y + bh >= 70 and bw * bh < w * h
+    data["box"] = record["box"]
+    # with a mask image: white = regenerate, on an opaque image
+    mask = np.zeros((h, w, 4), np.uint8)
+    mask[..., 3] = 255
+    mask[10:30, 20:50, :3] = 255
+    bpy.context.scene.paintbridge.mask_image = byte_image("mask", w, h, mask)
+    opaque = byte_image("opaque", w, h, base)
+    before = set(i.name for i in bpy.data.images)
+    with bpy.context.temp_override(edit_image=opaque):
+        assert bpy.ops.paintbridge.inpaint() == {"FINISHED"}
+    (masked,) = new_images(before)
+    out = np.frombuffer(addon.images.read_rgba8(masked)[2], np.uint8).reshape(h, w, 4)
+    keep = np.ones((h, w), bool)
+    keep[10:30, 20:50] = False
+    assert np.array_equal(out[keep], base[keep])
+    assert not np.array_equal(out[10:30, 20:50], base[10:30, 20:50])
+    assert masked["paintbridge"]["mask_image"] == "mask"
+    # an empty mask (an opaque image, no mask image) is a clean error
+    bpy.context.scene.paintbridge.mask_image = None
+    before = set(i.name for i in bpy.data.images)
+    expect_error(lambda: bpy.ops.paintbridge.inpaint(image_name="opaque"), "Nothing to inpaint")
+    # a mask of another size too
+    bpy.context.scene.paintbridge.mask_image = byte_image("small", 8, 8, pattern(8, 8))
+    expect_error(lambda: bpy.ops.paintbridge.inpaint(image_name="opaque"), "same size")
+    assert new_images(before | {"small"}) == []
+
+
+def links_of(tree):
+    return sorted(
+        (link.from_node.name, link.from_socket.identifier, link.to_node.name, link.to_socket.name)
+        for link in tree.links
+    )
+
+
+@check
+def texture(addon, data):
+    settings()
+    bpy.ops.mesh.primitive_cube_add()
+    cube = bpy.context.object
+    material = bpy.data.materials.new("Bricks")
+    material.use_nodes = True
+    tree = material.node_tree
+    bsdf = next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+    value = tree.nodes.new("ShaderNodeValue")
+    tree.links.new(value.outputs[0], bsdf.inputs["Roughness"])
+    rgb = tree.nodes.new("ShaderNodeRGB")
+    tree.links.new(rgb.outputs[0], bsdf.inputs["Base Color"])
+    bump = tree.nodes.new("ShaderNodeBump")
+    tree.links.new(bump.outputs[0], bsdf.inputs["Normal"])
+    cube.data.materials.append(material)
+    before_links = links_of(tree)
+    before = set(i.name for i in bpy.data.images)
+    assert bpy.ops.paintbridge.generate_texture() == {"FINISHED"}
+    (image,) = new_images(before)
+    assert image["paintbridge"]["seamless"] == "xy"
+    assert image["paintbridge"]["material"] == "Bricks"
+    assert image.packed_file is not None
+    base = bsdf.inputs["Base Color"]
+    assert base.is_linked and base.links[0].from_node.type == "TEX_IMAGE"
+    node = base.links[0].from_node
+    assert node.image == image
+    after = links_of(tree)
+    replaced = [link for link in before_links if link[3] == "Base Color"]
+    kept = [link for link in before_links if link[3] != "Base Color"]
+    assert set(kept) <= set(after), "a link the user made is gone"
+    assert len(after) == len(before_links), (before_links, after)
+    assert rgb.name in tree.nodes and replaced  # the replaced source stays in the tree
+    # again: the same node gets the new texture, no pile of nodes
+    count = len(tree.nodes)
+    assert bpy.ops.paintbridge.generate_texture() == {"FINISHED"}
+    assert len(tree.nodes) == count and node.image != image
+    assert links_of(tree) == after
+    # an object without material gets one, named after the texture
+    bpy.ops.mesh.primitive_plane_add()
+    plane = bpy.context.object
+    settings(texture_seamless="x", prompt="moss")
+    assert bpy.ops.paintbridge.generate_texture() == {"FINISHED"}
+    made = plane.active_material
+    assert made is not None and made.name == "moss"
+    node = made.node_tree.nodes.active
+    assert node.type == "TEX_IMAGE" and node.image["paintbridge"]["seamless"] == "x"
+    # by name, from anywhere
+    settings(prompt="sand")
+    assert bpy.ops.paintbridge.generate_texture(material_name="Bricks") == {"FINISHED"}
+    assert node_image_name(material) == "sand"
+
+
+def node_image_name(material):
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    return bsdf.inputs["Base Color"].links[0].from_node.image.name
+
+
+@check
+def server_down(addon, data):
+    settings()
+    source = byte_image("photo", 64, 64, pattern(64, 64))
+    bpy.ops.mesh.primitive_cube_add()
+    before = datablocks()
+    for call in (
+        bpy.ops.paintbridge.generate,
+        lambda: bpy.ops.paintbridge.img2img(image_name="photo"),
+        lambda: bpy.ops.paintbridge.generate_texture(),
+    ):
+        message = expect_error(call, "paintbridge serve")
+        assert datablocks() == before, (before, datablocks())
+    data["message"] = message
+    session = bpy.context.window_manager.paintbridge
+    assert session.server == "not running", session.server
+    # a server named by hand that does not answer
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    prefs.server_url = os.environ["PB_DEAD_URL"]
+    expect_error(bpy.ops.paintbridge.generate, "Could not reach", os.environ["PB_DEAD_URL"])
+    # a remote one while Blender is offline: refused before any request
+    if not getattr(bpy.app, "online_access", True):
+        prefs.server_url = "http://192.0.2.1:7860"
+        expect_error(bpy.ops.paintbridge.generate, "online access")
+    assert datablocks() == before
+    assert source.packed_file is None
+
+
+class ModalDriver:
+    """Runs the job operators' modal path by hand: background mode has no event loop, so this
+    plays Blender's part (timer events, Esc) on the add-on's own modal code."""
+
+    def __init__(self, operator_class, **props):
+        self.cls = operator_class
+        self.op = type("Driven", (operator_class.__mro__[1],), {})()  # the _JobOperator mixin
+        self.op.plan = types.MethodType(operator_class.plan, self.op)
+        for key, value in props.items():
+            setattr(self.op, key, value)
+        self.reports = []
+        self.op.report = lambda level, text: self.reports.append((sorted(level)[0], text))
+
+    def event(self, kind):
+        return types.SimpleNamespace(type=kind, timer=getattr(self.op, "_timer", None))
+
+    def invoke(self, context):
+        # invoke() would take the synchronous path in background mode: do what it does in the UI
+        session = context.window_manager.paintbridge
+        job, self.op._finish = self.op.plan(context)
+        self.op._handle = self.make_client(context).start(job)
+        session.running = True
+        self.op._timer = context.window_manager.event_timer_add(0.2, window=context.window)
+
+    def make_client(self, context):
+        addon = sys.modules[self.cls.__module__.rsplit(".", 1)[0]]
+        return addon.operators._client(context, background=False)
+
+
+@check
+def modal(addon, data):
+    import time
+
+    context = bpy.context
+    settings(steps=2)
+    session = context.window_manager.paintbridge
+    ops = addon.operators
+    before = set(i.name for i in bpy.data.images)
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    driver.invoke(context)
+    assert driver.op.modal(context, driver.event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    answers = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        answer = driver.op.modal(context, driver.event("TIMER"))
+        answers.append(session.message)
+        if answer != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.1)
+    assert answer == {"FINISHED"}, (answer, driver.reports)
+    (image,) = new_images(before)
+    assert tuple(image.size) == (96, 64) and not session.running
+    assert driver.op._timer is None
+    data["messages"] = sorted(set(answers))
+    # Esc while the job runs: cancelled on the server, nothing made
+    settings(steps=150, width=512, height=512)
+    before = set(i.name for i in bpy.data.images)
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    driver.invoke(context)
+    job_id = driver.op._handle.id
+    deadline = time.time() + 120
+    while driver.op._handle.poll().state == "queued" and time.time() < deadline:
+        time.sleep(0.1)
+    assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
+    assert driver.reports[-1][0] == "WARNING" and "Cancelled" in driver.reports[-1][1]
+    client = driver.make_client(context)
+    deadline = time.time() + 60
+    while client.poll(job_id).state not in ("cancelled", "done", "failed"):
+        assert time.time() < deadline, "the server did not cancel"
+        time.sleep(0.1)
+    assert client.poll(job_id).state == "cancelled"
+    assert new_images(before) == [] and not session.running
+    # the panel's Cancel button does the same through the session flag
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    driver.invoke(context)
+    assert bpy.ops.paintbridge.cancel() == {"FINISHED"} and session.cancel_requested
+    assert driver.op.modal(context, driver.event("TIMER")) == {"CANCELLED"}
+    assert client.poll(driver.op._handle.id).state in ("cancelled", "queued", "running")
+    deadline = time.time() + 60
+    while client.poll(driver.op._handle.id).state != "cancelled":
+        assert time.time() < deadline, "the server did not cancel"
+        time.sleep(0.1)
+    assert new_images(before) == [] and not session.cancel_requested
+
+
+def main(argv):
+    name, result_path, addon_dir, module = argv[:4]
+    install, zip_path = (argv[4], argv[5]) if len(argv) > 5 else (None, None)
+    result = {"ok": False, "error": None, "data": {}}
+    try:
+        addon = enable(addon_dir, module, install, zip_path)
+        result["data"]["module"] = addon.__name__
+        result["data"]["path"] = addon.__file__
+        CHECKS[name](addon, result["data"])
+        result["ok"] = True
+    except BaseException:  # noqa: B036 - everything goes to the result file
+        result["error"] = traceback.format_exc()
+    with open(result_path, "w") as handle:
+        json.dump(result, handle, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])

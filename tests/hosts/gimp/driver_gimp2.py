@@ -1,0 +1,234 @@
+# ruff: noqa: UP004, UP010, UP031  -- Python 2.7, like the GIMP 2.10 plug-in it drives
+"""Runs the GIMP 2.10 plug-in (the built bundle: paintbridge_gimp2.py, paintbridge_gimpflow.py,
+hostkit/) against the STAND-IN gimpfu (gimpfu_standin/, not GIMP) and a real paintbridge server,
+and writes what it saw as JSON, one entry per case, for test_gimp2.py to judge.
+
+    python driver_gimp2.py CONFIG.json   (Python 3, or 2.7 where one is installed)
+
+CONFIG: {"result", "bundle", "standin", "url", "token", "down_url"}.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import sys
+import traceback
+
+CONFIG = json.load(open(sys.argv[1]))
+sys.path[:0] = [CONFIG["standin"], CONFIG["bundle"]]
+
+import gimpfu  # noqa: E402  (the stand-in)
+import paintbridge_gimp2  # noqa: E402, F401  (importing it registers its procedures)
+
+results = {"python": list(sys.version_info[:2])}
+STEPS = 2
+
+
+def save():
+    with open(CONFIG["result"], "w") as handle:
+        json.dump(results, handle, indent=1, sort_keys=True)
+
+
+def case(name):
+    def wrap(func):
+        del gimpfu.MESSAGES[:]
+        try:
+            facts = func() or {}
+            facts["ok"] = True
+        except Exception:
+            facts = {"ok": False, "error": traceback.format_exc()}
+        facts["messages"] = list(gimpfu.MESSAGES)
+        results[name] = facts
+        save()
+        return func
+
+    return wrap
+
+
+def pattern(width, height, bpp, seed):
+    out = bytearray(width * height * bpp)
+    for i in range(len(out)):
+        out[i] = (i * 7 + (i // (width * bpp)) * 13 + seed) % 256
+    if bpp in (2, 4):
+        out[bpp - 1 :: bpp] = bytearray([255]) * (width * height)
+    return out
+
+
+def make_image(width, height, base, layer_type, layer_box=None):
+    image = gimpfu.gimp.Image(width, height, base)
+    bg_type = gimpfu.GRAY_IMAGE if base == gimpfu.GRAY else gimpfu.RGB_IMAGE
+    bg = gimpfu.gimp.Layer(image, "background", width, height, bg_type, 100, gimpfu.NORMAL_MODE)
+    bg.data = pattern(width, height, bg.bpp, 40)
+    x, y, w, h = layer_box or (0, 0, width, height)
+    layer = gimpfu.gimp.Layer(image, "paint", w, h, layer_type, 100, gimpfu.NORMAL_MODE)
+    layer.data = pattern(w, h, layer.bpp, 1)
+    layer.offsets = (x, y)
+    image.layers = [layer, bg]
+    image.active_layer = layer
+    return image, layer
+
+
+def select_box(image, x, y, w, h, ellipse=False):
+    sel = image.selection.data
+    for py in range(max(0, y), min(image.height, y + h)):
+        for px in range(max(0, x), min(image.width, x + w)):
+            if ellipse:
+                nx, ny = (px + 0.5 - x - w / 2.0) / (w / 2.0), (py + 0.5 - y - h / 2.0) / (h / 2.0)
+                if nx * nx + ny * ny > 1:
+                    continue
+            sel[py * image.width + px] = 255
+
+
+def common(**over):
+    values = {
+        "prompt": "a red door",
+        "negative": "",
+        "model": "",
+        "steps": STEPS,
+        "guidance": 0.0,
+        "seed": -1,
+        "url": CONFIG["url"],
+        "token": CONFIG["token"],
+    }
+    values.update(over)
+    return values
+
+
+def call(name, *leading, **values):
+    """Calls a registered procedure with its parameters in registered order."""
+    proc = gimpfu.REGISTERED[name]
+    names = proc["params"]
+    given = dict(zip(["image", "drawable"], leading))  # noqa: B905
+    given.update(values)
+    rename = {"negative_prompt": "negative", "server_url": "url", "whole_layer": "whole"}
+    args = [given[rename.get(n, n)] for n in names]
+    return proc["function"](*args)
+
+
+def compare(before, after, mask, width, within=None):
+    counts = {"outside": 0, "outside_changed": 0, "inside": 0, "inside_changed": 0}
+    x0, y0, w, h = within or (0, 0, width, len(mask) // width)
+    for i, m in enumerate(bytearray(mask)):
+        changed = before[4 * i : 4 * i + 4] != after[4 * i : 4 * i + 4]
+        x, y = i % width, i // width
+        if m == 255 and not (x0 <= x < x0 + w and y0 <= y < y0 + h):
+            continue
+        if m == 0:
+            counts["outside"] += 1
+            counts["outside_changed"] += int(changed)
+        elif m == 255:
+            counts["inside"] += 1
+            counts["inside_changed"] += int(changed)
+    return counts
+
+
+def facts_after(image, layer, before_layers, before_pixels, mask, within=None):
+    new = [item for item in image.layers if item not in before_layers]
+    return {
+        "canvas": [image.width, image.height],
+        "layer_box": [layer.offsets[0], layer.offsets[1], layer.width, layer.height],
+        "layers_before": len(before_layers),
+        "layers_after": len(image.layers),
+        "active_position_before": before_layers.index(layer),
+        "new": [
+            {
+                "name": n.name,
+                "box": [n.offsets[0], n.offsets[1], n.width, n.height],
+                "position": image.layers.index(n),
+                "bpp": n.bpp,
+            }
+            for n in new
+        ],
+        "compare": compare(before_pixels, image.flattened(), mask, image.width, within),
+        "undo_groups": image.undo_groups,
+        "undo_depth_after": image.undo_depth,
+        "mutations": image.mutations,
+    }
+
+
+def run_case(proc, image, layer, within="layer", **values):
+    mask = bytes(image.selection.data)
+    before_layers, before_pixels = list(image.layers), image.flattened()
+    call(proc, image, layer, **values)
+    if within == "layer":
+        within = (layer.offsets[0], layer.offsets[1], layer.width, layer.height)
+    facts = facts_after(image, layer, before_layers, before_pixels, mask, within)
+    bounds = gimpfu.pdb.gimp_selection_bounds(image)
+    facts["selection_bounds"] = (
+        [bounds[1], bounds[2], bounds[3] - bounds[1], bounds[4] - bounds[2]] if bounds[0] else None
+    )
+    return facts
+
+
+FILL = "python-fu-paintbridge-fill-selection"
+IMG2IMG = "python-fu-paintbridge-img2img"
+GENERATE = "python-fu-paintbridge-generate"
+GENERATE_IMAGE = "python-fu-paintbridge-generate-image"
+
+
+@case("registered")
+def _registered():
+    procedures = {
+        name: {"menu": p["menu"], "label": p["label"], "params": p["params"]}
+        for name, p in gimpfu.REGISTERED.items()
+    }
+    return {"procedures": procedures}
+
+
+@case("fill_rectangle")
+def _fill_rectangle():
+    image, layer = make_image(96, 72, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 30, 20, 24, 16)
+    return run_case(FILL, image, layer, **common(source=0, whole=False))
+
+
+@case("fill_ellipse_corner_gray_offset")
+def _fill_gray():
+    image, layer = make_image(80, 64, gimpfu.GRAY, gimpfu.GRAYA_IMAGE, layer_box=(8, 4, 72, 60))
+    select_box(image, 50, 40, 40, 30, ellipse=True)
+    return run_case(FILL, image, layer, **common(source=0, whole=False))
+
+
+@case("fill_visible")
+def _fill_visible():
+    image, layer = make_image(72, 56, gimpfu.RGB, gimpfu.RGBA_IMAGE)
+    select_box(image, 0, 0, 20, 20)
+    return run_case(FILL, image, layer, within=None, **common(source=1, whole=False))
+
+
+@case("fill_no_selection")
+def _fill_none():
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    return run_case(FILL, image, layer, **common(source=0, whole=False))
+
+
+@case("fill_server_down")
+def _fill_down():
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 4, 4, 10, 10)
+    return run_case(FILL, image, layer, **common(source=0, whole=False, url=CONFIG["down_url"]))
+
+
+@case("img2img_selection")
+def _img2img():
+    image, layer = make_image(80, 60, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 10, 12, 40, 30, ellipse=True)
+    return run_case(IMG2IMG, image, layer, **common(strength=0.9))
+
+
+@case("generate")
+def _generate():
+    image, layer = make_image(72, 48, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    return run_case(GENERATE, image, layer, **common(width=0, height=0))
+
+
+@case("generate_image")
+def _generate_image():
+    before = len([c for c in gimpfu.CALLS if c[0] == "gimp.Display"])
+    call(GENERATE_IMAGE, **common(width=80, height=48))
+    displays = [c[1] for c in gimpfu.CALLS if c[0] == "gimp.Display"][before:]
+    return {"displays": [list(d["size"]) for d in displays]}
+
+
+results["finished"] = True
+save()

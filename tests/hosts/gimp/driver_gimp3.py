@@ -1,0 +1,352 @@
+"""Batch driver run INSIDE GIMP 3 (gimp-console-3.0 --batch-interpreter=python-fu-eval -b -).
+
+Reads the JSON file named by $PAINTBRIDGE_GIMP_TEST ({"result": path, "down_url": url}), builds
+images and selections, runs the paintbridge procedures non-interactively the way GIMP's PDB runs
+them, and writes what it saw to the result file as JSON: one entry per case, each either
+{"ok": true, ...facts} or {"ok": false, "error": traceback}. The pytest side
+(test_gimp3.py) judges the facts; this script only measures.
+
+GIMP's own Python (Python 3, PyGObject); standard library only.
+"""
+
+import json
+import os
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+
+CONFIG = json.load(open(os.environ["PAINTBRIDGE_GIMP_TEST"]))
+PDB = Gimp.get_pdb()
+RGBA = "R'G'B'A u8"
+PROCEDURES = ("paintbridge-fill-selection", "paintbridge-generate", "paintbridge-img2img")
+STEPS = 2  # the tiny test model: quick, still a real denoising loop
+results = {}
+
+
+def save():
+    with open(CONFIG["result"], "w") as handle:
+        json.dump(results, handle, indent=1, sort_keys=True)
+
+
+def case(name):
+    def wrap(func):
+        try:
+            facts = func() or {}
+            facts["ok"] = True
+        except Exception:
+            facts = {"ok": False, "error": traceback.format_exc()}
+        results[name] = facts
+        save()
+        return func
+
+    return wrap
+
+
+def last(values, n):
+    values = tuple(values)
+    return values[len(values) - n :]
+
+
+def pattern(width, height, seed):
+    """Deterministic, varied RGBA pixels (opaque)."""
+    out = bytearray(width * height * 4)
+    for y in range(height):
+        for x in range(width):
+            i = (y * width + x) * 4
+            out[i] = (x * 7 + y * 3 + seed) % 256
+            out[i + 1] = (x * 3 + y * 11 + 2 * seed) % 256
+            out[i + 2] = (x * y + seed * 5) % 256
+            out[i + 3] = 255
+    return bytes(out)
+
+
+def make_image(width, height, base, layer_type, layer_box=None, background=True):
+    """An image with a patterned background and, on top, the patterned 'paint' layer (the
+    active one) at layer_box (x, y, w, h; default the canvas)."""
+    image = Gimp.Image.new(width, height, base)
+    bg_type = Gimp.ImageType.GRAY_IMAGE if base == Gimp.ImageBaseType.GRAY else None
+    bg_type = bg_type or Gimp.ImageType.RGB_IMAGE
+    if background:
+        bg = Gimp.Layer.new(image, "background", width, height, bg_type, 100, Gimp.LayerMode.NORMAL)
+        image.insert_layer(bg, None, 0)
+        fill(bg, pattern(width, height, 40))
+    x, y, w, h = layer_box or (0, 0, width, height)
+    layer = Gimp.Layer.new(image, "paint", w, h, layer_type, 100, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(x, y)
+    fill(layer, pattern(w, h, 1))
+    return image, layer
+
+
+def fill(layer, rgba):
+    buffer = layer.get_buffer()
+    rect = Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height())
+    buffer.set(rect, RGBA, rgba)
+    buffer.flush()
+
+
+def flattened(image):
+    """The visible image as RGBA bytes (a merged duplicate; the image is not touched)."""
+    copy = image.duplicate()
+    merged = copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
+    rect = Gegl.Rectangle.new(0, 0, image.get_width(), image.get_height())
+    data = bytes(merged.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
+    copy.delete()
+    return data
+
+
+def selection_mask(image):
+    rect = Gegl.Rectangle.new(0, 0, image.get_width(), image.get_height())
+    buffer = image.get_selection().get_buffer()
+    return bytes(buffer.get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+
+
+def run(name, image, drawables, run_mode=Gimp.RunMode.NONINTERACTIVE, **args):
+    """Runs a procedure (non-interactively by default); (status nick, error message or None)."""
+    procedure = PDB.lookup_procedure(name)
+    config = procedure.create_config()
+    config.set_property("run-mode", run_mode)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    args.setdefault("steps", STEPS)
+    for key, value in args.items():
+        if value is not None:
+            config.set_property(key.replace("_", "-"), value)
+    values = procedure.run(config)
+    status = values.index(0)
+    failed = values.length() > 1 and status != Gimp.PDBStatusType.SUCCESS
+    error = values.index(1) if failed else None
+    return status.value_nick, error
+
+
+def layer_facts(image, layer):
+    x, y = last(layer.get_offsets(), 2)
+    return {
+        "name": layer.get_name(),
+        "box": [x, y, layer.get_width(), layer.get_height()],
+        "position": image.get_item_position(layer),
+        "has_alpha": layer.has_alpha(),
+    }
+
+
+def layers(image):
+    return list(image.get_layers())
+
+
+def compare(before, after, mask, width, within=None):
+    """Counts of changed pixels where the selection is 0, and where it is 255 (only inside
+    `within`, (x, y, w, h): the pixels the command may change, e.g. the active layer's)."""
+    counts = {"outside": 0, "outside_changed": 0, "inside": 0, "inside_changed": 0}
+    x0, y0, w, h = within or (0, 0, width, len(mask) // width)
+    for i, m in enumerate(mask):
+        changed = before[4 * i : 4 * i + 4] != after[4 * i : 4 * i + 4]
+        x, y = i % width, i // width
+        if m == 255 and not (x0 <= x < x0 + w and y0 <= y < y0 + h):
+            continue
+        if m == 0:
+            counts["outside"] += 1
+            counts["outside_changed"] += changed
+        elif m == 255:
+            counts["inside"] += 1
+            counts["inside_changed"] += changed
+    return counts
+
+
+def fill_case(image, layer, select, **args):
+    """Selects with `select(image)`, runs Fill Selection on `layer`, reports what changed."""
+    select(image)
+    mask = selection_mask(image)
+    image.clean_all()  # from here, "dirty" means something was pushed on the undo stack
+    before = flattened(image)
+    count, position = len(layers(image)), image.get_item_position(layer)
+    within = None if args.get("source") == "visible" else layer_facts(image, layer)["box"]
+    status, error = run("paintbridge-fill-selection", image, [layer], prompt="a red door", **args)
+    after = flattened(image)
+    new = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+    facts = {
+        "status": status,
+        "error": error,
+        "layers_before": count,
+        "layers_after": len(layers(image)),
+        "active_position_before": position,
+        "canvas": [image.get_width(), image.get_height()],
+        "layer_box": layer_facts(image, layer)["box"],
+        "compare": compare(before, after, mask, image.get_width(), within),
+        "undo_enabled": image.undo_is_enabled(),
+        "dirty": image.is_dirty(),
+        "selection_unchanged": selection_mask(image) == mask,
+    }
+    # the selection's tight bounds, measured here (not by the plug-in)
+    width, height = image.get_width(), image.get_height()
+    rows = [y for y in range(height) if any(mask[y * width : (y + 1) * width])]
+    cols = [x for x in range(width) if any(mask[x::width])]
+    facts["selection_bounds"] = (
+        [cols[0], rows[0], cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]] if rows else None
+    )
+    if new:
+        facts["new_layer"] = layer_facts(image, new[0])
+        facts["new_layer_parent_is_active_parent"] = new[0].get_parent() == layer.get_parent()
+    image.delete()
+    return facts
+
+
+@case("registered")
+def _registered():
+    facts = {}
+    for name in PROCEDURES:
+        procedure = PDB.lookup_procedure(name)
+        facts[name] = {
+            "found": procedure is not None,
+            "menu_paths": list(procedure.get_menu_paths()) if procedure else [],
+            "menu_label": procedure.get_menu_label() if procedure else None,
+            "arguments": [spec.name for spec in procedure.get_arguments()] if procedure else [],
+        }
+    return facts
+
+
+@case("fill_rectangle")
+def _fill_rectangle():
+    image, layer = make_image(200, 150, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    return fill_case(
+        image, layer, lambda im: im.select_rectangle(Gimp.ChannelOps.REPLACE, 60, 40, 50, 30)
+    )
+
+
+@case("fill_ellipse_corner")
+def _fill_ellipse_corner():
+    image, layer = make_image(160, 120, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE)
+    return fill_case(
+        image, layer, lambda im: im.select_ellipse(Gimp.ChannelOps.REPLACE, 110, 80, 70, 60)
+    )
+
+
+@case("fill_feathered_gray_offset_layer")
+def _fill_gray():
+    # grayscale, a layer smaller than the canvas and offset, a feathered ellipse over its edge
+    image, layer = make_image(
+        180, 140, Gimp.ImageBaseType.GRAY, Gimp.ImageType.GRAYA_IMAGE, layer_box=(30, 20, 120, 90)
+    )
+
+    def select(im):
+        im.select_ellipse(Gimp.ChannelOps.REPLACE, 10, 10, 70, 50)
+        Gimp.Selection.feather(im, 8.0)
+
+    return fill_case(image, layer, select)
+
+
+@case("fill_visible_source")
+def _fill_visible():
+    image, layer = make_image(128, 96, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    return fill_case(
+        image,
+        layer,
+        lambda im: im.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 40, 40),
+        source="visible",
+    )
+
+
+@case("fill_no_selection")
+def _fill_no_selection():
+    image, layer = make_image(96, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    return fill_case(image, layer, lambda im: Gimp.Selection.none(im))
+
+
+@case("fill_no_selection_whole_layer")
+def _fill_whole():
+    image, layer = make_image(96, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    return fill_case(image, layer, lambda im: Gimp.Selection.none(im), whole_layer=True)
+
+
+@case("fill_server_down")
+def _fill_down():
+    image, layer = make_image(96, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    return fill_case(
+        image,
+        layer,
+        lambda im: im.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 10, 20, 20),
+        server_url=CONFIG["down_url"],
+    )
+
+
+def new_layer_case(name, image, drawables, **args):
+    before = layers(image)
+    image.clean_all()
+    args.setdefault("prompt", "a lighthouse")
+    status, error = run(name, image, drawables, **args)
+    new = [item for item in layers(image) if item not in before]
+    facts = {"status": status, "error": error, "new": [layer_facts(image, n) for n in new]}
+    facts["layers_before"], facts["layers_after"] = len(before), len(layers(image))
+    facts["dirty"] = image.is_dirty()
+    return facts
+
+
+@case("generate_image_size")
+def _generate():
+    image, layer = make_image(200, 150, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    facts = new_layer_case("paintbridge-generate", image, [layer])
+    image.delete()
+    return facts
+
+
+@case("generate_chosen_size")
+def _generate_sized():
+    image, layer = make_image(200, 150, Gimp.ImageBaseType.GRAY, Gimp.ImageType.GRAY_IMAGE)
+    facts = new_layer_case("paintbridge-generate", image, [layer], width=96, height=64)
+    image.delete()
+    return facts
+
+
+@case("generate_no_image")
+def _generate_no_image():
+    before = list(Gimp.get_images())
+    status, error = run("paintbridge-generate", None, [], prompt="a boat", width=80, height=48)
+    new = [im for im in Gimp.get_images() if im not in before]
+    facts = {"status": status, "error": error, "new_images": []}
+    for image in new:
+        facts["new_images"].append(
+            {
+                "size": [image.get_width(), image.get_height()],
+                "layers": [layer_facts(image, n) for n in layers(image)],
+            }
+        )
+        image.delete()
+    return facts
+
+
+@case("img2img_layer")
+def _img2img():
+    # an offset layer partly outside the canvas: only its part on the canvas is sent
+    image, layer = make_image(
+        160, 120, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE, layer_box=(-20, 30, 100, 120)
+    )
+    facts = new_layer_case("paintbridge-img2img", image, [layer], strength=0.6)
+    image.delete()
+    return facts
+
+
+@case("img2img_selection")
+def _img2img_selection():
+    image, layer = make_image(160, 120, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 20, 30, 64, 40)
+    mask = selection_mask(image)
+    before = flattened(image)
+    facts = new_layer_case("paintbridge-img2img", image, [layer], strength=0.9)
+    facts["compare"] = compare(before, flattened(image), mask, image.get_width())
+    image.delete()
+    return facts
+
+
+@case("img2img_server_down")
+def _img2img_down():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    facts = new_layer_case("paintbridge-img2img", image, [layer], server_url=CONFIG["down_url"])
+    image.delete()
+    return facts
+
+
+results["finished"] = True
+save()

@@ -1,0 +1,185 @@
+"""The GIMP 2.10 plug-in, run against a STAND-IN `gimpfu` (gimpfu_standin/: GIMP 2.10 with
+Python cannot run on these machines) and a real paintbridge server, from the built bundle.
+
+driver_gimp2.py runs the cases in a subprocess: under this Python 3 always, and under a real
+Python 2.7 when one is installed (GIMP 2.10's Python), so the bundle is imported and run the
+way GIMP 2.10 would. vermin checks the bundle parses on Python 2.7.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paintbridge import bundles
+from paintbridge.hostkit.geometry import Box, context_box
+
+HERE = Path(__file__).resolve().parent
+FILL = "python-fu-paintbridge-fill-selection"
+IMG2IMG = "python-fu-paintbridge-img2img"
+GENERATE = "python-fu-paintbridge-generate"
+GENERATE_IMAGE = "python-fu-paintbridge-generate-image"
+
+pytestmark = [
+    pytest.mark.slow,
+]
+
+
+def python27() -> str | None:
+    """A Python 2.7 interpreter, if this machine has one ($PAINTBRIDGE_PYTHON27, PATH, pyenv)."""
+    candidates = [os.environ.get("PAINTBRIDGE_PYTHON27", ""), shutil.which("python2.7") or ""]
+    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/2.7*/bin/python2.7")))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            check = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[0])"],
+                                   capture_output=True, text=True, check=False)  # fmt: skip
+            if check.stdout.strip() == "2":
+                return candidate
+    return None
+
+
+PYTHONS = {"python3": sys.executable, "python2.7": python27()}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return bundles.build_gimp2(tmp_path_factory.mktemp("gimp2-bundle"))
+
+
+@pytest.fixture(scope="module", params=sorted(PYTHONS))
+def gimp2_run(request, bundle, live_server, tmp_path_factory):
+    python = PYTHONS[request.param]
+    if python is None:
+        pytest.skip("no Python 2.7 on this machine (set PAINTBRIDGE_PYTHON27); ran on Python 3")
+    work = tmp_path_factory.mktemp("gimp2-" + request.param)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = {
+        "result": str(work / "result.json"),
+        "bundle": str(bundle),
+        "standin": str(HERE / "gimpfu_standin"),
+        "url": live_server.url,
+        "token": live_server.token,
+        "down_url": down_url,
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    done = subprocess.run(
+        [python, str(HERE / "driver_gimp2.py"), str(work / "config.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    result = work / "result.json"
+    assert result.is_file(), f"driver wrote nothing (exit {done.returncode}):\n{done.stderr}"
+    facts = json.loads(result.read_text())
+    assert facts.get("finished"), f"driver stopped early:\n{done.stderr}"
+    return facts
+
+
+def entry(run, name):
+    facts = run[name]
+    assert facts["ok"], facts.get("error")
+    return facts
+
+
+def test_bundle_parses_on_python_27(bundle):
+    vermin = Path(sys.executable).parent / "vermin"
+    files = [str(p) for p in bundle.rglob("*.py")]
+    assert any(f.endswith("paintbridge_gimp2.py") for f in files)
+    done = subprocess.run(
+        [str(vermin), "-q", "--no-tips", "--violations", "-t=2.7-", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_gimp2_bundle_layout(bundle):
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["hostkit", "paintbridge_gimp2.py", "paintbridge_gimpflow.py"]
+    assert os.access(bundle / "paintbridge_gimp2.py", os.X_OK)
+
+
+def test_registered_under_filters_paintbridge(gimp2_run):
+    registered = entry(gimp2_run, "registered")["procedures"]
+    assert sorted(registered) == sorted([FILL, IMG2IMG, GENERATE, GENERATE_IMAGE])
+    for name in (FILL, IMG2IMG, GENERATE):
+        assert registered[name]["menu"] == "<Image>/Filters/Paintbridge"
+        assert registered[name]["params"][:3] == ["image", "drawable", "prompt"]
+    assert registered[GENERATE_IMAGE]["menu"] == "<Image>/File/Create/Paintbridge"
+    labels = {registered[n]["label"].replace("_", "") for n in (FILL, IMG2IMG, GENERATE)}
+    assert labels == {"Fill Selection...", "Image to Image...", "Generate..."}
+    assert "strength" in registered[IMG2IMG]["params"]
+
+
+@pytest.mark.parametrize("case", ["fill_rectangle", "fill_ellipse_corner_gray_offset"])
+def test_fill_selection(gimp2_run, case):
+    facts = entry(gimp2_run, case)
+    assert facts["messages"] == []
+    assert facts["layers_after"] == facts["layers_before"] + 1
+    [new] = facts["new"]
+    assert new["position"] == facts["active_position_before"]  # right above the active layer
+    canvas = Box(0, 0, *facts["canvas"])
+    limit = canvas.intersect(Box(*facts["layer_box"]))
+    selection = Box(*facts["selection_bounds"]).intersect(limit)
+    assert Box(*new["box"]) == context_box(selection, limit)
+    counts = facts["compare"]
+    assert counts["outside"] > 0 and counts["outside_changed"] == 0
+    assert counts["inside"] > 0 and counts["inside_changed"] >= 0.9 * counts["inside"]
+    # one undo step: one group, and every change to the image inside it
+    assert facts["undo_groups"] == 1 and facts["undo_depth_after"] == 0
+    assert facts["mutations"] and all(depth == 1 for _what, _name, depth in facts["mutations"])
+
+
+def test_fill_selection_gray_image_gets_a_gray_layer(gimp2_run):
+    facts = entry(gimp2_run, "fill_ellipse_corner_gray_offset")
+    assert facts["new"][0]["bpp"] == 2
+
+
+def test_fill_from_the_visible_image(gimp2_run):
+    facts = entry(gimp2_run, "fill_visible")
+    assert facts["messages"] == []
+    assert facts["compare"]["outside_changed"] == 0
+    assert len(facts["new"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("fill_no_selection", "Nothing is selected"),
+        ("fill_server_down", "Could not reach the paintbridge server"),
+    ],
+)
+def test_errors_go_to_the_message_area_and_change_nothing(gimp2_run, case, message):
+    facts = entry(gimp2_run, case)
+    assert len(facts["messages"]) == 1 and message in facts["messages"][0]
+    assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
+
+
+def test_img2img_with_a_selection(gimp2_run):
+    facts = entry(gimp2_run, "img2img_selection")
+    assert facts["messages"] == []
+    assert [n["box"] for n in facts["new"]] == [facts["selection_bounds"]]
+    assert facts["compare"]["outside_changed"] == 0
+    assert facts["compare"]["inside_changed"] >= 0.9 * facts["compare"]["inside"]
+
+
+def test_generate_layer_and_new_image(gimp2_run):
+    facts = entry(gimp2_run, "generate")
+    assert facts["messages"] == []
+    assert [n["box"] for n in facts["new"]] == [[0, 0, 72, 48]]
+    assert entry(gimp2_run, "generate_image")["displays"] == [[80, 48]]

@@ -1,0 +1,389 @@
+"""Runs inside Krita (`kritarunner -s logic_driver -- CONFIG.json`): the plug-in's controller on
+real documents against a real paintbridge server, one scenario after another.
+
+kritarunner always exits 0, so every scenario's verdict goes to the result file named in the
+config: {"scenarios": {name: {"ok": bool, "failures": [...], "info": {...}}}, "finished": true}.
+Standard library + PyQt5 + krita only (this is Krita's Python).
+"""
+
+import hashlib
+import json
+import sys
+import traceback
+
+
+class Scenario:
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+        self.info = {}
+
+    def check(self, condition, what):
+        if not condition:
+            self.failures.append(what)
+        return condition
+
+
+def pattern_bgra(width, height, box=None):
+    """An opaque gradient (BGRA) over the whole buffer, or only inside box (x, y, w, h)."""
+    out = bytearray(width * height * 4)
+    for y in range(height):
+        for x in range(width):
+            if box and not (box[0] <= x < box[0] + box[2] and box[1] <= y < box[1] + box[3]):
+                continue
+            i = (y * width + x) * 4
+            out[i : i + 4] = bytes(((x * 5) % 256, (y * 7) % 256, (x + y) % 256, 255))
+    return bytes(out)
+
+
+def digest(data):
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+class Driver:
+    def __init__(self, config):
+        from krita import Krita
+
+        self.config = config
+        self.krita = Krita.instance()
+        sys.path.insert(0, config["bundle"])
+        from paintbridge_krita import controller, params
+
+        self.controller_module = controller
+        self.params_module = params
+
+    # helpers -----------------------------------------------------------------------------
+
+    def document(self, width, height, depth="U8"):
+        doc = self.krita.createDocument(width, height, "paintbridge-test", "RGBA", depth, "", 72.0)
+        root = doc.rootNode()
+        source = doc.createNode("source", "paintlayer")
+        root.addChildNode(source, None)
+        top = doc.createNode("top (empty)", "paintlayer")
+        root.addChildNode(top, source)
+        return doc, source
+
+    def controller(self, **settings):
+        values = {"prompt": "a red door", "steps": 4, "seed": 7, "strength": 0.75}
+        values.update(settings)
+        params = self.params_module.Params(**values)
+        return self.controller_module.Controller(
+            params, config_dir=self.config["config_dir"], interval_ms=50
+        )
+
+    def wait(self, controller, timeout_s=120):
+        from PyQt5.QtCore import QEventLoop, QTimer
+
+        if not controller.busy:
+            return True
+        loop = QEventLoop()
+        controller.busy_changed.connect(lambda busy: None if busy else loop.quit())
+        guard = QTimer()
+        guard.setSingleShot(True)
+        guard.timeout.connect(loop.quit)
+        guard.start(timeout_s * 1000)
+        loop.exec_()
+        return not controller.busy
+
+    def names(self, doc):
+        return [node.name() for node in doc.rootNode().childNodes()]
+
+    def projection(self, doc):
+        doc.refreshProjection()
+        doc.waitForDone()
+        return bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
+
+    def run_ok(self, s, controller, task, doc, node):
+        started = controller.run(task, doc, node)
+        s.check(started, f"the job did not start: {controller.last_error}")
+        if not started:
+            return None
+        s.check(self.wait(controller), "the job did not end in time")
+        s.check(controller.last_error is None, f"error: {controller.last_error}")
+        nodes = controller.last_nodes
+        s.check(bool(nodes), "no new layer")
+        return nodes[-1] if nodes else None
+
+    def check_above(self, s, doc, source, layer):
+        children = [node.name() for node in doc.rootNode().childNodes()]
+        s.info["layers"] = children
+        s.check(
+            children.index(layer.name()) == children.index(source.name()) + 1,
+            f"the new layer is not directly above the source: {children}",
+        )
+
+    def check_recorded(self, s, doc, layer, task):
+        from paintbridge_krita.logic import recorded_parameters
+
+        recorded = recorded_parameters(doc).get(layer.uniqueId().toString())
+        s.check(
+            bool(recorded) and recorded.get("task") == task and recorded.get("prompt"),
+            f"parameters not kept in the document: {recorded!r}",
+        )
+
+    def check_fill(self, s, doc, source, sel_mask, before_source, before_projection, ctrl):
+        """Every pixel outside the selection is unchanged; pixels inside changed."""
+        w, h = doc.width(), doc.height()
+        layer = self.run_ok(s, ctrl, "inpaint", doc, source)
+        if layer is None:
+            return None
+        self.check_above(s, doc, source, layer)
+        s.check(digest(source.pixelData(0, 0, w, h)) == before_source, "the source layer changed")
+        after = self.projection(doc)
+        new = bytes(layer.pixelData(0, 0, w, h))
+        outside_changed = inside = inside_changed = visible_outside = 0
+        for i in range(w * h):
+            p = slice(i * 4, i * 4 + 4)
+            if sel_mask[i] == 0:
+                outside_changed += after[p] != before_projection[p]
+                visible_outside += new[i * 4 + 3] != 0
+            elif sel_mask[i] == 255:
+                inside += 1
+                inside_changed += after[p] != before_projection[p]
+        s.info.update(
+            outside_changed=outside_changed,
+            new_layer_alpha_outside=visible_outside,
+            inside=inside,
+            inside_changed=inside_changed,
+        )
+        s.check(outside_changed == 0, f"{outside_changed} pixels outside the selection changed")
+        s.check(visible_outside == 0, f"the new layer has {visible_outside} pixels outside")
+        s.check(inside_changed > inside // 2, f"only {inside_changed} of {inside} inside changed")
+        self.check_recorded(s, doc, layer, "inpaint")
+        return layer
+
+    # scenarios ---------------------------------------------------------------------------
+
+    def scenario_img2img_layer(self, s):
+        """img2img of a layer whose pixels cover part of the canvas: a new layer of the layer's
+        size at its offset, directly above it; the source untouched."""
+        w, h, rect = 96, 80, (16, 8, 48, 40)
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, rect), 0, 0, w, h)
+        bounds = source.bounds()
+        s.info["source_bounds"] = [bounds.x(), bounds.y(), bounds.width(), bounds.height()]
+        before = digest(source.pixelData(0, 0, w, h))
+        ctrl = self.controller()
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            nb = layer.bounds()
+            s.info["new_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            s.check(
+                s.info["new_bounds"] == list(rect),
+                "new layer bounds {!r}".format(s.info["new_bounds"]),
+            )
+            s.check(layer.type() == "paintlayer", f"new node is a {layer.type()}")
+            self.check_above(s, doc, source, layer)
+            s.check(digest(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
+            src = bytes(source.pixelData(*rect))
+            new = bytes(layer.pixelData(*rect))
+            s.check(src != new, "the new layer is a copy of the source")
+            s.check(layer.name().startswith("Img2Img: a red door"), f"name {layer.name()!r}")
+            self.check_recorded(s, doc, layer, "img2img")
+        doc.close()
+
+    def scenario_img2img_selection(self, s):
+        """img2img with a selection: only the selection's box is sent and replaced."""
+        from krita import Selection
+
+        w, h = 128, 96
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+        sel = Selection()
+        sel.select(40, 24, 32, 24, 255)
+        doc.setSelection(sel)
+        layer = self.run_ok(s, self.controller(), "img2img", doc, source)
+        if layer is not None:
+            nb = layer.bounds()
+            s.info["new_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            s.check(
+                s.info["new_bounds"] == [40, 24, 32, 24], "bounds {!r}".format(s.info["new_bounds"])
+            )
+        doc.close()
+
+    def _fill_document(self, w, h, selects):
+        from krita import Selection
+
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+        sel = Selection()
+        for x, y, sw, sh, value in selects:
+            part = Selection()
+            part.select(x, y, sw, sh, value)
+            sel.add(part)
+        doc.setSelection(sel)
+        mask = bytes(doc.selection().pixelData(0, 0, w, h))
+        return doc, source, mask
+
+    def scenario_fill_selection(self, s):
+        """Fill Selection in the middle of a larger canvas, with a partly selected strip:
+        only the context box is sent; every pixel outside the selection stays as it was."""
+        w, h = 256, 192
+        doc, source, mask = self._fill_document(
+            w, h, [(100, 70, 40, 30, 255), (140, 70, 10, 30, 128)]
+        )
+        s.info["partial_pixels"] = sum(1 for v in mask if 0 < v < 255)
+        before_source = digest(source.pixelData(0, 0, w, h))
+        before = self.projection(doc)
+        ctrl = self.controller()
+        from paintbridge_krita.logic import plan_fill
+
+        box = plan_fill(doc, source, ctrl.params).box
+        s.info["sent_box"] = list(box)
+        s.check(box.width < w and box.height < h, f"the whole canvas was sent: {box!r}")
+        self.check_fill(s, doc, source, mask, before_source, before, ctrl)
+        doc.close()
+
+    def scenario_fill_corner(self, s):
+        """A selection reaching past the bottom-right corner of the canvas."""
+        w, h = 128, 96
+        doc, source, mask = self._fill_document(w, h, [(100, 70, 60, 60, 255)])
+        before_source = digest(source.pixelData(0, 0, w, h))
+        before = self.projection(doc)
+        ctrl = self.controller()
+        from paintbridge_krita.logic import plan_fill
+
+        box = plan_fill(doc, source, ctrl.params).box
+        s.info["sent_box"] = list(box)
+        s.check(box.x >= 0 and box.y >= 0 and box.right == w and box.bottom == h, f"box {box!r}")
+        self.check_fill(s, doc, source, mask, before_source, before, ctrl)
+        doc.close()
+
+    def scenario_generate(self, s):
+        """Generate with no selection: a canvas-sized layer above the active one."""
+        w, h = 96, 64
+        doc, source = self.document(w, h)
+        layer = self.run_ok(s, self.controller(), "txt2img", doc, source)
+        if layer is not None:
+            nb = layer.bounds()
+            s.info["new_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            s.check(
+                s.info["new_bounds"] == [0, 0, w, h], "bounds {!r}".format(s.info["new_bounds"])
+            )
+            self.check_above(s, doc, source, layer)
+            self.check_recorded(s, doc, layer, "txt2img")
+        doc.close()
+
+    def _expect_error(self, s, ctrl, task, doc, node, words):
+        count = len(self.names(doc))
+        started = ctrl.run(task, doc, node)
+        s.check(not started, "a job started")
+        self.wait(ctrl)
+        s.info["error"] = ctrl.last_error
+        s.check(bool(ctrl.last_error), "no error message")
+        for word in words:
+            s.check(word in (ctrl.last_error or ""), f"the message lacks {word!r}")
+        s.check(len(self.names(doc)) == count, f"a layer was added: {self.names(doc)}")
+
+    def scenario_server_down(self, s):
+        """A server URL where nothing listens: a clean error, no new layer."""
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller(server_url=self.config["dead_url"], server_token="x")
+        self._expect_error(
+            s, ctrl, "img2img", doc, source, ["Could not reach", "paintbridge serve"]
+        )
+        doc.close()
+
+    def scenario_no_server_file(self, s):
+        """No server.json (no local server started): a clean error that says what to run."""
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller()
+        ctrl.config_dir = self.config["empty_config_dir"]
+        self._expect_error(s, ctrl, "txt2img", doc, source, ["paintbridge serve"])
+        doc.close()
+
+    def scenario_refuses_16bit(self, s):
+        doc, source = self.document(64, 64, "U16")
+        self._expect_error(s, self.controller(), "img2img", doc, source, ["8-bit"])
+        doc.close()
+
+    def scenario_fill_needs_selection(self, s):
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        self._expect_error(s, self.controller(), "inpaint", doc, source, ["Select"])
+        doc.close()
+
+    def scenario_bad_settings(self, s):
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        self._expect_error(s, self.controller(strength=1.5), "img2img", doc, source, ["Strength"])
+        doc.close()
+
+    def scenario_server_rejects(self, s):
+        """The server refuses the job (unknown model): its message reaches the user."""
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller(model="no-such-model")
+        count = len(self.names(doc))
+        if ctrl.run("img2img", doc, source):
+            self.wait(ctrl)
+        s.info["error"] = ctrl.last_error
+        s.check(bool(ctrl.last_error) and "no-such-model" in ctrl.last_error, "no clear error")
+        s.check(len(self.names(doc)) == count, "a layer was added")
+        doc.close()
+
+    def scenario_cancel(self, s):
+        """Cancel right after submitting: the job ends cancelled on the server, no layer."""
+        doc, source = self.document(64, 64)
+        ctrl = self.controller(steps=150)
+        count = len(self.names(doc))
+        messages = []
+        ctrl.message.connect(lambda level, text: messages.append((level, text)))
+        s.check(ctrl.run("txt2img", doc, source), f"did not start: {ctrl.last_error}")
+        job_id = ctrl.runner.job_id
+        ctrl.cancel()
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info["messages"] = messages
+        s.check(ctrl.last_error is None, f"error: {ctrl.last_error}")
+        s.check(any("cancelled" in text.lower() for _, text in messages), "no cancel message")
+        s.check(len(self.names(doc)) == count, "a layer was added")
+        client = ctrl.client()
+        state = client.status(job_id).get("state")
+        s.info["server_state"] = state
+        s.check(state == "cancelled", f"the server says {state!r}")
+        doc.close()
+
+    def scenario_closed_mid_job(self, s):
+        """The document closes while its job runs: nothing breaks, a clear message."""
+        doc, source = self.document(64, 64)
+        ctrl = self.controller()
+        s.check(ctrl.run("txt2img", doc, source), f"did not start: {ctrl.last_error}")
+        doc.setModified(False)
+        doc.close()
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info["error"] = ctrl.last_error
+        s.check("closed" in (ctrl.last_error or ""), "no 'closed' message")
+
+    def run(self):
+        results = {}
+        names = self.config.get("scenarios") or sorted(
+            name[len("scenario_") :] for name in dir(self) if name.startswith("scenario_")
+        )
+        for name in names:
+            s = Scenario(name)
+            try:
+                getattr(self, "scenario_" + name)(s)
+            except Exception:
+                s.failures.append(traceback.format_exc())
+            results[name] = {"ok": not s.failures, "failures": s.failures, "info": s.info}
+            write(self.config["out"], {"scenarios": results, "finished": False})
+        write(self.config["out"], {"scenarios": results, "finished": True})
+
+
+def write(path, data):
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=1, default=str)
+    import os
+
+    os.replace(path + ".tmp", path)
+
+
+def __main__(args):
+    with open(args[0]) as handle:
+        config = json.load(handle)
+    try:
+        Driver(config).run()
+    except Exception:
+        write(config["out"], {"error": traceback.format_exc(), "finished": False})

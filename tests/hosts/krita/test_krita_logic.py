@@ -1,0 +1,91 @@
+"""The Krita plug-in's logic inside real Krita (kritarunner, offscreen) against a real server.
+
+One kritarunner run executes every scenario of logic_driver.py; each test below checks one
+scenario's verdict from the result file (kritarunner always exits 0).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from tests.hosts.conftest import require_host
+from tests.hosts.krita.kritahost import (
+    HERE,
+    KRITARUNNER,
+    build_pykrita,
+    has_pyqt5,
+    krita_env,
+    read_json,
+    run_kritarunner,
+)
+
+SCENARIOS = (
+    "img2img_layer",
+    "img2img_selection",
+    "fill_selection",
+    "fill_corner",
+    "generate",
+    "server_down",
+    "no_server_file",
+    "refuses_16bit",
+    "fill_needs_selection",
+    "bad_settings",
+    "server_rejects",
+    "cancel",
+    "closed_mid_job",
+)
+
+
+def dead_url() -> str:
+    """A loopback URL where nothing listens (a port just bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def logic_results(live_server, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    require_host(bool(KRITARUNNER), "kritarunner not found (apt-get install krita)")
+    require_host(has_pyqt5(), "PyQt5 missing in the system python3 (apt-get install python3-pyqt5)")
+    root = tmp_path_factory.mktemp("krita-logic")
+    bundle = build_pykrita(root / "pykrita")
+    empty = root / "empty-config"
+    empty.mkdir()
+    out = root / "result.json"
+    config = {
+        "bundle": str(bundle),
+        "config_dir": str(live_server.config_dir),
+        "empty_config_dir": str(empty),
+        "dead_url": dead_url(),
+        "out": str(out),
+        "scenarios": list(SCENARIOS),
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    env = krita_env(root / "home", PAINTBRIDGE_CONFIG_DIR=str(live_server.config_dir))
+    proc = run_kritarunner(HERE, "logic_driver", [str(root / "config.json")], env, timeout=600)
+    result = read_json(out)
+    log = (proc.stdout + proc.stderr)[-6000:]
+    assert result is not None, f"the driver wrote no result; kritarunner said:\n{log}"
+    assert "error" not in result, result["error"]
+    assert result.get("finished"), f"the driver stopped early:\n{json.dumps(result)}\n{log}"
+    return result["scenarios"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario(logic_results: dict, name: str) -> None:
+    verdict = logic_results[name]
+    assert verdict["ok"], (
+        f"{name}: " + "; ".join(verdict["failures"]) + f"\ninfo: {json.dumps(verdict['info'])}"
+    )
+
+
+def test_bundle_layout(tmp_path: Path) -> None:
+    """What the Krita bundle holds: the .desktop file, the package with hostkit inside."""
+    bundle = build_pykrita(tmp_path)
+    assert (bundle / "paintbridge_krita.desktop").is_file()
+    assert (bundle / "paintbridge_krita" / "__init__.py").is_file()
+    assert (bundle / "paintbridge_krita" / "hostkit" / "client.py").is_file()

@@ -1,0 +1,91 @@
+"""`paintbridge serve` start and stop: server.json (mode 0600, removed on a clean exit, only if
+still ours), signals, refusals at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from server_support import TOKEN, ServerProcess, assert_no_server_bugs
+
+from paintbridge import __version__
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX modes and signals")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_server_json_is_private_and_removed_on_a_signal(tmp_path: Path, sig: int) -> None:
+    server = ServerProcess(tmp_path).wait_ready()
+    try:
+        mode = stat.S_IMODE(server.server_file.stat().st_mode)
+        assert mode == 0o600, oct(mode)
+        info = server.info()
+        assert info == {
+            "url": server.url,
+            "token": TOKEN,
+            "pid": server.process.pid,
+            "version": __version__,
+        }
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        assert not list(server.config_dir.glob("*.tmp"))
+    finally:
+        code = server.stop(sig)
+    assert not server.server_file.exists()
+    assert code in (0, 130, -sig), server.log
+    assert_no_server_bugs(server)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="signals")
+def test_server_json_of_a_newer_server_is_left_alone(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).wait_ready()
+    newer = {"url": "http://127.0.0.1:1", "token": "other", "pid": 1, "version": __version__}
+    server.server_file.write_text(json.dumps(newer))
+    server.stop(signal.SIGTERM)
+    assert json.loads(server.server_file.read_text()) == newer
+
+
+def test_a_random_token_is_made_when_none_is_given(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, token=None).wait_ready()
+    try:
+        assert len(server.token) >= 32
+        assert server.client().health()["version"] == __version__
+    finally:
+        server.stop()
+
+
+def _serve(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "paintbridge", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_empty_token_is_refused(tmp_path: Path) -> None:
+    env = {"PAINTBRIDGE_CONFIG_DIR": str(tmp_path)}
+    done = _serve("--port", "0", "--token", "", env_extra=env)
+    assert done.returncode == 2
+    assert "--token must not be empty" in done.stderr
+    assert not (tmp_path / "server.json").exists()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve("--port", str(port), env_extra={"PAINTBRIDGE_CONFIG_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port 0" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,144 @@
+"""The history folder: PNGs with their parameters, an index robust to a torn last line, the
+`paintbridge history` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from paintbridge import pngmeta
+from paintbridge.cli import main
+from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
+from paintbridge.errors import PaintbridgeError
+from paintbridge.history import INDEX_NAME, History
+
+
+def result(*seeds: int, prompt: str = "a cat") -> GenerationResult:
+    images = [GeneratedImage(Image.new("RGBA", (8, 6), (s % 256, 0, 0, 255)), s) for s in seeds]
+    return GenerationResult(images, {"task": "txt2img", "prompt": prompt, "steps": 2})
+
+
+def record(history: History, job_id: str, *seeds: int, prompt: str = "a cat") -> list[Path]:
+    request = GenerationRequest(task="txt2img", prompt=prompt)
+    return history.record(job_id, request, result(*seeds, prompt=prompt))
+
+
+def test_record_writes_pngs_with_parameters_and_an_index_line(tmp_path: Path) -> None:
+    history = History(tmp_path / "h")
+    paths = record(history, "job1", 11, 12)
+    assert [p.name.split("-", 1)[1] for p in paths] == ["job1-1.png", "job1-2.png"]
+    assert all(len(p.name.split("-")[0]) == len("20250101T120000") for p in paths)
+    assert [pngmeta.read_parameters(p)["seed"] for p in paths] == [11, 12]
+    assert pngmeta.read_parameters(paths[0])["prompt"] == "a cat"
+    (entry,) = history.entries()
+    assert entry.job == "job1" and entry.task == "txt2img" and entry.seeds == (11, 12)
+    assert entry.files == tuple(p.name for p in paths)
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_append_is_whole(tmp_path: Path) -> None:
+    history = History(tmp_path)
+    record(history, "first", 1)
+    with open(tmp_path / INDEX_NAME, "ab") as index:
+        index.write(b'{"time": "2025", "job": "torn", "fil')  # killed mid-write
+    assert [e.job for e in history.entries()] == ["first"]
+    record(history, "second", 2)
+    assert [e.job for e in history.entries()] == ["first", "second"]
+
+
+def test_foreign_or_hostile_lines_are_skipped(tmp_path: Path) -> None:
+    history = History(tmp_path)
+    lines = [
+        "not json",
+        "[1, 2]",
+        json.dumps({"time": "t", "job": "evil", "files": ["../../etc/passwd"]}),
+        json.dumps({"time": "t", "job": "ok", "files": ["a.png"], "seeds": [1]}),
+    ]
+    (tmp_path / INDEX_NAME).write_text("\n".join(lines) + "\n")
+    assert [e.job for e in history.entries()] == ["ok"]
+
+
+def test_an_empty_or_missing_history(tmp_path: Path) -> None:
+    assert History(tmp_path / "none").entries() == []
+
+
+def test_find_by_prefix_and_export(tmp_path: Path) -> None:
+    history = History(tmp_path / "h")
+    record(history, "abcdef01", 1, 2)
+    record(history, "abcdef02", 3)
+    assert history.find("abcdef02").seeds == (3,)
+    with pytest.raises(PaintbridgeError, match="ambiguous"):
+        history.find("abcdef")
+    with pytest.raises(PaintbridgeError, match="no job"):
+        history.find("zzzz")
+    copies = history.export("abcdef01", tmp_path / "out")
+    assert [c.parent for c in copies] == [tmp_path / "out"] * 2
+    assert all(c.read_bytes() == (history.folder / c.name).read_bytes() for c in copies)
+
+
+def test_an_unwritable_history_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PaintbridgeError, match="history folder") as error:
+        record(History(blocker / "h"), "job", 1)
+    assert error.value.code == "history_not_writable"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_sigkill_during_appends_leaves_a_readable_index(tmp_path: Path) -> None:
+    """A process appending in a loop is killed at a random moment; every whole line reads."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from paintbridge.history import History
+        history = History(__import__("pathlib").Path({str(tmp_path)!r}))
+        print("ready", flush=True)
+        n = 0
+        while True:
+            line = '{{"time": "t", "job": "j%d", "files": [], "pad": "%s"}}'
+            history._append(line % (n, "x" * 5000))
+            n += 1
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    while not (tmp_path / INDEX_NAME).exists() or (tmp_path / INDEX_NAME).stat().st_size < 50000:
+        time.sleep(0.001)
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    jobs = [e.job for e in History(tmp_path).entries()]
+    assert jobs == [f"j{n}" for n in range(len(jobs))] and len(jobs) >= 9
+
+
+def test_history_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "h"
+    history = History(folder)
+    for n in range(3):
+        record(history, f"job{n}xyz", n, prompt=f"prompt number {n}")
+    assert main(["history", "--history-dir", str(folder), "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "job0xyz" not in out and "job1xyz" in out and "prompt number 2" in out
+    assert main(["history", "list", "--history-dir", str(folder), "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "job2xyz" in out and "job1xyz" not in out and "job2xyz-1.png" in out
+    assert main(["history", "export", "job1", "--out", str(tmp_path / "o"),
+                 "--history-dir", str(folder)]) == 0  # fmt: skip
+    assert [p.name for p in (tmp_path / "o").iterdir()][0].endswith("-job1xyz-1.png")
+    assert main(["history", "export", "nope", "--out", str(tmp_path / "o"),
+                 "--history-dir", str(folder)]) == 2  # fmt: skip
+    assert "no job 'nope'" in capsys.readouterr().err
+
+
+def test_history_path_uses_the_data_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "path"]) == 0
+    assert capsys.readouterr().out.strip() == str(
+        Path(os.environ["PAINTBRIDGE_DATA_DIR"]) / "history"
+    )

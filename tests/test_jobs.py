@@ -1,0 +1,212 @@
+"""The job queue with a scripted generator: FIFO, states, positions, progress, cancel, failure,
+retention and "history before done"."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
+from paintbridge.errors import Cancelled, GenerationFailed
+from paintbridge.jobs import JobNotFound, JobQueue, QueueFull
+
+
+class ScriptedGenerator:
+    """Runs `steps` steps per request; each step waits for `go` (or runs free when it is set)."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.order: list[str] = []
+        self.fail_prompts: dict[str, BaseException] = {}
+
+    def generate(self, request, *, progress=None, cancel=None) -> GenerationResult:
+        self.order.append(request.prompt)
+        self.started.release()
+        if request.prompt in self.fail_prompts:
+            raise self.fail_prompts[request.prompt]
+        steps = request.steps or 3
+        for step in range(1, steps + 1):
+            while not self.go.wait(0.01):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("cancelled")
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress(step, steps)
+        seed = request.seed if request.seed is not None else 7
+        image = Image.new("RGBA", (4, 4))
+        return GenerationResult([GeneratedImage(image, seed)], {"prompt": request.prompt})
+
+
+class Recorder:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.calls: list[str] = []
+        self.fail = False
+
+    def __call__(self, job_id, request, result) -> list[Path]:
+        if self.fail:
+            from paintbridge.errors import PaintbridgeError
+
+            raise PaintbridgeError("disk full", code="history_not_writable")
+        self.calls.append(job_id)
+        path = self.folder / f"{job_id}.png"
+        path.write_bytes(b"png")
+        return [path]
+
+
+@pytest.fixture
+def generator() -> ScriptedGenerator:
+    return ScriptedGenerator()
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path)
+
+
+@pytest.fixture
+def queue(generator: ScriptedGenerator, recorder: Recorder) -> Iterator[JobQueue]:
+    jobs = JobQueue(generator, recorder, max_queued=3)
+    jobs.start()
+    yield jobs
+    generator.go.set()
+    jobs.stop()
+
+
+def req(prompt: str, **fields: object) -> GenerationRequest:
+    return GenerationRequest(task="txt2img", prompt=prompt, **fields)  # type: ignore[arg-type]
+
+
+def test_fifo_positions_and_done(queue: JobQueue, generator: ScriptedGenerator) -> None:
+    ids = [queue.submit(req(f"p{n}", seed=n)) for n in range(3)]
+    assert generator.started.acquire(timeout=10)
+    assert [queue.get(i).position for i in ids] == [0, 1, 2]
+    assert [queue.get(i).state for i in ids] == ["running", "queued", "queued"]
+    assert queue.length == 2
+    generator.go.set()
+    views = [queue.wait(i, timeout=10) for i in ids]
+    assert [v.state for v in views] == ["done"] * 3
+    assert [v.seeds for v in views] == [(0,), (1,), (2,)]
+    assert all(v.position is None and v.step == v.steps == 3 for v in views)
+    assert generator.order == ["p0", "p1", "p2"]
+
+
+def test_history_is_written_before_done(queue: JobQueue, generator: ScriptedGenerator,
+                                        recorder: Recorder) -> None:  # fmt: skip
+    generator.go.set()
+    job_id = queue.submit(req("a"))
+    view = queue.wait(job_id, timeout=10)
+    assert view.state == "done" and recorder.calls == [job_id]
+    assert view.files == (recorder.folder / f"{job_id}.png",) and view.files[0].exists()
+
+
+def test_a_failed_history_write_fails_the_job(queue: JobQueue, generator: ScriptedGenerator,
+                                              recorder: Recorder) -> None:  # fmt: skip
+    recorder.fail = True
+    generator.go.set()
+    view = queue.wait(queue.submit(req("a")), timeout=10)
+    assert view.state == "failed" and view.error == ("history_not_writable", "disk full")
+
+
+def test_progress_is_reported(queue: JobQueue, generator: ScriptedGenerator) -> None:
+    job_id = queue.submit(req("a", steps=50))
+    assert generator.started.acquire(timeout=10)
+    assert queue.get(job_id).step == 0
+    generator.go.set()
+    assert queue.wait(job_id, timeout=10).step == 50
+
+
+def test_queue_full_then_free(queue: JobQueue, generator: ScriptedGenerator) -> None:
+    running = queue.submit(req("running"))
+    assert generator.started.acquire(timeout=10)
+    waiting = [queue.submit(req(f"w{n}")) for n in range(3)]
+    with pytest.raises(QueueFull) as full:
+        queue.submit(req("one too many"))
+    assert full.value.code == "queue_full" and full.value.retry_after >= 1
+    queue.cancel(waiting[0])
+    queue.submit(req("fits again"))
+    assert queue.get(running).state == "running"
+
+
+def test_cancel_queued_at_once_and_running_at_next_step(
+    queue: JobQueue, generator: ScriptedGenerator, recorder: Recorder
+) -> None:
+    running = queue.submit(req("running"))
+    assert generator.started.acquire(timeout=10)
+    queued = queue.submit(req("queued"))
+    after = queue.submit(req("after"))
+    assert queue.cancel(queued).state == "cancelled"
+    assert queue.get(after).position == 1
+    assert queue.cancel(running).state == "running"  # stops at its next step
+    assert queue.wait(running, timeout=10).state == "cancelled"
+    generator.go.set()
+    assert queue.wait(after, timeout=10).state == "done"
+    assert generator.order == ["running", "after"]
+    assert recorder.calls == [after]
+    assert queue.cancel(after).state == "done"  # finished: nothing changes
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (GenerationFailed("out of memory"), "generation_failed"),
+        (RuntimeError("boom"), "generation_failed"),
+        (MemoryError(), "generation_failed"),
+    ],
+)
+def test_a_failure_fails_one_job_and_the_worker_goes_on(
+    queue: JobQueue, generator: ScriptedGenerator, error: BaseException, code: str
+) -> None:
+    generator.fail_prompts["bad"] = error
+    generator.go.set()
+    bad, good = queue.submit(req("bad")), queue.submit(req("good"))
+    failed = queue.wait(bad, timeout=10)
+    assert failed.state == "failed" and failed.error is not None and failed.error[0] == code
+    assert queue.wait(good, timeout=10).state == "done"
+
+
+def test_unknown_job_is_not_found(queue: JobQueue) -> None:
+    with pytest.raises(JobNotFound, match="history"):
+        queue.get("nope")
+    with pytest.raises(JobNotFound):
+        queue.cancel("nope")
+
+
+def test_finished_jobs_are_forgotten_after_a_while_or_beyond_the_count(
+    generator: ScriptedGenerator, recorder: Recorder
+) -> None:
+    now = [1000.0]
+    jobs = JobQueue(generator, recorder, keep_seconds=60, keep_count=2, clock=lambda: now[0])
+    jobs.start()
+    generator.go.set()
+    try:
+        ids = [jobs.submit(req(f"p{n}")) for n in range(3)]
+        for job_id in ids:
+            jobs.wait(job_id, timeout=10)
+        with pytest.raises(JobNotFound):
+            jobs.get(ids[0])  # only the last 2 are kept
+        assert jobs.get(ids[1]).state == "done"
+        now[0] += 61
+        with pytest.raises(JobNotFound):
+            jobs.get(ids[2])
+    finally:
+        jobs.stop()
+
+
+def test_stop_cancels_everything(generator: ScriptedGenerator, recorder: Recorder) -> None:
+    jobs = JobQueue(generator, recorder)
+    jobs.start()
+    running = jobs.submit(req("r"))
+    assert generator.started.acquire(timeout=10)
+    queued = jobs.submit(req("q"))
+    jobs.stop(timeout=10)
+    assert jobs.get(queued).state == "cancelled"
+    assert jobs.get(running).state == "cancelled"
+    with pytest.raises(Exception, match="shutting down"):
+        jobs.submit(req("late"))
