@@ -49,7 +49,8 @@ def positive_int(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --allow-pickle, --model-config, --models-dir."""
+    """--model, --device, --dtype, --low-memory, --cpu-offload, --allow-pickle, --model-config,
+    --models-dir."""
     group = parser.add_argument_group("model and device")
     group.add_argument(
         "--model",
@@ -76,6 +77,17 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     group.add_argument("--dtype", default="auto", choices=DTYPES, help="weights' number type")
+    group.add_argument(
+        "--low-memory",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="attention slicing + VAE tiling (auto: above 1024x1024 generated pixels)",
+    )
+    group.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="keep the model in RAM and move each part to the GPU when used (CUDA; small GPUs)",
+    )
 
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:
@@ -97,6 +109,8 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         allow_pickle=bool(getattr(args, "allow_pickle", False)),
         allow_any_path=True,  # the user names files on their own command line
         single_file_config=model_config,
+        low_memory=getattr(args, "low_memory", "auto"),
+        cpu_offload=bool(getattr(args, "cpu_offload", False)),
     )
 
 
