@@ -55,7 +55,9 @@ def test_single_file_makes_the_same_images_as_the_folder(
     checkpoint_dir: Path, engine: Engine
 ) -> None:
     settings = EngineSettings(
-        model_dirs=(checkpoint_dir,), single_file_config=ensure_test_model("test:tiny")
+        model_dirs=(checkpoint_dir,),
+        single_file_config=ensure_test_model("test:tiny"),
+        default_model="tiny",
     )
     single = Engine(settings)
     single.load("tiny")
@@ -94,7 +96,12 @@ def test_pickle_checkpoint_loads_only_when_allowed(checkpoint_dir: Path, tmp_pat
         refused.load("t.ckpt")
     assert refused.loaded_model is None
     allowed = Engine(
-        EngineSettings(model_dirs=(tmp_path,), single_file_config=config, allow_pickle=True)
+        EngineSettings(
+            model_dirs=(tmp_path,),
+            single_file_config=config,
+            allow_pickle=True,
+            default_model="t.ckpt",
+        )
     )
     allowed.load("t.ckpt")
     assert allowed.generate(TXT).images[0].image.size == (64, 64)

@@ -68,6 +68,8 @@ def inspect_checkpoint(path: Path, *, allow_pickle: bool = False) -> CheckpointI
 
 
 def _read_keys(path: Path) -> tuple[list[str], int | None]:
+    if not path.is_file():
+        raise ModelNotFound(f"no model file at {str(path)!r}: check the path")
     try:
         if path.suffix.lower() in SAFE_SUFFIXES:
             return _read_safetensors_keys(path)

@@ -126,6 +126,7 @@ def _task_of(pipe: Any) -> str:
 
 def load_model(source: ModelSource, placement: Placement, settings: EngineSettings) -> LoadedModel:
     """Load the weights `source` names onto the device, ready to generate."""
+    _quiet_transformers()
     if settings.cpu_offload and not offloads(settings, placement):
         log.warning("cpu_offload is ignored on %s: it only helps on a CUDA GPU", placement.device)
     if source.repo is not None:
@@ -147,6 +148,14 @@ def load_model(source: ModelSource, placement: Placement, settings: EngineSettin
     if not offloads(settings, placement):
         base.to(placement.device)
     return LoadedModel(source, base, placement, settings)
+
+
+def _quiet_transformers() -> None:
+    """transformers warns on every load that torchvision (which we do not use: no image
+    processor runs) is missing; keep its errors, drop that noise from the user's terminal."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
 
 
 def _from_pretrained(name: str, folder: Any, placement: Placement) -> Any:
