@@ -17,24 +17,22 @@ Every PNG paintbridge writes carries two text chunks:
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 
 __all__ = ["JSON_KEY", "TEXT_KEY", "parameters_text", "png_bytes", "read_parameters", "save_png"]
 
 TEXT_KEY = "parameters"  # AUTOMATIC1111's chunk name
 JSON_KEY = "paintbridge"
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 # Our parameter name (and the names other tools use for it) -> A1111 label, in A1111's order.
 _LABELS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -149,29 +147,11 @@ def save_png(
             f"output folder {str(folder)!r} does not exist", code="output_not_writable"
         )
     try:
-        # O_EXCL with a random name: never clobbers anything; mode 0o666 lets the umask decide
-        tmp_name = str(folder / f".{target.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+        write_atomic(target, data)  # a random O_EXCL temp name: never clobbers anything else
     except OSError as exc:
         raise PaintbridgeError(
-            f"cannot write to output folder {str(folder)!r}: {exc.strerror or exc}",
-            code="output_not_writable",
+            f"cannot write {str(target)!r}: {exc.strerror or exc}", code="output_not_writable"
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        if isinstance(exc, OSError):
-            raise PaintbridgeError(
-                f"cannot write {str(target)!r}: {exc.strerror or exc}",
-                code="output_not_writable",
-            ) from exc
-        raise
     _fsync_dir(folder)
     return target
 

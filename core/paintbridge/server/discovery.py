@@ -10,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
+from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import PaintbridgeError
 
 __all__ = ["read", "remove_if_ours", "write"]
-
-_O_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
@@ -27,24 +25,13 @@ def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
     data = (json.dumps(info, indent=2) + "\n").encode()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        write_atomic(path, data, mode=0o600)
     except OSError as exc:
         raise PaintbridgeError(
             f"cannot write {str(path)!r}: {exc.strerror or exc} "
             "(set PAINTBRIDGE_CONFIG_DIR to a writable folder)",
             code="config_not_writable",
         ) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return info
 
 
