@@ -147,3 +147,22 @@ def test_list_models(models: Path) -> None:
 def test_sd15_inpaint_preset_is_inpaint_only() -> None:
     preset = get_preset("sd15-inpaint")
     assert preset is not None and preset.repo == "stable-diffusion-v1-5/stable-diffusion-inpainting"
+
+
+def test_a_safety_checker_in_the_model_index_is_neither_loaded_nor_needed(tmp_path: Path) -> None:
+    import shutil
+
+    from paintbridge.engine import Engine, GenerationRequest
+    from paintbridge.engine.testmodel import ensure_test_model
+
+    # Like the SD 1.5 repo: the index names a safety checker; here its weights are not even there.
+    folder = tmp_path / "with-checker"
+    shutil.copytree(ensure_test_model("test:tiny"), folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    index["requires_safety_checker"] = True
+    (folder / "model_index.json").write_text(json.dumps(index))
+    engine = Engine(EngineSettings(model_dirs=(tmp_path,), default_model="with-checker"))
+    result = engine.generate(GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64))
+    assert result.images[0].image.size == (64, 64)
+    assert engine._model.base.safety_checker is None  # type: ignore[union-attr]

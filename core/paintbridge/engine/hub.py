@@ -50,16 +50,21 @@ def _why_not(repo: str, label: str, allow_download: bool, instead: str) -> str:
 USE_LOCAL = "use a local diffusers folder or .safetensors file from your models folder"
 
 
-def download_pipeline(repo: str, *, label: str, allow_download: bool) -> Path:
+def download_pipeline(
+    repo: str, *, label: str, allow_download: bool, skip: tuple[str, ...] = ()
+) -> Path:
     """The local folder of diffusers pipeline `repo`, downloaded first if needed and allowed.
 
-    Only the files the pipeline loads are fetched (not the repo's extra single-file checkpoints).
+    Only the files the pipeline loads are fetched (not the repo's extra single-file checkpoints,
+    nor the folders of the components named in `skip`).
     """
     from diffusers import DiffusionPipeline
 
     local_only = is_offline() or not allow_download
     try:
-        folder = DiffusionPipeline.download(repo, local_files_only=local_only)
+        # A component passed as None is one diffusers does not download.
+        passed = {name: None for name in skip}
+        folder = DiffusionPipeline.download(repo, local_files_only=local_only, **passed)
     except Exception as exc:  # the hub raises OSError, HfHubHTTPError, ValueError...
         message = _why_not(repo, label, allow_download, USE_LOCAL)
         if not local_only:

@@ -6,7 +6,9 @@ the base pipeline, so switching task costs about a millisecond and no memory.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from paintbridge.engine import checkpoint, hub
@@ -17,6 +19,9 @@ from paintbridge.engine.types import TASKS, EngineSettings
 from paintbridge.errors import GenerationFailed, InvalidRequest, ModelNotFound, PaintbridgeError
 
 log = logging.getLogger(__name__)
+# Components paintbridge never loads. The SD 1.x safety checker is a 1.2 GB CLIP model that
+# blacks out false positives; like AUTOMATIC1111 and ComfyUI we leave it out (and unloaded).
+NOT_LOADED = ("safety_checker",)
 
 # Above this many generated pixels, low_memory="auto" slices attention and tiles the VAE:
 # more than SDXL's native 1024x1024, where a 12 GB GPU starts to run out of memory.
@@ -132,7 +137,7 @@ def load_model(source: ModelSource, placement: Placement, settings: EngineSettin
     if source.repo is not None:
         label = f"model {source.name!r}"
         folder = hub.download_pipeline(
-            source.repo, label=label, allow_download=settings.allow_download
+            source.repo, label=label, allow_download=settings.allow_download, skip=NOT_LOADED
         )
         base = _from_pretrained(source.name, folder, placement)
     elif source.kind == "test":
@@ -158,12 +163,27 @@ def _quiet_transformers() -> None:
     transformers_logging.set_verbosity_error()
 
 
+def components_to_skip(folder: Path) -> dict[str, Any]:
+    """from_pretrained keyword arguments that leave NOT_LOADED components out of `folder`."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    skip: dict[str, Any] = {name: None for name in NOT_LOADED if name in index}
+    if "requires_safety_checker" in index:
+        skip["requires_safety_checker"] = False
+    return skip
+
+
 def _from_pretrained(name: str, folder: Any, placement: Placement) -> Any:
     from diffusers import DiffusionPipeline
 
     with _load_errors(name):
         return DiffusionPipeline.from_pretrained(
-            folder, dtype=placement.torch_dtype, local_files_only=True
+            folder,
+            dtype=placement.torch_dtype,
+            local_files_only=True,
+            **components_to_skip(Path(folder)),
         )
 
 
