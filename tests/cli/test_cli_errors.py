@@ -79,7 +79,7 @@ MODEL_CASES: list[tuple[list[str], str]] = [
     (["generate", "p", "--model", "no-such-model", "-o", "{out}"], r"unknown model"),
     (
         ["generate", "p", "--model", "{missing.png}.safetensors", "-o", "{out}"],
-        r"no model at|No such file",
+        r"no model (file )?at .*check the path",
     ),
     (["generate", "p", "--model", "sd15", "-o", "{out}"], r"offline"),
     (["generate", "p", "--model", "test:tiny", "--device", "cuda:7", "-o", "{out}"], r"device"),

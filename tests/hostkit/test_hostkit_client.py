@@ -4,11 +4,9 @@ transport against a small stdlib HTTP server on 127.0.0.1; discovery and auto-st
 from __future__ import annotations
 
 import base64
+import itertools
 import json
-import os
 import socket
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -189,6 +187,29 @@ def test_wait_timeout_cancels_the_job() -> None:
     with pytest.raises(Timeout, match="did not finish within"):
         client.wait("j1", poll_interval=0.01, timeout=0.05)
     assert transport.calls[-1][:2] == ("POST", "/v1/jobs/j1/cancel")
+
+
+def test_poll_delays_start_quick_and_settle() -> None:
+    assert list(itertools.islice(client_module.poll_delays(), 6)) == [
+        0.05, 0.1, 0.2, 0.25, 0.25, 0.25
+    ]  # fmt: skip
+    assert list(itertools.islice(client_module.poll_delays(0.1, 0.3), 4)) == [0.1, 0.2, 0.3, 0.3]
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "expected"),
+    [(None, [0.05, 0.1, 0.2, 0.25, 0.25]), (0.3, [0.3] * 5)],
+)
+def test_wait_sleeps_between_polls(
+    monkeypatch: pytest.MonkeyPatch, poll_interval: float | None, expected: list[float]
+) -> None:
+    running = [(200, _job("running", 1))] * 5
+    client, transport = _client({("GET", "/v1/jobs/j1"): [*running, (200, _job("done"))]})
+    slept: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", slept.append)
+    assert client.wait("j1", poll_interval=poll_interval) == []
+    assert slept == expected
+    assert len(transport.calls) == 6
 
 
 def test_run_is_submit_plus_wait() -> None:
@@ -472,78 +493,3 @@ def test_discover_without_server_or_launcher(isolated_dirs: Path) -> None:
     (config / "server.json").write_text(json.dumps({"url": stale, "token": "x"}))
     with pytest.raises(NotRunning, match=f"server at {stale}"):
         Client.discover(autostart=False)
-
-
-FAKE_SERVER = textwrap.dedent(
-    """
-    import json, os, sys
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), H)
-    config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
-    info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
-            "pid": os.getpid(), "argv": sys.argv[1:],
-            "pythonpath": os.environ.get("PYTHONPATH")}
-    with open(os.path.join(config, "server.json.tmp"), "w") as f:
-        json.dump(info, f)
-    os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
-    print("fake server up", flush=True)
-    server.serve_forever()
-    """
-)
-
-
-def test_discover_autostarts_from_hostkit_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = tmp_path / "elsewhere"
-    config.mkdir()
-    script = tmp_path / "fake_server.py"
-    script.write_text(FAKE_SERVER)
-    (config / "hostkit.json").write_text(
-        json.dumps({"command": [sys.executable, str(script), "serve"]})
-    )
-    monkeypatch.setenv("PYTHONPATH", "/host/only/python")  # must not reach the server
-    client = Client.discover(config_dir=str(config), start_timeout=30)
-    info = json.loads((config / "server.json").read_text())
-    try:
-        assert client.token == "auto" and client.is_live()
-        assert info["argv"] == ["serve"]
-        assert info["pythonpath"] is None
-        assert "fake server up" in (config / "server.log").read_text()
-    finally:
-        process = client_module.STARTED.pop()
-        assert process.pid == info["pid"]
-        process.terminate()
-        process.wait(30)
-
-
-def test_discover_reports_a_server_that_dies_while_starting(tmp_path: Path) -> None:
-    config = tmp_path / "cfg"
-    config.mkdir()
-    command = [sys.executable, "-c", "import sys; print('no model here'); sys.exit(3)"]
-    (config / "hostkit.json").write_text(json.dumps({"command": command}))
-    with pytest.raises(NotRunning, match="exit code 3") as info:
-        Client.discover(config_dir=str(config), start_timeout=30)
-    assert str(config / "server.log") in info.value.message
-    assert "no model here" in (config / "server.log").read_text()
-
-
-def test_spawn_uses_a_new_session(tmp_path: Path) -> None:
-    process = client_module.spawn_detached(
-        [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
-        str(tmp_path / "log"),
-    )
-    assert process.wait(30) == 0
-    assert os.getsid(0) != process.pid
-    assert (tmp_path / "log").read_text().strip() == "True"

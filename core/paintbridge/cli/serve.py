@@ -54,6 +54,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="another name the Host header may carry, e.g. the proxy's (repeatable)",
     )
+    a1111 = p.add_argument_group("AUTOMATIC1111 compatibility")
+    a1111.add_argument(
+        "--a1111",
+        action="store_true",
+        help="also serve the AUTOMATIC1111 web UI API (/sdapi/v1/...) for plug-ins and scripts "
+        "written for it; they authenticate with HTTP Basic: any user, the token as password",
+    )
+    a1111.add_argument(
+        "--a1111-no-auth",
+        action="store_true",
+        help="let /sdapi/v1 routes go without the token (for A1111 clients that cannot send a "
+        "password); refused unless bound to loopback without --allow-host; requests from web "
+        "pages (with an Origin header) still need the token",
+    )
     jobs = p.add_argument_group("jobs")
     jobs.add_argument("--queue-size", type=positive_int, default=16, help="jobs that may wait")
     jobs.add_argument("--history-dir", type=Path, help="where results are kept")
@@ -89,17 +103,24 @@ def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
         if args.max_body_mb <= 0:
             raise InvalidRequest(f"--max-body-mb must be positive, got {args.max_body_mb}")
         max_body = int(args.max_body_mb * 1024 * 1024)
-    return ServerSettings(
-        token=token,
-        host=args.host,
-        port=port,
-        engine=engine,
-        history_dir=args.history_dir or config.history_dir(),
-        queue_size=args.queue_size,
-        allowed_hosts=tuple(args.allow_host),
-        max_body_bytes=max_body,
-        discovery_file=config.server_file(),
-    )
+    if args.a1111_no_auth and not args.a1111:
+        raise InvalidRequest("--a1111-no-auth needs --a1111")
+    try:
+        return ServerSettings(
+            token=token,
+            host=args.host,
+            port=port,
+            engine=engine,
+            history_dir=args.history_dir or config.history_dir(),
+            queue_size=args.queue_size,
+            allowed_hosts=tuple(args.allow_host),
+            max_body_bytes=max_body,
+            discovery_file=config.server_file(),
+            a1111=args.a1111,
+            a1111_no_auth=args.a1111_no_auth,
+        )
+    except ValueError as exc:  # settings that contradict each other (--a1111-no-auth...)
+        raise InvalidRequest(str(exc)) from exc
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -3,26 +3,25 @@
 Runs on Python 2.7 (GIMP 2.10) and 3.8+ (Blender, Krita, GIMP 3). It imports nothing else
 from paintbridge: `paintbridge plugins build` copies this package into every plug-in bundle,
 where the adapter imports it relatively (`from . import hostkit`) or as `hostkit`.
+
+Modules: errors (the PaintbridgeError family), transport (HTTP with urllib), discovery (find
+or start the local server), client (Client, jobs and their results), geometry, pixels, tasks.
 """
 
 from __future__ import absolute_import, division, print_function
 
-from .client import (
+from .client import Client, JobHandle, JobStatus, Result
+from .discovery import ServerLaunch, launch_server, try_local_client, user_config_dir
+from .errors import (
     Cancelled,
-    Client,
     JobFailed,
-    JobHandle,
-    JobStatus,
     NotRunning,
     PaintbridgeError,
     QueueFull,
     RequestRejected,
-    Result,
     ServerFault,
     Timeout,
     Unauthorized,
-    UrllibTransport,
-    user_config_dir,
 )
 from .geometry import Box, context_box, crop_bytes, selection_bounds
 from .pixels import (
@@ -49,6 +48,7 @@ from .tasks import (
     plan_fill_selection,
     txt2img_job,
 )
+from .transport import UrllibTransport
 
 __version__ = "0.1.0"
 PROTOCOL = "v1"
@@ -69,6 +69,7 @@ __all__ = [
     "RequestRejected",
     "Result",
     "ServerFault",
+    "ServerLaunch",
     "Timeout",
     "Unauthorized",
     "UrllibTransport",
@@ -84,6 +85,7 @@ __all__ = [
     "image_payload",
     "img2img_job",
     "inpaint_job",
+    "launch_server",
     "mask_payload",
     "payload_to_mask",
     "payload_to_rgba",
@@ -93,6 +95,7 @@ __all__ = [
     "rgba_to_bgra",
     "rgba_to_gray",
     "selection_bounds",
+    "try_local_client",
     "txt2img_job",
     "user_config_dir",
 ]

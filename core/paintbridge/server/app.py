@@ -119,10 +119,19 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
         responses=_ERRORS,
     )
     app.add_middleware(
-        Guard, token=settings.token, host_names=settings.host_names, max_body=settings.body_limit
+        Guard,
+        token=settings.token,
+        host_names=settings.host_names,
+        max_body=settings.body_limit,
+        basic_prefix="/sdapi/" if settings.a1111 else None,
+        open_prefix="/sdapi/" if settings.a1111_no_auth else None,
     )
     handlers.install(app)
     _add_routes(app)
+    if settings.a1111:  # AUTOMATIC1111-compatible routes (serve --a1111)
+        from paintbridge.server import a1111
+
+        a1111.install(app)
     return app
 
 

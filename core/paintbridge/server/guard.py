@@ -8,6 +8,8 @@ a web page in the user's browser must not be able to read anything from this ser
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import json
@@ -84,14 +86,26 @@ class Guard:
     """Host check, then token check, then a bounded body read; see the module docstring."""
 
     def __init__(
-        self, app: ASGIApp, *, token: str, host_names: frozenset[str], max_body: int
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        host_names: frozenset[str],
+        max_body: int,
+        basic_prefix: str | None = None,
+        open_prefix: str | None = None,
     ) -> None:
+        """`basic_prefix`: paths under it also take HTTP Basic, any user, the token as password
+        (AUTOMATIC1111 clients). `open_prefix`: paths under it need no token unless the request
+        has an Origin header (a web page); only for a loopback-only server (ServerSettings)."""
         if not token:
             raise ValueError("the server needs a non-empty token")
         self.app = app
         self._token = token.encode()
         self._host_names = host_names
         self._max_body = max_body
+        self._basic_prefix = basic_prefix
+        self._open_prefix = open_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,9 +177,26 @@ class Guard:
         return None
 
     def _check_token(self, scope: Scope, headers: Headers):
-        if (scope.get("method"), scope.get("path")) in OPEN_ROUTES:
+        path = scope.get("path", "")
+        if (scope.get("method"), path) in OPEN_ROUTES:
+            return None
+        # --- AUTOMATIC1111 routes: Basic auth, and the loopback-only opt-out (server/a1111.py)
+        if self._open_prefix and path.startswith(self._open_prefix) and "origin" not in headers:
             return None
         scheme, _, given = headers.get("authorization", "").partition(" ")
+        if self._basic_prefix and path.startswith(self._basic_prefix):
+            if scheme.lower() == "basic" and self._basic_password_ok(given):
+                return None
+            if scheme.lower() != "bearer":
+                return _error(
+                    401,
+                    "unauthorized",
+                    f"{'no password was sent' if not given else 'the password is wrong'}: use "
+                    "HTTP Basic auth with any user name and the server's token (from server.json "
+                    "or `paintbridge serve --token`) as the password",
+                    {"WWW-Authenticate": 'Basic realm="paintbridge"'},
+                )
+        # --- end of the AUTOMATIC1111 part
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
             return None
         reason = "no token was sent" if not given else "the token is wrong"
@@ -176,6 +207,14 @@ class Guard:
             "(or the one given to `paintbridge serve --token`)",
             {"WWW-Authenticate": "Bearer"},
         )
+
+    def _basic_password_ok(self, given: str) -> bool:
+        try:
+            decoded = base64.b64decode(given.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        _, colon, password = decoded.partition(b":")
+        return bool(colon) and hmac.compare_digest(password, self._token)
 
     def _too_large(self):
         return _error(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paintbridge.engine.types import EngineSettings, Limits
-from paintbridge.server.guard import allowed_host_names
+from paintbridge.server.guard import allowed_host_names, is_loopback
 
 __all__ = ["ServerSettings", "body_limit_for"]
 
@@ -34,12 +34,27 @@ class ServerSettings:
     discovery_file: Path | None = None  # server.json, written once serving; None: not written
     keep_seconds: float = 3600.0  # finished jobs answer this long...
     keep_count: int = 200  # ...and at most this many of them
+    # --- AUTOMATIC1111 compatibility (server/a1111.py) ---
+    a1111: bool = False  # also serve the /sdapi/v1 routes
+    a1111_no_auth: bool = False  # /sdapi/ without a token: only bound to loopback, no extra hosts
 
     def __post_init__(self) -> None:
         if not self.token:
             raise ValueError("the server needs a non-empty token")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+        if self.a1111_no_auth:
+            if not self.a1111:
+                raise ValueError("a1111_no_auth needs a1111 (serve --a1111 --a1111-no-auth)")
+            remote = [n for n in self.allowed_hosts if not is_loopback(n)]
+            if not is_loopback(self.host) or remote:
+                raise ValueError(
+                    "the A1111 routes may go without a token only on a loopback-only server: "
+                    f"bound to {self.host!r}"
+                    + (f" and also answering to {', '.join(remote)}" if remote else "")
+                    + "; bind to 127.0.0.1 with no --allow-host, or drop --a1111-no-auth and "
+                    "give clients the token as the HTTP Basic password"
+                )
 
     @property
     def body_limit(self) -> int:

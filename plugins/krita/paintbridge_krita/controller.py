@@ -7,19 +7,21 @@ from PyQt5.QtCore import QObject, pyqtSignal
 from .hostkit.client import Client, PaintbridgeError
 from .logic import PLANNERS, PlanError, document_is_open, place_results
 from .params import Params, SettingsError
-from .runner import JobRunner
+from .runner import JobRunner, ServerStarter
 
 REQUEST_TIMEOUT = 10  # seconds per request: the GUI waits at most this long on one poll
 
 
 class Controller(QObject):
     """Signals: message(level, text) with level "info" or "error"; progress(step, steps, text);
-    busy_changed(bool); done(list of new nodes). `last_error` keeps the latest error text."""
+    busy_changed(bool); done(list of new nodes); starting_changed(bool) while the local server
+    starts. `last_error` keeps the latest error text."""
 
     message = pyqtSignal(str, str)
     progress = pyqtSignal(int, int, str)
     busy_changed = pyqtSignal(bool)
     done = pyqtSignal(object)
+    starting_changed = pyqtSignal(bool)
 
     def __init__(self, params=None, config_dir=None, parent=None, interval_ms=200):
         QObject.__init__(self, parent)
@@ -31,6 +33,10 @@ class Controller(QObject):
         self.runner.finished.connect(self._finished)
         self.runner.failed.connect(self._failed)
         self.runner.cancelled.connect(self._cancelled)
+        self.starter = ServerStarter(parent=self)
+        self.starter.busy_changed.connect(self.starting_changed)
+        self.starter.ready.connect(self._server_ready)
+        self.starter.failed.connect(self._failed)
         self.last_error = None
         self.last_nodes = None
 
@@ -38,11 +44,41 @@ class Controller(QObject):
     def busy(self):
         return self.runner.busy
 
+    @property
+    def starting(self):
+        """True while the local server is being started."""
+        return self.starter.busy
+
     def client(self):
         """The server to use: the URL in the settings, else the local one from server.json."""
         if self.params.server_url:
             return Client(self.params.server_url, self.params.server_token, REQUEST_TIMEOUT)
         return Client.discover(self.config_dir, autostart=False, timeout=REQUEST_TIMEOUT)
+
+    def start_server(self):
+        """Starts the local server (as `paintbridge plugins install` set it up) without freezing
+        Krita: returns at once, and `message` says when it answers or why it did not start.
+        Returns True when a server answers or is starting."""
+        self.last_error = None
+        if self.params.server_url:
+            return self._error(
+                "The plug-in uses the server at %s (set in the settings), so there is no local "
+                "server to start. Clear the server URL to use a local one." % self.params.server_url
+            )
+        if self.starting:
+            self.message.emit("info", "The paintbridge server is already starting\u2026")
+            return True
+        try:
+            client = self.starter.start(self.config_dir, REQUEST_TIMEOUT)
+        except PaintbridgeError as exc:
+            return self._error(str(exc))
+        if client is not None:
+            self.message.emit("info", "The paintbridge server is running at %s." % client.url)
+        else:
+            self.message.emit(
+                "info", "Starting the paintbridge server\u2026 (the first start can take a minute)"
+            )
+        return True
 
     def run(self, task, document=None, node=None):
         """Starts `task` ("img2img", "inpaint", "txt2img") on `document`/`node` (default: the
@@ -50,6 +86,10 @@ class Controller(QObject):
         self.last_error = None
         if self.busy:
             return self._error("A paintbridge job is already running; wait or cancel it.")
+        if self.starting:
+            return self._error(
+                "The paintbridge server is still starting; try again when it says it is running."
+            )
         if document is None:
             from krita import Krita
 
@@ -89,6 +129,9 @@ class Controller(QObject):
 
     def _failed(self, text):
         self._error(text)
+
+    def _server_ready(self, client):
+        self.message.emit("info", "The paintbridge server is running at %s." % client.url)
 
     def _cancelled(self, text):
         self.message.emit("info", text)

@@ -93,6 +93,15 @@ class PaintbridgeDocker(DockWidget):
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.cancel)
         layout.addLayout(progress_row)
+        server_row = QHBoxLayout()
+        server_row.addStretch(1)
+        self.start_server = QPushButton("Start Server")
+        self.start_server.setToolTip(
+            "Start the local paintbridge server (as `paintbridge plugins install` set it up)"
+        )
+        self.start_server.clicked.connect(self.ctrl.start_server)
+        server_row.addWidget(self.start_server)
+        layout.addLayout(server_row)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -102,7 +111,9 @@ class PaintbridgeDocker(DockWidget):
         self.ctrl.progress.connect(self.on_progress)
         self.ctrl.busy_changed.connect(self.on_busy)
         self.ctrl.message.connect(self.on_message)
+        self.ctrl.starting_changed.connect(self.on_starting)
         self.on_busy(self.ctrl.busy)
+        self.on_starting(self.ctrl.starting)
 
     def canvasChanged(self, canvas):
         pass
@@ -147,6 +158,10 @@ class PaintbridgeDocker(DockWidget):
         if not busy:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
+
+    def on_starting(self, starting):
+        self.start_server.setEnabled(not starting)
+        self.start_server.setText("Starting\u2026" if starting else "Start Server")
 
     def on_message(self, level, text):
         self.status.setText(("Error: " if level == "error" else "") + text)

@@ -14,6 +14,7 @@ ACTIONS = (
     ("paintbridge_generate", "Paintbridge: Generate", "txt2img"),
 )
 CANCEL_ACTION = ("paintbridge_cancel", "Paintbridge: Cancel")
+START_SERVER_ACTION = ("paintbridge_start_server", "Paintbridge: Start Server")
 MENU = "tools/scripts/paintbridge"
 SETTINGS_GROUP = "paintbridge"
 SAVED = ("negative_prompt", "model", "strength", "steps", "seed", "server_url", "server_token")
@@ -67,6 +68,8 @@ class PaintbridgeExtension(Extension):
             action.triggered.connect(partial(self.trigger, task))
         action = window.createAction(CANCEL_ACTION[0], CANCEL_ACTION[1], MENU)
         action.triggered.connect(lambda: controller().cancel())
+        action = window.createAction(START_SERVER_ACTION[0], START_SERVER_ACTION[1], MENU)
+        action.triggered.connect(lambda: controller().start_server())
 
     def trigger(self, task, *_checked):
         controller().run(task)

@@ -1,10 +1,13 @@
-"""Runs one job without freezing Krita: a QTimer on the GUI thread polls the server, one short
-request per tick (hostkit's JobHandle.poll), so Krita API calls stay on the GUI thread and no
-thread is needed.
+"""Runs one job, or starts the local server, without freezing Krita: a QTimer on the GUI thread
+polls the server, one short request per tick (hostkit's JobHandle.poll, ServerLaunch.check), so
+Krita API calls stay on the GUI thread and no thread is needed.
 """
+
+import time
 
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
+from .hostkit import launch_server, try_local_client
 from .hostkit.client import Cancelled, PaintbridgeError
 
 
@@ -113,5 +116,74 @@ class JobRunner(QObject):
         self._emit_end(signal, value)
 
     def _emit_end(self, signal, value):
+        self.busy_changed.emit(False)
+        signal.emit(value)
+
+
+class ServerStarter(QObject):
+    """`start(config_dir, timeout)`: starts the local server from hostkit.json (hostkit's
+    launch_server returns at once), then polls it from a QTimer until it answers.
+
+    Signals: ready(Client), failed(str), busy_changed(bool). Exactly one of ready / failed ends
+    every start that did not return a Client at once."""
+
+    ready = pyqtSignal(object)
+    failed = pyqtSignal(str)
+    busy_changed = pyqtSignal(bool)
+
+    def __init__(self, interval_ms=500, start_timeout_s=180, parent=None):
+        QObject.__init__(self, parent)
+        self.start_timeout_s = start_timeout_s
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._launch = None
+        self._deadline = 0.0
+
+    @property
+    def busy(self):
+        return self._launch is not None
+
+    @property
+    def launch(self):
+        """hostkit's ServerLaunch of the start in progress, or None."""
+        return self._launch
+
+    def start(self, config_dir=None, timeout=10):
+        """The Client at once when a server already answers (nothing is started); else starts
+        one and returns None (the end comes as `ready` or `failed`). Raises PaintbridgeError
+        when the server cannot be started (no hostkit.json, command not found)."""
+        if self.busy:
+            return None
+        client = try_local_client(config_dir, timeout)
+        if client is not None:
+            return client
+        self._launch = launch_server(config_dir, timeout)
+        self._deadline = time.time() + self.start_timeout_s
+        self._timer.start()
+        self.busy_changed.emit(True)
+        return None
+
+    def _tick(self):
+        launch = self._launch
+        if launch is None:
+            return
+        try:
+            client = launch.check()
+        except PaintbridgeError as exc:
+            self._end(self.failed, str(exc))
+            return
+        if client is not None:
+            self._end(self.ready, client)
+        elif time.time() > self._deadline:
+            self._end(
+                self.failed,
+                "The paintbridge server did not answer within %d s; it may still be loading. "
+                "Its log is %s." % (self.start_timeout_s, launch.log_path),
+            )
+
+    def _end(self, signal, value):
+        self._timer.stop()
+        self._launch = None
         self.busy_changed.emit(False)
         signal.emit(value)

@@ -294,6 +294,50 @@ class Driver:
         self._expect_error(s, ctrl, "txt2img", doc, source, ["paintbridge serve"])
         doc.close()
 
+    def scenario_start_server(self, s):
+        """Start Server: returns at once (hostkit.launch_server), a job meanwhile is refused,
+        then the QTimer finds the server; a second start finds it running and starts nothing."""
+        import time
+
+        from PyQt5.QtCore import QEventLoop, QTimer
+
+        ctrl = self.controller()
+        ctrl.config_dir = self.config["launch_config_dir"]
+        ready, messages = [], []
+        ctrl.starter.ready.connect(ready.append)
+        ctrl.message.connect(lambda level, text: messages.append((level, text)))
+        began = time.time()
+        started = ctrl.start_server()
+        s.info["start_server_s"] = round(time.time() - began, 3)
+        s.check(started, f"did not start: {ctrl.last_error}")
+        s.check(time.time() - began < 1.0, "start_server blocked the GUI thread")
+        launch = ctrl.starter.launch
+        s.check(ctrl.starting and launch is not None, "not starting")
+        try:
+            doc, source = self.document(64, 64)
+            self._expect_error(s, ctrl, "txt2img", doc, source, ["still starting"])
+            doc.close()
+            if ctrl.starting:
+                loop = QEventLoop()
+                ctrl.starting_changed.connect(lambda busy: None if busy else loop.quit())
+                guard = QTimer()
+                guard.setSingleShot(True)
+                guard.timeout.connect(loop.quit)
+                guard.start(60 * 1000)
+                loop.exec_()
+            s.info["ready_s"] = round(time.time() - began, 3)
+            s.info["messages"] = messages
+            s.check(not ctrl.starting, "still starting after 60 s")
+            s.check(len(ready) == 1 and ready[0].is_live(), f"not ready: {ctrl.last_error}")
+            s.check("running at" in messages[-1][1], f"last message {messages[-1]}")
+            s.check(ctrl.start_server() and not ctrl.starting, "a second start did not see it")
+            s.check("already running" in messages[-1][1] or "running at" in messages[-1][1],
+                    f"last message {messages[-1]}")  # fmt: skip
+        finally:
+            if launch is not None:
+                launch.process.terminate()
+                launch.process.wait(30)
+
     def scenario_refuses_16bit(self, s):
         doc, source = self.document(64, 64, "U16")
         self._expect_error(s, self.controller(), "img2img", doc, source, ["8-bit"])

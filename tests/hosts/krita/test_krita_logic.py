@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,34 @@ SCENARIOS = (
     "server_rejects",
     "cancel",
     "closed_mid_job",
+    "start_server",
 )
+
+# What Start Server launches (hostkit.json): a stand-in that "loads" for a second, then
+# announces itself in server.json like `paintbridge serve` and answers /v1/live.
+SLOW_SERVER = """
+import json, os, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+
+time.sleep(1.0)
+server = HTTPServer(("127.0.0.1", 0), H)
+config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
+info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "t", "pid": os.getpid()}
+with open(os.path.join(config, "server.json.tmp"), "w") as f:
+    json.dump(info, f)
+os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
+server.serve_forever()
+"""
 
 
 def dead_url() -> str:
@@ -55,11 +83,17 @@ def logic_results(live_server, tmp_path_factory: pytest.TempPathFactory) -> dict
     bundle = build_pykrita(root / "pykrita")
     empty = root / "empty-config"
     empty.mkdir()
+    launch = root / "launch-config"
+    launch.mkdir()
+    (root / "slow_server.py").write_text(SLOW_SERVER)
+    command = [sys.executable, str(root / "slow_server.py")]
+    (launch / "hostkit.json").write_text(json.dumps({"command": command}))
     out = root / "result.json"
     config = {
         "bundle": str(bundle),
         "config_dir": str(live_server.config_dir),
         "empty_config_dir": str(empty),
+        "launch_config_dir": str(launch),
         "dead_url": dead_url(),
         "out": str(out),
         "scenarios": list(SCENARIOS),

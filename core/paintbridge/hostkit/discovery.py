@@ -1,0 +1,248 @@
+"""Finding and starting the local paintbridge server.
+
+`paintbridge serve` announces itself in server.json ({"url", "token", ...}) in the config
+folder; `paintbridge plugins install` writes hostkit.json ({"command": [...]}) there so a
+plug-in can start the server itself. Two styles:
+
+- blocking: `discover()` (behind `Client.discover`) returns a live Client, starting the server
+  and waiting for it if need be (GIMP, Blender's background mode);
+- non-blocking, for a GUI timer: `try_local_client()` (one short request) and `launch_server()`,
+  which starts the process and returns a ServerLaunch at once; call its `check()` from a timer.
+
+Standard library only, Python 2.7 and 3.8+.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from .errors import NotRunning, Timeout, not_running_message
+
+APP = "paintbridge"
+DEFAULT_URL = "http://127.0.0.1:7860"
+
+# The servers this process started: kept so they are never garbage-collected while running
+# (which would warn), and so a host (or a test) can stop them.
+STARTED = []
+
+# Variables a host sets for its own Python that would break the server's Python.
+_HOST_ONLY_VARS = (
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONEXECUTABLE",
+    "PYTHONNOUSERSITE",
+)
+
+_NO_LAUNCHER = (
+    "Run `paintbridge plugins install` once so the plug-in can start the server by itself"
+)
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+def user_config_dir(platform=None, environ=None, home=None):
+    """paintbridge's config folder, as paintbridge itself computes it.
+
+    $PAINTBRIDGE_CONFIG_DIR if set; else platformdirs' user_config_dir("paintbridge"):
+    Linux $XDG_CONFIG_HOME/paintbridge (default ~/.config/paintbridge), macOS
+    ~/Library/Application Support/paintbridge, Windows %LOCALAPPDATA%\\paintbridge."""
+    platform = sys.platform if platform is None else platform
+    environ = os.environ if environ is None else environ
+    windows = platform.startswith("win")
+    join = _ntjoin if windows else _posixjoin
+    if home is None:
+        home = os.path.expanduser("~")
+    override = environ.get("PAINTBRIDGE_CONFIG_DIR")
+    if override:
+        return _expand(override, home)
+    if windows:
+        base = environ.get("LOCALAPPDATA") or join(home, "AppData", "Local")
+    elif platform == "darwin":
+        base = join(home, "Library", "Application Support")
+    else:
+        base = (environ.get("XDG_CONFIG_HOME") or "").strip() or join(home, ".config")
+        base = _expand(base, home)
+    return join(base, APP)
+
+
+def _expand(path, home):
+    if path == "~" or path.startswith("~/") or path.startswith("~\\"):
+        return home + path[1:]
+    return path
+
+
+def _posixjoin(*parts):
+    import posixpath
+
+    return posixpath.join(*parts)
+
+
+def _ntjoin(*parts):
+    import ntpath
+
+    return ntpath.join(*parts)
+
+
+def _read_json(path):
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (IOError, OSError, ValueError):
+        return None
+
+
+# --- the server named in server.json ---------------------------------------------------------
+
+
+def _client_from_server_file(config_dir, timeout, client_class=None):
+    if client_class is None:
+        from .client import Client as client_class  # here: client.py imports this module
+
+    path = os.path.join(config_dir, "server.json")
+    info = _read_json(path)
+    if not isinstance(info, dict) or not info.get("url"):
+        return None
+    return client_class(info["url"], info.get("token"), timeout=timeout, token_source=path)
+
+
+def try_local_client(config_dir=None, timeout=5):
+    """The Client for the server named in server.json if it answers /v1/live, else None.
+
+    One short request (at most `timeout` s; a refused connection returns at once), never
+    raises: safe to call from a GUI timer. The Client keeps `timeout` for later requests."""
+    config_dir = config_dir or user_config_dir()
+    client = _client_from_server_file(config_dir, timeout)
+    if client is not None and client.is_live():
+        return client
+    return None
+
+
+# --- starting the server ---------------------------------------------------------------------
+
+
+def _launcher_command(config_dir):
+    launcher = _read_json(os.path.join(config_dir, "hostkit.json"))
+    command = launcher.get("command") if isinstance(launcher, dict) else None
+    return command or None
+
+
+def _server_environment(config_dir):
+    env = dict(os.environ)
+    for name in _HOST_ONLY_VARS:
+        env.pop(name, None)
+    if env.get("APPIMAGE") or env.get("APPDIR"):
+        env.pop("LD_LIBRARY_PATH", None)  # an AppImage's libraries are for the host only
+    env["PAINTBRIDGE_CONFIG_DIR"] = config_dir
+    return env
+
+
+def spawn_detached(command, log_path, env=None):
+    """Starts `command` (a list) in the background so it outlives the host; output to log_path."""
+    log = open(log_path, "ab")
+    devnull = open(os.devnull, "rb")
+    kwargs = {"stdin": devnull, "stdout": log, "stderr": subprocess.STDOUT, "env": env}
+    if sys.platform.startswith("win"):
+        # CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+        kwargs["creationflags"] = 0x00000200 | 0x08000000
+        kwargs["close_fds"] = True
+    else:
+        # its own session: closing the host (or its terminal) does not stop the server
+        kwargs["close_fds"] = True
+        if sys.version_info[0] >= 3:
+            kwargs["start_new_session"] = True
+        else:
+            kwargs["preexec_fn"] = os.setsid
+    try:
+        return subprocess.Popen([str(part) for part in command], **kwargs)
+    finally:
+        log.close()
+        devnull.close()
+
+
+class ServerLaunch(object):
+    """A server that launch_server started: `process` (its Popen), `log_path`, `config_dir`.
+
+    `check()` is one short request: poll it from a GUI timer until it returns a Client."""
+
+    def __init__(self, process, config_dir, log_path, timeout=30):
+        self.process = process
+        self.config_dir = config_dir
+        self.log_path = log_path
+        self.timeout = timeout
+        self.started_at = time.time()
+
+    def check(self):
+        """The Client once the server answers, None while it is still starting; raises
+        NotRunning when the process has stopped."""
+        client = _client_from_server_file(self.config_dir, self.timeout)
+        if client is not None and client.is_live():
+            return client
+        code = self.process.poll()
+        if code is not None:
+            raise NotRunning(
+                "The paintbridge server stopped while starting (exit code %s). Its log is %s."
+                % (code, self.log_path)
+            )
+        return None
+
+    def wait(self, start_timeout=120, interval=0.25):
+        """Blocks until check() gives a Client; raises Timeout after `start_timeout` s."""
+        deadline = self.started_at + start_timeout
+        while time.time() < deadline:
+            client = self.check()
+            if client is not None:
+                return client
+            time.sleep(interval)
+        raise Timeout(
+            "The paintbridge server did not start within %s s; it may still be loading. Its log "
+            "is %s." % (start_timeout, self.log_path)
+        )
+
+    def __repr__(self):
+        return "ServerLaunch(pid=%r, log=%r)" % (self.process.pid, self.log_path)
+
+
+def launch_server(config_dir=None, timeout=30):
+    """Starts the server command in hostkit.json in the background and returns a ServerLaunch
+    at once (it does not wait for the server to answer). Output goes to server.log in the
+    config folder. Raises NotRunning when no command is configured or it cannot be started.
+    `timeout` is the per-request timeout of the Client that `check()` returns."""
+    config_dir = config_dir or user_config_dir()
+    command = _launcher_command(config_dir)
+    if not command:
+        raise NotRunning(
+            "No way to start the paintbridge server is set up. %s, or start it yourself with "
+            "`paintbridge serve`." % _NO_LAUNCHER
+        )
+    if not os.path.isdir(config_dir):
+        os.makedirs(config_dir)
+    log_path = os.path.join(config_dir, "server.log")
+    try:
+        process = spawn_detached(command, log_path, _server_environment(config_dir))
+    except (OSError, ValueError) as exc:
+        raise NotRunning(  # noqa: B904
+            "Could not start the paintbridge server with %s: %s. Run `paintbridge plugins "
+            "install` again, or start it yourself with `paintbridge serve`." % (command, exc)
+        )
+    STARTED.append(process)
+    return ServerLaunch(process, config_dir, log_path, timeout)
+
+
+def discover(config_dir=None, autostart=True, start_timeout=120, timeout=30, client_class=None):
+    """What `Client.discover` does (see there): blocks until the local server answers."""
+    config_dir = config_dir or user_config_dir()
+    client = _client_from_server_file(config_dir, timeout, client_class)
+    if client is not None and client.is_live():
+        return client
+    url = client.url if client is not None else DEFAULT_URL
+    if not autostart:
+        raise NotRunning(not_running_message(url))
+    if not _launcher_command(config_dir):
+        raise NotRunning(not_running_message(url) + " (%s.)" % _NO_LAUNCHER)
+    return launch_server(config_dir, timeout).wait(start_timeout)

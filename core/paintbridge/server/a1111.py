@@ -1,0 +1,381 @@
+"""AUTOMATIC1111-compatible routes (`paintbridge serve --a1111`): /sdapi/v1/...
+
+Plug-ins and scripts written for the A1111 web UI API work unchanged. Their jobs go through
+the same queue and history as /v1: a generation route submits a job and waits for it in a
+worker thread (FastAPI runs these `def` routes in its threadpool, so the event loop stays free
+for /sdapi/v1/progress and /interrupt). Authentication is the Guard's (HTTP Basic, the token
+as password); errors keep the server's `{"error": ...}` shape with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from PIL import Image
+
+from paintbridge.engine import GenerationRequest, check_request, list_models
+from paintbridge.errors import InvalidRequest, PaintbridgeError
+from paintbridge.jobs import JobNotFound, JobView
+from paintbridge.server import a1111_convert as conv
+from paintbridge.server.a1111_schemas import (
+    A1111Model,
+    ImagesAnswer,
+    Img2ImgBody,
+    ProgressAnswer,
+    ProgressState,
+    SamplerItem,
+    SchedulerItem,
+    Txt2ImgBody,
+    UpscalerItem,
+)
+
+__all__ = ["A1111State", "install"]
+
+# Engine field names in check_request's messages -> what an A1111 client sent.
+_FIELD_NAMES = {
+    "guidance": "cfg_scale",
+    "strength": "denoising_strength",
+    "count": "batch_size * n_iter",
+    "scheduler": "sampler_name",
+    "image": "init_images[0]",
+}
+
+
+@dataclass
+class _Tracked:
+    job_id: str
+    submitted: float
+    stamp: str
+    interrupted: bool = False
+
+
+@dataclass
+class A1111State:
+    """What A1111 keeps between requests: the selected checkpoint and the jobs in flight."""
+
+    checkpoint: str | None = None  # None: the server's --model
+    inflight: list[_Tracked] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def install(app: FastAPI) -> None:
+    """Add the /sdapi/v1 routes and their state to `app` (made by create_app)."""
+    app.state.a1111 = A1111State()
+    app.include_router(_router(), prefix="/sdapi/v1", tags=["AUTOMATIC1111"])
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def _state(request: Request) -> A1111State:
+    return request.app.state.a1111
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/txt2img", response_model=ImagesAnswer)
+    def txt2img(body: Txt2ImgBody, request: Request) -> ImagesAnswer:
+        """Generate `batch_size * n_iter` images; waits until they are done."""
+        return _generate(request, body, None)
+
+    @router.post("/img2img", response_model=ImagesAnswer)
+    def img2img(body: Img2ImgBody, request: Request) -> ImagesAnswer:
+        """Change `init_images[0]`; with `mask`, repaint only its white part."""
+        return _generate(request, body, body)
+
+    @router.get("/progress", response_model=ProgressAnswer)
+    def progress(request: Request) -> ProgressAnswer:
+        """The running A1111 job's progress (no preview image)."""
+        return _progress(_runtime(request), _state(request))
+
+    @router.post("/interrupt")
+    def interrupt(request: Request) -> dict[str, Any]:
+        """Cancel the running A1111 job at its next step; it answers with no image."""
+        rt, st = _runtime(request), _state(request)
+        for tracked, view in _views(rt, st):
+            if view.state == "running":
+                tracked.interrupted = True
+                rt.jobs.cancel(tracked.job_id)
+                break
+        return {}
+
+    @router.post("/skip")
+    def skip(request: Request) -> dict[str, Any]:
+        """As interrupt (paintbridge cannot skip one image of a batch)."""
+        return interrupt(request)
+
+    @router.get("/options")
+    def get_options(request: Request) -> dict[str, Any]:
+        """The settings A1111 clients read; only `sd_model_checkpoint` means anything here."""
+        rt, st = _runtime(request), _state(request)
+        return {
+            "sd_model_checkpoint": st.checkpoint or rt.settings.engine.default_model,
+            "sd_checkpoint_hash": None,
+            "samples_format": "png",
+        }
+
+    @router.post("/options")
+    def set_options(options: dict[str, Any], request: Request) -> None:
+        """Select the model later jobs use (`sd_model_checkpoint`); other keys are ignored."""
+        name = options.get("sd_model_checkpoint")
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidRequest(f"`sd_model_checkpoint` must be a model name, got {name!r}")
+            model = conv.model_name(name)
+            _check_model(model, _runtime(request))
+            _state(request).checkpoint = model
+
+    @router.get("/sd-models", response_model=list[A1111Model])
+    def sd_models(request: Request) -> list[A1111Model]:
+        """The models this server can load, by the names sd_model_checkpoint takes."""
+        return [
+            A1111Model(title=info.name, model_name=info.name, filename=info.name)
+            for info in list_models(_runtime(request).settings.engine)
+        ]
+
+    @router.get("/samplers", response_model=list[SamplerItem])
+    def samplers() -> list[SamplerItem]:
+        """The A1111 sampler names this server maps to its schedulers."""
+        return [SamplerItem(name=name, aliases=[]) for name in conv.A1111_SAMPLERS]
+
+    @router.get("/schedulers", response_model=list[SchedulerItem])
+    def schedulers() -> list[SchedulerItem]:
+        return [SchedulerItem(name=n, label=label) for n, label in conv.A1111_SCHEDULERS.items()]
+
+    @router.get("/upscalers", response_model=list[UpscalerItem])
+    def upscalers() -> list[UpscalerItem]:
+        """Only A1111's "None": paintbridge has no upscalers."""
+        return [UpscalerItem(name="None")]
+
+    @router.get("/loras")
+    def loras() -> list[dict[str, Any]]:
+        """Empty: paintbridge does not load LoRAs (yet)."""
+        return []
+
+    @router.get("/sd-vae")
+    def sd_vae() -> list[dict[str, Any]]:
+        return []
+
+    @router.get("/embeddings")
+    def embeddings() -> dict[str, Any]:
+        return {"loaded": {}, "skipped": {}}
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints() -> None:
+        """Nothing to do: /sd-models reads the models folders on every call."""
+
+    @router.post("/refresh-loras")
+    def refresh_loras() -> None:
+        """Nothing to do."""
+
+    return router
+
+
+# --- generation --------------------------------------------------------------------------------
+
+
+def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> ImagesAnswer:
+    rt, st = _runtime(request), _state(request)
+    limits = rt.settings.engine.limits
+    notes: list[str] = []
+    ignored = sorted(body.model_extra or {})
+    model = st.checkpoint or rt.settings.engine.default_model
+    for key, value in body.override_settings.items():
+        if key == "sd_model_checkpoint" and isinstance(value, str) and value.strip():
+            model = conv.model_name(value)
+        else:
+            ignored.append(f"override_settings.{key}")
+    _check_model(model, rt)
+    count = body.batch_size * body.n_iter
+    if not 1 <= count <= limits.max_count:
+        raise InvalidRequest(
+            f"`batch_size` * `n_iter` must be in [1, {limits.max_count}], got "
+            f"{body.batch_size} * {body.n_iter}"
+        )
+    if body.seed < -1:
+        raise InvalidRequest(f"`seed` must be -1 (random) or in [0, 4294967295], got {body.seed}")
+    scheduler, sampler_name = conv.resolve_sampler(
+        body.sampler_name or body.sampler_index, body.scheduler, notes
+    )
+    image = mask = original = None
+    crop: conv.Crop | None = None
+    task = "txt2img"
+    if edit is not None:
+        original, image, mask, crop = _edit_inputs(edit, limits, notes)
+        task = "inpaint" if mask is not None else "img2img"
+    generation = GenerationRequest(
+        task=task,  # type: ignore[arg-type]
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        model=model,
+        width=body.width if task == "txt2img" else None,
+        height=body.height if task == "txt2img" else None,
+        steps=body.steps,
+        guidance=body.cfg_scale,
+        strength=edit.denoising_strength if edit is not None else 0.75,
+        seed=None if body.seed == -1 else body.seed,
+        count=count,
+        seamless="xy" if body.tiling else "none",
+        scheduler=scheduler,
+        image=image,
+        mask=mask,
+    )
+    try:
+        check_request(generation, limits)
+    except InvalidRequest as exc:
+        raise InvalidRequest(_a1111_names(exc.message)) from exc
+    fields = set(type(body).model_fields)  # not the extras: they may hold whole images
+    parameters = body.model_dump(include=fields - {"init_images", "mask"})
+    parameters.update(api="a1111", task=task, model=model)
+    job_id = rt.jobs.submit(generation, parameters)
+    tracked = _Tracked(job_id, time.monotonic(), datetime.now().strftime("%Y%m%d%H%M%S"))
+    with st.lock:
+        st.inflight.append(tracked)
+    try:
+        view = rt.jobs.wait(job_id)
+    finally:
+        with st.lock:
+            st.inflight.remove(tracked)
+    if view.state == "failed":
+        code, message = view.error or ("generation_failed", "the job failed")
+        raise PaintbridgeError(_a1111_names(message), code=code)
+    images = _answer_images(view, original if task == "inpaint" else None, crop)
+    if view.state == "cancelled":
+        notes.append("the job was interrupted: no image was made")
+    info = conv.info_object(body, edit, view, sampler_name, model, notes=notes, ignored=ignored)
+    answer_parameters = body.model_dump(include=fields)
+    if edit is not None:
+        answer_parameters.update(init_images=None, mask=None)
+    return ImagesAnswer(images=images, parameters=answer_parameters, info=json.dumps(info))
+
+
+def _edit_inputs(
+    edit: Img2ImgBody, limits: Any, notes: list[str]
+) -> tuple[Image.Image, Image.Image, Image.Image | None, conv.Crop | None]:
+    """(the whole init image, what the engine gets, its mask or None, the crop or None)."""
+    if not edit.init_images:
+        raise InvalidRequest("`init_images` must hold one image (base64 PNG) for img2img")
+    if len(edit.init_images) > 1:
+        notes.append(f"only the first of the {len(edit.init_images)} init_images was used")
+    image = conv.decode_a1111_image(edit.init_images[0], "init_images[0]", limits)
+    image = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
+    if edit.resize_mode != 0:
+        notes.append(f"resize_mode {edit.resize_mode} is not supported: 0 (just resize) was used")
+    wanted = (edit.width or image.width, edit.height or image.height)
+    if wanted != image.size:
+        conv.check_size(wanted, limits)
+        image = image.resize(wanted, Image.Resampling.LANCZOS)
+    original = image
+    if edit.mask is None:
+        return original, image.convert("RGBA"), None, None
+    if edit.inpainting_fill != 1:
+        notes.append(
+            f"inpainting_fill {edit.inpainting_fill} is not supported: the masked area starts "
+            "from the original picture (1, original)"
+        )
+    mask = conv.prepare_mask(
+        conv.decode_a1111_image(edit.mask, "mask", limits),
+        image.size,
+        blur=edit.mask_blur,
+        invert=bool(edit.inpainting_mask_invert),
+        notes=notes,
+    )
+    crop = conv.Crop.around(mask, edit.inpaint_full_res_padding) if edit.inpaint_full_res else None
+    if crop is not None:
+        image, mask = image.crop(crop.pil_box), mask.crop(crop.pil_box)
+    return original, image.convert("RGBA"), mask, crop
+
+
+def _a1111_names(message: str) -> str:
+    return re.sub(r"`(\w+)`", lambda m: f"`{_FIELD_NAMES.get(m.group(1), m.group(1))}`", message)
+
+
+def _answer_images(
+    view: JobView, original: Image.Image | None, crop: conv.Crop | None
+) -> list[str]:
+    """The job's history PNGs in base64; an inpaint layer pasted back over `original`."""
+    images: list[str] = []
+    for path in view.files if view.state == "done" else ():
+        try:
+            if original is None:
+                images.append(base64.b64encode(path.read_bytes()).decode())
+            else:
+                with Image.open(path, formats=["PNG"]) as layer:
+                    images.append(_png_b64(conv.paste_back(original, layer, crop)))
+        except (OSError, Image.UnidentifiedImageError, ValueError) as exc:
+            raise PaintbridgeError(
+                f"the result {str(path)!r} was removed from the history folder or is "
+                f"unreadable ({exc})",
+                code="not_found",
+            ) from exc
+    return images
+
+
+def _png_b64(image: Image.Image) -> str:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _check_model(name: str, rt: Any) -> None:
+    """An unknown model is a 404 now, not a failed job later (as POST /v1/jobs does)."""
+    from paintbridge.engine.models import resolve_model
+    from paintbridge.engine.testmodel import is_test_model
+
+    if not is_test_model(name):
+        resolve_model(name, rt.settings.engine)
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+def _views(rt: Any, st: A1111State) -> list[tuple[_Tracked, JobView]]:
+    with st.lock:
+        tracked = list(st.inflight)
+    views = []
+    for item in tracked:
+        try:
+            views.append((item, rt.jobs.get(item.job_id)))
+        except JobNotFound:
+            continue
+    return views
+
+
+def _progress(rt: Any, st: A1111State) -> ProgressAnswer:
+    views = _views(rt, st)
+    running = next(((t, v) for t, v in views if v.state == "running"), None)
+    if running is None:
+        job = views[0][0].job_id if views else ""
+        return ProgressAnswer(
+            progress=0.0,
+            eta_relative=0.0,
+            state=ProgressState(job=job, job_count=len(views)),
+        )
+    tracked, view = running
+    fraction = view.step / view.steps if view.steps else 0.0
+    elapsed = time.monotonic() - tracked.submitted
+    eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
+    return ProgressAnswer(
+        progress=round(fraction, 4),
+        eta_relative=round(eta, 2),
+        state=ProgressState(
+            interrupted=tracked.interrupted,
+            job=view.id,
+            job_count=len(views),
+            job_timestamp=tracked.stamp,
+            job_no=0,
+            sampling_step=view.step,
+            sampling_steps=view.steps,
+        ),
+    )

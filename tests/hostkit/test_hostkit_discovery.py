@@ -1,0 +1,217 @@
+"""hostkit.discovery: finding the local server (server.json), starting it from hostkit.json,
+blocking (Client.discover) and non-blocking (launch_server + ServerLaunch.check,
+try_local_client). The servers are real processes: a small stdlib HTTP server script that
+announces itself in server.json like `paintbridge serve` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import pytest
+
+from paintbridge import hostkit
+from paintbridge.hostkit import discovery
+from paintbridge.hostkit.client import Client, NotRunning, Timeout, spawn_detached
+
+FAKE_SERVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+
+    time.sleep(float(os.environ.get("FAKE_SERVER_DELAY", "0")))  # "loading a model"
+    server = HTTPServer(("127.0.0.1", 0), H)
+    config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
+    info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
+            "pid": os.getpid(), "argv": sys.argv[1:],
+            "pythonpath": os.environ.get("PYTHONPATH")}
+    with open(os.path.join(config, "server.json.tmp"), "w") as f:
+        json.dump(info, f)
+    os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
+    print("fake server up", flush=True)
+    server.serve_forever()
+    """
+)
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """hostkit's STARTED list; the servers a test started are stopped after it."""
+    before = len(discovery.STARTED)
+    yield discovery.STARTED
+    while len(discovery.STARTED) > before:
+        process = discovery.STARTED.pop()
+        if process.poll() is None:
+            process.terminate()
+        process.wait(30)
+
+
+def _config_with_launcher(tmp_path: Path, command: list[str]) -> Path:
+    config = tmp_path / "config"
+    config.mkdir(exist_ok=True)
+    (config / "hostkit.json").write_text(json.dumps({"command": command}))
+    return config
+
+
+def _fake_server_command(tmp_path: Path) -> list[str]:
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    return [sys.executable, str(script), "serve"]
+
+
+class _Live(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def live_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Live)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# --- blocking: Client.discover ------------------------------------------------------------------
+
+
+def test_discover_autostarts_from_hostkit_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[Any]
+) -> None:
+    config = _config_with_launcher(tmp_path, _fake_server_command(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", "/host/only/python")  # must not reach the server
+    client = Client.discover(config_dir=str(config), start_timeout=30)
+    info = json.loads((config / "server.json").read_text())
+    assert client.token == "auto" and client.is_live()
+    assert info["argv"] == ["serve"]
+    assert info["pythonpath"] is None
+    assert "fake server up" in (config / "server.log").read_text()
+    assert started[-1].pid == info["pid"]
+
+
+def test_discover_reports_a_server_that_dies_while_starting(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "import sys; print('no model here'); sys.exit(3)"]
+    config = _config_with_launcher(tmp_path, command)
+    with pytest.raises(NotRunning, match="exit code 3") as info:
+        Client.discover(config_dir=str(config), start_timeout=30)
+    assert str(config / "server.log") in info.value.message
+    assert "no model here" in (config / "server.log").read_text()
+
+
+def test_spawn_uses_a_new_session(tmp_path: Path) -> None:
+    process = spawn_detached(
+        [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
+        str(tmp_path / "log"),
+    )
+    assert process.wait(30) == 0
+    assert os.getsid(0) != process.pid
+    assert (tmp_path / "log").read_text().strip() == "True"
+
+
+# --- non-blocking: try_local_client, launch_server ----------------------------------------------
+
+
+def test_try_local_client(tmp_path: Path, live_url: str, isolated_dirs: Path) -> None:
+    config = isolated_dirs / "config"
+    assert hostkit.try_local_client() is None  # no folder, no server.json
+    config.mkdir()
+    (config / "server.json").write_text("{not json")
+    assert hostkit.try_local_client() is None
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Live) as gone:
+        stale = f"http://127.0.0.1:{gone.server_address[1]}"
+    (config / "server.json").write_text(json.dumps({"url": stale, "token": "x"}))
+    assert hostkit.try_local_client() is None  # named, but nothing answers
+    (config / "server.json").write_text(json.dumps({"url": live_url, "token": "tk"}))
+    client = hostkit.try_local_client(timeout=3)
+    assert client is not None
+    assert (client.url, client.token, client.timeout) == (live_url, "tk", 3)
+    assert client.token_source == str(config / "server.json")
+    other = tmp_path / "other"
+    other.mkdir()
+    assert hostkit.try_local_client(str(other)) is None  # an explicit folder wins
+
+
+def test_launch_server_returns_at_once_and_check_finds_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[Any]
+) -> None:
+    config = _config_with_launcher(tmp_path, _fake_server_command(tmp_path))
+    monkeypatch.setenv("FAKE_SERVER_DELAY", "1.5")
+    monkeypatch.setenv("PYTHONPATH", "/host/only/python")
+    began = time.monotonic()
+    launch = hostkit.launch_server(str(config), timeout=4)
+    assert time.monotonic() - began < 1.0  # did not wait for the server
+    assert launch.process is started[-1]
+    assert launch.log_path == str(config / "server.log")
+    assert launch.check() is None  # still "loading"
+    client = None
+    deadline = time.monotonic() + 30
+    while client is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        client = launch.check()
+    assert client is not None, (config / "server.log").read_text()
+    assert client.token == "auto" and client.timeout == 4
+    info = json.loads((config / "server.json").read_text())
+    assert info["pid"] == launch.process.pid and info["pythonpath"] is None
+    assert hostkit.try_local_client(str(config)) is not None
+
+
+def test_launch_check_reports_a_server_that_stops(tmp_path: Path, started: list[Any]) -> None:
+    command = [sys.executable, "-c", "import sys; print('port in use'); sys.exit(2)"]
+    config = _config_with_launcher(tmp_path, command)
+    launch = hostkit.launch_server(str(config))
+    launch.process.wait(30)
+    with pytest.raises(NotRunning, match="exit code 2") as info:
+        launch.check()
+    assert str(config / "server.log") in info.value.message
+
+
+def test_launch_wait_times_out(tmp_path: Path, started: list[Any]) -> None:
+    command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    config = _config_with_launcher(tmp_path, command)
+    launch = hostkit.launch_server(str(config))
+    with pytest.raises(Timeout, match="did not start within 0.3 s"):
+        launch.wait(start_timeout=0.3, interval=0.05)
+    assert launch.process.poll() is None  # still running: the fixture stops it
+
+
+@pytest.mark.parametrize("launcher", [None, "[1, 2]", '{"command": []}', "{broken"])
+def test_launch_server_without_a_launcher(tmp_path: Path, launcher: str | None) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    if launcher is not None:
+        (config / "hostkit.json").write_text(launcher)
+    with pytest.raises(NotRunning, match="paintbridge plugins install"):
+        hostkit.launch_server(str(config))
+
+
+def test_launch_server_with_a_missing_program(tmp_path: Path) -> None:
+    config = _config_with_launcher(tmp_path, [str(tmp_path / "no-such-program"), "serve"])
+    with pytest.raises(NotRunning, match="Could not start the paintbridge server"):
+        hostkit.launch_server(str(config))

@@ -1,0 +1,165 @@
+"""The pure half of the A1111 API: sampler names, model titles, images, masks, crop and paste."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paintbridge.engine.types import Limits
+from paintbridge.errors import InvalidRequest
+from paintbridge.hostkit.geometry import Box
+from paintbridge.server import a1111_convert as conv
+from paintbridge.server.a1111_schemas import Img2ImgBody, Txt2ImgBody
+from paintbridge.server.payloads import TooLarge
+
+
+@pytest.mark.parametrize(
+    ("sampler", "schedule", "engine", "name"),
+    [
+        ("Euler a", None, "euler_a", "Euler a"),
+        ("euler A", "Automatic", "euler_a", "Euler a"),
+        ("k_euler", None, "euler", "Euler"),
+        ("DDIM", None, "ddim", "DDIM"),
+        ("DPM++ 2M", None, "dpm++", "DPM++ 2M"),
+        ("DPM++ 2M", "Karras", "dpm++_karras", "DPM++ 2M Karras"),
+        ("DPM++ 2M Karras", None, "dpm++_karras", "DPM++ 2M Karras"),
+        ("DPM++ 2M Karras", "karras", "dpm++_karras", "DPM++ 2M Karras"),
+        ("DPM++ SDE Karras", None, "dpm++_sde_karras", "DPM++ SDE Karras"),
+        ("UniPC", None, "unipc", "UniPC"),
+        ("PLMS", None, "pndm", "PLMS"),
+        ("unipc", None, "unipc", "unipc"),  # an engine name as it is
+        (None, None, None, "Default"),
+        ("", "Karras", None, "Default"),
+    ],
+)
+def test_resolve_sampler(sampler: str | None, schedule: str | None, engine, name) -> None:
+    notes: list[str] = []
+    assert conv.resolve_sampler(sampler, schedule, notes) == (engine, name)
+    assert notes == []
+
+
+@pytest.mark.parametrize(
+    ("sampler", "schedule", "engine", "word"),
+    [
+        ("Restart", None, None, "Restart"),
+        ("DPM adaptive", "Karras", None, "DPM adaptive"),
+        ("Euler", "Exponential", "euler", "Exponential"),
+    ],
+)
+def test_what_cannot_be_honoured_is_noted(sampler: str, schedule, engine, word: str) -> None:
+    notes: list[str] = []
+    assert conv.resolve_sampler(sampler, schedule, notes)[0] == engine
+    assert len(notes) == 1 and word in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("title", "name"),
+    [
+        ("test:tiny", "test:tiny"),
+        ("v1-5-pruned-emaonly.safetensors [6ce0161689]", "v1-5-pruned-emaonly"),
+        ("dreamshaper.safetensors", "dreamshaper"),
+        ("  sd15 ", "sd15"),
+        ("folder [with] words", "folder [with] words"),
+    ],
+)
+def test_model_name(title: str, name: str) -> None:
+    assert conv.model_name(title) == name
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> str:
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def test_decode_png_jpeg_and_data_urls() -> None:
+    limits = Limits()
+    png = conv.decode_a1111_image(encoded(Image.new("RGB", (5, 3), "red")), "x", limits)
+    assert png.size == (5, 3) and png.getpixel((0, 0)) == (255, 0, 0)
+    jpeg = encoded(Image.new("RGB", (8, 8), "white"), "JPEG")
+    assert conv.decode_a1111_image(f"data:image/jpeg;base64,{jpeg}", "x", limits).size == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "words"),
+    [
+        ("not base64!", InvalidRequest, "`init_images[0]` is not base64"),
+        ("data:image/png,abc", InvalidRequest, "without base64"),
+        (base64.b64encode(b"GIF89a....").decode(), InvalidRequest, "not a readable PNG"),
+    ],
+)
+def test_decode_errors_name_the_field(text: str, error: type, words: str) -> None:
+    with pytest.raises(error, match=words.replace("[", r"\[").replace("]", r"\]")):
+        conv.decode_a1111_image(text, "init_images[0]", Limits())
+
+
+def test_an_image_over_the_limits_is_refused_before_decoding() -> None:
+    big = encoded(Image.new("L", (300, 200)))
+    with pytest.raises(TooLarge, match="300x200"):
+        conv.decode_a1111_image(big, "mask", Limits(max_pixels=300 * 199))
+    with pytest.raises(InvalidRequest, match="at most"):
+        conv.check_size((100, 100), Limits(max_side=99))
+
+
+def test_prepare_mask_uses_alpha_brightness_invert_and_blur() -> None:
+    notes: list[str] = []
+    gray = Image.new("RGB", (10, 10), "black")
+    gray.paste((255, 255, 255), (2, 2, 5, 5))
+    mask = conv.prepare_mask(gray, (10, 10), blur=0, invert=False, notes=notes)
+    assert mask.mode == "L" and mask.getbbox() == (2, 2, 5, 5)
+    # with transparency, the alpha is the mask (an eraser-painted layer)
+    painted = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    painted.paste((10, 10, 10, 255), (6, 6, 9, 9))
+    assert conv.prepare_mask(painted, (10, 10), blur=0, invert=False, notes=notes).getbbox() == (
+        6, 6, 9, 9
+    )  # fmt: skip
+    inverted = conv.prepare_mask(gray, (10, 10), blur=0, invert=True, notes=notes)
+    assert inverted.getpixel((0, 0)) == 255 and inverted.getpixel((3, 3)) == 0
+    assert notes == []
+    blurred = conv.prepare_mask(gray, (20, 20), blur=2, invert=False, notes=notes)
+    assert blurred.size == (20, 20) and 0 < blurred.getpixel((3, 3)) < 255
+    assert len(notes) == 1 and "resized" in notes[0]
+
+
+def test_crop_around_the_mask_and_paste_back() -> None:
+    mask = Image.new("L", (200, 100), 0)
+    assert conv.Crop.around(mask, 32) is None
+    mask.paste(255, (150, 40, 160, 50))
+    crop = conv.Crop.around(mask, 4)
+    assert crop is not None
+    assert crop.box.contains(Box(150, 40, 10, 10)) and Box(0, 0, 200, 100).contains(crop.box)
+    assert crop.box.width % 8 == 0 and crop.box.width >= 64  # hostkit's context box rule
+    original = Image.new("RGB", (200, 100), (0, 0, 255))
+    layer = Image.new("RGBA", crop.box[2:], (255, 0, 0, 0))
+    layer.paste(
+        (255, 0, 0, 255), (150 - crop.box.x, 40 - crop.box.y, 160 - crop.box.x, 50 - crop.box.y)
+    )
+    out = conv.paste_back(original, layer, crop)
+    assert out.mode == "RGB" and out.size == (200, 100)
+    red = np.asarray(out)[..., 0] == 255
+    assert red.sum() == 100 and red[40:50, 150:160].all()
+
+
+def test_info_has_what_clients_parse() -> None:
+    from paintbridge.jobs import JobView
+
+    body = Img2ImgBody(init_images=["x"], prompt="p", seed=-1, batch_size=2)
+    view = JobView(
+        id="j", state="done", position=None, step=4, steps=4, error=None, seeds=(7, 8),
+        files=(), parameters={"steps": 4, "guidance": 7.5, "width": 64, "height": 32,
+                              "scheduler": "euler_a"},
+    )  # fmt: skip
+    info = conv.info_object(body, body, view, "Euler a", "test:tiny", notes=["n"], ignored=["k"])
+    assert info["seed"] == 7 and info["all_seeds"] == [7, 8] and info["steps"] == 4
+    assert (info["width"], info["height"], info["cfg_scale"]) == (64, 32, 7.5)
+    assert (
+        info["denoising_strength"] == 0.75 and info["notes"] == ["n"] and info["ignored"] == ["k"]
+    )
+    assert info["interrupted"] is False and len(info["infotexts"]) == 2
+    lenient = Txt2ImgBody.model_validate({"seed": -1.0, "steps": "3", "tiling": 0, "x": [1]})
+    assert (lenient.seed, lenient.steps, lenient.tiling) == (-1, 3, False)
+    assert lenient.model_extra == {"x": [1]}

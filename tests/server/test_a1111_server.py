@@ -1,0 +1,378 @@
+"""`paintbridge serve --a1111` end to end: a real server subprocess with the tiny test models,
+sent requests shaped like those of public AUTOMATIC1111 clients (editor plug-ins, scripts):
+all their usual fields, most of which paintbridge ignores."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from server_support import TOKEN, ServerProcess, assert_no_server_bugs, wait_for
+
+from paintbridge.history import History
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("a1111"), "--a1111").wait_ready()
+    yield process
+    process.stop()
+    assert_no_server_bugs(process)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+AUTH = basic("webui", TOKEN)
+
+
+def call(
+    server: ServerProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> tuple[int, Any, Any]:
+    """(status, parsed JSON, the answer's headers); `headers` None: Basic auth with the token."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for name, value in (AUTH if headers is None else headers).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read()), answer.headers
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read()), error.headers
+
+
+def png_b64(image: Image.Image, data_url: bool = False) -> str:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    text = base64.b64encode(out.getvalue()).decode()
+    return f"data:image/png;base64,{text}" if data_url else text
+
+
+def decode(text: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(text)), formats=["PNG"])
+    image.load()
+    return image
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    x = np.arange(width, dtype=np.uint8)[None, :].repeat(height, 0)
+    y = np.arange(height, dtype=np.uint8)[:, None].repeat(width, 1)
+    return Image.fromarray(np.dstack([x * 3, y * 3, x ^ y]).astype(np.uint8), "RGB")
+
+
+def txt2img_body(**fields: Any) -> dict[str, Any]:
+    """The body an A1111 plug-in sends for txt2img (its usual fields, A1111's names)."""
+    return {
+        "prompt": "a lighthouse at dusk",
+        "negative_prompt": "blurry",
+        "styles": [],
+        "seed": -1,
+        "subseed": -1,
+        "subseed_strength": 0,
+        "seed_resize_from_h": -1,
+        "seed_resize_from_w": -1,
+        "sampler_name": "Euler a",
+        "batch_size": 1,
+        "n_iter": 1,
+        "steps": 2,
+        "cfg_scale": 7,
+        "width": 64,
+        "height": 64,
+        "restore_faces": False,
+        "tiling": False,
+        "do_not_save_samples": True,
+        "do_not_save_grid": True,
+        "enable_hr": False,
+        "override_settings": {},
+        "override_settings_restore_afterwards": True,
+        "send_images": True,
+        "save_images": False,
+        "alwayson_scripts": {},
+        **fields,
+    }
+
+
+def img2img_body(image: Image.Image, mask: Image.Image | None = None, **fields: Any) -> dict:
+    """The body an A1111 editor plug-in sends for img2img and inpainting."""
+    body = txt2img_body(
+        **{
+            "init_images": [png_b64(image)],
+            "denoising_strength": 0.75,
+            "resize_mode": 0,
+            "image_cfg_scale": 1.5,
+            "include_init_images": False,
+            "width": image.width,
+            "height": image.height,
+            **fields,
+        }
+    )
+    if mask is not None:
+        body.update(
+            mask=png_b64(mask),
+            mask_blur=0,
+            inpainting_fill=1,
+            inpaint_full_res=False,
+            inpaint_full_res_padding=32,
+            inpainting_mask_invert=0,
+        )
+        body.update(fields)
+    return body
+
+
+def generate(server: ServerProcess, route: str, body: dict[str, Any]) -> tuple[list, dict]:
+    status, answer, _ = call(server, "POST", f"/sdapi/v1/{route}", body)
+    assert status == 200, answer
+    assert set(answer) == {"images", "parameters", "info"}
+    assert isinstance(answer["info"], str)
+    return [decode(image) for image in answer["images"]], json.loads(answer["info"])
+
+
+# --- generation ---------------------------------------------------------------------------------
+
+
+def test_txt2img_batches_seeds_and_history(server: ServerProcess) -> None:
+    images, info = generate(server, "txt2img", txt2img_body(batch_size=2, n_iter=2))
+    assert len(images) == 4 and all(image.size == (64, 64) for image in images)
+    first = info["seed"]
+    assert 0 <= first < 2**32
+    assert info["all_seeds"] == [(first + i) % 2**32 for i in range(4)]
+    expected = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "steps": 2,
+                "cfg_scale": 7.0, "width": 64, "height": 64, "sampler_name": "Euler a"}  # fmt: skip
+    assert {key: info[key] for key in expected} == expected
+    assert {"restore_faces", "styles", "alwayson_scripts", "enable_hr"} <= set(info["ignored"])
+    assert len(info["infotexts"]) == 4 and f"Seed: {first}" in info["infotexts"][0]
+    # The same job is in the v1 history, one PNG per image.
+    entry = History(server.history_dir).find(info["paintbridge_job"])
+    assert list(entry.seeds) == info["all_seeds"] and len(entry.files) == 4
+    assert entry.parameters["scheduler"] == "euler_a"
+
+
+def test_a_seed_reproduces_the_image(server: ServerProcess) -> None:
+    body = txt2img_body(sampler_name="DPM++ 2M", scheduler="Karras")
+    (random_image,), info = generate(server, "txt2img", body)
+    assert info["sampler_name"] == "DPM++ 2M Karras" and info["paintbridge_scheduler"] == (
+        "dpm++_karras"
+    )
+    (again,), info_again = generate(server, "txt2img", {**body, "seed": info["seed"]})
+    assert info_again["all_seeds"] == [info["seed"]]
+    assert again.tobytes() == random_image.tobytes()
+
+
+def test_an_unknown_sampler_uses_the_default_and_says_so(server: ServerProcess) -> None:
+    (image,), info = generate(server, "txt2img", txt2img_body(sampler_name="Restart", seed=5))
+    assert image.size == (64, 64) and info["all_seeds"] == [5]
+    assert info["sampler_name"] == "Default" and "Restart" in " ".join(info["notes"])
+
+
+def test_img2img_without_mask_takes_a_data_url(server: ServerProcess) -> None:
+    body = img2img_body(gradient(64, 48), seed=11)
+    body["init_images"] = [png_b64(gradient(64, 48), data_url=True)]
+    (image,), info = generate(server, "img2img", body)
+    assert image.size == (64, 48)
+    assert info["denoising_strength"] == 0.75 and info["all_seeds"] == [11]
+    assert info["ignored"] and "image_cfg_scale" in info["ignored"]
+
+
+def test_img2img_resizes_to_width_and_height(server: ServerProcess) -> None:
+    (image,), _ = generate(server, "img2img", img2img_body(gradient(64, 48), width=32, height=24))
+    assert image.size == (32, 24)
+
+
+def test_inpaint_whole_picture_keeps_what_is_outside_the_mask(server: ServerProcess) -> None:
+    picture = gradient(64, 64)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 40, 40))
+    (image,), info = generate(server, "img2img", img2img_body(picture, mask, seed=3))
+    assert image.size == (64, 64)
+    out, before = np.asarray(image.convert("RGB")), np.asarray(picture)
+    outside = np.asarray(mask) == 0
+    assert (out[outside] == before[outside]).all()
+    assert (out[20:36, 20:36] != before[20:36, 20:36]).any()
+    assert info["notes"] == []  # inpainting_fill 1 (original) is what paintbridge does
+
+
+def test_inpaint_only_masked_pastes_the_crop_back(server: ServerProcess) -> None:
+    picture = gradient(160, 128)
+    # A1111's other mask form: transparent where kept (alpha is the mask), inverted.
+    mask = Image.new("RGBA", (160, 128), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (100, 80, 120, 100))
+    body = img2img_body(picture, mask, inpaint_full_res=True, inpaint_full_res_padding=8,
+                        inpainting_mask_invert=1, inpainting_fill=0, seed=4)  # fmt: skip
+    (image,), info = generate(server, "img2img", body)
+    assert image.size == (160, 128)
+    out, before = np.asarray(image.convert("RGB")), np.asarray(picture)
+    assert (out[:, :90] == before[:, :90]).all() and (out[:70] == before[:70]).all()
+    assert (out[100:120, 80:100] == before[100:120, 80:100]).all()  # outside the mask
+    assert (out[80:100, 100:120] != before[80:100, 100:120]).any()
+    assert any("inpainting_fill" in note for note in info["notes"])
+    # history keeps the crop the engine repainted: a context box around the mask
+    (name,) = History(server.history_dir).find(info["paintbridge_job"]).files
+    with Image.open(server.history_dir / name) as layer:
+        assert layer.size[0] < 160 and layer.size[1] < 128
+
+
+def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
+    for body, words in [
+        (img2img_body(gradient(8, 8)) | {"init_images": ["not base64!"]}, "init_images[0]"),
+        (img2img_body(gradient(8, 8)) | {"init_images": []}, "init_images"),
+        (txt2img_body(batch_size=3, n_iter=3), "batch_size"),
+        (txt2img_body(cfg_scale=99), "cfg_scale"),
+        (txt2img_body(steps="many"), "steps"),
+    ]:
+        route = "img2img" if "init_images" in body else "txt2img"
+        status, answer, _ = call(server, "POST", f"/sdapi/v1/{route}", body)
+        assert status == 400, answer
+        assert words in answer["error"]["message"], answer
+
+
+# --- progress, interrupt, options ---------------------------------------------------------------
+
+
+def test_progress_while_running_and_interrupt(server: ServerProcess) -> None:
+    status, idle, _ = call(server, "GET", "/sdapi/v1/progress?skip_current_image=false")
+    assert status == 200 and idle["progress"] == 0 and idle["state"]["job"] == ""
+    assert idle["current_image"] is None
+    result: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: result.update(
+            answer=call(server, "POST", "/sdapi/v1/txt2img", txt2img_body(steps=150, batch_size=8))
+        )
+    )
+    worker.start()
+    try:
+
+        def running() -> dict[str, Any] | None:
+            answer = call(server, "GET", "/sdapi/v1/progress")[1]
+            return answer if answer["state"]["sampling_step"] >= 2 else None
+
+        progress = wait_for(running, timeout=120)
+        assert 0 < progress["progress"] < 1 and progress["eta_relative"] > 0
+        assert progress["state"]["sampling_steps"] == 150 * 8
+        assert progress["state"]["job"] and progress["state"]["job_count"] == 1
+        assert call(server, "POST", "/sdapi/v1/interrupt")[0] == 200
+    finally:
+        worker.join(120)
+    status, answer, _ = result["answer"]
+    assert status == 200 and answer["images"] == []
+    info = json.loads(answer["info"])
+    assert info["interrupted"] is True and info["all_seeds"] == []
+    assert call(server, "GET", "/sdapi/v1/progress")[1]["state"]["job"] == ""
+
+
+def test_options_switch_the_model(server: ServerProcess) -> None:
+    status, options, _ = call(server, "GET", "/sdapi/v1/options")
+    assert status == 200 and options["sd_model_checkpoint"] == "test:tiny"
+    picture, mask = gradient(64, 64), Image.new("L", (64, 64), 0)
+    mask.paste(255, (8, 8, 40, 40))
+    try:
+        status, answer, _ = call(
+            server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "test:tiny-inpaint"}
+        )
+        assert status == 200 and answer is None
+        assert call(server, "GET", "/sdapi/v1/options")[1]["sd_model_checkpoint"] == (
+            "test:tiny-inpaint"
+        )
+        (image,), info = generate(server, "img2img", img2img_body(picture, mask))
+        assert info["sd_model_name"] == "test:tiny-inpaint" and image.size == (64, 64)
+        status, answer, _ = call(server, "POST", "/sdapi/v1/txt2img", txt2img_body())
+        assert status == 400 and "inpainting model" in answer["error"]["message"]
+        # override_settings picks a model for one request only
+        body = txt2img_body(override_settings={"sd_model_checkpoint": "test:tiny"})
+        assert generate(server, "txt2img", body)[1]["sd_model_name"] == "test:tiny"
+        status, answer, _ = call(server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "x"})
+        assert status == 404 and answer["error"]["code"] == "model_not_found"
+    finally:
+        call(server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "test:tiny"})
+    assert generate(server, "txt2img", txt2img_body())[1]["sd_model_name"] == "test:tiny"
+
+
+def test_the_lists_clients_read(server: ServerProcess) -> None:
+    models = call(server, "GET", "/sdapi/v1/sd-models")[1]
+    titles = {model["title"] for model in models}
+    assert {"test:tiny", "test:tiny-inpaint"} <= titles
+    assert all(set(model) >= {"title", "model_name", "filename", "hash"} for model in models)
+    samplers = {item["name"] for item in call(server, "GET", "/sdapi/v1/samplers")[1]}
+    assert {"Euler a", "Euler", "DDIM", "DPM++ 2M", "DPM++ 2M Karras"} <= samplers
+    schedulers = call(server, "GET", "/sdapi/v1/schedulers")[1]
+    assert {"automatic", "karras"} <= {item["name"] for item in schedulers}
+    assert call(server, "GET", "/sdapi/v1/upscalers")[1][0]["name"] == "None"
+    assert call(server, "GET", "/sdapi/v1/loras")[1] == []
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+def test_basic_auth_any_user_with_the_token(server: ServerProcess) -> None:
+    for headers in (
+        basic("", TOKEN),
+        basic("someone", TOKEN),
+        {"Authorization": f"Bearer {TOKEN}"},
+    ):
+        assert call(server, "GET", "/sdapi/v1/options", headers=headers)[0] == 200
+    for headers in ({}, basic("webui", "wrong"), {"Authorization": "Basic %%%"}):
+        status, answer, reply_headers = call(server, "GET", "/sdapi/v1/options", headers=headers)
+        assert status == 401 and answer["error"]["code"] == "unauthorized"
+        assert reply_headers.get("WWW-Authenticate", "").startswith("Basic")
+    # Basic is for the A1111 routes only; /v1 keeps its bearer token.
+    assert call(server, "GET", "/v1/health", headers=AUTH)[0] == 401
+
+
+def test_loopback_opt_out(tmp_path_factory: pytest.TempPathFactory) -> None:
+    process = ServerProcess(
+        tmp_path_factory.mktemp("a1111-open"), "--a1111", "--a1111-no-auth"
+    ).wait_ready()
+    try:
+        assert call(process, "GET", "/sdapi/v1/sd-models", headers={})[0] == 200
+        assert call(process, "POST", "/sdapi/v1/interrupt", headers={})[0] == 200
+        # a web page (the browser adds Origin) still needs the token, and /v1 is unchanged
+        origin = {"Origin": "https://example.org"}
+        assert call(process, "POST", "/sdapi/v1/interrupt", headers=origin)[0] == 401
+        assert call(process, "GET", "/v1/health", headers={})[0] == 401
+    finally:
+        process.stop()
+    assert_no_server_bugs(process)
+
+
+def test_opt_out_refused_off_loopback(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("a1111-refused")
+    for extra in (["--host", "0.0.0.0"], ["--allow-host", "pb.example.org"], []):
+        command = [sys.executable, "-m", "paintbridge", "serve", "--port", "0",
+                   "--a1111-no-auth", *(["--a1111"] if extra else []), *extra]  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=root)
+        assert run.returncode != 0
+        assert "a1111" in run.stderr.lower() and "Traceback" not in run.stderr, run.stderr
+
+
+def test_routes_are_off_without_the_flag(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from fastapi.testclient import TestClient
+
+    from paintbridge.server import ServerSettings, create_app
+
+    app = create_app(ServerSettings(token=TOKEN), engine=object())  # type: ignore[arg-type]
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        answer = client.post("/sdapi/v1/txt2img", json={}, headers=AUTH)
+        assert answer.status_code == 401  # Basic is not accepted either
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.post("/sdapi/v1/txt2img", json={}, headers=bearer).status_code == 404
