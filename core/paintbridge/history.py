@@ -65,7 +65,10 @@ class History:
         """
         now = datetime.now().astimezone()
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # private when we create it (0700): prompts and pictures are the user's alone, on a
+            # machine other people log in to too; a folder the user made keeps its own mode
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise _not_writable(self.folder, exc) from exc
         stamp = now.strftime("%Y%m%dT%H%M%S")
@@ -98,7 +101,7 @@ class History:
         with self._lock:
             try:
                 fd = os.open(
-                    self.index_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o666
+                    self.index_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o600
                 )
             except OSError as exc:
                 raise _not_writable(self.folder, exc) from exc

@@ -224,7 +224,9 @@ def decode_png(png, mode="RGBA"):
     idat = []
     for kind, payload in _read_chunks(png):
         if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", payload[:13])
+            if len(payload) != 13:
+                raise ValueError("corrupt PNG file (IHDR is %d bytes, not 13)" % len(payload))
+            header = struct.unpack(">IIBBBBB", payload)
         elif kind == b"PLTE":
             palette = bytearray(payload)
         elif kind == b"tRNS":
@@ -244,11 +246,15 @@ def decode_png(png, mode="RGBA"):
         raise ValueError("invalid PNG: color type %d with bit depth %d" % (color, depth))
     if color == 3 and palette is None:
         raise ValueError("corrupt PNG file (palette image without a PLTE chunk)")
+    if trns is not None and len(trns) < {0: 2, 2: 6}.get(color, 0):
+        raise ValueError("corrupt PNG file (tRNS chunk of %d bytes is too short)" % len(trns))
     samples_per_pixel = _SAMPLES[color]
     bits_per_pixel = samples_per_pixel * depth
     stride = (width * bits_per_pixel + 7) // 8
     try:
-        raw = bytearray(zlib.decompress(b"".join(idat)))
+        # at most what the header needs: a small zlib bomb cannot fill the host's memory
+        inflater = zlib.decompressobj()
+        raw = bytearray(inflater.decompress(b"".join(idat), (stride + 1) * height + 1))
     except zlib.error as exc:
         message = "corrupt PNG file (image data does not decompress: %s)" % exc
         raise ValueError(message)  # noqa: B904

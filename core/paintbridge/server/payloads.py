@@ -71,16 +71,36 @@ def _decode(
             f"`{name}` is {width}x{height}; the server accepts at most {limits.max_side} px a "
             f"side and {limits.max_pixels} pixels: send a smaller crop"
         )
+    expected = width * height * channels
+    if payload.format != "png" and len(payload.data) != (expected + 2) // 3 * 4:
+        # checked on the text, before decoding: a megabyte of base64 for a 1x1 image is
+        # refused without decoding (or holding the decoded copy of) any of it
+        raise InvalidRequest(
+            f"`{name}.data` is {len(payload.data)} characters of base64, but {payload.format} "
+            f"at {width}x{height} needs {width}*{height}*{channels} = {expected} bytes, "
+            f"{(expected + 2) // 3 * 4} characters: check width, height and format"
+        )
+    if payload.format == "png" and len(payload.data) > _png_b64_limit(width * height):
+        raise TooLarge(
+            f"`{name}.data` is {len(payload.data)} characters of base64, far more than any PNG "
+            f"of {width}x{height} needs: send the image at the size it declares"
+        )
     raw = _b64decode(payload.data, name)
     if payload.format == "png":
         return _decode_png(raw, width, height, name)
-    expected = width * height * channels
     if len(raw) != expected:
         raise InvalidRequest(
             f"`{name}.data` holds {len(raw)} bytes, but {payload.format} at {width}x{height} "
             f"needs {width}*{height}*{channels} = {expected}: check width, height and format"
         )
     return Image.frombytes(raw_mode, (width, height), raw)
+
+
+def _png_b64_limit(pixels: int) -> int:
+    """The most base64 any PNG of that many pixels can honestly need, in any mode (a mask may
+    be a 16-bit RGBA PNG): 8 bytes a pixel stored uncompressed, a filter byte per row, and
+    4 MiB of ancillary chunks."""
+    return (9 * pixels + 4 * 1024 * 1024) // 3 * 4
 
 
 def _b64decode(data: str, name: str) -> bytes:
