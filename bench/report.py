@@ -16,6 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+HOW_TO_READ = (
+    "How to run: `./dev bench` runs every section in one process and rewrites this file and "
+    "latest.json; `./dev bench --quick` skips the full-size SD 1.5 cases (random weights, "
+    "built once into bench/.cache/, about 4.3 GB); `--only SECTION` (repeatable) runs some "
+    "sections, `--repeats N` overrides the repeats, `--out DIR` writes elsewhere. Rows in a `run` "
+    "column came from a separate run merged in with `--include OTHER/latest.json` (full-size "
+    "cases that did not fit this run; `--base ONE/latest.json` merges without running).",
+    "",
+    "How to read: ratios (paintbridge / plain diffusers, measured in the same run, alternating "
+    "order) are the headline; absolute seconds hold only for the machine below and the load "
+    "noted with it (the machine is shared: compare ratios, not seconds across runs). Every "
+    "section's module docstring in bench/ says exactly what is timed; latest.json also holds "
+    "each repeat's raw times.",
+)
+
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's marketing name from /proc/cpuinfo (Linux), else platform's guess."""
@@ -145,10 +160,27 @@ class Report:
             "machine": self.machine,
             "notes": self.notes,
             "sections": {
-                name: {"title": s.title, "rows": s.rows, "notes": s.notes}
+                name: {
+                    "title": s.title,
+                    "columns": list(s.columns),
+                    "rows": s.rows,
+                    "notes": s.notes,
+                }
                 for name, s in self.sections.items()
             },
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report written by `to_json` (to merge runs without running them again)."""
+        report = cls(quick=data.get("mode") == "quick", machine=dict(data.get("machine") or {}))
+        report.notes = list(data.get("notes") or [])
+        for name, s in (data.get("sections") or {}).items():
+            columns = s.get("columns") or (list(s["rows"][0]) if s.get("rows") else [])
+            section = report.section(name, s.get("title", name), columns)
+            section.rows = list(s.get("rows") or [])
+            section.notes = list(s.get("notes") or [])
+        return report
 
     def markdown(self) -> str:
         m = self.machine
@@ -157,6 +189,8 @@ class Report:
             "",
             f"Run {m.get('date')} in {'quick' if self.quick else 'full'} mode "
             "(`./dev bench`; `./dev bench --quick` skips full-size models).",
+            "",
+            *HOW_TO_READ,
             "",
             "## Machine",
             "",
@@ -176,6 +210,7 @@ class Report:
             "transformers",
             "load_average_at_start",
             "load_average_at_end",
+            "load_average_1min_during",
         ):
             value = m.get(key)
             if isinstance(value, list):

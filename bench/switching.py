@@ -1,0 +1,130 @@
+"""Task switching on one loaded model (issue 7, item 4).
+
+In this process, one `Engine` with the model loaded once; every task (txt2img, img2img, inpaint)
+runs once first. Then each round runs txt2img, txt2img, img2img, img2img, inpaint, inpaint: the
+first call of each pair follows another task (a switch), the second the same task, so both are
+sampled at the same moments of the run. extra_ms = median(after a switch) - median(same task).
+RSS is read after the first txt2img and after every task has run once: a task that copied the
+weights would show there.
+The tiny model gives the timing (its weights are too small for RSS to tell); in full mode the
+random-weight SD 1.5 (1 step, 512 px) gives the RSS check. Goal: < 50 ms per switch, RSS
+within 2%.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Any
+
+from report import Report
+from serverproc import rss_mib
+
+SECTION = "switching"
+COLUMNS = (
+    "model",
+    "size",
+    "steps",
+    "task",
+    "steady_ms",
+    "after_switch_ms",
+    "extra_ms",
+    "extra_best_ms",
+    "rss_first_mib",
+    "rss_all_tasks_mib",
+    "rss_growth",
+)
+TASKS = ("txt2img", "img2img", "inpaint")
+GOAL_MS = 50.0
+
+
+def run(report: Report) -> None:
+    from paintbridge.engine.testmodel import ensure_test_model
+
+    report.section(SECTION, "Task switching on one loaded model (in-process Engine)", COLUMNS)
+    tiny = ensure_test_model("test:tiny")
+    _measure(report, "test:tiny", "test:tiny", tiny.parent, 64, 4, report.repeats or 7)
+    if not report.quick:
+        from sd15_random import ensure_sd15_random
+
+        gc.collect()
+        sd15 = ensure_sd15_random(report.cache_dir)
+        _measure(report, "SD 1.5 arch (RSS only)", str(sd15), sd15.parent, 512, 1, 0)
+
+
+def _measure(
+    report: Report, label: str, model: str, model_dir: Any, size: int, steps: int, cycles: int
+) -> None:
+    import threading
+
+    from PIL import Image
+
+    from paintbridge.engine import Engine
+    from paintbridge.engine.types import EngineSettings, GenerationRequest
+
+    engine = Engine(
+        EngineSettings(device="cpu", dtype="float32", allow_any_path=True, model_dirs=(model_dir,))
+    )
+    engine.load(model)
+    image = Image.new("RGBA", (size, size), (120, 80, 40, 255))
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    cancel = threading.Event()
+
+    def call(task: str) -> float:
+        request = GenerationRequest(
+            task=task,  # type: ignore[arg-type]
+            prompt="a red door",
+            model=model,
+            width=size if task == "txt2img" else None,
+            height=size if task == "txt2img" else None,
+            steps=steps,
+            seed=3,
+            strength=1.0 if task == "inpaint" else 0.75,
+            image=None if task == "txt2img" else image,
+            mask=mask if task == "inpaint" else None,
+        )
+        start = time.perf_counter()
+        engine.generate(request, progress=lambda step, total: None, cancel=cancel)
+        return time.perf_counter() - start
+
+    call("txt2img")
+    rss_first = rss_mib()
+    for task in TASKS[1:]:
+        call(task)  # the first call of a task (builds its pipeline view)
+    gc.collect()
+    rss_all = rss_mib()
+    steady: dict[str, list[float]] = {task: [] for task in TASKS}
+    switched: dict[str, list[float]] = {task: [] for task in TASKS}
+    call("inpaint")
+    for _ in range(cycles):  # each round: t t i i p p; the first of a pair follows a switch
+        for task in TASKS:
+            switched[task].append(call(task))
+            steady[task].append(call(task))
+    for task in TASKS:
+        row: dict[str, Any] = {
+            "model": label,
+            "size": f"{size}x{size}",
+            "steps": steps,
+            "task": task,
+            "rss_first_mib": round(rss_first, 1),
+            "rss_all_tasks_mib": round(rss_all, 1),
+            "rss_growth": rss_all / rss_first - 1 if rss_first else None,
+        }
+        if cycles:
+            row["steady_ms"] = 1000 * statistics.median(steady[task])
+            row["after_switch_ms"] = 1000 * statistics.median(switched[task])
+            row["extra_ms"] = row["after_switch_ms"] - row["steady_ms"]
+            # the fastest of each: robust where other processes steal the CPU now and then
+            row["extra_best_ms"] = 1000 * (min(switched[task]) - min(steady[task]))
+            row["steady_all_ms"] = [round(1000 * t, 1) for t in steady[task]]
+            row["after_switch_all_ms"] = [round(1000 * t, 1) for t in switched[task]]
+            if row["extra_ms"] > GOAL_MS:
+                report.note(f"{label} {task}: switch costs {row['extra_ms']:.0f} ms", SECTION)
+        report.add(SECTION, row)
+        if not cycles:
+            break  # the RSS check is one row
+    if rss_first and rss_all / rss_first - 1 > 0.02:
+        report.note(f"{label}: RSS grew {100 * (rss_all / rss_first - 1):.1f}% over tasks", SECTION)
+    gc.collect()
