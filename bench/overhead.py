@@ -51,6 +51,21 @@ class Case:
     full_size: bool = False
 
 
+def plain_txt2img(plain: Any, width: int, height: int, steps: int) -> Any:
+    """The plain diffusers call every section compares against: same prompt, guidance, seed."""
+    import torch
+
+    return plain(
+        prompt=PROMPT,
+        negative_prompt="",
+        width=width,
+        height=height,
+        num_inference_steps=steps,
+        guidance_scale=GUIDANCE,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images[0]
+
+
 def run(report: Report) -> None:
     from paintbridge.engine.device import cpu_has_native_bf16
     from paintbridge.engine.testmodel import ensure_test_model
@@ -130,15 +145,7 @@ def _run_case(case: Case, repeats: int | None) -> dict[str, Any]:
     gen_height = int(warm.parameters.get("generated_height", case.size))
 
     def plain_call() -> Any:
-        return plain(
-            prompt=PROMPT,
-            negative_prompt="",
-            width=gen_width,
-            height=gen_height,
-            num_inference_steps=case.steps,
-            guidance_scale=GUIDANCE,
-            generator=torch.Generator("cpu").manual_seed(SEED),
-        ).images[0]
+        return plain_txt2img(plain, gen_width, gen_height, case.steps)
 
     plain_image = plain_call()  # warm-up
     engine_image = warm.images[0].image

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from overhead import GUIDANCE, PROMPT, SEED, plain_txt2img
 from report import Report, time_alternating
 from serverproc import Server
 
@@ -54,9 +55,6 @@ COLUMNS = (
     "kb_down",
     "same_pixels",
 )
-PROMPT = "a lighthouse on a cliff at sunset, oil painting"
-SEED = 1234
-GUIDANCE = 7.5
 GOAL = 1.03
 
 
@@ -167,15 +165,7 @@ def _run_case(case: Case, repeats: int | None) -> dict[str, Any]:
         gen_h = int(parameters.get("generated_height", case.size))
 
         def plain_call() -> Any:
-            return plain(
-                prompt=PROMPT,
-                negative_prompt="",
-                width=gen_w,
-                height=gen_h,
-                num_inference_steps=case.steps,
-                guidance_scale=GUIDANCE,
-                generator=torch.Generator("cpu").manual_seed(SEED),
-            ).images[0]
+            return plain_txt2img(plain, gen_w, gen_h, case.steps)
 
         plain_image = plain_call()  # warm-up
         same: bool | str = "-"

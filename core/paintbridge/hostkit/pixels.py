@@ -367,6 +367,16 @@ def _payload_fields(payload):
     return width, height, fmt, blob
 
 
+def _decode_payload_png(blob, width, height, mode):
+    """The PNG's pixels in `mode`, after checking it has the size the payload declares."""
+    png_width, png_height, _mode, data = decode_png(blob, mode)
+    if (png_width, png_height) != (width, height):
+        raise ValueError(
+            "payload says %dx%d but its PNG is %dx%d" % (width, height, png_width, png_height)
+        )
+    return data
+
+
 def payload_to_rgba(payload):
     """(width, height, RGBA bytes) from an image payload of format "rgba8" or "png"."""
     width, height, fmt, blob = _payload_fields(payload)
@@ -374,12 +384,7 @@ def payload_to_rgba(payload):
         _check_size(blob, width, height, 4, "rgba8 payload")
         return width, height, blob
     if fmt == "png":
-        png_width, png_height, _mode, rgba = decode_png(blob, "RGBA")
-        if (png_width, png_height) != (width, height):
-            raise ValueError(
-                "payload says %dx%d but its PNG is %dx%d" % (width, height, png_width, png_height)
-            )
-        return width, height, rgba
+        return width, height, _decode_payload_png(blob, width, height, "RGBA")
     raise ValueError('image payload format must be "rgba8" or "png", got %r' % (fmt,))
 
 
@@ -390,10 +395,5 @@ def payload_to_mask(payload):
         _check_size(blob, width, height, 1, "a8 payload")
         return width, height, blob
     if fmt == "png":
-        png_width, png_height, _mode, gray = decode_png(blob, "L")
-        if (png_width, png_height) != (width, height):
-            raise ValueError(
-                "payload says %dx%d but its PNG is %dx%d" % (width, height, png_width, png_height)
-            )
-        return width, height, gray
+        return width, height, _decode_payload_png(blob, width, height, "L")
     raise ValueError('mask payload format must be "a8" or "png", got %r' % (fmt,))
