@@ -2,7 +2,8 @@
 
 A model is named, in the order tried:
 
-1. `test:tiny`, `test:tiny-inpaint`: tiny random-weight models built offline (images are noise).
+1. `test:tiny`, `test:tiny-inpaint`: tiny random-weight models built offline (images are noise);
+   `test:identity`: gives its input image back unchanged, slowly (for adapter tests).
 2. a preset (`sd15`, `sdxl`, ... from presets.json): its Hugging Face repo.
 3. a path (absolute, `./x`, `~/x`, `a/b/c`, or a name ending in a checkpoint suffix): a diffusers
    folder or a single checkpoint file. Relative paths are looked up inside `model_dirs`.
@@ -32,6 +33,10 @@ NATIVE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
 # The UNet's cross-attention width tells the family: CLIP ViT-L, OpenCLIP ViT-H, both for XL.
 _CROSS_ATTENTION_DIM = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 TEST_DESCRIPTION = "test model with tiny random weights: its images are noise (for tests, demos)"
+IDENTITY_DESCRIPTION = (
+    "test model that gives the input image back unchanged (txt2img: seeded noise), 50 ms a step "
+    "(for testing plug-ins)"
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,14 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
     """Presets, the test models, then the local models found directly in settings.model_dirs."""
     found = [_preset_info(p) for p in presets().values()]
     found += [
-        ModelInfo(n, "test", TEST_DESCRIPTION, _tasks_for(n), TEST_MODEL_NATIVE, "sd1")
+        ModelInfo(
+            n,
+            "test",
+            IDENTITY_DESCRIPTION if n == "test:identity" else TEST_DESCRIPTION,
+            _tasks_for(n),
+            TEST_MODEL_NATIVE,
+            "sd1",
+        )
         for n in TEST_MODELS
     ]
     seen: set[str] = set()

@@ -144,6 +144,11 @@ def load_model(source: ModelSource, placement: Placement, settings: EngineSettin
         from paintbridge.engine.testmodel import ensure_test_model
 
         base = _from_pretrained(source.name, ensure_test_model(source.name), placement)
+        if source.name == "test:identity":
+            from paintbridge.engine.identity import IdentityModel
+
+            base.to(placement.device)
+            return IdentityModel(source, base, placement, settings)
     elif source.kind == "file":
         assert source.path is not None
         base = _from_single_file(source, placement, settings)

@@ -21,7 +21,9 @@ from typing import Any
 
 from paintbridge import config
 
-TEST_MODELS = ("test:tiny", "test:tiny-inpaint")
+TEST_MODELS = ("test:tiny", "test:tiny-inpaint", "test:identity")
+# test:identity loads test:tiny's weights but every task gives its input back (see identity.py).
+_WEIGHTS_OF = {"test:identity": "test:tiny"}
 TEST_MODEL_NATIVE = 64  # px; the tiny UNet's sample_size (8) times the VAE's 8x
 BUILD_VERSION = 1
 
@@ -77,7 +79,7 @@ def ensure_test_model(name: str) -> Path:
     """The diffusers folder of test model `name`, built on first use."""
     if name not in TEST_MODELS:
         raise ValueError(f"unknown test model {name!r}; test models are {', '.join(TEST_MODELS)}")
-    kind = name.split(":", 1)[1]
+    kind = _WEIGHTS_OF.get(name, name).split(":", 1)[1]
     target = config.cache_dir() / "testmodels" / f"{kind}-v{BUILD_VERSION}"
     if (target / "model_index.json").is_file():
         return target
