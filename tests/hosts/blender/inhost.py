@@ -1,17 +1,20 @@
 """Checks that run inside real Blender (the bpy module), one per process.
 
-    <blender-venv>/bin/python inhost.py CHECK RESULT.json ADDON_DIR MODULE [INSTALL ZIP]
+    <blender-venv>/bin/python inhost.py CHECK RESULT.json ADDON_DIR MODULE [INSTALL ZIP|FOLDER]
 
 Enables the add-on MODULE from ADDON_DIR (the folder that holds it), or installs ZIP the way a
-user would when given, runs the check and writes {"ok", "error", "data"} to RESULT.json. The
-server is found through $PAINTBRIDGE_CONFIG_DIR (server.json), as a user's Blender finds it.
-Settings use the tiny test model: images are noise, so checks look at sizes, pixels that must not
-change, datablocks, links and properties, never at what the picture shows.
+user would when given (or enables what the CLI installed in FOLDER), runs the check and writes
+{"ok", "error", "data"} to RESULT.json. The server is found through $PAINTBRIDGE_CONFIG_DIR
+(server.json), as a user's Blender finds it. Most checks use the tiny test model: images are
+noise, so they look at sizes, pixels that must not change, datablocks, links and properties,
+never at what the picture shows. The test:identity checks give images back, so they compare
+every pixel.
 """
 
 import json
 import os
 import sys
+import time
 import traceback
 import types
 
@@ -20,6 +23,7 @@ import numpy as np
 
 CHECKS = {}
 MODEL = "test:tiny"
+IDENTITY = "test:identity"  # gives every input image back, 50 ms a step
 
 
 def check(func):
@@ -30,7 +34,9 @@ def check(func):
 def enable(addon_dir, module, install=None, zip_path=None):
     """Enables the add-on: from ADDON_DIR on sys.path (default), or installs ZIP as a user
     would: "legacy-zip" (Preferences > Add-ons > Install) or "extension-zip" (Install from
-    Disk, 4.2+). Returns the add-on's module."""
+    Disk, 4.2+), or enables the extension `paintbridge plugins install` put in
+    $BLENDER_USER_EXTENSIONS/user_default ("installed-extension"). Returns the add-on's
+    module."""
     import addon_utils  # importable once bpy is
 
     if install == "legacy-zip":
@@ -41,6 +47,9 @@ def enable(addon_dir, module, install=None, zip_path=None):
             filepath=zip_path, repo="user_default", enable_on_install=True
         )
         module = "bl_ext.user_default." + module
+    elif install == "installed-extension":  # already unpacked into the user_default repository
+        module = "bl_ext.user_default." + module
+        addon_utils.enable(module, default_set=True, handle_error=_raise)
     else:
         sys.path.insert(0, addon_dir)
         addon_utils.enable(module, default_set=True, handle_error=_raise)
@@ -470,8 +479,6 @@ class ModalDriver:
 
 @check
 def modal(addon, data):
-    import time
-
     context = bpy.context
     settings(steps=2)
     session = context.window_manager.paintbridge
@@ -522,6 +529,296 @@ def modal(addon, data):
         assert time.time() < deadline, "the server did not cancel"
         time.sleep(0.1)
     assert new_images(before) == [] and not session.cancel_requested
+
+
+@check
+def server_stopped(addon, data):
+    """A long test:identity job while the test stops the server ($PB_PATH: "sync" runs the
+    operator as background mode does, "modal" drives its modal path as the UI does)."""
+    context = bpy.context
+    settings(model=IDENTITY, steps=200, strength=1.0)  # 200 steps of 50 ms
+    source = byte_image("photo", 64, 64, pattern(64, 64))
+    snapshot = pixels(source).copy()
+    session = context.window_manager.paintbridge
+    before = datablocks()
+    started = time.time()
+    if os.environ["PB_PATH"] == "sync":
+        message = expect_error(lambda: bpy.ops.paintbridge.img2img(image_name="photo"))
+    else:
+        driver = ModalDriver(addon.operators.PAINTBRIDGE_OT_img2img, image_name="photo")
+        driver.invoke(context)
+        answer = {"PASS_THROUGH"}
+        while answer == {"PASS_THROUGH"} and time.time() - started < 120:
+            time.sleep(0.1)
+            answer = driver.op.modal(context, driver.event("TIMER"))
+        assert answer == {"CANCELLED"}, (answer, driver.reports)
+        level, message = driver.reports[-1]
+        assert level == "ERROR", driver.reports
+        assert driver.op._timer is None, "the timer is still there"
+    data["seconds"], data["message"] = time.time() - started, message
+    assert "server stopped before the job finished; no image was made" in message, message
+    assert "Start it with `paintbridge serve`" in message, message
+    assert session.message and session.message in message and not session.running
+    assert session.server == "not running"  # the panel offers Start Server
+    assert datablocks() == before, (before, datablocks())
+    assert np.array_equal(pixels(source), snapshot) and source.packed_file is None
+
+
+# --- round trips through test:identity (every task gives its input image back) ---------------
+
+TOLERANCE = 1 / 255 + 1e-6
+
+
+def srgb_decode(encoded):
+    """The sRGB curve (IEC 61966-2-1), written here apart from convert.py so this checks it."""
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encode(linear):
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def float_image(name, width, height, rgba_top_down):
+    """A float (linear) image showing these sRGB bytes, top row first."""
+    image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+    assert image.is_float and not image.colorspace_settings.is_data
+    values = np.asarray(rgba_top_down, dtype=np.float64).reshape(height, width, 4)[::-1] / 255
+    values[..., :3] = srgb_decode(values[..., :3])
+    image.pixels.foreach_set(values.astype(np.float32).ravel())
+    return image
+
+
+def as_srgb(image):
+    """The image's pixels as Blender stores them (rows bottom-up), RGB sRGB-encoded."""
+    values = pixels(image).reshape(image.size[1], image.size[0], 4).astype(np.float64)
+    if image.is_float:
+        values[..., :3] = srgb_encode(values[..., :3])
+    return values
+
+
+def assert_same_picture(result, source, where=None):
+    """result shows source within 1/255 (sRGB), the right way up; returns the largest gap."""
+    want, got = as_srgb(source), as_srgb(result)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    upside_down = np.abs(want[::-1] - want).max()
+    assert upside_down > 0.5, "the source rows are symmetric: a flip would go unnoticed"
+    gap = np.abs(got - want)
+    if where is not None:
+        gap[~where] = 0
+    if gap.max() > TOLERANCE:
+        bad = np.argwhere(gap > TOLERANCE)
+        rows, columns, channels = bad[:, 0], bad[:, 1], sorted(set(bad[:, 2].tolist()))
+        raise AssertionError(
+            f"{result.name} differs from {source.name} by up to {gap.max() * 255:.1f}/255 at "
+            f"{len(bad)} values, rows {rows.min()}-{rows.max()}, columns {columns.min()}-"
+            f"{columns.max()} (Blender's rows, bottom-up), channels {channels}"
+        )
+    return float(gap.max() * 255)
+
+
+def run_and_take(operator, **props):
+    """Runs an operator and returns the one image it made."""
+    before = set(i.name for i in bpy.data.images)
+    assert operator(**props) == {"FINISHED"}
+    made = new_images(before)
+    assert len(made) == 1, made
+    return made[0]
+
+
+def sources(width, height, seed):
+    """A byte (sRGB) and a float (linear) image of one opaque random picture."""
+    picture = pattern(width, height, seed)
+    tag = f"{width}x{height}"
+    return byte_image("bytes " + tag, width, height, picture), float_image(
+        "floats " + tag, width, height, picture
+    )
+
+
+@check
+def identity_roundtrip(addon, data):
+    scene_settings = settings(model=IDENTITY, strength=1.0, steps=2)
+    gaps = {}
+    for width, height in ((64, 64), (128, 32)):
+        for source in sources(width, height, width):
+            snapshot = pixels(source).copy()
+            made = run_and_take(bpy.ops.paintbridge.img2img, image_name=source.name)
+            assert not made.is_float and tuple(made.size) == (width, height)
+            gaps["img2img " + source.name] = assert_same_picture(made, source)
+            # inpaint with a mask image, white in the top left part (box: the whole image)
+            mask = np.zeros((height, width, 4), np.uint8)
+            mask[..., 3] = 255
+            mask[2 : height // 3, 4 : width - 8, :3] = 255
+            scene_settings.mask_image = byte_image("mask", width, height, mask)
+            made = run_and_take(bpy.ops.paintbridge.inpaint, image_name=source.name)
+            assert made["paintbridge"]["box"].to_list() == [0, 0, width, height]
+            gaps["inpaint mask " + source.name] = assert_same_picture(made, source)
+            scene_settings.mask_image = None
+            assert np.array_equal(pixels(source), snapshot), "the source changed"
+    data["largest_gap_in_255ths"] = gaps
+    # inpaint where the image is transparent: the hole comes back as the model saw it (over
+    # mid gray), opaque; every other pixel as it was
+    for width, height in ((64, 64), (128, 32)):
+        picture = pattern(width, height, 9)
+        picture[1 : height // 2, 2 : width - 2, 3] = 0
+        for source in (
+            byte_image("holed bytes", width, height, picture),
+            float_image("holed floats", width, height, picture),
+        ):
+            made = run_and_take(bpy.ops.paintbridge.inpaint, image_name=source.name)
+            assert made["paintbridge"]["box"].to_list() == [0, 0, width, height]
+            hole = (picture[..., 3] == 0)[::-1]  # in Blender's rows
+            assert_same_picture(made, source, where=~hole)
+            got = as_srgb(made)[hole]
+            assert np.abs(got[:, :3] - 128 / 255).max() <= TOLERANCE, "the hole is not gray"
+            assert np.all(got[:, 3] == 1.0), "the hole was not filled"
+
+
+@check
+def seeds(addon, data):
+    """Blender's int properties are 32-bit signed; server seeds go up to 2**32 - 1."""
+    top = addon.params.MAX_SEED
+    assert top == 2**31 - 1
+    s = settings(model=IDENTITY, width=64, height=64, steps=1)  # txt2img: noise of the seed
+    for name, low in (("seed", 0), ("last_seed", -1)):
+        prop = s.bl_rna.properties[name]
+        assert (prop.hard_min, prop.hard_max) == (low, top), (name, prop.hard_min, prop.hard_max)
+    s.seed = top
+    for too_big in (top + 1, 2**32 - 1):
+        try:
+            s.seed = too_big
+        except (ValueError, OverflowError):
+            pass
+        else:
+            raise AssertionError(f"the seed field took {too_big}")
+        assert s.seed == top, s.seed
+    # the largest seed: sent, recorded and remembered as it is, and "reuse last" repeats it
+    first = run_and_take(bpy.ops.paintbridge.generate)
+    assert first["paintbridge"]["seed"] == top and s.last_seed == top
+    s.seed_mode, s.seed = "REUSE", 0
+    again = run_and_take(bpy.ops.paintbridge.generate)
+    assert again["paintbridge"]["seed"] == top and np.array_equal(pixels(again), pixels(first))
+    # random seeds: drawn up to the largest seed a property holds, and remembered
+    s.seed_mode = "RANDOM"
+    drawn = []
+    for _ in range(3):
+        image = run_and_take(bpy.ops.paintbridge.generate)
+        drawn.append(image["paintbridge"]["seed"])
+        assert 0 <= drawn[-1] <= top and s.last_seed == drawn[-1], (drawn, s.last_seed)
+    assert len(set(drawn)) == 3, drawn
+    highest = types.SimpleNamespace(randint=lambda low, high: high)  # the top of the draw
+    s.last_seed = addon.params.job_seed("RANDOM", 0, -1, rng=highest)
+    assert s.last_seed == top
+    # a seed the server chose itself, above what a property holds: kept on the image as text,
+    # "reuse last" keeps the last seed it can hold, nothing overflows or fails
+    s.last_seed = 5
+    _job, finish = addon.operators.plan_generate(bpy.context, "none")
+    rgba = bytes(64 * 64 * 4)
+    (made,) = finish(bpy.context, [addon.hostkit.client.Result(64, 64, rgba, 2**32 - 1)])
+    assert made["paintbridge"]["seed"] == str(2**32 - 1) and s.last_seed == 5
+    data["random_seeds"] = drawn
+
+
+class LayoutStandIn:
+    """A stand-in for bpy.types.UILayout, which Blender makes only while it draws a region of a
+    window, never in background mode. It records what a draw function asks for and checks each
+    request against Blender's own registries: the property exists on its data, the operator is
+    registered, the icon is one this Blender has."""
+
+    ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+
+    def __init__(self, log=None, parent=None):
+        self.log = [] if log is None else log
+        self.parent = parent
+        self.enabled = True
+        self.operator_context = "EXEC_REGION_WIN"
+
+    @property
+    def usable(self):
+        """Enabled here and in every enclosing layout, as Blender greys out a disabled column."""
+        return self.enabled and (self.parent is None or self.parent.usable)
+
+    def _icon(self, icon):
+        assert icon in self.ICONS, f"no icon {icon!r} in {bpy.app.version_string}"
+
+    def row(self, align=False):
+        return LayoutStandIn(self.log, self)
+
+    column = row
+
+    def separator(self):
+        self.log.append(("separator",))
+
+    def label(self, text="", icon="NONE"):
+        self._icon(icon)
+        self.log.append(("label", text))
+
+    def prop(self, data, name, text=None, icon="NONE", slider=False):
+        assert name in data.bl_rna.properties, f"{data} has no property {name!r}"
+        self._icon(icon)
+        self.log.append(("prop", name, self.usable))
+
+    def operator(self, idname, text=None, icon="NONE"):
+        module, name = idname.split(".")
+        getattr(getattr(bpy.ops, module), name).get_rna_type()  # raises if not registered
+        self._icon(icon)
+        self.log.append(("operator", idname, self.usable))
+
+
+def draw(draw_function, context=None):
+    """What draw_function(self, context) puts in a stand-in layout."""
+    owner = types.SimpleNamespace(layout=LayoutStandIn())
+    draw_function(owner, context or bpy.context)
+    return owner.layout.log
+
+
+@check
+def panels(addon, data):
+    ui = addon.ui
+    s = settings()
+    session = bpy.context.window_manager.paintbridge
+    session.server, session.running = "not running", False
+    log = draw(ui.PAINTBRIDGE_PT_image.draw)
+    names = [entry[1] for entry in log if entry[0] in ("prop", "operator")]
+    for name in ("prompt", "negative_prompt", "model", "width", "height", "steps", "guidance"):
+        assert name in names, name
+    for name in ("strength", "seed_mode", "seed", "seamless", "mask_image"):
+        assert name in names, name
+    for idname in ("paintbridge.start_server", "paintbridge.generate", "paintbridge.inpaint"):
+        assert idname in names, idname
+    assert ("prop", "seed", True) in log  # FIXED: the seed can be typed
+    assert ("operator", "paintbridge.generate", True) in log
+    assert "paintbridge.cancel" not in names and not any("Last seed" in e[1] for e in log)
+    # connected, a job running, a seed remembered, random seeds
+    session.server, session.running, session.message = "connected", True, "Step 3 of 20"
+    s.seed_mode, s.last_seed = "RANDOM", 123
+    log = draw(ui.PAINTBRIDGE_PT_image.draw)
+    names = [entry[1] for entry in log]
+    assert "paintbridge.start_server" not in names
+    assert ("prop", "seed", False) in log and ("operator", "paintbridge.generate", False) in log
+    assert ("prop", "progress", True) in log and "paintbridge.cancel" in names
+    assert ("label", "Last seed: 123") in log
+    # the material panel: texture settings, Generate Texture, no strength
+    session.running = False
+    log = draw(ui.PAINTBRIDGE_PT_material.draw)
+    names = [entry[1] for entry in log]
+    assert "texture_seamless" in names and "strength" not in names
+    assert ("operator", "paintbridge.generate_texture", True) in log
+    # the menus and the preferences
+    assert [e[1] for e in draw(ui.draw_image_menu) if e[0] == "operator"] == [
+        "paintbridge.generate",
+        "paintbridge.img2img",
+        "paintbridge.inpaint",
+    ]
+    shader = types.SimpleNamespace(space_data=types.SimpleNamespace(tree_type="ShaderNodeTree"))
+    geometry = types.SimpleNamespace(space_data=types.SimpleNamespace(tree_type="GeometryNodeTree"))
+    assert ("operator", "paintbridge.generate_texture", True) in draw(ui.draw_node_add_menu, shader)
+    assert draw(ui.draw_node_add_menu, geometry) == []
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    owner = types.SimpleNamespace(layout=LayoutStandIn(), bl_rna=prefs.bl_rna)
+    type(prefs).draw(owner, bpy.context)
+    assert [e[1] for e in owner.layout.log] == ["server_url", "token", "timeout", "autostart"]
+    data["icons"] = len(LayoutStandIn.ICONS)
 
 
 def main(argv):
