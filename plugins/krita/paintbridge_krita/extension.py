@@ -4,7 +4,7 @@ controller shared by the actions and every window's docker."""
 from functools import partial
 
 from krita import Extension, Krita
-from PyQt5.QtWidgets import QMessageBox
+from PyQt5.QtWidgets import QMenu, QMessageBox
 
 from .controller import Controller
 
@@ -15,7 +15,12 @@ ACTIONS = (
 )
 CANCEL_ACTION = ("paintbridge_cancel", "Paintbridge: Cancel")
 START_SERVER_ACTION = ("paintbridge_start_server", "Paintbridge: Start Server")
-MENU = "tools/scripts/paintbridge"
+# Krita files an action under the menu whose objectName matches each step of its menu location,
+# stopping at the last step it finds: the submenu is an action of our own (objectName
+# SUBMENU[0]) holding a QMenu, created before the actions that go into it.
+PARENT_MENU = "tools/scripts"
+SUBMENU = ("paintbridge_menu", "Paintbridge")
+MENU = PARENT_MENU + "/" + SUBMENU[0]
 SETTINGS_GROUP = "paintbridge"
 SAVED = ("negative_prompt", "model", "strength", "steps", "seed", "server_url", "server_token")
 
@@ -63,6 +68,8 @@ class PaintbridgeExtension(Extension):
         notifier.applicationClosing.connect(self._on_closing)
 
     def createActions(self, window):
+        submenu = window.createAction(SUBMENU[0], SUBMENU[1], PARENT_MENU)
+        submenu.setMenu(QMenu(SUBMENU[1], window.qwindow()))
         for name, text, task in ACTIONS:
             action = window.createAction(name, text, MENU)
             action.triggered.connect(partial(self.trigger, task))

@@ -6,10 +6,11 @@ config: {"scenarios": {name: {"ok": bool, "failures": [...], "info": {...}}}, "f
 Standard library + PyQt5 + krita only (this is Krita's Python).
 """
 
-import hashlib
 import json
 import sys
 import traceback
+
+from pixelcheck import compare_identity, digest, pattern_alpha_bgra, pattern_bgra
 
 
 class Scenario:
@@ -22,22 +23,6 @@ class Scenario:
         if not condition:
             self.failures.append(what)
         return condition
-
-
-def pattern_bgra(width, height, box=None):
-    """An opaque gradient (BGRA) over the whole buffer, or only inside box (x, y, w, h)."""
-    out = bytearray(width * height * 4)
-    for y in range(height):
-        for x in range(width):
-            if box and not (box[0] <= x < box[0] + box[2] and box[1] <= y < box[1] + box[3]):
-                continue
-            i = (y * width + x) * 4
-            out[i : i + 4] = bytes(((x * 5) % 256, (y * 7) % 256, (x + y) % 256, 255))
-    return bytes(out)
-
-
-def digest(data):
-    return hashlib.sha256(bytes(data)).hexdigest()
 
 
 class Driver:
@@ -231,6 +216,14 @@ class Driver:
         box = plan_fill(doc, source, ctrl.params).box
         s.info["sent_box"] = list(box)
         s.check(box.width < w and box.height < h, f"the whole canvas was sent: {box!r}")
+        from paintbridge_krita.logic import _selection
+
+        read_mask, read_box, _bounds = _selection(doc)
+        s.info["mask_read"] = list(read_box)
+        s.check(
+            list(read_box) == [100, 70, 50, 30] and len(read_mask) == 50 * 30,
+            f"read the mask of {read_box!r}, not only the selection's box",
+        )
         self.check_fill(s, doc, source, mask, before_source, before, ctrl)
         doc.close()
 
@@ -247,6 +240,72 @@ class Driver:
         s.info["sent_box"] = list(box)
         s.check(box.x >= 0 and box.y >= 0 and box.right == w and box.bottom == h, f"box {box!r}")
         self.check_fill(s, doc, source, mask, before_source, before, ctrl)
+        doc.close()
+
+    def scenario_identity_img2img(self, s):
+        """img2img with test:identity on a layer at an offset with partly transparent pixels: the
+        new layer has the source's pixels back, in BGRA, row for row, at the same offset."""
+        w, h, rect = 128, 96, (24, 16, 64, 64)  # 64x64: the identity model's own size
+        doc, source = self.document(w, h)
+        data = pattern_alpha_bgra(w, h, rect)
+        source.setPixelData(data, 0, 0, w, h)
+        before = digest(source.pixelData(0, 0, w, h))
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            nb = layer.bounds()
+            s.info["new_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            s.check(s.info["new_bounds"] == list(rect), f"bounds {s.info['new_bounds']}")
+            src = bytes(source.pixelData(*rect))
+            s.info["partial_pixels"] = sum(1 for a in src[3::4] if 0 < a < 255)
+            s.check(s.info["partial_pixels"] > 1000, "too few partly transparent pixels")
+            diff = compare_identity(src, bytes(layer.pixelData(*rect)))
+            s.info["differences"] = diff
+            s.check(
+                not (diff["alpha"] or diff["opaque"] or diff["partial"]), f"pixels differ: {diff}"
+            )
+            s.check(digest(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
+            self.check_above(s, doc, source, layer)
+        doc.close()
+
+    def scenario_identity_fill(self, s):
+        """Fill Selection with test:identity at the bottom-right corner: the crop comes back at
+        its offset with the source's colours; alpha 0 outside the selection, 255 deep inside;
+        the image looks exactly as before."""
+        w, h = 160, 112
+        doc, source, mask = self._fill_document(w, h, [(128, 80, 32, 32, 255)])
+        before_source = digest(source.pixelData(0, 0, w, h))
+        before = self.projection(doc)
+        ctrl = self.controller(model="test:identity", steps=2)
+        from paintbridge_krita.logic import plan_fill
+
+        box = (96, 48, 64, 64)  # the context box: 32 px of context, clipped by the canvas
+        s.info["sent_box"] = list(plan_fill(doc, source, ctrl.params).box)
+        s.check(s.info["sent_box"] == list(box), f"sent {s.info['sent_box']}")
+        layer = self.run_ok(s, ctrl, "inpaint", doc, source)
+        if layer is not None:
+            src = bytes(source.pixelData(*box))
+            new = bytes(layer.pixelData(*box))
+            colour = alpha_outside = alpha_inside = 0
+            for i in range(box[2] * box[3]):
+                x, y = box[0] + i % box[2], box[1] + i // box[2]
+                selected = mask[y * w + x]
+                a = new[i * 4 + 3]
+                if a and new[i * 4 : i * 4 + 3] != src[i * 4 : i * 4 + 3]:
+                    colour += 1
+                if not selected:
+                    alpha_outside += a != 0
+                elif x >= 138 and y >= 90:  # past the blend ramp (8 px); the canvas edge has none
+                    alpha_inside += a != 255
+            nb = layer.bounds()
+            s.info["new_bounds"] = [nb.x(), nb.y(), nb.width(), nb.height()]
+            s.info.update(colour=colour, alpha_outside=alpha_outside, alpha_inside=alpha_inside)
+            s.check(s.info["new_bounds"] == [128, 80, 32, 32], f"bounds {s.info['new_bounds']}")
+            s.check(colour == 0, f"{colour} pixels of the new layer differ from the source")
+            s.check(alpha_outside == 0, f"{alpha_outside} pixels outside the selection show")
+            s.check(alpha_inside == 0, f"{alpha_inside} pixels deep inside are not opaque")
+            s.check(self.projection(doc) == before, "the image changed")
+            s.check(digest(source.pixelData(0, 0, w, h)) == before_source, "the source changed")
         doc.close()
 
     def scenario_generate(self, s):

@@ -26,6 +26,8 @@ from tests.hosts.krita.kritahost import (
 SCENARIOS = (
     "img2img_layer",
     "img2img_selection",
+    "identity_img2img",
+    "identity_fill",
     "fill_selection",
     "fill_corner",
     "generate",

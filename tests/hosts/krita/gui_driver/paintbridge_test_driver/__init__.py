@@ -1,23 +1,38 @@
-"""TEST ONLY: drives the Paintbridge plug-in through its real menu action in the Krita GUI.
+"""TEST ONLY: drives the installed Paintbridge plug-in through the Krita GUI (under Xvfb).
 
-Reads $PAINTBRIDGE_KRITA_TEST_CONFIG (JSON: out, prompt), and once the main window exists:
-makes a document with a selection, checks Tools > Scripts > Paintbridge > Fill Selection is in
-the menu and the docker exists, triggers the action, waits for the new layer, checks that every
-pixel outside the selection is unchanged, writes the verdict to `out`, and quits Krita.
+Reads $PAINTBRIDGE_KRITA_TEST_CONFIG (JSON: out, helpers, scenarios, killable: {url, token,
+pid}). Once the main window exists it runs each scenario in turn on its own document: the menu
+entries, the docker's buttons (QAbstractButton.click() on the real widgets), Cancel, the menu
+action, undo, and a server killed mid-job. The verdicts go to `out` as
+{"scenarios": {name: {"ok", "failures", "info"}}, "done": bool}; then Krita quits.
 """
 
 import json
 import os
+import signal
+import sys
+import time
 import traceback
 
 from krita import Krita, Selection
-from PyQt5.QtCore import QTimer
+from PyQt5.QtCore import QEventLoop, QTimer
+from PyQt5.QtWidgets import (
+    QAbstractButton,
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QSpinBox,
+)
 
-W, H = 128, 96
-SELECT = (100, 70, 60, 60)  # reaches past the bottom-right corner
-SAFETY_MS = 240000
+SAFETY_MS = 360000
+SUBMENU = ("Tools", "Scripts", "Paintbridge")
+STEP_S = 0.05  # test:identity sleeps this long per step
 
-_state = {"checks": {}, "failures": [], "done": False}
+_state = {"scenarios": {}, "done": False}
 
 
 def _config():
@@ -25,148 +40,396 @@ def _config():
         return json.load(handle)
 
 
-def _write(extra=None):
-    data = dict(_state)
-    data.update(extra or {})
+def _write():
     out = _config()["out"]
     with open(out + ".tmp", "w") as handle:
-        json.dump(data, handle, indent=1, default=str)
+        json.dump(_state, handle, indent=1, default=str)
     os.replace(out + ".tmp", out)
 
 
-def _check(name, ok, detail=None):
-    _state["checks"][name] = {"ok": bool(ok), "detail": detail}
-    if not ok:
-        _state["failures"].append(f"{name}: {detail}")
+def wait_until(condition, timeout_s, step_ms=50):
+    """Runs Krita's event loop until condition() is true; returns whether it became true."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        if time.time() > deadline:
+            return False
+        loop = QEventLoop()
+        QTimer.singleShot(step_ms, loop.quit)
+        loop.exec_()
+    return True
 
 
-def _quit(doc=None):
-    _state["done"] = True
-    try:
-        _write()
-    finally:
-        if doc is not None:
-            doc.setModified(False)
-            doc.close()
-        Krita.instance().action("file_quit").trigger()
-
-
-def _menu_texts(menu, path=()):
-    """(menu path, action text, action objectName) for every action under a QMenu/QMenuBar."""
+def menu_entries(menu, path=()):
+    """(menu path, action text, objectName) for every leaf action under a QMenu/QMenuBar."""
     out = []
     for action in menu.actions():
         text = action.text().replace("&", "")
-        sub = action.menu()
-        if sub is not None:
-            out.extend(_menu_texts(sub, path + (text,)))
+        if action.menu() is not None:
+            out.extend(menu_entries(action.menu(), path + (text,)))
         else:
             out.append((path, text, action.objectName()))
     return out
 
 
-def _pattern():
-    data = bytearray(W * H * 4)
-    for y in range(H):
-        for x in range(W):
-            i = (y * W + x) * 4
-            data[i : i + 4] = bytes(((x * 5) % 256, (y * 7) % 256, (x + y) % 256, 255))
-    return bytes(data)
+class Scenario:
+    def __init__(self):
+        self.failures = []
+        self.info = {}
+
+    def check(self, condition, what):
+        if not condition:
+            self.failures.append(what)
+        return condition
+
+
+class Docker:
+    """The Paintbridge docker, reached through its widgets as a user would."""
+
+    def __init__(self, dock):
+        self.dock = dock
+        self.buttons = {b.text(): b for b in dock.findChildren(QAbstractButton) if b.text()}
+        self.prompt = dock.findChild(QPlainTextEdit)
+        self.model = dock.findChild(QComboBox)
+        self.strength = dock.findChild(QDoubleSpinBox)
+        spins = {s.specialValueText(): s for s in dock.findChildren(QSpinBox)}
+        self.steps, self.seed = spins["model default"], spins["random"]
+        self.progress = dock.findChild(QProgressBar)
+        self.status = [label for label in dock.findChildren(QLabel) if label.wordWrap()][0]
+
+    def fill(self, prompt, model, steps, strength=0.75, seed=5):
+        self.prompt.setPlainText(prompt)
+        self.model.setCurrentText(model)
+        self.steps.setValue(steps)
+        self.strength.setValue(strength)
+        self.seed.setValue(seed)
+
+    def click(self, text):
+        self.buttons[text].click()
+
+
+class Driver:
+    def __init__(self, config):
+        self.config = config
+        self.app = Krita.instance()
+        self.window = self.app.activeWindow()
+        sys.path.insert(0, config["helpers"])
+        from paintbridge_krita import extension
+
+        self.extension = extension
+        self.ctrl = extension.controller()
+
+    # helpers -----------------------------------------------------------------------------
+
+    def document(self, w, h, pixels=None):
+        from pixelcheck import pattern_bgra
+
+        doc = self.app.createDocument(w, h, "paintbridge-gui-test", "RGBA", "U8", "", 72.0)
+        source = doc.createNode("source", "paintlayer")
+        doc.rootNode().addChildNode(source, None)
+        source.setPixelData(pixels or pattern_bgra(w, h), 0, 0, w, h)
+        doc.refreshProjection()
+        doc.waitForDone()
+        self.window.addView(doc)
+        # The layers are made before the view: a layer added to a shown document is followed by
+        # Krita's own choice of active layer some event-loop turns later. setActiveNode works
+        # once the window's view manager has switched to the new view; each scenario checks
+        # that its new layer lands directly above "source".
+        wait_until(lambda: self.window.activeView().document() == doc, 10)
+        wait_until(lambda: doc.setActiveNode(source) and False, 1.0)
+        return doc, source
+
+    def select(self, doc, x, y, w, h):
+        selection = Selection()
+        selection.select(x, y, w, h, 255)
+        doc.setSelection(selection)
+        return bytes(doc.selection().pixelData(0, 0, doc.width(), doc.height()))
+
+    def close(self, doc):
+        doc.setModified(False)
+        doc.close()
+
+    def docker(self, s):
+        docks = [d for d in self.app.dockers() if d.objectName() == "paintbridge_docker"]
+        if not s.check(len(docks) == 1, f"no Paintbridge docker: {self.app.dockers()}"):
+            raise RuntimeError("no docker")
+        docks[0].setVisible(True)
+        return Docker(docks[0])
+
+    def names(self, doc):
+        return [n.name() for n in doc.rootNode().childNodes()]
+
+    def projection(self, doc):
+        doc.refreshProjection()
+        doc.waitForDone()
+        return bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
+
+    def click_and_wait(self, s, docker, text, timeout_s=120):
+        docker.click(text)
+        started = s.check(self.ctrl.busy, f"{text} did not start a job: {self.ctrl.last_error}")
+        if started:
+            s.check(wait_until(lambda: not self.ctrl.busy, timeout_s), "the job did not end")
+        return started
+
+    def new_layer(self, s, doc, names_before):
+        """The one new node, checked to sit directly above the source layer."""
+        names = self.names(doc)
+        s.info["layers"] = names
+        new = [n for n in doc.rootNode().childNodes() if n.name() not in names_before]
+        if not s.check(len(new) == 1, f"not one new layer: {names}"):
+            return None
+        s.check(
+            names.index(new[0].name()) == names.index("source") + 1,
+            f"not above the source: {names}",
+        )
+        return new[0]
+
+    def bounds(self, node):
+        b = node.bounds()
+        return [b.x(), b.y(), b.width(), b.height()]
+
+    def wait_running(self, docker, timeout_s=120):
+        """Until the server reports a step of the job (the docker's progress bar moves)."""
+        return wait_until(lambda: self.ctrl.busy and docker.progress.value() >= 1, timeout_s)
+
+    def error_box(self):
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QMessageBox) and widget.objectName() == "paintbridge_error":
+                if widget.isVisible():
+                    return widget
+        return None
+
+    # scenarios ---------------------------------------------------------------------------
+
+    def scenario_menu(self, s):
+        """Every Paintbridge action is in Tools > Scripts > Paintbridge, and nowhere else."""
+        entries = menu_entries(self.window.qwindow().menuBar())
+        ours = [(list(path), text, name) for path, text, name in entries if "paintbridge" in name]
+        s.info["entries"] = ours
+        wanted = [name for name, _text, _task in self.extension.ACTIONS]
+        wanted += [self.extension.CANCEL_ACTION[0], self.extension.START_SERVER_ACTION[0]]
+        for name in wanted:
+            paths = [tuple(path) for path, _text, found in ours if found == name]
+            s.check(paths == [SUBMENU], f"{name} is in {paths}, not in {SUBMENU}")
+        s.check(len(ours) == len(wanted), f"unexpected entries: {ours}")
+
+    def scenario_docker_img2img(self, s):
+        """Image to Image from the docker with test:identity: a new layer at the layer's offset
+        and size holding the source's pixels (partly transparent ones included)."""
+        from pixelcheck import compare_identity, pattern_alpha_bgra
+
+        w, h, rect = 128, 96, (24, 16, 64, 64)
+        doc, source = self.document(w, h, pattern_alpha_bgra(w, h, rect))
+        before = bytes(source.pixelData(0, 0, w, h))
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("a quiet lake", "test:identity", steps=2, strength=1.0)
+        if self.click_and_wait(s, docker, "Image to Image"):
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            s.info["status"] = docker.status.text()
+            s.check(docker.status.text().startswith("Done"), f"status {docker.status.text()!r}")
+            layer = self.new_layer(s, doc, names)
+            if layer is not None:
+                s.info["bounds"] = self.bounds(layer)
+                s.check(s.info["bounds"] == list(rect), f"bounds {s.info['bounds']}")
+                s.check(layer.name().startswith("Img2Img: a quiet lake"), layer.name())
+                diff = compare_identity(
+                    bytes(source.pixelData(*rect)), bytes(layer.pixelData(*rect))
+                )
+                s.info["differences"] = diff
+                s.check(not (diff["alpha"] or diff["opaque"] or diff["partial"]), "pixels differ")
+            s.check(bytes(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
+        self.close(doc)
+
+    def scenario_docker_fill(self, s):
+        """Fill Selection from the docker (test:tiny): the new layer covers the selection at
+        its offset; every pixel outside it is unchanged, pixels inside changed."""
+        w, h, sel = 128, 96, (40, 30, 40, 30)
+        doc, source = self.document(w, h)
+        mask = self.select(doc, *sel)
+        before_source = bytes(source.pixelData(0, 0, w, h))
+        before = self.projection(doc)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("a brick wall", "", steps=4)
+        if self.click_and_wait(s, docker, "Fill Selection"):
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            layer = self.new_layer(s, doc, names)
+            if layer is not None:
+                s.info["bounds"] = self.bounds(layer)
+                s.check(s.info["bounds"] == list(sel), f"bounds {s.info['bounds']}")
+                s.check(layer.name().startswith("Fill: a brick wall"), layer.name())
+            after = self.projection(doc)
+            outside = inside = inside_changed = 0
+            for i in range(w * h):
+                changed = after[i * 4 : i * 4 + 4] != before[i * 4 : i * 4 + 4]
+                if mask[i] == 0:
+                    outside += changed
+                else:
+                    inside += 1
+                    inside_changed += changed
+            s.info.update(outside_changed=outside, inside=inside, inside_changed=inside_changed)
+            s.check(outside == 0, f"{outside} pixels outside the selection changed")
+            s.check(inside_changed > inside // 2, f"only {inside_changed} of {inside} changed")
+            s.check(bytes(source.pixelData(0, 0, w, h)) == before_source, "the source changed")
+        self.close(doc)
+
+    def scenario_docker_generate(self, s):
+        """Generate from the docker with a selection: a new layer of the selection's box."""
+        w, h, sel = 128, 96, (16, 8, 64, 48)
+        doc, source = self.document(w, h)
+        self.select(doc, *sel)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("a red kite", "", steps=2)
+        if self.click_and_wait(s, docker, "Generate"):
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            layer = self.new_layer(s, doc, names)
+            if layer is not None:
+                s.info["bounds"] = self.bounds(layer)
+                s.check(s.info["bounds"] == list(sel), f"bounds {s.info['bounds']}")
+        self.close(doc)
+
+    def scenario_docker_cancel(self, s):
+        """Cancel in the docker stops a long job (test:identity, 150 steps of 50 ms) on the
+        server within a few steps; no layer is added."""
+        doc, source = self.document(64, 64)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("a long job", "test:identity", steps=150, strength=1.0)
+        docker.click("Image to Image")
+        job_id = self.ctrl.runner.job_id
+        if not s.check(self.ctrl.busy, f"did not start: {self.ctrl.last_error}"):
+            return self.close(doc)
+        s.check(self.wait_running(docker), "the job never ran")
+        s.check(docker.buttons["Cancel"].isEnabled(), "Cancel is disabled while the job runs")
+        step = docker.progress.value()
+        began = time.time()
+        docker.click("Cancel")
+        s.check(wait_until(lambda: not self.ctrl.busy, 30), "the job did not end")
+        took = time.time() - began
+        state = self.ctrl.client().status(job_id).get("state")
+        s.info.update(step_at_cancel=step, cancel_s=round(took, 2), server_state=state)
+        s.info["status"] = docker.status.text()
+        s.check(state == "cancelled", f"the server says {state!r}")
+        s.check(took < (150 - step) * STEP_S / 2, f"cancelling took {took:.1f} s")
+        s.check("cancel" in docker.status.text().lower(), f"status {docker.status.text()!r}")
+        s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+        s.check(self.names(doc) == names, f"layers now {self.names(doc)}")
+        s.check(not docker.buttons["Cancel"].isEnabled(), "Cancel still enabled")
+        self.close(doc)
+
+    def scenario_menu_fill_corner(self, s):
+        """Tools > Scripts > Paintbridge > Fill Selection on a selection past the canvas's
+        bottom-right corner: pixels outside the selection unchanged, inside changed."""
+        w, h = 128, 96
+        doc, source = self.document(w, h)
+        mask = self.select(doc, 100, 70, 60, 60)
+        before = self.projection(doc)
+        names = self.names(doc)
+        self.ctrl.params.update(prompt="a stone wall", model="", steps=4, seed=11)
+        self.app.action("paintbridge_fill_selection").trigger()
+        if s.check(self.ctrl.busy, f"the action started no job: {self.ctrl.last_error}"):
+            s.check(wait_until(lambda: not self.ctrl.busy, 120), "the job did not end")
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            self.new_layer(s, doc, names)
+            after = self.projection(doc)
+            outside = sum(
+                after[i * 4 : i * 4 + 4] != before[i * 4 : i * 4 + 4]
+                for i in range(w * h)
+                if mask[i] == 0
+            )
+            s.info["outside_changed"] = outside
+            s.check(outside == 0, f"{outside} pixels outside the selection changed")
+            s.check(after != before, "nothing changed")
+        self.close(doc)
+
+    def scenario_undo(self, s):
+        """Edit > Undo right after a result: does one undo step remove the new layer?"""
+        doc, source = self.document(64, 64)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("undo me", "test:identity", steps=1, strength=1.0)
+        if self.click_and_wait(s, docker, "Image to Image") and self.new_layer(s, doc, names):
+            after = self.names(doc)
+            self.app.action("edit_undo").trigger()
+            wait_until(lambda: False, 0.5)
+            s.info["after_one_undo"] = self.names(doc)
+            s.check(self.names(doc) == names, f"one undo left {self.names(doc)}")
+            self.app.action("edit_redo").trigger()
+            wait_until(lambda: False, 0.5)
+            s.info["after_redo"] = self.names(doc)
+            s.check(self.names(doc) == after, f"redo gave {self.names(doc)}")
+        self.close(doc)
+
+    def scenario_server_killed(self, s):
+        """The server dies mid-job (SIGKILL): the docker and a message box say what happened
+        and what to do; no layer is added and the source layer is untouched."""
+        killable = self.config["killable"]
+        w = h = 64
+        doc, source = self.document(w, h)
+        before = bytes(source.pixelData(0, 0, w, h))
+        names = self.names(doc)
+        docker = self.docker(s)
+        self.ctrl.params.update(server_url=killable["url"], server_token=killable["token"])
+        try:
+            docker.fill("a doomed job", "test:identity", steps=150, strength=1.0)
+            docker.click("Image to Image")
+            if not s.check(self.ctrl.busy, f"did not start: {self.ctrl.last_error}"):
+                return
+            s.check(self.wait_running(docker), "the job never ran")
+            os.kill(killable["pid"], signal.SIGKILL)
+            s.check(wait_until(lambda: not self.ctrl.busy, 30), "the job did not end")
+            s.check(wait_until(lambda: self.error_box() is not None, 10), "no message box")
+            box = self.error_box()
+            status = docker.status.text()
+            s.info.update(status=status, box=box.text() if box else None)
+            s.check(status.startswith("Error: "), f"the docker shows {status!r}")
+            for text in (status, box.text() if box else ""):
+                s.check("paintbridge serve" in text, f"{text!r} does not say what to do")
+            s.check(self.names(doc) == names, f"layers now {self.names(doc)}")
+            s.check(bytes(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
+            s.check(docker.buttons["Image to Image"].isEnabled(), "the buttons stay disabled")
+            if box is not None:
+                box.close()
+        finally:
+            self.ctrl.params.update(server_url="", server_token="")
+            self.close(doc)
+
+    def run(self):
+        for name in self.config["scenarios"]:
+            s = Scenario()
+            try:
+                getattr(self, "scenario_" + name)(s)
+            except Exception:
+                s.failures.append(traceback.format_exc())
+            _state["scenarios"][name] = {
+                "ok": not s.failures,
+                "failures": s.failures,
+                "info": s.info,
+            }
+            _write()
+
+
+def _quit(done):
+    _state["done"] = done
+    try:
+        _write()
+    finally:
+        Krita.instance().action("file_quit").trigger()
 
 
 def _start():
     try:
-        app = Krita.instance()
-        window = app.activeWindow()
-        config = _config()
-        from paintbridge_krita.extension import controller
-
-        ctrl = controller()
-        ctrl.params.update(prompt=config["prompt"], steps=4, seed=11)
-
-        doc = app.createDocument(W, H, "paintbridge-gui-test", "RGBA", "U8", "", 72.0)
-        window.addView(doc)
-        source = doc.createNode("source", "paintlayer")
-        doc.rootNode().addChildNode(source, None)
-        source.setPixelData(_pattern(), 0, 0, W, H)
-        doc.setActiveNode(source)
-        selection = Selection()
-        selection.select(*(SELECT + (255,)))
-        doc.setSelection(selection)
-        doc.refreshProjection()
-        doc.waitForDone()
-        mask = bytes(doc.selection().pixelData(0, 0, W, H))
-        before_source = bytes(source.pixelData(0, 0, W, H))
-        before = bytes(doc.pixelData(0, 0, W, H))
-        names_before = [n.name() for n in doc.rootNode().childNodes()]
-
-        entries = _menu_texts(window.qwindow().menuBar())
-        found = [e for e in entries if e[2] == "paintbridge_fill_selection"]
-        _check(
-            "menu entry",
-            # Krita 5.1 puts it in Tools > Scripts itself; later versions may make the submenu
-            found
-            and found[0][0][:2] == ("Tools", "Scripts")
-            and found[0][1] == "Paintbridge: Fill Selection",
-            found,
-        )
-        dockers = [d.objectName() for d in app.dockers()]
-        _check("docker", any("paintbridge" in name for name in dockers), dockers)
-        action = app.action("paintbridge_fill_selection")
-        _check("action", action is not None, None)
-        _check(
-            "active layer",
-            doc.activeNode() is not None and doc.activeNode().name() == "source",
-            None,
-        )
-
-        def finished(busy):
-            if busy:
-                return
-            try:
-                _check("no error", ctrl.last_error is None, ctrl.last_error)
-                doc.refreshProjection()
-                doc.waitForDone()
-                after = bytes(doc.pixelData(0, 0, W, H))
-                names = [n.name() for n in doc.rootNode().childNodes()]
-                _state["layers"] = names
-                new = [n for n in names if n not in names_before]
-                _check("one new layer", len(new) == 1, names)
-                _check(
-                    "above the source",
-                    len(new) == 1 and names.index(new[0]) == names.index("source") + 1,
-                    names,
-                )
-                _check(
-                    "source unchanged", bytes(source.pixelData(0, 0, W, H)) == before_source, None
-                )
-                outside = inside = inside_changed = 0
-                for i in range(W * H):
-                    p = slice(i * 4, i * 4 + 4)
-                    if mask[i] == 0:
-                        outside += after[p] != before[p]
-                    else:
-                        inside += 1
-                        inside_changed += after[p] != before[p]
-                _check("outside unchanged", outside == 0, outside)
-                _check("inside changed", inside_changed > inside // 2, [inside_changed, inside])
-            except Exception:
-                _state["failures"].append(traceback.format_exc())
-            QTimer.singleShot(100, lambda: _quit(doc))
-
-        ctrl.busy_changed.connect(finished)
-        action.trigger()
-        _check("job started", ctrl.busy, ctrl.last_error)
-        if not ctrl.busy:
-            _quit(doc)
+        Driver(_config()).run()
     except Exception:
-        _state["failures"].append(traceback.format_exc())
-        _quit()
+        _state["error"] = traceback.format_exc()
+    _quit(True)
 
 
 def _safety():
     if not _state["done"]:
-        _state["failures"].append(f"timed out after {SAFETY_MS // 1000} s")
-        _quit()
+        _state["error"] = f"timed out after {SAFETY_MS // 1000} s"
+        _quit(False)
 
 
 def _on_window():
