@@ -5,13 +5,15 @@ and writes what it saw as JSON, one entry per case, for test_gimp2.py to judge.
 
     python driver_gimp2.py CONFIG.json   (Python 3, or 2.7 where one is installed)
 
-CONFIG: {"result", "bundle", "standin", "url", "token", "down_url"}.
+CONFIG: {"result", "bundle", "standin", "url", "token", "down_url"}, and optionally "only" (the
+cases to run) and "fault_url"/"fault_token" (a server the test kills mid-job).
 """
 
 from __future__ import absolute_import, division, print_function
 
 import json
 import sys
+import time
 import traceback
 
 CONFIG = json.load(open(sys.argv[1]))
@@ -29,8 +31,13 @@ def save():
         json.dump(results, handle, indent=1, sort_keys=True)
 
 
-def case(name):
+def case(name, alone=False):
+    """Runs func now and records its facts under `name`. With CONFIG["only"], only the cases it
+    names run; an `alone` case runs only when named there."""
+
     def wrap(func):
+        if name not in CONFIG.get("only", [] if alone else [name]):
+            return func
         del gimpfu.MESSAGES[:]
         try:
             facts = func() or {}
@@ -149,10 +156,13 @@ def facts_after(image, layer, before_layers, before_pixels, mask, within=None):
 def run_case(proc, image, layer, within="layer", **values):
     mask = bytes(image.selection.data)
     before_layers, before_pixels = list(image.layers), image.flattened()
+    first_call = len(gimpfu.CALLS)
     call(proc, image, layer, **values)
+    reads = [c[1] for c in gimpfu.CALLS[first_call:] if c[0] == "get_pixel_rgn"]
     if within == "layer":
         within = (layer.offsets[0], layer.offsets[1], layer.width, layer.height)
     facts = facts_after(image, layer, before_layers, before_pixels, mask, within)
+    facts["selection_reads"] = [list(r["box"]) for r in reads if r["name"] == "selection"]
     bounds = gimpfu.pdb.gimp_selection_bounds(image)
     facts["selection_bounds"] = (
         [bounds[1], bounds[2], bounds[3] - bounds[1], bounds[4] - bounds[2]] if bounds[0] else None
@@ -228,6 +238,27 @@ def _generate_image():
     call(GENERATE_IMAGE, **common(width=80, height=48))
     displays = [c[1] for c in gimpfu.CALLS if c[0] == "gimp.Display"][before:]
     return {"displays": [list(d["size"]) for d in displays]}
+
+
+@case("server_killed_mid_job", alone=True)
+def _server_killed():
+    """Fill Selection with a long test:identity job on a server the test kills mid-job."""
+    image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 10, 10, 30, 30)
+    values = common(
+        source=0,
+        whole=False,
+        model="test:identity",
+        steps=150,
+        url=CONFIG["fault_url"],
+        token=CONFIG["fault_token"],
+    )
+    first_call = len(gimpfu.CALLS)
+    facts = run_case(FILL, image, layer, **values)
+    facts["ended_at"] = time.time()
+    calls = gimpfu.CALLS[first_call:]
+    facts["progress"] = [c[1]["text"] for c in calls if c[0] == "gimp.progress_set_text"]
+    return facts
 
 
 results["finished"] = True

@@ -1,6 +1,7 @@
 """Batch driver run INSIDE GIMP 3 (gimp-console-3.0 --batch-interpreter=python-fu-eval -b -).
 
-Reads the JSON file named by $PAINTBRIDGE_GIMP_TEST ({"result": path, "down_url": url}), builds
+Reads the JSON file named by $PAINTBRIDGE_GIMP_TEST ({"result": path, "down_url": url, and
+optionally "only": the cases to run, "fault_url"/"fault_token": a server killed mid-job}), builds
 images and selections, runs the paintbridge procedures non-interactively the way GIMP's PDB runs
 them, and writes what it saw to the result file as JSON: one entry per case, each either
 {"ok": true, ...facts} or {"ok": false, "error": traceback}. The pytest side
@@ -9,8 +10,10 @@ them, and writes what it saw to the result file as JSON: one entry per case, eac
 GIMP's own Python (Python 3, PyGObject); standard library only.
 """
 
+import base64
 import json
 import os
+import time
 import traceback
 
 import gi
@@ -32,8 +35,13 @@ def save():
         json.dump(results, handle, indent=1, sort_keys=True)
 
 
-def case(name):
+def case(name, alone=False):
+    """Runs func now and records its facts under `name`. With CONFIG["only"], only the cases it
+    names run; an `alone` case runs only when named there."""
+
     def wrap(func):
+        if name not in CONFIG.get("only", [] if alone else [name]):
+            return func
         try:
             facts = func() or {}
             facts["ok"] = True
@@ -344,6 +352,161 @@ def _img2img_selection():
 def _img2img_down():
     image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
     facts = new_layer_case("paintbridge-img2img", image, [layer], server_url=CONFIG["down_url"])
+    image.delete()
+    return facts
+
+
+# -- round trips with the test:identity model (every task gives its input back) -------------
+# Each crop is 64x64 or 128x32 (4096 pixels, sides multiples of 8), the sizes the identity
+# model returns pixel for pixel, so the new layer must hold the source layer's own pixels.
+
+IDENTITY = {"model": "test:identity", "steps": 2}
+
+
+def read_rgba(drawable, box):
+    """RGBA8 of `box` (x, y, w, h) in the drawable's own coordinates."""
+    rect = Gegl.Rectangle.new(*box)
+    return bytes(drawable.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
+
+
+def read_mask(image, box):
+    rect = Gegl.Rectangle.new(*box)
+    buffer = image.get_selection().get_buffer()
+    return bytes(buffer.get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+
+
+def alpha_pattern(width, height):
+    """Opaque, except a band of partial and zero alpha (rows 4..11)."""
+    out = bytearray(pattern(width, height, 9))
+    for y in range(4, 12):
+        for x in range(width):
+            out[(y * width + x) * 4 + 3] = (x * 9 + y * 17) % 256
+    return bytes(out)
+
+
+def roundtrip(command, image, layer, **args):
+    """Runs `command` with test:identity on `layer`; compares the new layer's colour with the
+    source layer's in the new layer's box (where the source is opaque) and records the alphas
+    and the selection over the box (base64) for the test to judge."""
+    image.clean_all()
+    count = len(layers(image))
+    selection = list(last(Gimp.Selection.bounds(image), 5))
+    status, error = run(command, image, [layer], prompt="identity", **dict(IDENTITY, **args))
+    new = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+    facts = {"status": status, "error": error, "layers_added": len(layers(image)) - count}
+    facts["selection"] = selection
+    facts["canvas"] = [image.get_width(), image.get_height()]
+    facts["layer_box"] = layer_facts(image, layer)["box"]
+    if len(new) == 1:
+        info = layer_facts(image, new[0])
+        x, y, w, h = info["box"]
+        lx, ly = last(layer.get_offsets(), 2)
+        source = read_rgba(layer, (x - lx, y - ly, w, h))
+        result = read_rgba(new[0], (0, 0, w, h))
+        opaque = [i for i in range(w * h) if source[4 * i + 3] == 255]
+        differ = [i for i in opaque if result[4 * i : 4 * i + 3] != source[4 * i : 4 * i + 3]]
+        facts.update(new_layer=info, gray_layer=new[0].is_gray())
+        facts.update(colour_checked=len(opaque), colour_diff=len(differ))
+        facts["colour_mismatches"] = [[i % w, i // w] for i in differ[:8]]
+        for name, data in (
+            ("source_alpha", source[3::4]),
+            ("result_alpha", result[3::4]),
+            ("mask", read_mask(image, (x, y, w, h))),
+        ):
+            facts[name] = base64.b64encode(data).decode("ascii")
+    image.delete()
+    return facts
+
+
+@case("identity_fill_rgb")
+def _identity_fill_rgb():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 12, 30, 20)
+    return roundtrip("paintbridge-fill-selection", image, layer)
+
+
+@case("identity_img2img_rgb")
+def _identity_img2img_rgb():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    Gimp.Selection.none(image)
+    return roundtrip("paintbridge-img2img", image, layer, strength=1.0)
+
+
+def rgba_image():
+    image, layer = make_image(128, 32, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE)
+    fill(layer, alpha_pattern(128, 32))
+    return image, layer
+
+
+@case("identity_fill_rgba")
+def _identity_fill_rgba():
+    image, layer = rgba_image()
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 20, 4, 88, 24)
+    return roundtrip("paintbridge-fill-selection", image, layer)
+
+
+@case("identity_img2img_rgba")
+def _identity_img2img_rgba():
+    image, layer = rgba_image()
+    Gimp.Selection.none(image)
+    return roundtrip("paintbridge-img2img", image, layer, strength=0.5)
+
+
+@case("identity_fill_gray_feathered")
+def _identity_fill_gray():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.GRAY, Gimp.ImageType.GRAYA_IMAGE)
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 14, 10, 36, 30)
+    Gimp.Selection.feather(image, 10.0)
+    return roundtrip("paintbridge-fill-selection", image, layer)
+
+
+@case("identity_img2img_gray_selection")
+def _identity_img2img_gray():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.GRAY, Gimp.ImageType.GRAY_IMAGE)
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 0, 0, 64, 64)
+    return roundtrip("paintbridge-img2img", image, layer, strength=1.0)
+
+
+def offset_image():
+    # the layer sticks out of the canvas on the left: only x 0..64, y 40..104 of it is on it
+    return make_image(
+        160, 120, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE, layer_box=(-36, 40, 100, 64)
+    )
+
+
+@case("identity_fill_offset_layer")
+def _identity_fill_offset():
+    image, layer = offset_image()
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 50, 20, 24)
+    return roundtrip("paintbridge-fill-selection", image, layer)
+
+
+@case("identity_img2img_offset_layer")
+def _identity_img2img_offset():
+    image, layer = offset_image()
+    Gimp.Selection.none(image)
+    return roundtrip("paintbridge-img2img", image, layer, strength=1.0)
+
+
+@case("server_killed_mid_job", alone=True)
+def _server_killed():
+    """Fill Selection with a long test:identity job on a server the test kills mid-job."""
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 10, 30, 30)
+    image.clean_all()
+    before, count = flattened(image), len(layers(image))
+    server = {"server_url": CONFIG["fault_url"], "token": CONFIG["fault_token"]}
+    status, error = run(
+        "paintbridge-fill-selection",
+        image,
+        [layer],
+        prompt="killed",
+        **dict(IDENTITY, steps=150, **server),
+    )
+    facts = {"status": status, "error": error, "layers_before": count}
+    facts["ended_at"] = time.monotonic()  # the same clock as the test's, also from a chroot
+    facts.update(layers_after=len(layers(image)), dirty=image.is_dirty())
+    facts["pixels_unchanged"] = flattened(image) == before
     image.delete()
     return facts
 

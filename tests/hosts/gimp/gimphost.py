@@ -14,14 +14,19 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.hosts.conftest import LiveServer
+
 from paintbridge import bundles
+from paintbridge.hostkit.client import Client, PaintbridgeError
 
 REPO = Path(__file__).resolve().parents[3]
 CHROOT = REPO / ".hosts" / "gimp-trixie"
 CONSOLE = "gimp-console-3.0"
+GUI = "gimp-3.0"
 HERE = Path(__file__).resolve().parent
 
 
@@ -79,12 +84,9 @@ class Workspace:
         bundles.install_gimp3(built, self.plugins)
         return self.plugins / bundles.GIMP3_NAME
 
-    def run_batch(
-        self, driver: Path, config: dict, env: dict | None = None, timeout: float = 420
-    ) -> tuple[dict, str]:
-        """Runs `driver` in gimp-console's python-fu-eval; (the JSON it wrote, the log)."""
-        result = self.path / "result.json"
-        config = dict(config, result=self.gimp.inside(result))
+    def _batch_command(self, config: dict, env: dict | None, display: str | None) -> list[str]:
+        """The command that runs a driver from stdin in python-fu-eval: gimp-console, or the
+        GUI on `display` (an X display both sides of a chroot reach)."""
         config_file = self.path / "config.json"
         config_file.write_text(json.dumps(config))
         variables = {
@@ -95,10 +97,23 @@ class Workspace:
             "PAINTBRIDGE_GIMP_TEST": self.gimp.inside(config_file),
             **(env or {}),
         }
+        if display is None:
+            gimp = [CONSOLE, "-i"]
+        else:
+            variables["DISPLAY"] = display
+            gimp = [GUI, "--no-splash"]
         command = ["env", "-i", *(f"{k}={v}" for k, v in variables.items())]
-        command += [CONSOLE, "-i", "--quit", "--batch-interpreter=python-fu-eval", "-b", "-"]
+        command += [*gimp, "--quit", "--batch-interpreter=python-fu-eval", "-b", "-"]
         if self.gimp.chroot is not None:
             command = ["chroot", str(self.gimp.chroot), *command]
+        return command
+
+    def run_batch(
+        self, driver: Path, config: dict, env: dict | None = None, timeout: float = 420
+    ) -> tuple[dict, str]:
+        """Runs `driver` in gimp-console's python-fu-eval; (the JSON it wrote, the log)."""
+        result = self.path / "result.json"
+        command = self._batch_command(dict(config, result=self.gimp.inside(result)), env, None)
         with open(driver, "rb") as stdin:
             done = subprocess.run(
                 command,
@@ -113,5 +128,36 @@ class Workspace:
             raise AssertionError(f"GIMP wrote no result (exit {done.returncode}):\n{log}")
         return json.loads(result.read_text()), log
 
+    def start_gui_batch(
+        self, driver: Path, config: dict, display: str, env: dict | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Starts GIMP's GUI on `display` running `driver` in python-fu-eval; it writes its
+        JSON to self.path / "result.json" and GIMP's output goes to self.path / "gimp.log"."""
+        config = dict(config, result=self.gimp.inside(self.path / "result.json"))
+        command = self._batch_command(config, env, display)
+        with open(driver, "rb") as stdin, open(self.path / "gimp.log", "wb") as log:
+            return subprocess.Popen(command, stdin=stdin, stdout=log, stderr=subprocess.STDOUT)
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def kill_when_job_runs(server: LiveServer, model: str, after: float, done: dict) -> None:
+    """SIGKILLs `server` `after` s once it has loaded `model` (the job's model: it loads it for
+    the job, then runs the job's steps); records when in `done` (monotonic and wall clock), or
+    "error". Run it in a thread beside the host run."""
+    client = Client(server.url, server.token, timeout=5, token_source=None)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if client.health().get("model") == model:
+                break
+        except PaintbridgeError:
+            pass
+        time.sleep(0.1)
+    else:
+        done["error"] = f"the server never loaded {model}"
+        return
+    time.sleep(after)
+    server.process.kill()
+    done["killed_at"], done["killed_at_wall"] = time.monotonic(), time.time()

@@ -20,6 +20,17 @@ apt_install() {
     }
 }
 
+# The GUI tests (test_gimp3_ui.py) run GIMP's GUI on Xvfb and press keys with xdotool, from
+# this side of the chroot (an Xvfb display is an abstract socket the chroot reaches too).
+if ! command -v xdotool >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "gimp: installing xdotool and xvfb needs root" >&2
+        exit 1
+    fi
+    echo "gimp: apt-get install xdotool xvfb"
+    apt_install xdotool xvfb
+fi
+
 if command -v gimp-console-3.0 >/dev/null 2>&1; then
     echo "gimp: system GIMP 3 present ($(command -v gimp-console-3.0))"
     exit 0

@@ -15,9 +15,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from tests.hosts.conftest import start_server, stop_server
+from tests.hosts.gimp.gimphost import kill_when_job_runs
 
 from paintbridge import bundles
 from paintbridge.hostkit.geometry import Box, context_box
@@ -54,12 +57,8 @@ def bundle(tmp_path_factory) -> Path:
     return bundles.build_gimp2(tmp_path_factory.mktemp("gimp2-bundle"))
 
 
-@pytest.fixture(scope="module", params=sorted(PYTHONS))
-def gimp2_run(request, bundle, live_server, tmp_path_factory):
-    python = PYTHONS[request.param]
-    if python is None:
-        pytest.skip("no Python 2.7 on this machine (set PAINTBRIDGE_PYTHON27); ran on Python 3")
-    work = tmp_path_factory.mktemp("gimp2-" + request.param)
+def run_driver(python: str, bundle: Path, work: Path, **config) -> dict:
+    """Runs driver_gimp2.py under `python` with CONFIG plus `config`; the facts it wrote."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         down_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -67,9 +66,8 @@ def gimp2_run(request, bundle, live_server, tmp_path_factory):
         "result": str(work / "result.json"),
         "bundle": str(bundle),
         "standin": str(HERE / "gimpfu_standin"),
-        "url": live_server.url,
-        "token": live_server.token,
         "down_url": down_url,
+        **config,
     }
     (work / "config.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -87,6 +85,15 @@ def gimp2_run(request, bundle, live_server, tmp_path_factory):
     facts = json.loads(result.read_text())
     assert facts.get("finished"), f"driver stopped early:\n{done.stderr}"
     return facts
+
+
+@pytest.fixture(scope="module", params=sorted(PYTHONS))
+def gimp2_run(request, bundle, live_server, tmp_path_factory):
+    python = PYTHONS[request.param]
+    if python is None:
+        pytest.skip("no Python 2.7 on this machine (set PAINTBRIDGE_PYTHON27); ran on Python 3")
+    work = tmp_path_factory.mktemp("gimp2-" + request.param)
+    return run_driver(python, bundle, work, url=live_server.url, token=live_server.token)
 
 
 def entry(run, name):
@@ -145,6 +152,18 @@ def test_fill_selection(gimp2_run, case):
     assert facts["mutations"] and all(depth == 1 for _what, _name, depth in facts["mutations"])
 
 
+@pytest.mark.parametrize("case", ["fill_rectangle", "fill_ellipse_corner_gray_offset"])
+def test_fill_selection_reads_only_the_selected_part_of_the_mask(gimp2_run, case):
+    """The selection channel is read only over GIMP's own selection bounds (cut to the layer
+    and canvas), not over the whole canvas."""
+    facts = entry(gimp2_run, case)
+    canvas = Box(0, 0, *facts["canvas"])
+    limit = canvas.intersect(Box(*facts["layer_box"]))
+    selected = Box(*facts["selection_bounds"]).intersect(limit)
+    assert facts["selection_reads"] == [list(selected)]
+    assert selected.area < canvas.area
+
+
 def test_fill_selection_gray_image_gets_a_gray_layer(gimp2_run):
     facts = entry(gimp2_run, "fill_ellipse_corner_gray_offset")
     assert facts["new"][0]["bpp"] == 2
@@ -183,3 +202,38 @@ def test_generate_layer_and_new_image(gimp2_run):
     assert facts["messages"] == []
     assert [n["box"] for n in facts["new"]] == [[0, 0, 72, 48]]
     assert entry(gimp2_run, "generate_image")["displays"] == [[80, 48]]
+
+
+def test_server_killed_mid_job_is_a_message_and_changes_nothing(tmp_path, bundle):
+    """A 150-step test:identity job (7.5 s of steps) in Fill Selection, on a private server
+    SIGKILLed 1 s into its steps: one message in GIMP's message area, nothing in the image."""
+    (tmp_path / "server").mkdir()
+    server = start_server(tmp_path / "server")
+    killer: dict = {}
+    thread = threading.Thread(
+        target=kill_when_job_runs, args=(server, "test:identity", 1.0, killer)
+    )
+    try:
+        thread.start()
+        facts = run_driver(
+            sys.executable,
+            bundle,
+            tmp_path,
+            url="",
+            token="",
+            only=["server_killed_mid_job"],
+            fault_url=server.url,
+            fault_token=server.token,
+        )["server_killed_mid_job"]
+        thread.join(timeout=30)
+    finally:
+        stop_server(server)
+    assert "error" not in killer, killer["error"]
+    assert facts["ok"], facts.get("error")
+    steps = [text for text in facts["progress"] if text.startswith("step ")]
+    assert steps and steps[-1] != "step 150 of 150", facts["progress"]  # it was mid-job
+    assert 0 < facts["ended_at"] - killer["killed_at_wall"] < 3.0
+    assert len(facts["messages"]) == 1, facts["messages"]
+    assert facts["messages"][0].startswith("Paintbridge: Could not reach the paintbridge server")
+    assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
+    assert facts["compare"]["inside_changed"] == facts["compare"]["outside_changed"] == 0

@@ -8,13 +8,18 @@ server.json the server wrote (copied where GIMP can read it), as a user's plug-i
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
+import threading
 
+import numpy as np
 import pytest
-from tests.hosts.conftest import require_host
-from tests.hosts.gimp.gimphost import HERE, Workspace, find_gimp3
+from PIL import Image
+from tests.hosts.conftest import require_host, start_server, stop_server
+from tests.hosts.gimp.gimphost import HERE, Workspace, find_gimp3, kill_when_job_runs
 
+from paintbridge import imageops
 from paintbridge.hostkit.geometry import Box, context_box
 
 pytestmark = [
@@ -195,3 +200,110 @@ def test_img2img_with_a_selection_changes_only_the_selection(gimp_run):
     counts = entry["compare"]
     assert counts["outside_changed"] == 0
     assert counts["inside_changed"] >= 0.9 * counts["inside"]
+
+
+# case -> the box its new layer must have (from the case's geometry in driver_gimp3.py), or
+# None for Fill Selection, whose box is the context box around the selection
+IDENTITY_CASES = {
+    "identity_fill_rgb": None,
+    "identity_img2img_rgb": [0, 0, 64, 64],
+    "identity_fill_rgba": None,
+    "identity_img2img_rgba": [0, 0, 128, 32],
+    "identity_fill_gray_feathered": None,
+    "identity_img2img_gray_selection": [0, 0, 64, 64],
+    "identity_fill_offset_layer": None,
+    "identity_img2img_offset_layer": [0, 40, 64, 64],
+}
+
+
+def decoded(entry, name) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(entry[name]), dtype=np.uint8)
+
+
+def expected_alpha(case: str, entry) -> np.ndarray:
+    """Fill Selection: the engine's blend mask of the selection (its edge ramp, see
+    imageops.blend_mask). Image to Image: the source's alpha, times the selection if any."""
+    width, height = entry["new_layer"]["box"][2:]
+    mask = decoded(entry, "mask")
+    if "_fill_" in case:
+        image = Image.frombytes("L", (width, height), mask.tobytes())
+        return np.asarray(imageops.blend_mask(image)).ravel()
+    source = decoded(entry, "source_alpha").astype(np.int32)
+    if not entry["selection"][0]:
+        return source.astype(np.uint8)
+    return ((source * mask + 127) // 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITY_CASES))
+def test_identity_model_gives_back_the_layers_own_pixels(gimp_run, case):
+    """test:identity returns its input: the new layer must hold the source layer's pixels in
+    its box (colour wherever the source is opaque; alpha as expected_alpha says). Proves the
+    pixel packing, the offsets and the gray conversion both ways."""
+    entry = facts(gimp_run, case)
+    assert entry["status"] == "success", entry["error"]
+    assert entry["layers_added"] == 1
+    box = entry["new_layer"]["box"]
+    if IDENTITY_CASES[case] is None:
+        non_empty, x1, y1, x2, y2 = entry["selection"]
+        assert non_empty
+        bounds = [x1, y1, x2 - x1, y2 - y1]
+        assert box == list(expected_box(dict(entry, selection_bounds=bounds)))
+    else:
+        assert box == IDENTITY_CASES[case]
+    assert box[2] * box[3] == 64 * 64  # the sizes test:identity gives back unscaled
+    assert entry["colour_checked"] >= 0.7 * box[2] * box[3]  # opaque source pixels
+    assert entry["colour_diff"] == 0, entry["colour_mismatches"]
+    got, want = decoded(entry, "result_alpha"), expected_alpha(case, entry)
+    wrong = np.flatnonzero(got != want)
+    assert wrong.size == 0, [(i % box[2], i // box[2], want[i], got[i]) for i in wrong[:8]]
+
+
+def test_identity_round_trips_cover_partial_alpha_and_gray(gimp_run):
+    for case in ("identity_fill_gray_feathered", "identity_img2img_rgba"):
+        alpha = expected_alpha(case, facts(gimp_run, case))
+        assert np.count_nonzero((alpha > 0) & (alpha < 255)) > 50, case
+    assert facts(gimp_run, "identity_fill_gray_feathered")["gray_layer"]
+    assert facts(gimp_run, "identity_img2img_gray_selection")["gray_layer"]
+
+
+@pytest.fixture(scope="module")
+def gimp_fault_run(tmp_path_factory):
+    gimp, why = find_gimp3()
+    require_host(gimp is not None, why)
+    server = start_server(tmp_path_factory.mktemp("killed-server"))
+    work = Workspace(gimp)
+    killer_facts: dict = {}
+    killer = threading.Thread(
+        target=kill_when_job_runs, args=(server, "test:identity", 1.0, killer_facts)
+    )
+    try:
+        work.install_bundle()
+        killer.start()
+        config = {
+            "only": ["server_killed_mid_job"],
+            "fault_url": server.url,
+            "fault_token": server.token,
+        }
+        results, log = work.run_batch(HERE / "driver_gimp3.py", config)
+        killer.join(timeout=30)
+        assert results.get("finished"), f"the driver stopped early:\n{log}"
+        yield results["server_killed_mid_job"], killer_facts
+    finally:
+        stop_server(server)
+        work.remove()
+
+
+def test_server_killed_mid_job_is_a_clean_error_and_leaves_the_image(gimp_fault_run):
+    """A 150-step test:identity job (7.5 s of steps) inside Fill Selection; the server is
+    SIGKILLed 1 s into it. GIMP gets an error for its message area, and no layer."""
+    entry, killer = gimp_fault_run
+    assert "error" not in killer, killer["error"]
+    assert entry["ok"], entry.get("error")
+    # the plug-in gave up at its next poll, long before the job could have ended
+    assert 0 < entry["ended_at"] - killer["killed_at"] < 3.0
+    assert entry["status"] == "execution-error"
+    assert entry["error"].startswith("Paintbridge: ")
+    assert "Could not reach the paintbridge server" in entry["error"]
+    assert "Traceback" not in entry["error"]
+    assert entry["layers_after"] == entry["layers_before"]
+    assert entry["pixels_unchanged"] and not entry["dirty"]

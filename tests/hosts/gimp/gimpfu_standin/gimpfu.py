@@ -119,6 +119,7 @@ class Drawable(object):
         self.data = bytearray(width * height * bpp)
 
     def get_pixel_rgn(self, x, y, w, h, dirty=True, shadow=False):
+        _record("get_pixel_rgn", name=self.name, box=(x, y, w, h), dirty=dirty)
         return PixelRgn(self, x, y, w, h, dirty, shadow)
 
     def set_offsets(self, x, y):
