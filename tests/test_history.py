@@ -43,6 +43,48 @@ def test_record_writes_pngs_with_parameters_and_an_index_line(tmp_path: Path) ->
     assert entry.files == tuple(p.name for p in paths)
 
 
+def test_every_png_and_its_name_are_on_disk_before_the_index_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The durability order a crash relies on: each PNG's data fsynced, then renamed into
+    place, the folder fsynced (the names), and only then the index line written and fsynced."""
+    events: list[str] = []
+    real_fsync, real_replace, real_write = os.fsync, os.replace, os.write
+
+    def name_of(fd: int) -> str:
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        if name == "h":
+            return "folder"
+        return name[1:].rsplit(".", 2)[0] if name.endswith(".tmp") else name  # .NAME.hex.tmp
+
+    def fsync(fd: int) -> None:
+        events.append(f"fsync {name_of(fd)}")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(f"rename {Path(dst).name.split('-', 1)[1]}")
+        real_replace(src, dst)
+
+    def write(fd: int, data: bytes) -> int:
+        events.append(f"write {name_of(fd)}")
+        return real_write(fd, data)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("names open files through /proc")
+    history = History(tmp_path / "h")
+    history.folder.mkdir()
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "write", write)
+    paths = record(history, "job1", 1, 2)
+    monkeypatch.undo()
+    png1, png2 = (path.name for path in paths)
+    assert events == [
+        f"fsync {png1}", "rename job1-1.png", f"fsync {png2}", "rename job1-2.png",
+        "fsync folder", f"write {INDEX_NAME}", f"fsync {INDEX_NAME}",
+    ]  # fmt: skip
+
+
 def test_a_torn_last_line_is_skipped_and_the_next_append_is_whole(tmp_path: Path) -> None:
     history = History(tmp_path)
     record(history, "first", 1)

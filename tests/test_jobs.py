@@ -122,6 +122,19 @@ def test_progress_is_reported(queue: JobQueue, generator: ScriptedGenerator) -> 
     assert queue.wait(job_id, timeout=10).step == 50
 
 
+def test_running_is_the_job_being_generated(queue: JobQueue, generator: ScriptedGenerator) -> None:
+    assert queue.running() is None
+    first, second = queue.submit(req("a")), queue.submit(req("b"))
+    assert generator.started.acquire(timeout=10)
+    running = queue.running()
+    assert running is not None and (running.id, running.state) == (first, "running")
+    assert running.run_seconds is not None and running.run_seconds >= 0
+    assert queue.get(second).run_seconds is None  # queued: not started
+    generator.go.set()
+    assert queue.wait(second, timeout=10).state == "done"
+    assert queue.running() is None
+
+
 def test_queue_full_then_free(queue: JobQueue, generator: ScriptedGenerator) -> None:
     running = queue.submit(req("running"))
     assert generator.started.acquire(timeout=10)

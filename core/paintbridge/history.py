@@ -6,8 +6,9 @@ Layout::
         20250101T120000-<job id>-1.png   the image, its parameters and seed in PNG text chunks
         index.jsonl                      one JSON line per finished job
 
-Each PNG is written atomically (pngmeta.save_png) before the job's index line is appended, and
-the line goes out in one write call. A process killed mid-write leaves at most a torn last
+Each PNG is written atomically and fsynced (pngmeta.save_png), the folder is fsynced once so
+their names survive a crash, and only then is the job's index line appended (one write call,
+fsynced): an indexed result is on disk. A process killed mid-write leaves at most a torn last
 line, which `History.entries` skips (and the next append starts on a fresh line).
 """
 
@@ -77,13 +78,14 @@ class History:
             parameters = {**result.parameters, "seed": generated.seed}
             path = self.folder / f"{stamp}-{job_id}-{n}.png"
             try:
-                pngmeta.save_png(generated.image, path, parameters)
+                pngmeta.save_png(generated.image, path, parameters, sync_folder=False)
             except PaintbridgeError as exc:
                 raise PaintbridgeError(
                     f"cannot write the result to the history folder: {exc.message}",
                     code="history_not_writable",
                 ) from exc
             paths.append(path)
+        pngmeta.fsync_folder(self.folder)  # every PNG's name is durable before the index says so
         entry = {
             "time": now.isoformat(timespec="seconds"),
             "job": job_id,

@@ -85,6 +85,7 @@ class Job:
     files: list[Path] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted: float = 0.0
+    started: float | None = None
     finished: float | None = None
 
 
@@ -101,6 +102,7 @@ class JobView:
     seeds: tuple[int, ...]
     files: tuple[Path, ...]
     parameters: dict[str, Any]
+    run_seconds: float | None = None  # how long it has run (or ran); None: not started
 
 
 class JobQueue:
@@ -187,6 +189,11 @@ class JobQueue:
             self._lock.notify_all()
             return job.id
 
+    def running(self) -> JobView | None:
+        """The job being generated now, whoever submitted it; None when the worker is idle."""
+        with self._lock:
+            return None if self._running is None else self._view(self._running)
+
     def get(self, job_id: str) -> JobView:
         with self._lock:
             self._prune()
@@ -244,7 +251,13 @@ class JobQueue:
             seeds=tuple(job.seeds),
             files=tuple(job.files),
             parameters=dict(job.parameters),
+            run_seconds=self._run_seconds(job),
         )
+
+    def _run_seconds(self, job: Job) -> float | None:
+        if job.started is None:
+            return None
+        return (job.finished if job.finished is not None else self._clock()) - job.started
 
     def _finish(self, job: Job, state: State, error: tuple[str, str] | None = None) -> None:
         job.state = state
@@ -280,6 +293,7 @@ class JobQueue:
                     return
                 job = self._queued.popleft()
                 job.state = "running"
+                job.started = self._clock()
                 self._running = job
                 self._lock.notify_all()
             started = time.monotonic()

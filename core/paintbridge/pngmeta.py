@@ -29,10 +29,22 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 
-__all__ = ["JSON_KEY", "TEXT_KEY", "parameters_text", "png_bytes", "read_parameters", "save_png"]
+__all__ = [
+    "COMPRESS_LEVEL",
+    "JSON_KEY",
+    "TEXT_KEY",
+    "fsync_folder",
+    "parameters_text",
+    "png_bytes",
+    "read_parameters",
+    "save_png",
+]
 
 TEXT_KEY = "parameters"  # AUTOMATIC1111's chunk name
 JSON_KEY = "paintbridge"
+# zlib level 1, not Pillow's 6: a 512 px picture encodes 5-10x faster (40 ms instead of 170-400
+# ms on a busy 2-core CPU) for files 0-10% larger; a job's result waits for this before `done`.
+COMPRESS_LEVEL = 1
 
 # Our parameter name (and the names other tools use for it) -> A1111 label, in A1111's order.
 _LABELS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -127,14 +139,20 @@ def png_bytes(image: Image.Image, parameters: Mapping[str, Any]) -> bytes:
     if image.mode not in ("RGBA", "RGB", "L", "LA", "I;16", "P", "1"):
         image = image.convert("RGBA")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
 def save_png(
-    image: Image.Image, path: str | os.PathLike[str], parameters: Mapping[str, Any]
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    parameters: Mapping[str, Any],
+    *,
+    sync_folder: bool = True,
 ) -> Path:
-    """Write the PNG atomically: a temp file in the same folder, fsync, then `os.replace`.
+    """Write the PNG atomically: a temp file in the same folder, fsync, then `os.replace`, then
+    fsync the folder so the new name survives a crash (`sync_folder=False`: the caller calls
+    `fsync_folder` once after writing several files).
 
     Raises PaintbridgeError (code `output_not_writable`) when the folder is missing or not
     writable; no partial file is left behind on any error.
@@ -152,11 +170,12 @@ def save_png(
         raise PaintbridgeError(
             f"cannot write {str(target)!r}: {exc.strerror or exc}", code="output_not_writable"
         ) from exc
-    _fsync_dir(folder)
+    if sync_folder:
+        fsync_folder(folder)
     return target
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

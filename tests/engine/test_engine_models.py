@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from paintbridge.engine import EngineSettings, list_models, scheduler_names
-from paintbridge.engine.models import resolve_model
+from paintbridge.engine.models import check_model, resolve_model
 from paintbridge.engine.presets import default_preset_name, get_preset, presets
 from paintbridge.engine.testmodel import TEST_MODELS
 from paintbridge.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
@@ -65,6 +65,61 @@ def test_test_and_preset_names_resolve_without_network() -> None:
         1024,
     )
     assert resolve_model("someone/some-model", settings).repo == "someone/some-model"
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache of our own, offline (no test may touch the network)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def cache_repo(cache: Path, repo: str) -> None:
+    """Put `repo`'s model_index.json where huggingface_hub's cache layout keeps it."""
+    folder = cache / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+
+
+def test_a_hub_model_that_is_not_cached_offline_is_not_found_before_loading(
+    hub_cache: Path, models: Path
+) -> None:
+    settings = EngineSettings(model_dirs=(models,))
+    for name in ("nobody/not-cached", "sdxl"):
+        with pytest.raises(ModelNotFound, match="not in the local Hugging Face cache") as missing:
+            check_model(name, settings)
+        assert "HF_HUB_OFFLINE=1" in missing.value.message
+        assert (
+            "go online" in missing.value.message
+            and "local diffusers folder" in missing.value.message
+        )
+    cache_repo(hub_cache, "nobody/cached")
+    check_model("nobody/cached", settings)
+    cache_repo(hub_cache, get_preset("sdxl").repo)  # type: ignore[union-attr]
+    check_model("sdxl", settings)
+    for name in (*TEST_MODELS, "mydiffusers", "org/name", "sub/deep/m.safetensors"):
+        check_model(name, settings)  # no hub involved: nothing to check
+    with pytest.raises(ModelNotFound, match="unknown model"):
+        check_model("no-such-model", settings)
+
+
+def test_with_downloads_off_an_uncached_repo_is_not_found_and_on_it_may_load(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelNotFound, match="downloads are turned off: allow downloads"):
+        check_model("nobody/not-cached", EngineSettings(allow_download=False))
+    check_model("nobody/not-cached", EngineSettings(allow_download=True))  # the load will try
 
 
 def test_local_names_resolve_inside_model_dirs(models: Path) -> None:

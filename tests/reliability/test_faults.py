@@ -2,9 +2,10 @@
 size limit, a history folder that became a file, a client that vanishes. Nothing finished is
 lost, the failing job fails with a message, and the server (or its successor) serves on.
 
-Not here: out of memory. Capping the server's address space (RLIMIT_AS) makes a Rust
-extension abort the whole process on a failed allocation instead of raising MemoryError (see
-SECURITY.md, gaps), so it cannot be injected that way without killing the server."""
+Out of memory is in test_out_of_memory.py (six faults in all): capping this server's address
+space (RLIMIT_AS) makes a Rust extension abort the whole process on a failed allocation
+instead of raising MemoryError (see SECURITY.md, gaps), so there the failure is planted in the
+UNet of a server running in the test's own process."""
 
 from __future__ import annotations
 

@@ -281,6 +281,27 @@ def test_progress_while_running_and_interrupt(server: ServerProcess) -> None:
     assert call(server, "GET", "/sdapi/v1/progress")[1]["state"]["job"] == ""
 
 
+def test_progress_shows_a_job_submitted_through_v1(server: ServerProcess) -> None:
+    client = server.client()
+    job_id = client.submit(
+        {"task": "txt2img", "prompt": "v1", "width": 64, "height": 64, "steps": 150, "count": 8}
+    )
+    try:
+
+        def running() -> dict[str, Any] | None:
+            answer = call(server, "GET", "/sdapi/v1/progress")[1]
+            return answer if answer["state"]["sampling_step"] >= 2 else None
+
+        progress = wait_for(running, timeout=120)
+        assert progress["state"]["job"] == job_id and progress["state"]["job_count"] == 1
+        assert progress["state"]["sampling_steps"] == 150 * 8
+        assert 0 < progress["progress"] < 1 and progress["eta_relative"] > 0
+    finally:
+        client.cancel(job_id)
+    wait_for(lambda: client.poll(job_id).finished, timeout=60)
+    assert call(server, "GET", "/sdapi/v1/progress")[1]["state"]["job"] == ""
+
+
 def test_options_switch_the_model(server: ServerProcess) -> None:
     status, options, _ = call(server, "GET", "/sdapi/v1/options")
     assert status == 200 and options["sd_model_checkpoint"] == "test:tiny"
@@ -303,6 +324,13 @@ def test_options_switch_the_model(server: ServerProcess) -> None:
         assert generate(server, "txt2img", body)[1]["sd_model_name"] == "test:tiny"
         status, answer, _ = call(server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "x"})
         assert status == 404 and answer["error"]["code"] == "model_not_found"
+        # offline (as the test server is), a hub repo that is not cached is refused up front
+        uncached = {"sd_model_checkpoint": "nobody/not-in-the-cache"}
+        status, answer, _ = call(server, "POST", "/sdapi/v1/options", uncached)
+        assert status == 404 and "not in the local Hugging Face cache" in answer["error"]["message"]
+        body = txt2img_body(override_settings=uncached)
+        status, answer, _ = call(server, "POST", "/sdapi/v1/txt2img", body)
+        assert status == 404 and "HF_HUB_OFFLINE=1" in answer["error"]["message"]
     finally:
         call(server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "test:tiny"})
     assert generate(server, "txt2img", txt2img_body())[1]["sd_model_name"] == "test:tiny"

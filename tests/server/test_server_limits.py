@@ -216,6 +216,19 @@ def test_an_unknown_model_is_404(http: httpx.Client) -> None:
     assert "no-such-model" in error_of(http.post("/v1/jobs", json=job), 404, "model_not_found")
 
 
+@pytest.mark.parametrize("model", ["nobody/not-in-the-cache", "sdxl"])
+def test_a_hub_model_not_cached_offline_is_404_at_submit(
+    server: ServerProcess, http: httpx.Client, model: str
+) -> None:
+    """The test server runs with HF_HUB_OFFLINE=1: nothing is queued for a model it cannot
+    load, and the answer says what to do."""
+    job = {"task": "txt2img", "prompt": "x", "steps": 2, "model": model}
+    message = error_of(http.post("/v1/jobs", json=job), 404, "model_not_found")
+    assert "not in the local Hugging Face cache" in message and "HF_HUB_OFFLINE=1" in message
+    assert "go online" in message and "local diffusers folder" in message
+    assert server.client().health()["queue"]["length"] == 0
+
+
 def test_a_model_path_outside_the_models_folders_is_refused(http: httpx.Client) -> None:
     job = {"task": "txt2img", "prompt": "x", "model": "/etc/passwd.safetensors"}
     response = http.post("/v1/jobs", json=job)

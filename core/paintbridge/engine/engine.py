@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from traceback import format_exception
 from typing import Any
 
 from PIL import Image
@@ -32,6 +32,8 @@ from paintbridge.engine.types import (
 )
 from paintbridge.engine.validation import MAX_SEED, check_request
 from paintbridge.errors import Cancelled, GenerationFailed, PaintbridgeError
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -109,17 +111,37 @@ class Engine:
             first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
             seeds = [(first_seed + i) % (MAX_SEED + 1) for i in range(request.count)]
             steps = _Steps(progress, cancel, request.count)
-            images: list[GeneratedImage] = []
-            with self._failures(plan):
-                model.set_low_memory(self.settings.low_memory, plan.gen_width * plan.gen_height)
-                pipe.scheduler = make_scheduler(plan.scheduler, model.scheduler_config)
-                with seamless(model.modules(), plan.seamless):
-                    for seed in seeds:
-                        # 5. Denoise, reporting every step; cancel raises before decoding.
-                        generated = self._denoise(pipe, request, plan, inputs, seed, steps)
-                        # 6. Back to the size asked, composited with the original.
-                        images.append(GeneratedImage(finish_image(generated, request, plan), seed))
-            return GenerationResult(images, parameters(plan, request, self.device, self.dtype))
+            try:
+                images = self._make_images(model, pipe, request, plan, inputs, seeds, steps)
+            except Exception as exc:
+                failure = _without_frames(exc, self.device, plan)
+            else:
+                return GenerationResult(images, parameters(plan, request, self.device, self.dtype))
+            # Out of the except block, the failed step's frames and the tensors they held are
+            # gone, so the memory can really be given back (empty_cache skips live tensors).
+            free_memory(self.device)
+            raise failure
+
+    def _make_images(
+        self,
+        model: LoadedModel,
+        pipe: Any,
+        request: GenerationRequest,
+        plan: Plan,
+        inputs: Inputs,
+        seeds: list[int],
+        steps: _Steps,
+    ) -> list[GeneratedImage]:
+        images: list[GeneratedImage] = []
+        model.set_low_memory(self.settings.low_memory, plan.gen_width * plan.gen_height)
+        pipe.scheduler = make_scheduler(plan.scheduler, model.scheduler_config)
+        with seamless(model.modules(), plan.seamless):
+            for seed in seeds:
+                # 5. Denoise, reporting every step; cancel raises before decoding.
+                generated = self._denoise(pipe, request, plan, inputs, seed, steps)
+                # 6. Back to the size asked, composited with the original.
+                images.append(GeneratedImage(finish_image(generated, request, plan), seed))
+        return images
 
     # --- steps of the recipe -------------------------------------------------------------------
 
@@ -165,27 +187,43 @@ class Engine:
             call.update(mask_image=inputs.mask, width=plan.gen_width, height=plan.gen_height)
         return pipe(**call).images[0]
 
-    @contextmanager
-    def _failures(self, plan: Plan) -> Iterator[None]:
-        """torch and diffusers errors -> GenerationFailed; memory is freed after any failure."""
-        try:
-            yield
-        except PaintbridgeError:
-            free_memory(self.device)
-            raise
-        except Exception as exc:
-            free_memory(self.device)
-            size = f"{plan.gen_width}x{plan.gen_height}"
-            if _is_out_of_memory(exc):
-                raise GenerationFailed(
-                    f"out of memory on {self.device} generating {size} with {plan.model!r}: "
-                    "turn low_memory on, use cpu_offload (CUDA), close other GPU programs, or "
-                    "use a smaller model"
-                ) from exc
-            raise GenerationFailed(
-                f"generating with {plan.model!r} at {size} failed ({type(exc).__name__}: {exc}); "
-                "the model files may be broken (download them again), or this is a bug to report"
-            ) from exc
+
+def _without_frames(exc: Exception, device: str, plan: Plan) -> PaintbridgeError:
+    """The error to raise for a failed generation, holding no traceback: the frames of the
+    failed step keep its tensors (gigabytes on a GPU) alive for as long as the error lives.
+    torch and diffusers errors become GenerationFailed; the original is logged."""
+    if isinstance(exc, PaintbridgeError):  # its own message says it all
+        exc.__cause__ = exc.__context__ = None
+        return exc.with_traceback(None)
+    size = f"{plan.gen_width}x{plan.gen_height}"
+    # Logged as text: a log record holding `exc` would keep its frames alive.
+    if _is_out_of_memory(exc):
+        log.warning("out of memory generating %s: %s", size, f"{type(exc).__name__}: {exc}")
+        return GenerationFailed(
+            f"out of memory on {device} generating {size} with {plan.model!r}: "
+            f"{_out_of_memory_advice(device)}"
+        )
+    log.warning("generating with %r failed:\n%s", plan.model, "".join(format_exception(exc)))
+    return GenerationFailed(
+        f"generating with {plan.model!r} at {size} failed ({type(exc).__name__}: {exc}); "
+        "the model files may be broken (download them again), or this is a bug to report"
+    )
+
+
+def _out_of_memory_advice(device: str) -> str:
+    if device == "cpu":
+        return (
+            "close other programs, generate fewer images at once (count) or at a smaller "
+            "size, turn low_memory on, or use a smaller model; the next job can run"
+        )
+    return (
+        "turn low_memory on, use cpu_offload (CUDA), close other GPU programs, generate fewer "
+        "images at once (count), or use a smaller model; the next job can run"
+    )
+
+
+# torch's CPU allocator raises a plain RuntimeError: "DefaultCPUAllocator: can't allocate memory"
+_OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -198,7 +236,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
             return True
     except AttributeError:  # an older torch without torch.OutOfMemoryError
         pass
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(words in text for words in _OUT_OF_MEMORY_WORDS)
 
 
 class _Steps:

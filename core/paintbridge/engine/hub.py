@@ -34,6 +34,20 @@ def is_cached(repo: str) -> bool:
     return isinstance(try_to_load_from_cache(repo, "model_index.json"), str)
 
 
+def check_loadable(repo: str, *, label: str, allow_download: bool) -> None:
+    """ModelNotFound now when `repo` cannot load: not in the local cache, and offline or with
+    downloads off. Cheap (the cache folder only, no network); a cache it cannot read passes,
+    the load says why later."""
+    if allow_download and not is_offline():
+        return  # the load downloads it, or says why it could not
+    try:
+        cached = is_cached(repo)
+    except Exception:  # an unreadable cache or a hub library change: let the load decide
+        return
+    if not cached:
+        raise ModelNotFound(_why_not(repo, label, allow_download, USE_LOCAL))
+
+
 def _why_not(repo: str, label: str, allow_download: bool, instead: str) -> str:
     if is_offline():
         reason, fix = "the Hugging Face hub is offline here (HF_HUB_OFFLINE=1)", "go online"

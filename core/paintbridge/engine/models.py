@@ -102,6 +102,17 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
     )
 
 
+def check_model(name: str, settings: EngineSettings) -> None:
+    """What a server checks before it queues a job for model `name`: the name resolves, and a
+    Hugging Face model is in the local cache or may be downloaded. No network, no torch: a test
+    model passes by its name (resolving it does not build it)."""
+    source = resolve_model(name, settings)
+    if source.repo is not None:
+        hub.check_loadable(
+            source.repo, label=f"model {name!r}", allow_download=settings.allow_download
+        )
+
+
 def _looks_like_path(name: str) -> bool:
     return (
         os.path.isabs(name)

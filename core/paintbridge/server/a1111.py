@@ -14,7 +14,6 @@ import io
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from PIL import Image
 
+from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
+from paintbridge.engine.models import check_model
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.jobs import JobNotFound, JobView
 from paintbridge.server import a1111_convert as conv
@@ -53,7 +54,6 @@ _FIELD_NAMES = {
 @dataclass
 class _Tracked:
     job_id: str
-    submitted: float
     stamp: str
     interrupted: bool = False
 
@@ -96,7 +96,7 @@ def _router() -> APIRouter:
 
     @router.get("/progress", response_model=ProgressAnswer)
     def progress(request: Request) -> ProgressAnswer:
-        """The running A1111 job's progress (no preview image)."""
+        """The running job's progress, from /sdapi or /v1 alike (no preview image)."""
         return _progress(_runtime(request), _state(request))
 
     @router.post("/interrupt")
@@ -239,7 +239,7 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     parameters = body.model_dump(include=fields - {"init_images", "mask"})
     parameters.update(api="a1111", task=task, model=model)
     job_id = rt.jobs.submit(generation, parameters)
-    tracked = _Tracked(job_id, time.monotonic(), datetime.now().strftime("%Y%m%d%H%M%S"))
+    tracked = _Tracked(job_id, datetime.now().strftime("%Y%m%d%H%M%S"))
     with st.lock:
         st.inflight.append(tracked)
     try:
@@ -324,17 +324,13 @@ def _answer_images(
 
 def _png_b64(image: Image.Image) -> str:
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    image.save(out, format="PNG", compress_level=pngmeta.COMPRESS_LEVEL)
     return base64.b64encode(out.getvalue()).decode()
 
 
 def _check_model(name: str, rt: Any) -> None:
-    """An unknown model is a 404 now, not a failed job later (as POST /v1/jobs does)."""
-    from paintbridge.engine.models import resolve_model
-    from paintbridge.engine.testmodel import is_test_model
-
-    if not is_test_model(name):
-        resolve_model(name, rt.settings.engine)
+    """An unknown model, or one that cannot be loaded offline, is a 404 now (as in /v1/jobs)."""
+    check_model(name, rt.settings.engine)
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -353,27 +349,29 @@ def _views(rt: Any, st: A1111State) -> list[tuple[_Tracked, JobView]]:
 
 
 def _progress(rt: Any, st: A1111State) -> ProgressAnswer:
+    """The running job's progress, whichever API submitted it (the GPU is busy either way);
+    `job_count` counts the A1111 requests waiting and the running job."""
     views = _views(rt, st)
-    running = next(((t, v) for t, v in views if v.state == "running"), None)
-    if running is None:
+    view = rt.jobs.running()
+    if view is None:
         job = views[0][0].job_id if views else ""
         return ProgressAnswer(
             progress=0.0,
             eta_relative=0.0,
             state=ProgressState(job=job, job_count=len(views)),
         )
-    tracked, view = running
+    tracked = next((t for t, v in views if v.id == view.id), None)
     fraction = view.step / view.steps if view.steps else 0.0
-    elapsed = time.monotonic() - tracked.submitted
+    elapsed = view.run_seconds or 0.0
     eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
     return ProgressAnswer(
         progress=round(fraction, 4),
         eta_relative=round(eta, 2),
         state=ProgressState(
-            interrupted=tracked.interrupted,
+            interrupted=tracked.interrupted if tracked is not None else False,
             job=view.id,
-            job_count=len(views),
-            job_timestamp=tracked.stamp,
+            job_count=len(views) + (tracked is None),
+            job_timestamp=tracked.stamp if tracked is not None else "0",
             job_no=0,
             sampling_step=view.step,
             sampling_steps=view.steps,

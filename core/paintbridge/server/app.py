@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 
 from paintbridge import __version__, config
+from paintbridge.engine.models import check_model
 from paintbridge.engine.types import GenerationRequest
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.history import History
@@ -251,19 +252,10 @@ def to_generation_request(body: JobRequest, settings: ServerSettings) -> Generat
         mask=mask,
     )
     check_request(request, limits)
-    _check_model(request.model, settings)
+    # An unknown model, or one that is not cached and cannot be downloaded, is a 404 now, not
+    # a job that fails later.
+    check_model(request.model or settings.engine.default_model, settings.engine)
     return request
-
-
-def _check_model(name: str | None, settings: ServerSettings) -> None:
-    """An unknown model is a 404 now, not a failed job later. Test models resolve by name
-    alone here (resolving builds them, which the worker does on first use)."""
-    from paintbridge.engine.models import resolve_model
-    from paintbridge.engine.testmodel import is_test_model
-
-    if name is None or is_test_model(name):
-        return
-    resolve_model(name, settings.engine)
 
 
 def request_parameters(body: JobRequest) -> dict[str, Any]:
