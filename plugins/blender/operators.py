@@ -235,13 +235,6 @@ def plan_texture(operator, context):
 # --- running a job ------------------------------------------------------------------------------
 
 
-def _server_lost(exc):
-    """NotRunning for a server that went away with our job: says so, and that nothing was made."""
-    return hk.NotRunning(
-        "The paintbridge server stopped before the job finished; no image was made. %s" % exc
-    )
-
-
 class _JobOperator:
     bl_options = {"REGISTER", "UNDO"}
 
@@ -276,11 +269,7 @@ class _JobOperator:
             def progress(step, steps):
                 session.progress = step / steps if steps else 0.0
 
-            job_id = client.submit(job)
-            try:
-                results = client.wait(job_id, on_progress=progress)
-            except hk.NotRunning as exc:
-                raise _server_lost(exc) from exc
+            results = client.run(job, on_progress=progress)
             made = finish(context, results)
         except (UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
@@ -323,7 +312,7 @@ class _JobOperator:
             status = self._handle.poll()
         except hk.PaintbridgeError as exc:
             self._cleanup(context)
-            return self._fail(context, _server_lost(exc) if isinstance(exc, hk.NotRunning) else exc)
+            return self._fail(context, exc)
         if not status.finished:
             session.progress = status.fraction
             if status.state == "queued":

@@ -493,3 +493,24 @@ def test_discover_without_server_or_launcher(isolated_dirs: Path) -> None:
     (config / "server.json").write_text(json.dumps({"url": stale, "token": "x"}))
     with pytest.raises(NotRunning, match=f"server at {stale}"):
         Client.discover(autostart=False)
+
+
+def test_a_server_lost_mid_job_says_so_for_wait_and_for_a_polled_handle() -> None:
+    """Submitted, then the server vanishes: the error says the job died with it, nothing was
+    made, and still what to do."""
+    script = {("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})]}
+    answers = FakeTransport(script)
+
+    def transport(method: str, path: str, body: bytes | None, headers: dict[str, str]):
+        if method == "GET":
+            raise NotRunning("Could not reach the paintbridge server. Run `paintbridge serve`.")
+        return answers(method, path, body, headers)
+
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    for wait in (lambda: client.run({"task": "txt2img"}), lambda: client.start({}).poll()):
+        with pytest.raises(NotRunning) as info:
+            wait()
+        assert info.value.message.startswith(
+            "The paintbridge server stopped before the job finished; no image was made. Could "
+            "not reach the paintbridge server. Run `paintbridge serve`."
+        )

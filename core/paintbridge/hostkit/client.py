@@ -165,6 +165,14 @@ def _decode_result(item):
     return Result(width, height, rgba, item.get("seed"))
 
 
+def server_lost(exc):
+    """The NotRunning to raise when the server goes away while it holds our job."""
+    return NotRunning(
+        "The paintbridge server stopped before the job finished; no image was made. %s" % exc,
+        status=exc.status,
+    )
+
+
 class JobHandle(object):
     """A submitted job for hosts that poll from a timer: each `poll()` is one short request."""
 
@@ -175,7 +183,10 @@ class JobHandle(object):
 
     def poll(self):
         """The job's current JobStatus (never blocks longer than one request)."""
-        self.last = self.client.poll(self.id)
+        try:
+            self.last = self.client.poll(self.id)
+        except NotRunning as exc:
+            raise server_lost(exc)  # noqa: B904
         return self.last
 
     def cancel(self):
@@ -347,7 +358,10 @@ class Client(object):
         seen = None
         delays = poll_delays() if poll_interval is None else None
         while True:
-            status = self.poll(job_id)
+            try:
+                status = self.poll(job_id)
+            except NotRunning as exc:
+                raise server_lost(exc)  # noqa: B904
             if on_progress is not None and (status.step, status.steps) != seen:
                 seen = (status.step, status.steps)
                 on_progress(status.step, status.steps)

@@ -234,6 +234,9 @@ def test_server_killed_mid_job_is_a_message_and_changes_nothing(tmp_path, bundle
     assert steps and steps[-1] != "step 150 of 150", facts["progress"]  # it was mid-job
     assert 0 < facts["ended_at"] - killer["killed_at_wall"] < 3.0
     assert len(facts["messages"]) == 1, facts["messages"]
-    assert facts["messages"][0].startswith("Paintbridge: Could not reach the paintbridge server")
+    assert facts["messages"][0].startswith(
+        "Paintbridge: The paintbridge server stopped before the job finished; no image was made."
+    )
+    assert "paintbridge serve" in facts["messages"][0]
     assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
     assert facts["compare"]["inside_changed"] == facts["compare"]["outside_changed"] == 0

@@ -385,6 +385,7 @@ class Driver:
             s.info.update(status=status, box=box.text() if box else None)
             s.check(status.startswith("Error: "), f"the docker shows {status!r}")
             for text in (status, box.text() if box else ""):
+                s.check("stopped before the job finished" in text, f"{text!r} says not why")
                 s.check("paintbridge serve" in text, f"{text!r} does not say what to do")
             s.check(self.names(doc) == names, f"layers now {self.names(doc)}")
             s.check(bytes(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
