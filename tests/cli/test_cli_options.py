@@ -17,3 +17,17 @@ def test_memory_switches_reach_the_engine_settings() -> None:
 def test_memory_switches_default_to_automatic() -> None:
     settings = engine_settings(build_parser().parse_args(["generate", "p", "-o", "x.png"]))
     assert settings.low_memory == "auto" and settings.cpu_offload is False
+
+
+def test_cpu_threads_reach_the_engine_settings() -> None:
+    serve = build_parser().parse_args(["serve", "--cpu-threads", "1"])
+    assert engine_settings(serve).cpu_threads == 1
+    assert engine_settings(build_parser().parse_args(["serve"])).cpu_threads is None
+
+
+def test_zero_cpu_threads_is_refused_with_the_reason(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--cpu-threads", "0"])
+    assert "--cpu-threads: must be a whole number of 1 or more, got '0'" in capsys.readouterr().err

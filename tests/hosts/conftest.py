@@ -52,7 +52,8 @@ def start_server(root: Path, *extra: str, timeout: float = 120.0) -> LiveServer:
     with open(root / "server.log", "wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "paintbridge", "serve", "--port", "0"]
-            + ["--model", "test:tiny", *extra],
+            # one thread: the tiny models are fastest on one, and the editor gets the other core
+            + ["--model", "test:tiny", "--cpu-threads", "1", *extra],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -49,8 +49,8 @@ def positive_int(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --low-memory, --cpu-offload, --allow-pickle, --model-config,
-    --models-dir."""
+    """--model, --device, --dtype, --low-memory, --cpu-offload, --cpu-threads, --allow-pickle,
+    --model-config, --models-dir."""
     group = parser.add_argument_group("model and device")
     group.add_argument(
         "--model",
@@ -88,6 +88,23 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the model in RAM and move each part to the GPU when used (CUDA; small GPUs)",
     )
+    group.add_argument(
+        "--cpu-threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice, one per core); fewer leaves cores "
+        "to the editor and other programs",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
+    return value
 
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:
@@ -111,6 +128,7 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         single_file_config=model_config,
         low_memory=getattr(args, "low_memory", "auto"),
         cpu_offload=bool(getattr(args, "cpu_offload", False)),
+        cpu_threads=getattr(args, "cpu_threads", None),
     )
 
 
