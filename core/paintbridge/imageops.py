@@ -150,6 +150,8 @@ def rgb_for_model(img: Image.Image) -> Image.Image:
         return _wide_gray_to_l(img).convert("RGB")
     if _has_alpha(img) or img.mode == "P":
         rgba = _convert(img, "RGBA", "img")
+        if rgba.getchannel("A").getextrema() == (255, 255):  # opaque: 10x quicker, same pixels
+            return rgba.convert("RGB")
         gray = Image.new("RGBA", rgba.size, (*_GRAY, 255))
         return Image.alpha_composite(gray, rgba).convert("RGB")
     return _convert(img, "RGB", "img")
