@@ -190,3 +190,31 @@ def test_crop_bytes_outside() -> None:
     out = crop_bytes(data, 4, 4, Box(2, 2, 3, 3), 1, fill=0)
     assert out == bytes([10, 11, 0, 14, 15, 0, 0, 0, 0])
     assert crop_bytes(data, 4, 4, Box(10, 10, 2, 1), 1, fill=7) == b"\x07\x07"
+
+
+@given(boxes, canvases, st.integers(64 * 64, 400 * 400), st.sampled_from([1, 8]))
+def test_context_box_gives_up_context_to_stay_under_max_pixels(
+    sel: Box, canvas: Box, max_pixels: int, multiple: int
+) -> None:
+    """Less padding, never less selection: under the cap whenever the selection alone fits."""
+    if sel.intersect(canvas).is_empty:
+        return
+    box = context_box(sel, canvas, None, multiple, max_pixels=max_pixels)
+    assert box.contains(sel.intersect(canvas)) and canvas.contains(box)
+    unpadded = context_box(sel, canvas, 0, multiple)
+    if unpadded.width * unpadded.height <= max_pixels:
+        assert box.width * box.height <= max_pixels
+    if (
+        context_box(sel, canvas, None, multiple).width
+        * context_box(sel, canvas, None, multiple).height
+        <= max_pixels
+    ):
+        assert box == context_box(sel, canvas, None, multiple)  # no cap needed: no change
+
+
+def test_context_box_for_a_4096_selection_on_a_larger_canvas() -> None:
+    box = context_box(Box(128, 128, 4096, 4096), Box(0, 0, 4352, 4352), max_pixels=4096 * 4096)
+    assert box == Box(128, 128, 4096, 4096)
+    roomy = context_box(Box(128, 128, 3000, 3000), Box(0, 0, 4352, 4352), max_pixels=4096 * 4096)
+    assert roomy.width * roomy.height <= 4096 * 4096 and roomy.contains(Box(128, 128, 3000, 3000))
+    assert roomy.width > 3000  # it kept some context

@@ -101,6 +101,30 @@ def test_plan_fill_selection_with_offset_mask() -> None:
     assert plan.mask == _mask(plan.box.width, plan.box.height, local)  # zero beyond the mask
 
 
+def test_plan_fill_selection_keeps_a_large_crop_sendable() -> None:
+    """A 4096 px selection on a larger canvas: its context would make the crop too big for the
+    server, so the plan keeps the selection and gives up the context."""
+    side, canvas = 4352, Box(0, 0, 4352, 4352)
+    mask = _mask(side, side, Box(100, 100, 4096, 4096))
+    plan = plan_fill_selection(mask, side, side, canvas)
+    assert plan is not None and plan.box.contains(Box(100, 100, 4096, 4096))
+    assert plan.box.width * plan.box.height <= tasks.MAX_PIXELS
+
+
+def test_too_large_to_send_is_refused_before_sending() -> None:
+    from paintbridge.hostkit import RequestRejected
+
+    with pytest.raises(RequestRejected, match="at most 16.8 million pixels.*Select a smaller area") as info:
+        plan_fill_selection(
+            _mask(4200, 4100, Box(0, 0, 4097, 4096)), 4200, 4100, Box(0, 0, 4200, 4100)
+        )
+    assert info.value.code == "too_large"
+    with pytest.raises(RequestRejected, match="9000x10 px"):
+        img2img_job(bytes(9000 * 10 * 4), 9000, 10)
+    with pytest.raises(RequestRejected, match="5000x5000 px"):
+        inpaint_job(b"", b"", 5000, 5000)  # refused before the pixels are even looked at
+
+
 def test_placements() -> None:
     box = Box(10, 20, 2, 2)
     results = [Result(2, 2, bytes(16), 1), Result(2, 2, bytes(range(16)), 2)]

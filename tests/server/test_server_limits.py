@@ -211,6 +211,20 @@ def test_hostkit_sees_a_bad_request_as_rejected(server: ServerProcess) -> None:
     assert rejected.value.status == 400 and rejected.value.code == "invalid_request"
 
 
+def test_hostkit_sees_a_body_over_the_limit_as_too_large(server: ServerProcess) -> None:
+    """16 MB to a server taking 1 MB: it answers 413 and closes mid-upload, which the client
+    sees as a reset; hostkit must not call that "server not running"."""
+    from paintbridge.hostkit.tasks import inpaint_job
+
+    side = 2048
+    job = inpaint_job(bytes(side * side * 4), b"\xff" * side * side, side, side, prompt="x")
+    with pytest.raises(hk.RequestRejected) as rejected:
+        server.client().submit(job)
+    assert rejected.value.code == "too_large"
+    assert "smaller" in rejected.value.message and "Could not reach" not in rejected.value.message
+    assert server.client().is_live()
+
+
 def test_an_unknown_model_is_404(http: httpx.Client) -> None:
     job = {"task": "txt2img", "prompt": "x", "model": "no-such-model"}
     assert "no-such-model" in error_of(http.post("/v1/jobs", json=job), 404, "model_not_found")

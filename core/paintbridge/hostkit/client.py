@@ -321,7 +321,19 @@ class Client(object):
 
     def submit(self, job):
         """POST /v1/jobs; returns the new job's id."""
-        answer = self.request("POST", "/v1/jobs", job)
+        try:
+            answer = self.request("POST", "/v1/jobs", job)
+        except NotRunning:
+            if not self.is_live():
+                raise
+            # A server refusing a body over its limit answers 413 and closes the connection
+            # while a large upload is still going: the client sees a reset, not the answer.
+            raise RequestRejected(  # noqa: B904
+                "The server closed the connection while the job was being sent: the image is "
+                "probably larger than this server accepts (its --max-body-mb). Select a smaller "
+                "area; the server's log says more.",
+                code="too_large",
+            )
         try:
             return answer["id"]
         except (KeyError, TypeError):

@@ -110,7 +110,7 @@ def _place(start, length, size, must_start, must_end, lo, hi):
     return min(max(pos, low), high)
 
 
-def context_box(selection, canvas, padding=None, multiple=8, min_size=64):
+def context_box(selection, canvas, padding=None, multiple=8, min_size=64, max_pixels=None):
     """The box to send to the model for `selection` (a Box) on `canvas` (a Box).
 
     The rule: clip the selection to the canvas; grow it by `padding` on every side (default
@@ -118,8 +118,9 @@ def context_box(selection, canvas, padding=None, multiple=8, min_size=64):
     side at least `min_size` and a multiple of `multiple`, keeping it centred, where the canvas
     allows (on a canvas too small it shrinks to the largest multiple that still holds the
     selection, else to the canvas). The result always holds the clipped selection and lies inside
-    the canvas; its (x, y) is where the result layer goes. Raises ValueError if the selection
-    misses the canvas.
+    the canvas; its (x, y) is where the result layer goes. With `max_pixels`, the padding shrinks
+    (to none at worst) until the box has at most that many pixels. Raises ValueError if the
+    selection misses the canvas.
     """
     if multiple < 1 or min_size < 0:
         raise ValueError(
@@ -131,7 +132,16 @@ def context_box(selection, canvas, padding=None, multiple=8, min_size=64):
         raise ValueError("the selection %r does not overlap the canvas %r" % (selection, canvas))
     if padding is None:
         padding = max(32, (max(sel.width, sel.height) + 3) // 4)
-    grown = sel.pad(max(0, padding)).intersect(canvas)
+    padding = max(0, padding)
+    box = _padded(sel, canvas, padding, multiple, min_size)
+    while max_pixels is not None and box.width * box.height > max_pixels and padding > 0:
+        padding = padding // 2 if padding > multiple else 0
+        box = _padded(sel, canvas, padding, multiple, min_size)
+    return box
+
+
+def _padded(sel, canvas, padding, multiple, min_size):
+    grown = sel.pad(padding).intersect(canvas)
     width = _snap(max(grown.width, min_size), sel.width, multiple, canvas.width)
     height = _snap(max(grown.height, min_size), sel.height, multiple, canvas.height)
     x = _place(grown.x, grown.width, width, sel.x, sel.right, canvas.x, canvas.right)

@@ -17,8 +17,14 @@ from __future__ import absolute_import, division, print_function
 
 from collections import namedtuple
 
+from .errors import RequestRejected
 from .geometry import Box, context_box, crop_bytes, selection_bounds
 from .pixels import image_payload, mask_payload
+
+# The largest image a server with default limits takes (the engine's Limits): bigger crops are
+# refused before a byte is sent, not by the server halfway through a 100 MB upload.
+MAX_PIXELS = 4096 * 4096
+MAX_SIDE = 8192
 
 # Job fields an adapter may pass besides task, prompt, width, height, image, mask (protocol v1).
 JOB_PARAMETERS = (
@@ -62,8 +68,20 @@ def txt2img_job(prompt, width=None, height=None, **params):
     return job
 
 
+def check_sendable(width, height):
+    """Raises RequestRejected (code "too_large") for an image larger than a server takes."""
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise RequestRejected(
+            "The area to send is %dx%d px; paintbridge works on at most %.1f million pixels "
+            "(4096x4096) and %d px a side at once. Select a smaller area, or scale the image "
+            "down and back up." % (width, height, MAX_PIXELS / 1e6, MAX_SIDE),
+            code="too_large",
+        )
+
+
 def img2img_job(rgba, width, height, strength=None, prompt="", image_format="rgba8", **params):
     """An img2img request on RGBA8 pixels (rows top to bottom); strength in [0, 1] or None."""
+    check_sendable(width, height)
     if strength is not None and not 0 <= strength <= 1:
         raise ValueError("strength must be in [0, 1], got %r" % (strength,))
     params["strength"] = strength
@@ -74,6 +92,7 @@ def img2img_job(rgba, width, height, strength=None, prompt="", image_format="rgb
 
 def inpaint_job(rgba, mask, width, height, prompt="", image_format="rgba8", **params):
     """An inpaint request: RGBA8 pixels and an 8-bit mask of the same size (255 = regenerate)."""
+    check_sendable(width, height)
     job = _job("inpaint", prompt, params)
     job["image"] = image_payload(rgba, width, height, image_format)
     job["mask"] = mask_payload(mask, width, height, "png" if image_format == "png" else "a8")
@@ -103,12 +122,15 @@ def plan_fill_selection(
     padding=None,
     multiple=8,
     min_size=64,
+    max_pixels=MAX_PIXELS,
 ):
     """Plans an inpaint of the selection, or returns None when nothing is selected there.
 
     `selection_mask` is 8-bit (0 = not selected), mask_width x mask_height, its top-left at
     (mask_x, mask_y) in canvas coordinates. The crop is context_box(selection bounds, canvas
-    intersected with the layer): only pixels the layer has are read, only around the selection."""
+    intersected with the layer): only pixels the layer has are read, only around the selection,
+    with less context around a selection so large that the crop would exceed `max_pixels`.
+    Raises RequestRejected when the selection alone is larger than a server takes."""
     canvas_box = Box(*canvas_box)
     limit = canvas_box if layer_box is None else canvas_box.intersect(Box(*layer_box))
     bounds = selection_bounds(selection_mask, mask_width, mask_height)
@@ -117,7 +139,8 @@ def plan_fill_selection(
     selected = bounds.translate(mask_x, mask_y).intersect(limit)
     if selected.is_empty:
         return None
-    box = context_box(selected, limit, padding, multiple, min_size)
+    box = context_box(selected, limit, padding, multiple, min_size, max_pixels)
+    check_sendable(box.width, box.height)
     mask = crop_bytes(
         selection_mask, mask_width, mask_height, box.translate(-mask_x, -mask_y), 1, fill=0
     )
