@@ -114,7 +114,8 @@ def test_plan_fill_selection_keeps_a_large_crop_sendable() -> None:
 def test_too_large_to_send_is_refused_before_sending() -> None:
     from paintbridge.hostkit import RequestRejected
 
-    with pytest.raises(RequestRejected, match="at most 16.8 million pixels.*Select a smaller area") as info:
+    too_large = "at most 16.8 million pixels.*Select a smaller area"
+    with pytest.raises(RequestRejected, match=too_large) as info:
         plan_fill_selection(
             _mask(4200, 4100, Box(0, 0, 4097, 4096)), 4200, 4100, Box(0, 0, 4200, 4100)
         )
