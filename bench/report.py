@@ -19,7 +19,9 @@ from typing import Any
 HOW_TO_READ = (
     "How to run: `./dev bench` runs every section in one process and rewrites this file and "
     "latest.json; `./dev bench --quick` skips the full-size SD 1.5 cases (random weights, "
-    "built once into bench/.cache/, about 4.3 GB); `--only SECTION` (repeatable) runs some "
+    "built once into bench/.cache/, about 4.3 GB), except in `floor` and `bf16`, which only "
+    "mean something on that architecture and run it with fewer steps or at a smaller size; "
+    "`--only SECTION` (repeatable) runs some "
     "sections, `--repeats N` overrides the repeats, `--out DIR` writes elsewhere. Rows in a `run` "
     "column came from a separate run merged in with `--include OTHER/latest.json` (full-size "
     "cases that did not fit this run; `--base ONE/latest.json` merges without running).",

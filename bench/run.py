@@ -23,7 +23,17 @@ sys.path.insert(0, str(HERE))  # sections import their helpers by plain module n
 
 from report import Report, finish, machine  # noqa: E402
 
-SECTIONS = ("overhead", "server_overhead", "selection", "switching", "coldstart", "memory")
+SECTIONS = (
+    "overhead",
+    "server_overhead",
+    "selection",
+    "large_selection",
+    "switching",
+    "coldstart",
+    "memory",
+    "floor",
+    "bf16",
+)
 
 
 class LoadSampler:
@@ -87,7 +97,8 @@ def include(report: Report, path: Path) -> None:
 
 
 def _key(row: dict[str, object]) -> list[object]:
-    return [row.get(k) for k in ("case", "model", "size", "dtype", "task")]
+    keys = ("case", "what", "variant", "model", "selection", "size", "dtype", "task")
+    return [row.get(k) for k in keys]
 
 
 def main(argv: list[str] | None = None) -> int:
