@@ -5,6 +5,10 @@ pid}). Once the main window exists it runs each scenario in turn on its own docu
 entries, the docker's buttons (QAbstractButton.click() on the real widgets), Cancel, the menu
 action, undo, and a server killed mid-job. The verdicts go to `out` as
 {"scenarios": {name: {"ok", "failures", "info"}}, "done": bool}; then Krita quits.
+
+The scenarios are generators that `yield Wait(...)` instead of running a nested event loop:
+Krita 5.2 holds back its synchronized signals (a new layer's shape, the active layer) while a
+nested event loop runs, so a wait must return to Krita's own loop, as a user's clicks do.
 """
 
 import json
@@ -15,7 +19,7 @@ import time
 import traceback
 
 from krita import Krita, Selection
-from PyQt5.QtCore import QEventLoop, QTimer
+from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import (
     QAbstractButton,
     QApplication,
@@ -47,16 +51,47 @@ def _write():
     os.replace(out + ".tmp", out)
 
 
-def wait_until(condition, timeout_s, step_ms=50):
-    """Runs Krita's event loop until condition() is true; returns whether it became true."""
-    deadline = time.time() + timeout_s
-    while not condition():
-        if time.time() > deadline:
-            return False
-        loop = QEventLoop()
-        QTimer.singleShot(step_ms, loop.quit)
-        loop.exec_()
-    return True
+class Wait:
+    """Yielded by a scenario: it resumes with True once condition() holds, or with False after
+    timeout_s. Wait(None, s) lets Krita run for s seconds."""
+
+    def __init__(self, condition, timeout_s):
+        self.condition = condition or (lambda: False)
+        self.deadline = time.time() + timeout_s
+
+
+class Pump:
+    """Steps a generator of Waits from Krita's top-level event loop (a single-shot timer every
+    step_ms); calls on_end when the generator is exhausted."""
+
+    def __init__(self, steps, on_end, step_ms=50):
+        self.steps = steps
+        self.on_end = on_end
+        self.step_ms = step_ms
+        self.wait = None
+
+    def start(self):
+        self._resume(None)
+
+    def _tick(self):
+        try:
+            met = self.wait.condition()
+        except Exception as exc:  # raised where the scenario waits, so that it reports it
+            return self._resume(error=exc)
+        if met:
+            self._resume(True)
+        elif time.time() > self.wait.deadline:
+            self._resume(False)
+        else:
+            QTimer.singleShot(self.step_ms, self._tick)
+
+    def _resume(self, value=None, error=None):
+        try:
+            self.wait = self.steps.throw(error) if error else self.steps.send(value)
+        except StopIteration:
+            self.on_end()
+            return
+        QTimer.singleShot(self.step_ms, self._tick)
 
 
 def menu_entries(menu, path=()):
@@ -117,6 +152,13 @@ class Driver:
 
         self.extension = extension
         self.ctrl = extension.controller()
+        self.jobs_ended = 0
+        runner = self.ctrl.runner
+        for ended in (runner.finished, runner.failed, runner.cancelled):
+            ended.connect(self._count_job_end)  # after the controller's own slots
+
+    def _count_job_end(self, *_value):
+        self.jobs_ended += 1
 
     # helpers -----------------------------------------------------------------------------
 
@@ -134,8 +176,8 @@ class Driver:
         # Krita's own choice of active layer some event-loop turns later. setActiveNode works
         # once the window's view manager has switched to the new view; each scenario checks
         # that its new layer lands directly above "source".
-        wait_until(lambda: self.window.activeView().document() == doc, 10)
-        wait_until(lambda: doc.setActiveNode(source) and False, 1.0)
+        yield Wait(lambda: self.window.activeView().document() == doc, 10)
+        yield Wait(lambda: doc.setActiveNode(source) and False, 1.0)
         return doc, source
 
     def select(self, doc, x, y, w, h):
@@ -163,11 +205,19 @@ class Driver:
         doc.waitForDone()
         return bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
 
+    def job_end(self, timeout_s):
+        """A Wait for the next end of a job (its finished, failed or cancelled signal). Not for
+        `busy` turning false: that comes before the result is placed, and placing it may run
+        Krita's event loop, where the scenario would resume too early (seen on Krita 5.2)."""
+        count = self.jobs_ended
+        return Wait(lambda: self.jobs_ended > count, timeout_s)
+
     def click_and_wait(self, s, docker, text, timeout_s=120):
+        end = self.job_end(timeout_s)
         docker.click(text)
         started = s.check(self.ctrl.busy, f"{text} did not start a job: {self.ctrl.last_error}")
         if started:
-            s.check(wait_until(lambda: not self.ctrl.busy, timeout_s), "the job did not end")
+            s.check((yield end), "the job did not end")
         return started
 
     def new_layer(self, s, doc, names_before):
@@ -189,7 +239,7 @@ class Driver:
 
     def wait_running(self, docker, timeout_s=120):
         """Until the server reports a step of the job (the docker's progress bar moves)."""
-        return wait_until(lambda: self.ctrl.busy and docker.progress.value() >= 1, timeout_s)
+        return Wait(lambda: self.ctrl.busy and docker.progress.value() >= 1, timeout_s)
 
     def error_box(self):
         for widget in QApplication.topLevelWidgets():
@@ -218,12 +268,12 @@ class Driver:
         from pixelcheck import compare_identity, pattern_alpha_bgra
 
         w, h, rect = 128, 96, (24, 16, 64, 64)
-        doc, source = self.document(w, h, pattern_alpha_bgra(w, h, rect))
+        doc, source = yield from self.document(w, h, pattern_alpha_bgra(w, h, rect))
         before = bytes(source.pixelData(0, 0, w, h))
         names = self.names(doc)
         docker = self.docker(s)
         docker.fill("a quiet lake", "test:identity", steps=2, strength=1.0)
-        if self.click_and_wait(s, docker, "Image to Image"):
+        if (yield from self.click_and_wait(s, docker, "Image to Image")):
             s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
             s.info["status"] = docker.status.text()
             s.check(docker.status.text().startswith("Done"), f"status {docker.status.text()!r}")
@@ -244,14 +294,14 @@ class Driver:
         """Fill Selection from the docker (test:tiny): the new layer covers the selection at
         its offset; every pixel outside it is unchanged, pixels inside changed."""
         w, h, sel = 128, 96, (40, 30, 40, 30)
-        doc, source = self.document(w, h)
+        doc, source = yield from self.document(w, h)
         mask = self.select(doc, *sel)
         before_source = bytes(source.pixelData(0, 0, w, h))
         before = self.projection(doc)
         names = self.names(doc)
         docker = self.docker(s)
         docker.fill("a brick wall", "", steps=4)
-        if self.click_and_wait(s, docker, "Fill Selection"):
+        if (yield from self.click_and_wait(s, docker, "Fill Selection")):
             s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
             layer = self.new_layer(s, doc, names)
             if layer is not None:
@@ -276,12 +326,12 @@ class Driver:
     def scenario_docker_generate(self, s):
         """Generate from the docker with a selection: a new layer of the selection's box."""
         w, h, sel = 128, 96, (16, 8, 64, 48)
-        doc, source = self.document(w, h)
+        doc, source = yield from self.document(w, h)
         self.select(doc, *sel)
         names = self.names(doc)
         docker = self.docker(s)
         docker.fill("a red kite", "", steps=2)
-        if self.click_and_wait(s, docker, "Generate"):
+        if (yield from self.click_and_wait(s, docker, "Generate")):
             s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
             layer = self.new_layer(s, doc, names)
             if layer is not None:
@@ -292,7 +342,7 @@ class Driver:
     def scenario_docker_cancel(self, s):
         """Cancel in the docker stops a long job (test:identity, 150 steps of 50 ms) on the
         server within a few steps; no layer is added."""
-        doc, source = self.document(64, 64)
+        doc, source = yield from self.document(64, 64)
         names = self.names(doc)
         docker = self.docker(s)
         docker.fill("a long job", "test:identity", steps=150, strength=1.0)
@@ -300,12 +350,13 @@ class Driver:
         job_id = self.ctrl.runner.job_id
         if not s.check(self.ctrl.busy, f"did not start: {self.ctrl.last_error}"):
             return self.close(doc)
-        s.check(self.wait_running(docker), "the job never ran")
+        s.check((yield self.wait_running(docker)), "the job never ran")
         s.check(docker.buttons["Cancel"].isEnabled(), "Cancel is disabled while the job runs")
         step = docker.progress.value()
         began = time.time()
+        end = self.job_end(30)
         docker.click("Cancel")
-        s.check(wait_until(lambda: not self.ctrl.busy, 30), "the job did not end")
+        s.check((yield end), "the job did not end")
         took = time.time() - began
         state = self.ctrl.client().status(job_id).get("state")
         s.info.update(step_at_cancel=step, cancel_s=round(took, 2), server_state=state)
@@ -322,14 +373,15 @@ class Driver:
         """Tools > Scripts > Paintbridge > Fill Selection on a selection past the canvas's
         bottom-right corner: pixels outside the selection unchanged, inside changed."""
         w, h = 128, 96
-        doc, source = self.document(w, h)
+        doc, source = yield from self.document(w, h)
         mask = self.select(doc, 100, 70, 60, 60)
         before = self.projection(doc)
         names = self.names(doc)
         self.ctrl.params.update(prompt="a stone wall", model="", steps=4, seed=11)
+        end = self.job_end(120)
         self.app.action("paintbridge_fill_selection").trigger()
         if s.check(self.ctrl.busy, f"the action started no job: {self.ctrl.last_error}"):
-            s.check(wait_until(lambda: not self.ctrl.busy, 120), "the job did not end")
+            s.check((yield end), "the job did not end")
             s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
             self.new_layer(s, doc, names)
             after = self.projection(doc)
@@ -345,18 +397,19 @@ class Driver:
 
     def scenario_undo(self, s):
         """Edit > Undo right after a result: does one undo step remove the new layer?"""
-        doc, source = self.document(64, 64)
+        doc, source = yield from self.document(64, 64)
         names = self.names(doc)
         docker = self.docker(s)
         docker.fill("undo me", "test:identity", steps=1, strength=1.0)
-        if self.click_and_wait(s, docker, "Image to Image") and self.new_layer(s, doc, names):
+        started = yield from self.click_and_wait(s, docker, "Image to Image")
+        if started and self.new_layer(s, doc, names):
             after = self.names(doc)
             self.app.action("edit_undo").trigger()
-            wait_until(lambda: False, 0.5)
+            yield Wait(None, 0.5)
             s.info["after_one_undo"] = self.names(doc)
             s.check(self.names(doc) == names, f"one undo left {self.names(doc)}")
             self.app.action("edit_redo").trigger()
-            wait_until(lambda: False, 0.5)
+            yield Wait(None, 0.5)
             s.info["after_redo"] = self.names(doc)
             s.check(self.names(doc) == after, f"redo gave {self.names(doc)}")
         self.close(doc)
@@ -366,7 +419,7 @@ class Driver:
         and what to do; no layer is added and the source layer is untouched."""
         killable = self.config["killable"]
         w = h = 64
-        doc, source = self.document(w, h)
+        doc, source = yield from self.document(w, h)
         before = bytes(source.pixelData(0, 0, w, h))
         names = self.names(doc)
         docker = self.docker(s)
@@ -376,10 +429,11 @@ class Driver:
             docker.click("Image to Image")
             if not s.check(self.ctrl.busy, f"did not start: {self.ctrl.last_error}"):
                 return
-            s.check(self.wait_running(docker), "the job never ran")
+            s.check((yield self.wait_running(docker)), "the job never ran")
+            end = self.job_end(30)
             os.kill(killable["pid"], signal.SIGKILL)
-            s.check(wait_until(lambda: not self.ctrl.busy, 30), "the job did not end")
-            s.check(wait_until(lambda: self.error_box() is not None, 10), "no message box")
+            s.check((yield end), "the job did not end")
+            s.check((yield Wait(lambda: self.error_box() is not None, 10)), "no message box")
             box = self.error_box()
             status = docker.status.text()
             s.info.update(status=status, box=box.text() if box else None)
@@ -397,10 +451,13 @@ class Driver:
             self.close(doc)
 
     def run(self):
+        """A generator for Pump: every scenario in turn, each verdict written as it ends."""
         for name in self.config["scenarios"]:
             s = Scenario()
             try:
-                getattr(self, "scenario_" + name)(s)
+                steps = getattr(self, "scenario_" + name)(s)
+                if steps is not None:  # a scenario that never waits is a plain method
+                    yield from steps
             except Exception:
                 s.failures.append(traceback.format_exc())
             _state["scenarios"][name] = {
@@ -421,10 +478,12 @@ def _quit(done):
 
 def _start():
     try:
-        Driver(_config()).run()
+        driver = Driver(_config())
     except Exception:
         _state["error"] = traceback.format_exc()
-    _quit(True)
+        return _quit(True)
+    _state["pump"] = Pump(driver.run(), lambda: _quit(True))  # kept alive until the end
+    _state["pump"].start()
 
 
 def _safety():
