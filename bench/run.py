@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -158,7 +159,11 @@ def _run(args: argparse.Namespace) -> Report:
     try:
         for name in args.only or SECTIONS:
             section_start = time.perf_counter()
-            importlib.import_module(name).run(report)
+            try:
+                importlib.import_module(name).run(report)
+            except Exception:  # one broken section must not throw away the others' results
+                report.note(f"section {name} FAILED:\n{traceback.format_exc()}")
+                print(traceback.format_exc(), file=sys.stderr)
             report.note(f"section {name}: {time.perf_counter() - section_start:.0f} s")
     finally:
         sampler.stop()
