@@ -133,7 +133,7 @@ def _router() -> APIRouter:
             if not isinstance(name, str) or not name.strip():
                 raise InvalidRequest(f"`sd_model_checkpoint` must be a model name, got {name!r}")
             model = conv.model_name(name)
-            _check_model(model, _runtime(request))
+            check_model(model, _runtime(request).settings.engine)
             _state(request).checkpoint = model
 
     @router.get("/sd-models", response_model=list[A1111Model])
@@ -196,7 +196,7 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
             model = conv.model_name(value)
         else:
             ignored.append(f"override_settings.{key}")
-    _check_model(model, rt)
+    check_model(model, rt.settings.engine)  # a 404 now, not a failed job later
     count = body.batch_size * body.n_iter
     if not 1 <= count <= limits.max_count:
         raise InvalidRequest(
@@ -326,11 +326,6 @@ def _png_b64(image: Image.Image) -> str:
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=pngmeta.COMPRESS_LEVEL)
     return base64.b64encode(out.getvalue()).decode()
-
-
-def _check_model(name: str, rt: Any) -> None:
-    """An unknown model, or one that cannot be loaded offline, is a 404 now (as in /v1/jobs)."""
-    check_model(name, rt.settings.engine)
 
 
 # --- progress ----------------------------------------------------------------------------------
