@@ -27,6 +27,7 @@ from paintbridge.imageops import (
     model_size,
     resize,
     rgb_for_model,
+    shrink,
     to_mask,
 )
 
@@ -496,3 +497,44 @@ def test_inpaint_flow_on_an_odd_crop() -> None:
     assert layer.size == crop.size
     assert (arr(layer)[..., 3][m == 0] == 0).all()
     assert arr(layer)[11, 19, 3] == 255
+
+
+def test_blend_mask_in_bands_is_the_one_pass_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = disk(61, 25)
+    a[40:50, 5:20] = 90  # partial values too
+    whole = arr(blend_mask(L(a)))
+    monkeypatch.setattr(imageops, "_BAND_PIXELS", 61 * 4)  # 4 rows a band, 61 rows: a short last
+    assert np.array_equal(arr(blend_mask(L(a))), whole)
+
+
+# --- shrink -----------------------------------------------------------------------------------
+
+
+def test_shrink_scales_only_larger_rgb_and_rgba() -> None:
+    for mode in ("RGB", "RGBA"):
+        big = Image.new(mode, (300, 200))
+        assert shrink(big, (96, 64)).size == (96, 64)
+        assert shrink(big, (300, 200)) is big
+        assert shrink(big, (600, 400)) is big
+    gray = Image.new("L", (300, 200))
+    assert shrink(gray, (96, 64)) is gray  # rgb_for_model converts other modes first
+
+
+@pytest.mark.parametrize(
+    ("alpha", "max_levels"), [("smooth", 3), ("random", 3), ("binary noise", 12)]
+)
+def test_shrinking_before_the_gray_composite_matches_compositing_first(
+    alpha: str, max_levels: int
+) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (256, 256, 4), dtype=np.uint8)
+    if alpha == "smooth":
+        a[..., 3] = np.linspace(0, 255, 256).astype(np.uint8)[None, :]
+    elif alpha == "binary noise":
+        a[..., 3] = (rng.random((256, 256)) > 0.5) * 255
+    img = Image.fromarray(a, "RGBA")
+    for size in ((64, 64), (96, 40)):
+        first = arr(resize(rgb_for_model(img), size)).astype(int)
+        shrunk = arr(resize(rgb_for_model(shrink(img, size)), size)).astype(int)
+        diff = np.abs(first - shrunk)
+        assert diff.max() <= max_levels and diff.mean() < 1.0

@@ -85,6 +85,11 @@ def test_openapi_describes_the_protocol(http: httpx.Client) -> None:
     )
     job = schema["components"]["schemas"]["JobRequest"]
     assert {"task", "prompt"} == set(job["required"])
+    # /v1/jobs parses its own body (from bytes); the schema must still say what it takes
+    body = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/JobRequest"}
+    assert job["properties"]["image"]["anyOf"][0] == {"$ref": "#/components/schemas/ImagePayload"}
+    assert "data" in schema["components"]["schemas"]["ImagePayload"]["properties"]
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example", ""])

@@ -149,8 +149,10 @@ class Engine:
         if self._model is not None and self._model.name == name:
             return self._model
         source = resolve_model(name, self.settings)
-        self._model = None
-        free_memory(self.device)
+        if self._model is not None:
+            # Drop the old weights before the new ones arrive: never two models in memory.
+            self._model = None
+            free_memory(self.device)
         try:
             self._model = load_model(source, self._placement, self.settings)
         except BaseException:

@@ -123,7 +123,9 @@ def prepare_inputs(request: GenerationRequest, plan: Plan) -> Inputs:
     if plan.task == "txt2img":
         return Inputs()
     assert request.image is not None
-    image = imageops.resize(imageops.rgb_for_model(request.image), plan.gen_size)
+    image = imageops.resize(
+        imageops.rgb_for_model(imageops.shrink(request.image, plan.gen_size)), plan.gen_size
+    )
     if plan.task == "img2img":
         return Inputs(image=image)
     assert request.mask is not None
@@ -134,14 +136,15 @@ def prepare_inputs(request: GenerationRequest, plan: Plan) -> Inputs:
 def finish_image(generated: Image.Image, request: GenerationRequest, plan: Plan) -> Image.Image:
     """The RGBA result at the exact size asked: txt2img opaque, img2img with the original's
     alpha, inpaint composited so its alpha is the blend mask (0 wherever the mask was 0)."""
+    if plan.task == "inpaint":  # the blend mask first: it needs the most scratch memory
+        assert request.mask is not None
+        blend = imageops.blend_mask(imageops.to_mask(request.mask))
     result = imageops.resize(generated.convert("RGB"), plan.size)
     if plan.task == "txt2img":
         return result.convert("RGBA")
     assert request.image is not None
     if plan.task == "img2img":
         return imageops.keep_alpha(result, request.image)
-    assert request.mask is not None
-    blend = imageops.blend_mask(imageops.to_mask(request.mask))
     return imageops.composite_inpaint(request.image, result, blend)
 
 

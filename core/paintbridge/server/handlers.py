@@ -52,6 +52,14 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+def _short_repr(value: Any) -> str:
+    if isinstance(value, str | bytes | bytearray) and len(value) > 60:
+        value = value[:60]  # an image's data may be 100 MB: never repr all of it
+        return repr(value)[:60] + "..."
+    shown = repr(value)
+    return shown[:60] + "..." if len(shown) > 60 else shown
+
+
 def validation_message(errors: Sequence[Any]) -> str:
     """pydantic's error list as one sentence: "`steps`: Input should be a valid integer, got
     '20'; `image.width`: Field required"."""
@@ -74,8 +82,8 @@ def validation_message(errors: Sequence[Any]) -> str:
             continue
         message = str(error.get("msg", "invalid value"))
         if "input" in error and kind not in ("model_type", "model_attributes_type"):
-            shown = repr(error["input"])
-            message += f", got {shown[:60] + '...' if len(shown) > 60 else shown}"
+            shown = _short_repr(error["input"])
+            message += f", got {shown}"
         sentences.append(f"`{where}`: {message}" if where else f"the body: {message}")
     if len(errors) > 5:
         sentences.append(f"and {len(errors) - 5} more")
