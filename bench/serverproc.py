@@ -141,11 +141,14 @@ class Server:
         self.stop()
 
 
-def rss_mib(pid: int | str = "self") -> float:
-    """Resident memory of a process in MiB (Linux /proc; 0.0 where it cannot be read)."""
+def rss_mib(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """Resident memory of a process in MiB (Linux /proc; 0.0 where it cannot be read).
+
+    `field` "RssFile" is the part backed by files (safetensors weights are memory-mapped and
+    count once a page is first read), "RssAnon" the process's own allocations."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError, IndexError):
         pass
