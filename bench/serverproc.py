@@ -47,7 +47,7 @@ class TimedTransport:
     log: list[Exchange] = field(default_factory=list)
 
     def __call__(
-        self, method: str, path: str, body: bytes | None = None, headers: Any = None
+        self, method: str, path: str, body: Any = None, headers: Any = None
     ) -> tuple[int, dict[str, Any], bytes]:
         start = time.time()
         status, response_headers, data = self.inner(method, path, body, headers)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -514,3 +516,54 @@ def test_a_server_lost_mid_job_says_so_for_wait_and_for_a_polled_handle() -> Non
             "The paintbridge server stopped before the job finished; no image was made. Could "
             "not reach the paintbridge server. Run `paintbridge serve`."
         )
+
+
+# --- large images: the request body in pieces, the answer without extra copies -----------------
+
+
+def _payload(data: bytes, width: int, height: int, format: str = "rgba8") -> dict[str, Any]:
+    encoded = base64.b64encode(data).decode()
+    return {"width": width, "height": height, "format": format, "data": encoded}
+
+
+def test_a_large_job_goes_in_pieces_with_its_exact_content_length(
+    http_server: tuple[str, type[_Handler]],
+) -> None:
+    url, handler = http_server
+    handler.routes[("POST", "/v1/jobs")] = _json(202, {"id": "j1", "state": "queued"})
+    rgba = os.urandom(1000 * 800 * 4)  # 4.3 MB of base64: 4 pieces and a bit
+    job = {
+        "task": "inpaint",
+        "prompt": "\u00e9",
+        "image": _payload(rgba, 1000, 800),
+        "mask": _payload(rgba[: 1000 * 800], 1000, 800, "a8"),
+    }
+    assert Client(url, "t", timeout=30).submit(job) == "j1"
+    method, path, headers, body = handler.seen[0]
+    assert (method, path) == ("POST", "/v1/jobs")
+    assert "Transfer-Encoding" not in headers
+    assert int(headers["Content-Length"]) == len(body) == len(json.dumps(job))
+    assert body == json.dumps(job).encode()
+    assert base64.b64decode(json.loads(body)["image"]["data"]) == rgba
+
+
+def test_a_large_result_is_read_without_extra_copies() -> None:
+    """A done job's answer with a 12 MB image: at most the answer's text and its parsed string
+    are alive at once (2x the answer), never the bytes as well, nor a bytes copy of the base64
+    before it is decoded (3x the answer or more before)."""
+    rgba = os.urandom(12 * 1024 * 1024)
+    result = {"image": _payload(rgba, 2048, 1536), "seed": 3}
+    answer = bytearray(json.dumps(_job("done", results=[result])).encode())
+
+    def transport(method: str, path: str, body: bytes | None, headers: dict[str, str]):
+        return 200, {}, bytes(answer)  # a fresh copy, as reading a socket makes
+
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    tracemalloc.start()
+    try:
+        status = client.poll("j1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status.results[0].rgba == rgba
+    assert peak < 2.2 * len(answer), peak / len(answer)

@@ -39,7 +39,7 @@ from .errors import (
     not_running_message,
 )
 from .pixels import payload_to_rgba
-from .transport import UrllibTransport, quote, urlsplit
+from .transport import UrllibTransport, json_body, quote, urlsplit
 
 __all__ = [
     "APP",
@@ -165,6 +165,12 @@ def _decode_result(item):
     return Result(width, height, rgba, item.get("seed"))
 
 
+def _json_text(data):
+    """A response body as json.loads takes it: Python 3 bytes decoded, a Python 2 str (bytes)
+    as it is (its json reads UTF-8 bytes without a unicode copy of the whole body)."""
+    return data if isinstance(data, str) else data.decode("utf-8")
+
+
 def server_lost(exc):
     """The NotRunning to raise when the server goes away while it holds our job."""
     return NotRunning(
@@ -204,7 +210,9 @@ class Client(object):
     """A connection to one paintbridge server: `Client(url, token, timeout=30)`.
 
     `transport` (for tests) is a callable (method, path, body, headers) -> (status, headers,
-    body); the default sends real requests with urllib and `timeout` seconds per request."""
+    body bytes); the default sends real requests with urllib and `timeout` seconds per request.
+    The request body is None, bytes, or for a job with image data a transport.JsonBody: len() is
+    its size in bytes, iterating gives its bytes in pieces, bytes(body) joins them."""
 
     def __init__(self, url, token, timeout=30, transport=None, token_source=None):
         self.url = url.rstrip("/")
@@ -237,14 +245,17 @@ class Client(object):
         headers = {"Accept": "application/json"}
         body = None
         if payload is not None:
-            body = json.dumps(payload).encode("utf-8")
+            body = json_body(payload)
             headers["Content-Type"] = "application/json"
         if auth and self.token:
             headers["Authorization"] = "Bearer %s" % self.token
         status, response_headers, data = self.transport(method, path, body, headers)
         if 200 <= status < 300:
             try:
-                return json.loads(data.decode("utf-8"))
+                # rebinding lets go of the bytes before parsing: with a 4096 x 4096 result they
+                # are 85 MB, and the text, the bytes and the parsed string would all be alive
+                data = _json_text(data)
+                return json.loads(data)
             except ValueError:
                 raise ServerFault(  # noqa: B904
                     "The server at %s answered %s %s with something that is not JSON; is it "

@@ -7,6 +7,7 @@ L (gray, or a mask) width*height bytes. Standard library only, Python 2.7 and 3.
 from __future__ import absolute_import, division, print_function
 
 import base64
+import binascii
 import struct
 import zlib
 
@@ -360,8 +361,10 @@ def mask_payload(data, width, height, format="a8"):
 def _payload_fields(payload):
     try:
         width, height = int(payload["width"]), int(payload["height"])
-        fmt, blob = payload["format"], base64.b64decode(payload["data"])
-    except (KeyError, TypeError, ValueError) as exc:
+        # what base64.b64decode does, less its copy of a str to bytes first (85 MB for a
+        # 4096 x 4096 result): Python 3's a2b_base64 reads an ASCII str in place
+        fmt, blob = payload["format"], binascii.a2b_base64(payload["data"])
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         message = "not an image payload (%s: %s)" % (type(exc).__name__, exc)
         raise ValueError(message)  # noqa: B904
     return width, height, fmt, blob

@@ -1,4 +1,5 @@
-"""The one way hostkit sends HTTP: UrllibTransport (urllib, proxies bypassed for loopback).
+"""The one way hostkit sends HTTP: UrllibTransport (urllib, proxies bypassed for loopback), and
+`json_body`, which makes a request body of a JSON payload without copying its image data.
 
 Standard library only, Python 2.7 and 3.8+. A Client takes any callable with the same shape,
 so tests can swap it for a scripted one.
@@ -6,7 +7,9 @@ so tests can swap it for a scripted one.
 
 from __future__ import absolute_import, division, print_function
 
+import json
 import socket
+import sys
 
 from .errors import NotRunning, Timeout, not_running_message
 
@@ -22,13 +25,121 @@ except ImportError:  # Python 2.7 (GIMP 2.10)
     from urllib2 import HTTPError, ProxyHandler, Request, URLError, build_opener  # novermin
     from urlparse import urlsplit  # novermin
 
-__all__ = ["UrllibTransport", "is_loopback", "quote", "urlsplit"]
+__all__ = ["JsonBody", "UrllibTransport", "is_loopback", "json_body", "quote", "urlsplit"]
+
+# A job's image travels as a base64 string of 85 MB for a 4096 x 4096 crop. Strings this long are
+# sent straight from the payload, PIECE characters at a time, instead of being copied into one
+# JSON text and then into its bytes (two more copies of the whole job while it is in memory).
+LONG_STRING = 1 << 16
+PIECE = 1 << 20
+_TEXT = type(b"".decode("ascii"))  # str on Python 3, unicode on Python 2
+# The characters JSON escapes in a string (ensure_ascii also escapes all non-ASCII ones).
+_ESCAPED = bytes(bytearray(range(32))) + b'"\\\x7f'
 
 
 def is_loopback(host):
     """True for a host name that is this computer (localhost, ::1, 127.x.x.x)."""
     host = (host or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def json_body(payload):
+    """`payload` as a JSON request body: bytes, or a JsonBody when it holds long strings."""
+    long_strings = []
+    skeleton = json.dumps(_lift_long_strings(payload, long_strings))
+    spans = []
+    for index, text in enumerate(long_strings):
+        quoted = json.dumps(_marker(index))
+        start = skeleton.find(quoted)
+        if skeleton.find(quoted, start + 1) != -1:  # a string of the payload equals a marker
+            return json.dumps(payload).encode("utf-8")
+        spans.append((start, start + len(quoted), text))
+    if not spans:
+        return skeleton.encode("utf-8")
+    parts, done = [], 0
+    for start, end, text in sorted(spans, key=lambda span: span[0]):
+        # the skeleton's quotes around the marker stay; the long string goes between them
+        parts += [skeleton[done : start + 1].encode("utf-8"), text]
+        done = end - 1
+    parts.append(skeleton[done:].encode("utf-8"))
+    return JsonBody(parts)
+
+
+def _marker(index):
+    # json.dumps writes "\x00" as \u0000: no string of a real job looks like this
+    return "\x00hostkit-long-string-%d\x00" % index
+
+
+def _lift_long_strings(value, found):
+    """A copy of `value` where each long string JSON writes as it is (base64 data) is replaced
+    by a marker; the strings are appended to `found`, marker i for found[i]."""
+    if isinstance(value, dict):
+        return {key: _lift_long_strings(item, found) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lift_long_strings(item, found) for item in value]
+    if isinstance(value, _TEXT) and len(value) >= LONG_STRING and _written_as_is(value):
+        found.append(value)
+        return _marker(len(found) - 1)
+    return value
+
+
+def _written_as_is(text):
+    """True when JSON writes `text` unchanged between its quotes: ASCII, nothing to escape."""
+    for start in range(0, len(text), PIECE):
+        try:
+            piece = text[start : start + PIECE].encode("ascii")
+        except UnicodeEncodeError:
+            return False
+        if len(piece.translate(None, _ESCAPED)) != len(piece):
+            return False
+    return True
+
+
+class JsonBody(object):
+    """A JSON request body kept in parts, never joined: bytes, and long ASCII strings of the
+    payload itself, encoded PIECE characters at a time only while the body is sent.
+
+    len(body) is its size in bytes (for Content-Length), iterating gives its bytes in pieces
+    (what http.client sends on Python 3), and bytes(body) or body.tobytes() joins them, for a
+    transport that needs the whole body at once."""
+
+    def __init__(self, parts):
+        self.parts = [part for part in parts if part]
+        self.size = sum(len(part) for part in self.parts)  # ASCII: one byte per character
+
+    def __len__(self):
+        return self.size
+
+    def __iter__(self):
+        for part in self.parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                for start in range(0, len(part), PIECE):
+                    yield part[start : start + PIECE].encode("ascii")
+
+    def tobytes(self):
+        return b"".join(self)
+
+    __bytes__ = tobytes
+
+    def __repr__(self):
+        return "JsonBody(%d bytes)" % self.size
+
+
+class _Reader(object):
+    """A JsonBody as a file for Python 2's httplib, which sends a str or a file, nothing else."""
+
+    def __init__(self, body):
+        self._pieces = iter(body)
+        self._piece, self._offset = b"", 0
+
+    def read(self, size):
+        if self._offset >= len(self._piece):
+            self._piece, self._offset = next(self._pieces, b""), 0
+        chunk = self._piece[self._offset : self._offset + size]
+        self._offset += len(chunk)
+        return chunk
 
 
 class UrllibTransport(object):
@@ -43,7 +154,12 @@ class UrllibTransport(object):
         self._opener = build_opener(ProxyHandler({})) if is_loopback(host) else build_opener()
 
     def __call__(self, method, path, body=None, headers=None):
-        request = Request(self.base_url + path, data=body, headers=dict(headers or {}))
+        headers = dict(headers or {})
+        if isinstance(body, JsonBody):
+            headers["Content-Length"] = str(len(body))
+            if sys.version_info[0] < 3:
+                body = _Reader(body)
+        request = Request(self.base_url + path, data=body, headers=headers)
         request.get_method = lambda: method
         try:
             response = self._opener.open(request, timeout=self.timeout)

@@ -1,0 +1,91 @@
+"""hostkit.transport.json_body: a job's request body is the JSON of the job, byte for byte, and
+its long base64 strings are sent from the job itself, never copied whole."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from paintbridge.hostkit.transport import LONG_STRING, PIECE, JsonBody, json_body
+
+
+def _base64(size: int) -> str:
+    return base64.b64encode(os.urandom(size)).decode("ascii")
+
+
+def _job(image: str, mask: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "task": "inpaint",
+        "prompt": 'a door, "quoted" and \u00e9',
+        "image": {"width": 1, "height": 1, "format": "rgba8", "data": image},
+        "mask": {"width": 1, "height": 1, "format": "a8", "data": mask},
+        "seed": 7,
+        **extra,
+    }
+
+
+def test_a_small_payload_is_the_json_bytes_as_before() -> None:
+    job = _job("AAAA", "AA==")
+    assert json_body(job) == json.dumps(job).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (LONG_STRING, LONG_STRING + 1),  # the shortest long strings
+        (3 * PIECE + 5, PIECE),  # several pieces, a short last one; exactly one piece
+    ],
+)
+def test_long_strings_give_a_body_equal_to_the_json(sizes: tuple[int, int]) -> None:
+    image, mask = (_base64(n)[:n] for n in sizes)
+    job = _job(image, mask, extra=[{"data": image}, ("x", 1.5, None, True)])
+    body = json_body(job)
+    expected = json.dumps(job).encode("utf-8")
+    assert isinstance(body, JsonBody)
+    assert len(body) == len(expected)
+    assert body.tobytes() == bytes(body) == expected
+    assert b"".join(body) == expected  # iterating twice gives the same bytes
+    pieces = list(body)
+    assert all(isinstance(piece, bytes) and 0 < len(piece) <= PIECE for piece in pieces)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A" * LONG_STRING + '"',  # a quote: escaped
+        "\u00e9" * LONG_STRING,  # not ASCII: \\u escapes
+        "A" * (PIECE + 3) + "\n",  # a control character in the second piece
+    ],
+)
+def test_long_strings_json_must_escape_are_encoded_as_usual(text: str) -> None:
+    job = _job(text, _base64(LONG_STRING))
+    body = json_body(job)
+    assert bytes(body) == json.dumps(job).encode("utf-8")
+    assert json.loads(bytes(body)) == job
+
+
+def test_a_payload_string_equal_to_a_marker_falls_back_to_plain_json() -> None:
+    marker = "\x00hostkit-long-string-0\x00"
+    job = _job(_base64(LONG_STRING), "AA==", prompt=marker, **{marker: marker})
+    body = json_body(job)
+    assert body == json.dumps(job).encode("utf-8")
+    assert json.loads(body)["prompt"] == marker
+
+
+def test_sending_a_body_never_copies_its_long_strings_whole() -> None:
+    """Building and iterating the body of a job with 32 MB of base64 allocates a few pieces,
+    not the 32 MB JSON text and its 32 MB of bytes (what json.dumps(job).encode() did)."""
+    job = _job(_base64(24 * 1024 * 1024), _base64(1024 * 1024))
+    tracemalloc.start()
+    try:
+        sent = sum(len(piece) for piece in json_body(job))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sent == len(json.dumps(job))
+    assert peak < 4 * PIECE, peak
