@@ -19,7 +19,9 @@ Achieved: seconds per step of the random-weight, full-size SD 1.5 UNet at 512 px
 - paintbridge's Engine step: the time between the first two progress callbacks of
   `Engine.generate` (dtype `auto`: what the engine picks on this CPU), cancelled there.
 Plain and engine runs alternate (plain first, then engine first...). Both models are loaded at
-once (about 9 GB in float32).
+once (about 9 GB in float32). The direct call is also timed with the UNet in channels_last and,
+in full mode, under torch.compile (what the engine does on CUDA, and on request): whether
+either pays on this CPU.
 GFLOP/s = counted FLOPs / seconds; vs_ceiling = that / the matmul ceiling of the same dtype.
 """
 
@@ -140,9 +142,11 @@ def run(report: Report) -> None:
                 SECTION,
             )
 
-    unet_s, plain_s, engine_s = step_times(sd15, unet_repeats, step_repeats)
+    unet_s, variants, plain_s, engine_s = step_times(sd15, unet_repeats, step_repeats, quick)
     gc.collect()
     add_step("UNet forward alone (plain diffusers module call)", "float32", unet_s)
+    for what, seconds in variants.items():
+        add_step(what, "float32", seconds)
     add_step("plain diffusers pipeline step", "float32", plain_s)
     add_step("paintbridge Engine step (dtype auto)", resolve_dtype("auto", "cpu"), engine_s)
     if quick:
@@ -188,13 +192,14 @@ def matmul_seconds(dtype: Any, n: int, repeats: int) -> list[float]:
 
 
 def step_times(
-    folder: Path, unet_repeats: int, step_repeats: int
-) -> tuple[list[float], list[float], list[float]]:
-    """Seconds of direct UNet calls, plain diffusers steps and Engine steps (float32 plain, the
-    engine's `auto` dtype); the pipeline steps run in alternating order, so a machine that
-    changes speed favours neither."""
+    folder: Path, unet_repeats: int, step_repeats: int, quick: bool
+) -> tuple[list[float], dict[str, list[float]], list[float], list[float]]:
+    """Seconds of direct UNet calls (as loaded, and in the GPU layouts: `variants`), plain
+    diffusers steps and Engine steps (float32 plain, the engine's `auto` dtype); the pipeline
+    steps run in alternating order, so a machine that changes speed favours neither."""
     plain = _plain_pipeline(folder)
     unet_s = unet_seconds(plain.unet, unet_repeats + 1)[1:]  # the first call is a warm-up
+    variants = gpu_switches_on_cpu(plain.unet, unet_repeats, quick)
     engine = _engine(folder)
     plain_s: list[float] = []
     engine_s: list[float] = []
@@ -206,7 +211,25 @@ def step_times(
             engine_s.append(engine_step(engine, folder))
             plain_s.append(plain_step(plain))
     engine.unload()
-    return unet_s, plain_s, engine_s
+    return unet_s, variants, plain_s, engine_s
+
+
+def gpu_switches_on_cpu(unet: Any, repeats: int, quick: bool) -> dict[str, list[float]]:
+    """The UNet call with what the engine does on a GPU (channels_last; torch.compile, which is
+    opt-in): whether either pays on this CPU. torch.compile's own time is in the label."""
+    import torch
+
+    unet.to(memory_format=torch.channels_last)
+    found = {"UNet forward, channels_last (on only on CUDA)": unet_seconds(unet, repeats + 1)[1:]}
+    unet.to(memory_format=torch.contiguous_format)
+    if not quick:  # compiling the full UNet takes minutes on a small CPU
+        compiled = torch.compile(unet)
+        first = unet_seconds(compiled, 1)[0]
+        label = f"UNet forward, torch.compile (opt-in; its first call took {first:.0f} s)"
+        found[label] = unet_seconds(compiled, repeats)
+        del compiled
+        torch._dynamo.reset()
+    return found
 
 
 def _plain_pipeline(folder: Path) -> Any:

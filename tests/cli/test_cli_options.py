@@ -25,6 +25,13 @@ def test_cpu_threads_reach_the_engine_settings() -> None:
     assert engine_settings(build_parser().parse_args(["serve"])).cpu_threads is None
 
 
+def test_compile_is_opt_in_on_every_generating_command() -> None:
+    out = ["-o", "out.png"]
+    for command in (["serve"], ["generate", "x", *out], ["img2img", "in.png", "x", *out]):
+        assert engine_settings(build_parser().parse_args(command)).compile is False
+        assert engine_settings(build_parser().parse_args([*command, "--compile"])).compile is True
+
+
 def test_zero_cpu_threads_is_refused_with_the_reason(capsys) -> None:
     import pytest
 

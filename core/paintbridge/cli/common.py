@@ -49,8 +49,8 @@ def positive_int(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --low-memory, --cpu-offload, --cpu-threads, --allow-pickle,
-    --model-config, --models-dir."""
+    """--model, --device, --dtype, --low-memory, --cpu-offload, --cpu-threads, --compile,
+    --allow-pickle, --model-config, --models-dir."""
     group = parser.add_argument_group("model and device")
     group.add_argument(
         "--model",
@@ -95,6 +95,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for torch (default: torch's choice, one per core); fewer leaves cores "
         "to the editor and other programs",
     )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet (faster steps, mostly on a GPU; the first image at each "
+        "size waits a minute or more for compilation)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -129,6 +135,7 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         low_memory=getattr(args, "low_memory", "auto"),
         cpu_offload=bool(getattr(args, "cpu_offload", False)),
         cpu_threads=getattr(args, "cpu_threads", None),
+        compile=bool(getattr(args, "compile", False)),
     )
 
 

@@ -157,7 +157,26 @@ def load_model(source: ModelSource, placement: Placement, settings: EngineSettin
         base = _from_pretrained(source.name, source.path, placement)
     if not offloads(settings, placement):
         base.to(placement.device)
+    speed_up(base.unet, placement, settings)
     return LoadedModel(source, base, placement, settings)
+
+
+def uses_channels_last(placement: Placement) -> bool:
+    """The UNet's weights in channels_last (NHWC) order: on CUDA, where cuDNN's convolutions are
+    faster that way (diffusers' own advice); on the CPU bench/ measured no gain."""
+    return placement.device.startswith("cuda")
+
+
+def speed_up(unet: Any, placement: Placement, settings: EngineSettings) -> None:
+    """channels_last where it pays, and torch.compile when settings.compile asks for it.
+
+    Both change the UNet in place, so the task pipelines derived later (from_pipe) share them."""
+    import torch
+
+    if uses_channels_last(placement):
+        unet.to(memory_format=torch.channels_last)
+    if settings.compile:
+        unet.compile()
 
 
 def _quiet_transformers() -> None:
