@@ -94,17 +94,16 @@ class JobRunner(QObject):
         except PaintbridgeError as exc:
             self._end(self.failed, str(exc))
             return
-        on_done = self._on_done
-        self._stop()
+        self._timer.stop()  # still busy while the result is placed: no second job can start
         try:
-            value = on_done(status.results or [])
+            value = self._on_done(status.results or [])
         except PaintbridgeError as exc:
-            self._emit_end(self.failed, str(exc))
+            self._end(self.failed, str(exc))
             return
         except Exception as exc:  # a Krita or plug-in error: say it, do not leave a stuck job
-            self._emit_end(self.failed, "Could not place the result: %s" % (exc,))
+            self._end(self.failed, "Could not place the result: %s" % (exc,))
             return
-        self._emit_end(self.finished, value)
+        self._end(self.finished, value)
 
     def _stop(self):
         self._timer.stop()

@@ -323,6 +323,36 @@ class Driver:
             self.check_recorded(s, doc, layer, "txt2img")
         doc.close()
 
+    def scenario_busy_while_placing(self, s):
+        """While the result is being placed the job still counts as running: a second run is
+        refused, and busy turns False only after the layer is there."""
+        doc, source = self.document(64, 64)
+        ctrl = self.controller()
+        seen = {}
+        place = ctrl._place
+
+        def placing(plan, results):
+            seen["busy"] = ctrl.busy
+            seen["second_started"] = ctrl.run("txt2img", doc, source)
+            seen["second_error"] = ctrl.last_error
+            ctrl.last_error = None
+            return place(plan, results)
+
+        ctrl._place = placing
+        before = len(self.names(doc))
+        ends = []
+        ctrl.busy_changed.connect(lambda busy: ends.append(len(self.names(doc))) if not busy else 0)
+        layer = self.run_ok(s, ctrl, "txt2img", doc, source)
+        if ctrl.busy:  # the second job did start: end it so the run goes on
+            ctrl.cancel()
+            self.wait(ctrl, 30)
+        s.info.update(seen, layers_when_idle=ends)
+        s.check(seen.get("busy") is True, "not busy while placing the result")
+        s.check(seen.get("second_started") is False, "a second job started during placement")
+        s.check("already running" in (seen.get("second_error") or ""), "no 'already running'")
+        s.check(layer is not None and ends == [before + 1], f"busy ended with {ends} layers")
+        doc.close()
+
     def _expect_error(self, s, ctrl, task, doc, node, words):
         count = len(self.names(doc))
         started = ctrl.run(task, doc, node)

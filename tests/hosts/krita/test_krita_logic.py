@@ -31,6 +31,7 @@ SCENARIOS = (
     "fill_selection",
     "fill_corner",
     "generate",
+    "busy_while_placing",
     "server_down",
     "no_server_file",
     "refuses_16bit",
