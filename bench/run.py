@@ -165,6 +165,7 @@ def _run(args: argparse.Namespace) -> Report:
                 report.note(f"section {name} FAILED:\n{traceback.format_exc()}")
                 print(traceback.format_exc(), file=sys.stderr)
             report.note(f"section {name}: {time.perf_counter() - section_start:.0f} s")
+            report.write(args.out / "partial")  # what is done so far, should the run be stopped
     finally:
         sampler.stop()
     for path in args.include:
