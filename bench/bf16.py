@@ -5,19 +5,26 @@ txt2img with its own scheduler, guidance 7.5, one seed. Reference: everything in
 Relative error = ||x - ref|| / ||ref|| over the final latents, or over the decoded image (0..1);
 the image also gets its largest difference in 8-bit levels and its PSNR.
 
-On a CPU without native bf16 (no AMX / AVX512-BF16), torch's bf16 kernels are about a hundred
-times slower than float32, so a whole bf16 generation cannot run here. bf16 is therefore
-simulated on float32 kernels: weights rounded to bf16, and every module's floating-point inputs
-and outputs rounded to bf16 (to bf16 and back), the latents rounded after each scheduler step as
-the pipeline keeps them in bf16. Inside a module the arithmetic stays float32, as native bf16
-kernels accumulate in float32; the adds and scalings between modules are not rounded, so this
-can slightly understate the error. To check the simulation, one UNet forward at a small size runs
-in real torch bf16 (emulated on this CPU: its time is reported, labelled so) and simulated,
-both against float32.
+Where the CPU computes bf16 natively (AMX / AVX512-BF16), bf16 runs for real: the bf16 side is
+the engine's own loaded pipeline (`--dtype bfloat16`: every component in bf16, the UNet and the
+VAE in channels_last), and the VAE variants decode its latents with the float32 VAE or decode
+the float32 latents with the bf16 VAE. Generation times (no decode) and decode times are given
+for both dtypes.
+
+On a CPU without native bf16, torch's bf16 kernels are about a hundred times slower than
+float32, so a whole bf16 generation cannot run. bf16 is therefore simulated on float32 kernels:
+weights rounded to bf16, and every module's floating-point inputs and outputs rounded to bf16
+(to bf16 and back), the latents rounded after each scheduler step as the pipeline keeps them in
+bf16. Inside a module the arithmetic stays float32, as native bf16 kernels accumulate in
+float32; the adds and scalings between modules are not rounded, so this understates the error
+(the real bf16 runs on a native-bf16 CPU found image errors several times the simulated ones).
+To check the simulation, one UNet forward at a small size runs in real torch bf16 (emulated on
+such a CPU: its time is reported, labelled so) and simulated, both against float32.
 
 Variants, on the same seed: text encoder + UNet in bf16 with the VAE in float32; everything in
-bf16 (what the engine does today with --dtype bfloat16, see the note); and the VAE decode alone
-in bf16 on the float32 latents (its own share of the image error).
+bf16 (what the engine does with dtype bfloat16, see the note); and the VAE decode alone in bf16
+on the float32 latents (its own share of the image error). image_mean_diff_8bit and
+image_max_diff_8bit compare the 8-bit images.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from report import Report
@@ -38,6 +46,7 @@ COLUMNS = (
     "steps",
     "latents_rel_err",
     "image_rel_err",
+    "image_mean_diff_8bit",
     "image_max_diff_8bit",
     "image_psnr_db",
     "fp32_s",
@@ -56,6 +65,7 @@ def run(report: Report) -> None:
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
+    from paintbridge.engine.device import cpu_has_native_bf16
     from sd15_random import ensure_sd15_random
 
     diffusers_logging.disable_progress_bar()
@@ -70,6 +80,89 @@ def run(report: Report) -> None:
     sd15 = ensure_sd15_random(report.cache_dir)
     pipe = StableDiffusionPipeline.from_pretrained(sd15, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
+    base = {"size": f"{size}x{size}", "steps": steps}
+    if cpu_has_native_bf16():
+        real_bf16(report, pipe, sd15, size, steps, base)
+    else:
+        simulated_bf16(report, pipe, size, steps, base)
+    report.note(
+        "random weights: a trained model's activations differ, so read these errors as the "
+        "size of bf16 rounding through this architecture, not as a quality verdict",
+        SECTION,
+    )
+    del pipe
+    gc.collect()
+
+
+def real_bf16(
+    report: Report, pipe: Any, folder: Path, size: int, steps: int, base: dict[str, Any]
+) -> None:
+    """Native bf16: the engine's bf16 pipeline against float32 diffusers, for real."""
+    import torch
+
+    from paintbridge.engine import Engine
+    from paintbridge.engine.types import EngineSettings
+
+    engine = Engine(
+        EngineSettings(
+            device="cpu", dtype="bfloat16", allow_any_path=True, model_dirs=(folder.parent,)
+        )
+    )
+    engine.load(str(folder))
+    bf16 = engine._model.base  # noqa: SLF001 (a benchmark probe of the loaded pipeline)
+    generate(bf16, 64, 1, round_latents=False)  # warm-ups: first calls are slower
+    decode(bf16.vae, torch.zeros(1, 4, 8, 8))
+    decode(pipe.vae, torch.zeros(1, 4, 8, 8))
+
+    ref_latents, fp32_s = timed(generate, pipe, size, steps, round_latents=False)
+    latents, bf16_s = timed(generate, bf16, size, steps, round_latents=False)
+    ref_image, fp32_decode_s = timed(decode, pipe.vae, ref_latents)
+    image_all, bf16_decode_s = timed(decode, bf16.vae, latents)
+    image_vae32 = decode(pipe.vae, latents)
+    vae_only = decode(bf16.vae, ref_latents)
+    lat_err = rel_err(latents, ref_latents)
+    report.add(
+        SECTION,
+        {
+            "variant": "text encoder + UNet bf16, VAE float32",
+            **base,
+            "latents_rel_err": lat_err,
+            **image_errors(image_vae32, ref_image),
+            "fp32_s": fp32_s,
+            "bf16_s": bf16_s,
+        },
+    )
+    report.add(
+        SECTION,
+        {
+            "variant": "all bf16: the engine's choice on this CPU",
+            **base,
+            "latents_rel_err": lat_err,
+            **image_errors(image_all, ref_image),
+            "fp32_s": fp32_s + fp32_decode_s,
+            "bf16_s": bf16_s + bf16_decode_s,
+        },
+    )
+    report.add(
+        SECTION,
+        {
+            "variant": "VAE decode alone bf16, float32 latents",
+            **base,
+            **image_errors(vae_only, ref_image),
+            "fp32_s": fp32_decode_s,
+            "bf16_s": bf16_decode_s,
+        },
+    )
+    report.note(
+        "fp32_s / bf16_s: the generation without its decode (first row), with it (second), the "
+        "decode alone (third); the bf16 side is the engine's pipeline (channels_last)",
+        SECTION,
+    )
+    engine.unload()
+
+
+def simulated_bf16(report: Report, pipe: Any, size: int, steps: int, base: dict[str, Any]) -> None:
+    """No native bf16: bf16 simulated on float32 kernels, checked on one small UNet call."""
     check = UnetCheck(pipe.unet, CHECK_SIZE)
     report.add(SECTION, check.real_bf16())
 
@@ -83,7 +176,6 @@ def run(report: Report) -> None:
         vae_only = decode(pipe.vae, ref_latents)
     report.add(SECTION, check.simulated())  # after the run above: it rounds the UNet
 
-    base = {"size": f"{size}x{size}", "steps": steps}
     lat_err = rel_err(latents, ref_latents)
     report.add(
         SECTION,
@@ -97,7 +189,7 @@ def run(report: Report) -> None:
     report.add(
         SECTION,
         {
-            "variant": "all bf16 (simulated): the engine's --dtype bfloat16 today",
+            "variant": "all bf16 (simulated): the engine's --dtype bfloat16",
             **base,
             "latents_rel_err": lat_err,
             **image_errors(image_all, ref_image),
@@ -111,13 +203,12 @@ def run(report: Report) -> None:
             **image_errors(vae_only, ref_image),
         },
     )
-    report.note(
-        "random weights: a trained model's activations differ, so read these errors as the "
-        "size of bf16 rounding through this architecture, not as a quality verdict",
-        SECTION,
-    )
-    del pipe
-    gc.collect()
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
 
 
 def engine_dtypes() -> str:
@@ -132,15 +223,26 @@ def engine_dtypes() -> str:
     forced.load("test:tiny")
     base = forced._model.base  # noqa: SLF001 (a benchmark probe of the loaded pipeline)
     parts = ", ".join(
-        f"{name} {str(getattr(base, name).dtype).removeprefix('torch.')}"
+        f"{name} {_dtype_and_layout(getattr(base, name))}"
         for name in ("text_encoder", "unet", "vae")
     )
     forced.unload()
     return (
-        f"engine today: dtype auto -> {auto} on this CPU (native bf16: {cpu_has_native_bf16()}); "
-        f"with --dtype bfloat16 it loads {parts} (every component in bf16: the VAE does not "
-        "stay float32)"
+        f"engine: dtype auto -> {auto} on this CPU (native bf16: {cpu_has_native_bf16()}); "
+        f"with dtype bfloat16 it loads {parts}"
     )
+
+
+def _dtype_and_layout(module: Any) -> str:
+    import torch
+
+    dtype = str(module.dtype).removeprefix("torch.")
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv2d) and sub.kernel_size != (1, 1):
+            if sub.weight.is_contiguous(memory_format=torch.channels_last):
+                return f"{dtype} channels_last"
+            break
+    return dtype
 
 
 class UnetCheck:
@@ -228,7 +330,8 @@ def decode(vae: Any, latents: Any) -> Any:
     import torch
 
     with torch.inference_mode():
-        image = vae.decode(latents / vae.config.scaling_factor).sample.float()
+        latents = latents.to(vae.dtype) / vae.config.scaling_factor
+        image = vae.decode(latents).sample.float()
     return (image / 2 + 0.5).clamp(0, 1)
 
 
@@ -238,10 +341,11 @@ def rel_err(x: Any, ref: Any) -> float:
 
 def image_errors(image: Any, ref: Any) -> dict[str, Any]:
     mse = float(((image - ref) ** 2).mean())
-    levels = ((image * 255).round() - (ref * 255).round()).abs().max()
+    levels = ((image * 255).round() - (ref * 255).round()).abs()
     return {
         "image_rel_err": rel_err(image, ref),
-        "image_max_diff_8bit": int(levels),
+        "image_mean_diff_8bit": float(levels.mean()),
+        "image_max_diff_8bit": int(levels.max()),
         "image_psnr_db": math.inf if mse == 0 else 10 * math.log10(1 / mse),
     }
 

@@ -19,9 +19,10 @@ Achieved: seconds per step of the random-weight, full-size SD 1.5 UNet at 512 px
 - paintbridge's Engine step: the time between the first two progress callbacks of
   `Engine.generate` (dtype `auto`: what the engine picks on this CPU), cancelled there.
 Plain and engine runs alternate (plain first, then engine first...). Both models are loaded at
-once (about 9 GB in float32). The direct call is also timed with the UNet in channels_last and,
-in full mode, under torch.compile (what the engine does on CUDA, and on request): whether
-either pays on this CPU.
+once (about 9 GB in float32). On a native-bf16 CPU the engine's bf16 UNet is also called
+directly, in its channels_last layout and in plain diffusers' contiguous one. The float32
+direct call is also timed with the UNet in channels_last and, in full mode, under torch.compile
+(what the engine does on CUDA, and on request): whether either pays on this CPU.
 GFLOP/s = counted FLOPs / seconds; vs_ceiling = that / the matmul ceiling of the same dtype.
 """
 
@@ -145,10 +146,20 @@ def run(report: Report) -> None:
     unet_s, variants, plain_s, engine_s = step_times(sd15, unet_repeats, step_repeats, quick)
     gc.collect()
     add_step("UNet forward alone (plain diffusers module call)", "float32", unet_s)
-    for what, seconds in variants.items():
-        add_step(what, "float32", seconds)
+    for (what, dtype), seconds in variants.items():
+        add_step(what, dtype, seconds)
     add_step("plain diffusers pipeline step", "float32", plain_s)
-    add_step("paintbridge Engine step (dtype auto)", resolve_dtype("auto", "cpu"), engine_s)
+    engine_dtype = resolve_dtype("auto", "cpu")
+    add_step("paintbridge Engine step (dtype auto)", engine_dtype, engine_s)
+    floor_s = gflop / ceilings[engine_dtype]
+    engine_step = statistics.median(engine_s)
+    report.note(
+        f"the Engine step takes {engine_step / floor_s:.2f}x the {engine_dtype} matmul floor "
+        f"({gflop:.0f} GFLOP at {ceilings[engine_dtype]:.0f} GFLOP/s = {floor_s:.2f} s; goal: "
+        f"within 2x); plain diffusers' float32 step takes "
+        f"{statistics.median(plain_s) / engine_step:.2f}x as long",
+        SECTION,
+    )
     if quick:
         report.note(
             f"quick mode: full-size SD 1.5 at {SIZE} px, but 1 timed UNet call and 1 step per "
@@ -193,14 +204,20 @@ def matmul_seconds(dtype: Any, n: int, repeats: int) -> list[float]:
 
 def step_times(
     folder: Path, unet_repeats: int, step_repeats: int, quick: bool
-) -> tuple[list[float], dict[str, list[float]], list[float], list[float]]:
-    """Seconds of direct UNet calls (as loaded, and in the GPU layouts: `variants`), plain
-    diffusers steps and Engine steps (float32 plain, the engine's `auto` dtype); the pipeline
-    steps run in alternating order, so a machine that changes speed favours neither."""
+) -> tuple[list[float], dict[tuple[str, str], list[float]], list[float], list[float]]:
+    """Seconds of direct UNet calls (as loaded; in the GPU layouts and, on a native-bf16 CPU,
+    the engine's bf16 UNet: `variants`, by label and dtype), plain diffusers steps and Engine
+    steps (float32 plain, the engine's `auto` dtype); the pipeline steps run in alternating
+    order, so a machine that changes speed favours neither."""
     plain = _plain_pipeline(folder)
     unet_s = unet_seconds(plain.unet, unet_repeats + 1)[1:]  # the first call is a warm-up
-    variants = gpu_switches_on_cpu(plain.unet, unet_repeats, quick)
+    variants = {
+        (what, "float32"): seconds
+        for what, seconds in gpu_switches_on_cpu(plain.unet, unet_repeats, quick).items()
+    }
     engine = _engine(folder)
+    if engine.dtype == "bfloat16":
+        variants.update(bf16_unet(engine._model.base.unet, unet_repeats))  # noqa: SLF001
     plain_s: list[float] = []
     engine_s: list[float] = []
     for i in range(step_repeats):
@@ -232,6 +249,21 @@ def gpu_switches_on_cpu(unet: Any, repeats: int, quick: bool) -> dict[str, list[
     return found
 
 
+def bf16_unet(unet: Any, repeats: int) -> dict[tuple[str, str], list[float]]:
+    """The engine's bf16 UNet called directly, in its channels_last layout and without it."""
+    import torch
+
+    found = {}
+    for what, layout in (
+        ("UNet forward, bf16 channels_last (the engine's CPU bf16 UNet)", torch.channels_last),
+        ("UNet forward, bf16 contiguous (plain diffusers' layout)", torch.contiguous_format),
+    ):
+        unet.to(memory_format=layout)
+        found[(what, "bfloat16")] = unet_seconds(unet, repeats + 1)[1:]
+    unet.to(memory_format=torch.channels_last)
+    return found
+
+
 def _plain_pipeline(folder: Path) -> Any:
     import torch
     from diffusers import StableDiffusionPipeline
@@ -246,8 +278,9 @@ def unet_seconds(unet: Any, calls: int) -> list[float]:
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(BATCH, 4, SIZE // 8, SIZE // 8, generator=generator)
+    latents = torch.randn(BATCH, 4, SIZE // 8, SIZE // 8, generator=generator).to(unet.dtype)
     text = torch.randn(BATCH, TOKENS, unet.config.cross_attention_dim, generator=generator)
+    text = text.to(unet.dtype)
     seconds = []
     with torch.inference_mode():
         for _ in range(calls):

@@ -51,8 +51,9 @@ class Case:
     full_size: bool = False
 
 
-def plain_txt2img(plain: Any, width: int, height: int, steps: int) -> Any:
-    """The plain diffusers call every section compares against: same prompt, guidance, seed."""
+def plain_txt2img(plain: Any, width: int, height: int, steps: int, **extra: Any) -> Any:
+    """The plain diffusers call every section compares against: same prompt, guidance, seed.
+    `extra`: more keyword arguments for the pipeline (a step callback)."""
     import torch
 
     return plain(
@@ -63,6 +64,7 @@ def plain_txt2img(plain: Any, width: int, height: int, steps: int) -> Any:
         num_inference_steps=steps,
         guidance_scale=GUIDANCE,
         generator=torch.Generator("cpu").manual_seed(SEED),
+        **extra,
     ).images[0]
 
 

@@ -33,6 +33,7 @@ SECTIONS = (
     "coldstart",
     "memory",
     "floor",
+    "cpu_speed",
     "bf16",
 )
 

@@ -8,13 +8,14 @@ the same amount (8 px per latent cell), with no seam anywhere. That only holds a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from paintbridge.engine import GenerationRequest
+from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine.seamless import seamless
 
 SHIFT = 2  # latent cells; even, so the UNet's stride-2 downsampling sees the same grid
@@ -66,9 +67,21 @@ def _image(pipe: Any, latents: torch.Tensor) -> np.ndarray:
     return out.images[0]
 
 
+@pytest.fixture(scope="module")
+def float32_engine() -> Iterator[Engine]:
+    """The wrap-around property is exact only in float32: in bfloat16 (the CPU default where
+    it is native), attention sums the shifted tokens in another order and rounds differently."""
+    engine = Engine(EngineSettings(default_model="test:tiny", dtype="float32"))
+    engine.load()
+    yield engine
+    engine.unload()
+
+
 @pytest.mark.parametrize("axes", ["none", "x", "y", "xy"])
-def test_seamless_images_wrap_around_along_the_tiled_axes(engine: Any, axes: str) -> None:
-    model = engine._model
+def test_seamless_images_wrap_around_along_the_tiled_axes(
+    float32_engine: Engine, axes: str
+) -> None:
+    model = float32_engine._model
     pipe = model.pipeline("txt2img")
     before = _conv_state(model.modules())
     latents = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))

@@ -1,5 +1,6 @@
-"""The GPU speed-ups, checked on the CPU: channels_last (automatic on CUDA) and the opt-in
-torch.compile leave the picture as it was and reach the pipelines of every task."""
+"""The speed-ups, checked on the CPU: channels_last (automatic on CUDA, and on the CPU in
+bfloat16) and the opt-in torch.compile leave the picture as it was and reach the pipelines of
+every task."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from engine_support import rgba_image
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
-from paintbridge.engine.pipelines import uses_channels_last
+from paintbridge.engine.pipelines import channels_last_modules
 
 REQUEST = GenerationRequest(task="txt2img", prompt="a red door", width=64, height=64, steps=2)
 
@@ -23,34 +24,57 @@ def pixels(engine: Engine, request: GenerationRequest = REQUEST) -> np.ndarray:
     return np.asarray(result.images[0].image).astype(int)
 
 
+def assert_same_picture(a: np.ndarray, b: np.ndarray, dtype: str) -> None:
+    """Within 1 level in float32. In bfloat16 another kernel rounds differently, and the tiny
+    random model amplifies that: about a level apart on average, a few at worst."""
+    difference = np.abs(a - b)
+    if dtype == "float32":
+        assert difference.max() <= 1
+    else:
+        assert difference.mean() < 2 and difference.max() <= 16
+
+
 @pytest.mark.parametrize(
-    ("device", "expected"), [("cuda", True), ("cuda:1", True), ("cpu", False), ("mps", False)]
+    ("device", "dtype", "expected"),
+    [
+        ("cuda", "float16", ("unet",)),
+        ("cuda:1", "bfloat16", ("unet",)),
+        ("cpu", "bfloat16", ("unet", "vae")),
+        ("cpu", "float32", ()),
+        ("mps", "float16", ()),
+    ],
 )
-def test_channels_last_on_cuda_only(device: str, expected: bool) -> None:
-    assert uses_channels_last(Placement(device=device, dtype="float16")) is expected
+def test_channels_last_where_it_pays(device: str, dtype: str, expected: tuple[str, ...]) -> None:
+    assert channels_last_modules(Placement(device=device, dtype=dtype)) == expected
 
 
-def test_a_channels_last_unet_makes_the_same_picture(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pipelines_module, "uses_channels_last", lambda placement: True)
-    nhwc = Engine(EngineSettings(default_model="test:tiny", device="cpu"))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_channels_last_makes_the_same_picture(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
+    monkeypatch.setattr(pipelines_module, "channels_last_modules", lambda p: ("unet", "vae"))
+    nhwc = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
     nhwc.load()
     unet = nhwc._model.base.unet  # type: ignore[union-attr]
-    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not unet.conv_in.weight.is_contiguous()  # really reordered, not a 1x1 corner case
-    assert np.abs(pixels(nhwc) - pixels(engine)).max() <= 1
+    vae = nhwc._model.base.vae  # type: ignore[union-attr]
+    for conv in (unet.conv_in, vae.decoder.conv_in, vae.encoder.conv_in):
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not conv.weight.is_contiguous()  # really reordered, not a 1x1 corner case
+    assert_same_picture(pixels(nhwc), pixels(plain), dtype)
     image = rgba_image(64, 64)
     img2img = GenerationRequest(task="img2img", prompt="x", image=image, steps=4)
     assert nhwc._model.pipeline("img2img").unet is unet  # type: ignore[union-attr]
-    assert np.abs(pixels(nhwc, img2img) - pixels(engine, img2img)).max() <= 1
+    assert_same_picture(pixels(nhwc, img2img), pixels(plain, img2img), dtype)
 
 
-def test_compile_is_opt_in_and_makes_the_same_picture(engine: Engine) -> None:
-    assert engine._model.base.unet._compiled_call_impl is None  # type: ignore[union-attr]
-    compiled = Engine(EngineSettings(default_model="test:tiny", device="cpu", compile=True))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_compile_is_opt_in_and_makes_the_same_picture(dtype: str) -> None:
+    plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
+    plain.load()
+    assert plain._model.base.unet._compiled_call_impl is None  # type: ignore[union-attr]
+    settings = EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype, compile=True)
+    compiled = Engine(settings)
     compiled.load()
     unet = compiled._model.base.unet  # type: ignore[union-attr]
     assert unet._compiled_call_impl is not None
-    assert np.abs(pixels(compiled) - pixels(engine)).max() <= 1
+    assert_same_picture(pixels(compiled), pixels(plain), dtype)
     assert compiled._model.pipeline("img2img").unet is unet  # type: ignore[union-attr]
