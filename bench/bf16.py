@@ -16,8 +16,8 @@ float32, so a whole bf16 generation cannot run. bf16 is therefore simulated on f
 weights rounded to bf16, and every module's floating-point inputs and outputs rounded to bf16
 (to bf16 and back), the latents rounded after each scheduler step as the pipeline keeps them in
 bf16. Inside a module the arithmetic stays float32, as native bf16 kernels accumulate in
-float32; the adds and scalings between modules are not rounded, so this understates the error
-(the real bf16 runs on a native-bf16 CPU found image errors several times the simulated ones).
+float32; the adds and scalings between modules are not rounded, so this can understate the
+error slightly (on a native-bf16 CPU the real runs came within a level of the simulated ones).
 To check the simulation, one UNet forward at a small size runs in real torch bf16 (emulated on
 such a CPU: its time is reported, labelled so) and simulated, both against float32.
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from engine_support import rgba_image
+from engine_support import box_mask, rgba_image
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
@@ -46,6 +46,24 @@ def assert_same_picture(a: np.ndarray, b: np.ndarray, dtype: str) -> None:
 )
 def test_channels_last_where_it_pays(device: str, dtype: str, expected: tuple[str, ...]) -> None:
     assert channels_last_modules(Placement(device=device, dtype=dtype)) == expected
+
+
+def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:
+    engine = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="bfloat16"))
+    engine.load()
+    base = engine._model.base  # type: ignore[union-attr]
+    for conv in (base.unet.conv_in, base.vae.decoder.conv_in, base.vae.encoder.conv_in):
+        assert conv.weight.dtype == torch.bfloat16
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    image = rgba_image(64, 64)
+    mask = box_mask(64, 64, (16, 16, 48, 48))
+    for request in (
+        REQUEST,
+        GenerationRequest(task="img2img", prompt="x", image=image, steps=4),
+        GenerationRequest(task="inpaint", prompt="x", image=image, mask=mask, steps=4),
+    ):
+        assert engine._model.pipeline(request.task).vae is base.vae  # type: ignore[union-attr]
+        assert pixels(engine, request)[..., :3].std() > 1
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
