@@ -24,7 +24,9 @@ Memory, per size (largest over a first pass, smallest size first, and the repeat
 larger fill freed and the allocator kept hides part of a smaller fill's growth, so the smaller
 sizes' figures are lower bounds): the server's peak RSS above its RSS before the job
 (Linux: VmHWM reset through /proc/PID/clear_refs before each job) and the same for this client
-process; client_py = tracemalloc's peak of Python allocations during one extra, untimed fill.
+process, whose free heap is given back first (malloc_trim: heap that earlier sections freed and
+the allocator kept would otherwise take the client's allocations without raising its RSS, and
+read as 0); client_py = tracemalloc's peak of Python allocations during one extra, untimed fill.
 """
 
 from __future__ import annotations
@@ -155,7 +157,10 @@ class _Filler:
         self.boxes: dict[Case, str] = {}
 
     def fill(self, case: Case, canvas: bytes, mask: bytes) -> dict[str, float]:
+        from paintbridge.jobs import release_heap
+
         server_base = _reset_peak(self.server.process.pid)
+        release_heap()  # this process's free heap: its reuse would hide the client's growth
         client_base = _reset_peak("self")
         self.transport.log.clear()
         start = time.time()
