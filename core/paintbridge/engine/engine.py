@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from paintbridge.engine.allocator import keep_freed_memory
 from paintbridge.engine.device import free_memory, resolve_placement, set_cpu_threads
 from paintbridge.engine.models import resolve_model
 from paintbridge.engine.pipelines import LoadedModel, load_model
@@ -49,6 +50,8 @@ class Engine:
         self._placement = resolve_placement(self.settings.device, self.settings.dtype)
         if self.settings.cpu_threads is not None:
             set_cpu_threads(self.settings.cpu_threads)
+        if self._placement.device == "cpu":
+            keep_freed_memory()  # activations reuse memory instead of faulting in fresh pages
         self._model: LoadedModel | None = None
         self._lock = threading.RLock()
 
