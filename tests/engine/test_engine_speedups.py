@@ -68,7 +68,10 @@ def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_channels_last_makes_the_same_picture(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipelines_module, "channels_last_modules", lambda p: ())
     plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
+    plain.load()  # now, while nothing goes channels_last
+    assert plain._model.base.unet.conv_in.weight.is_contiguous()  # type: ignore[union-attr]
     monkeypatch.setattr(pipelines_module, "channels_last_modules", lambda p: ("unet", "vae"))
     nhwc = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
     nhwc.load()
