@@ -11,7 +11,9 @@ Each call is split by its step callbacks: text encoding (start to first step), t
 step: the median gap between step callbacks), the VAE decode and what follows (last step to the
 end). speed_up = plain / engine, over the whole call. The two images are compared in 8-bit levels
 (bf16 rounds, so they differ; how much bf16 moves the result is measured against float32 on the
-same seed in the `bf16` section).
+same seed in the `bf16` section). Both run in this process, so plain diffusers also gets the
+allocator settings the Engine makes process-wide (engine/allocator.py): the speed-up leaves
+that part of the engine's gain out.
 """
 
 from __future__ import annotations
