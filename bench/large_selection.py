@@ -157,10 +157,11 @@ class _Filler:
         self.boxes: dict[Case, str] = {}
 
     def fill(self, case: Case, canvas: bytes, mask: bytes) -> dict[str, float]:
-        from paintbridge.jobs import release_heap
+        from paintbridge.engine.allocator import give_back_freed_memory
 
         server_base = _reset_peak(self.server.process.pid)
-        release_heap()  # this process's free heap: its reuse would hide the client's growth
+        # this process's free heap: its reuse would hide the client's growth
+        give_back_freed_memory()
         client_base = _reset_peak("self")
         self.transport.log.clear()
         start = time.time()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from paintbridge import jobs
 from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
 from paintbridge.errors import Cancelled, GenerationFailed
 from paintbridge.jobs import JobNotFound, JobQueue, QueueFull
@@ -224,27 +223,3 @@ def test_stop_cancels_everything(generator: ScriptedGenerator, recorder: Recorde
     assert jobs.get(running).state == "cancelled"
     with pytest.raises(Exception, match="shutting down"):
         jobs.submit(req("late"))
-
-
-@pytest.mark.skipif(
-    jobs._malloc_trim() is None, reason="malloc_trim is glibc's (Linux); elsewhere a no-op"
-)
-def test_release_heap_gives_freed_memory_back() -> None:
-    def anon_mib() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no RssAnon in /proc/self/status")
-
-    # 64 KiB blocks: under glibc's mmap threshold, so they live in the heap; the pin allocated
-    # after them keeps free() from trimming the heap's top by itself, as a job's leftovers do
-    blocks = [bytearray(64 * 1024) for _ in range(4096)]  # 256 MiB, every page touched
-    for block in blocks:
-        block[::4096] = b"\1" * len(block[::4096])
-    pin = bytearray(64 * 1024)
-    del blocks, block
-    kept = anon_mib()
-    jobs.release_heap()
-    released = anon_mib()
-    assert kept - released > 192, (kept, released)
-    assert len(pin) == 64 * 1024

@@ -8,11 +8,8 @@ disappears mid-job still finds its images on disk. Finished jobs answer for `kee
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 import math
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from paintbridge.engine.allocator import give_back_freed_memory
 from paintbridge.engine.types import GenerationRequest, GenerationResult, ProgressFn
 from paintbridge.errors import Cancelled, InvalidRequest, PaintbridgeError
 
@@ -305,7 +303,7 @@ class JobQueue:
                 self._running = None
                 self._job_seconds = 0.7 * self._job_seconds + 0.3 * (time.monotonic() - started)
                 self._finish(job, state, error)
-            release_heap()
+            give_back_freed_memory()  # what the job's encoding and decoding freed
 
     def _run(self, job: Job) -> tuple[State, tuple[str, str] | None]:
         """Generate and record one job; never raises (a failure fails this job only)."""
@@ -335,26 +333,6 @@ class JobQueue:
             if job.steps:
                 job.step = job.steps
         return "done", None
-
-
-def release_heap() -> None:
-    """Give the heap's free memory back to the system (Linux with glibc; elsewhere nothing).
-
-    glibc keeps what a job freed for reuse: after a job on a 4096 px crop, hundreds of MB stay
-    in the server's RSS while it sits idle."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
 
 
 def _check_text(name: str, value: str) -> None:

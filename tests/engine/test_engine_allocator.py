@@ -1,13 +1,17 @@
-"""keep_freed_memory: large blocks freed by a worker thread are reused, not faulted in again."""
+"""keep_freed_memory: large blocks freed by a worker thread are reused, not faulted in again;
+give_back_freed_memory returns them, and the engine does so after every generation."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from paintbridge.engine import allocator
+from paintbridge.engine import Engine, GenerationRequest, allocator
+from paintbridge.engine import engine as engine_module
+from paintbridge.errors import InvalidRequest
 
 # In a fresh process: a worker thread allocates and frees a 64 MB block five times (as a
 # generation's activations come and go) and prints the page faults of the last four rounds.
@@ -48,3 +52,41 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again() -> None:
 def test_elsewhere_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert allocator.keep_freed_memory() is False
+
+
+@pytest.mark.skipif(
+    allocator._malloc_trim() is None, reason="malloc_trim is glibc's (Linux); elsewhere a no-op"
+)
+def test_give_back_returns_the_heaps_free_pages() -> None:
+    def anon_mib() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no RssAnon in /proc/self/status")
+
+    # 64 KiB blocks: under glibc's mmap threshold, so they live in the heap; the pin allocated
+    # after them keeps free() from trimming the heap's top by itself, as a job's leftovers do
+    blocks = [bytearray(64 * 1024) for _ in range(4096)]  # 256 MiB, every page touched
+    for block in blocks:
+        block[::4096] = b"\1" * len(block[::4096])
+    pin = bytearray(64 * 1024)
+    del blocks, block
+    kept = anon_mib()
+    allocator.give_back_freed_memory()
+    released = anon_mib()
+    assert kept - released > 192, (kept, released)
+    assert len(pin) == 64 * 1024
+
+
+def test_the_engine_gives_the_heap_back_after_every_generation(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not engine._keeps_freed_memory:
+        pytest.skip("glibc's mallopt took no settings here: nothing is kept to give back")
+    calls: list[int] = []
+    monkeypatch.setattr(engine_module, "give_back_freed_memory", lambda: calls.append(1))
+    engine.generate(GenerationRequest(task="txt2img", prompt="a door", steps=1, seed=1))
+    assert calls == [1]
+    with pytest.raises(InvalidRequest):
+        engine.generate(GenerationRequest(task="txt2img", prompt="a door", steps=0))
+    assert calls == [1, 1]

@@ -3,16 +3,21 @@
 By default glibc gives every allocation above its mmap threshold (32 MB at most) its own
 mapping, returned to the kernel on free, and a thread other than the main one gets an arena
 whose heaps are at most 64 MB. A generation's large activations (the VAE's reach hundreds of MB)
-then arrive as fresh pages, zeroed by the kernel on first touch, again on every step. Measured
-(2-step 512 px bf16 SD 1.5 job in a worker thread, as the server runs it): 1.1 million page
-faults and 8.8 s; with these settings none and 6.8 s. The server gives what is kept back to the
-system after each job (jobs.release_heap), so an idle server stays small.
+then arrive as fresh pages, zeroed by the kernel on first touch, again on every step.
+`keep_freed_memory` keeps them in one heap instead, and the engine gives the heap's free pages
+back after every generation (`give_back_freed_memory`), so an idle process stays small.
+Measured (SD 1.5 architecture, 512 px, jobs in a worker thread as the server runs them, the heap
+given back between jobs): a 2-step bf16 txt2img 7.4 -> 6.6 s, 1.27 M -> 0.29 M page faults;
+float32 27.1 -> 22.8 s. The price: the heap holds freed blocks between steps that a fresh
+mapping would not, so a job's peak is 350 MB (bf16) to 460 MB (float32) higher.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+from collections.abc import Callable
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -40,3 +45,20 @@ def keep_freed_memory() -> bool:
         in_heap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_FALLBACK) == 1
     kept = mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
     return one_arena and in_heap and kept
+
+
+def give_back_freed_memory() -> None:
+    """Return the heap's free pages to the system (Linux with glibc; elsewhere nothing)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from paintbridge.engine.allocator import keep_freed_memory
+from paintbridge.engine.allocator import give_back_freed_memory, keep_freed_memory
 from paintbridge.engine.device import free_memory, resolve_placement, set_cpu_threads
 from paintbridge.engine.models import resolve_model
 from paintbridge.engine.pipelines import LoadedModel, load_model
@@ -50,8 +50,8 @@ class Engine:
         self._placement = resolve_placement(self.settings.device, self.settings.dtype)
         if self.settings.cpu_threads is not None:
             set_cpu_threads(self.settings.cpu_threads)
-        if self._placement.device == "cpu":
-            keep_freed_memory()  # activations reuse memory instead of faulting in fresh pages
+        # activations reuse memory instead of faulting in fresh pages on every step
+        self._keeps_freed_memory = self._placement.device == "cpu" and keep_freed_memory()
         self._model: LoadedModel | None = None
         self._lock = threading.RLock()
 
@@ -96,34 +96,46 @@ class Engine:
         """Make `request.count` images. Raises InvalidRequest, ModelNotFound, Cancelled (no
         image is returned, none is half-made) or GenerationFailed; the engine stays usable."""
         with self._lock:
-            # 1. Check the request: the one gate before any work.
-            check_request(request, self.settings.limits)
-            # 2. Load the model (nothing to do when it is loaded) and pick the task's pipeline.
-            model = self._load(request.model or self.settings.default_model)
-            pipe = model.pipeline(request.task)
-            # 3. Resolve defaults from the model's preset.
-            plan = make_plan(
-                request,
-                model=model.name,
-                native=model.native,
-                preset=model.preset,
-                limits=self.settings.limits,
-            )
-            # 4. Prepare inputs at the model's own resolution.
-            inputs = prepare_inputs(request, plan)
-            first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-            seeds = [(first_seed + i) % (MAX_SEED + 1) for i in range(request.count)]
-            steps = _Steps(progress, cancel, request.count)
             try:
-                images = self._make_images(model, pipe, request, plan, inputs, seeds, steps)
-            except Exception as exc:
-                failure = _without_frames(exc, self.device, plan)
-            else:
-                return GenerationResult(images, parameters(plan, request, self.device, self.dtype))
-            # Out of the except block, the failed step's frames and the tensors they held are
-            # gone, so the memory can really be given back (empty_cache skips live tensors).
-            free_memory(self.device)
-            raise failure
+                return self._generate(request, progress, cancel)
+            finally:
+                if self._keeps_freed_memory:
+                    give_back_freed_memory()  # what the steps kept for reuse
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+    ) -> GenerationResult:
+        # 1. Check the request: the one gate before any work.
+        check_request(request, self.settings.limits)
+        # 2. Load the model (nothing to do when it is loaded) and pick the task's pipeline.
+        model = self._load(request.model or self.settings.default_model)
+        pipe = model.pipeline(request.task)
+        # 3. Resolve defaults from the model's preset.
+        plan = make_plan(
+            request,
+            model=model.name,
+            native=model.native,
+            preset=model.preset,
+            limits=self.settings.limits,
+        )
+        # 4. Prepare inputs at the model's own resolution.
+        inputs = prepare_inputs(request, plan)
+        first_seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
+        seeds = [(first_seed + i) % (MAX_SEED + 1) for i in range(request.count)]
+        steps = _Steps(progress, cancel, request.count)
+        try:
+            images = self._make_images(model, pipe, request, plan, inputs, seeds, steps)
+        except Exception as exc:
+            failure = _without_frames(exc, self.device, plan)
+        else:
+            return GenerationResult(images, parameters(plan, request, self.device, self.dtype))
+        # Out of the except block, the failed step's frames and the tensors they held are
+        # gone, so the memory can really be given back (empty_cache skips live tensors).
+        free_memory(self.device)
+        raise failure
 
     def _make_images(
         self,
