@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from paintbridge.engine import Engine, GenerationRequest, allocator
+from paintbridge.engine import Engine, EngineSettings, GenerationRequest, allocator
 from paintbridge.engine import engine as engine_module
 from paintbridge.errors import InvalidRequest
 
@@ -90,3 +90,12 @@ def test_the_engine_gives_the_heap_back_after_every_generation(
     with pytest.raises(InvalidRequest):
         engine.generate(GenerationRequest(task="txt2img", prompt="a door", steps=0))
     assert calls == [1, 1]
+
+
+def test_low_memory_on_keeps_glibcs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(engine_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    lean = Engine(EngineSettings(device="cpu", low_memory="on"))
+    assert calls == [] and not lean._keeps_freed_memory
+    assert Engine(EngineSettings(device="cpu"))._keeps_freed_memory
+    assert calls == [1]

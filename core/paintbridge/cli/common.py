@@ -87,7 +87,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--low-memory",
         default="auto",
         choices=("auto", "on", "off"),
-        help="attention slicing + VAE tiling (auto: above 1024x1024 generated pixels)",
+        help="attention slicing + VAE tiling (auto: above 1024x1024 generated pixels); on: also no "
+        "reuse of freed memory on a CPU (slower, lower peak)",
     )
     group.add_argument(
         "--cpu-offload",

@@ -6,10 +6,13 @@ whose heaps are at most 64 MB. A generation's large activations (the VAE's reach
 then arrive as fresh pages, zeroed by the kernel on first touch, again on every step.
 `keep_freed_memory` keeps them in one heap instead, and the engine gives the heap's free pages
 back after every generation (`give_back_freed_memory`), so an idle process stays small.
-Measured (SD 1.5 architecture, 512 px, jobs in a worker thread as the server runs them, the heap
-given back between jobs): a 2-step bf16 txt2img 7.4 -> 6.6 s, 1.27 M -> 0.29 M page faults;
-float32 27.1 -> 22.8 s. The price: the heap holds freed blocks between steps that a fresh
-mapping would not, so a job's peak is 350 MB (bf16) to 460 MB (float32) higher.
+Measured on 2 cores (SD 1.5 architecture, 512 px, 2-step txt2img jobs in a worker thread as the
+server runs them; glibc's defaults -> these settings): bfloat16 7.4 -> 6.7 s, float32 27.8 ->
+25.7 s; the service path 1.080 -> 0.988 of plain diffusers in-process. The price: the heap also
+holds blocks freed between steps that a fresh mapping would have given back, so the process's
+peak is higher, 3.36 -> 3.79 GB in bfloat16 and 5.89 -> 6.96 GB in float32. Only setting one
+arena (so the worker thread shares the main thread's heap) gave 1.063: the reuse is the gain.
+Engine skips this under low_memory="on".
 """
 
 from __future__ import annotations

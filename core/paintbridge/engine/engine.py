@@ -50,8 +50,13 @@ class Engine:
         self._placement = resolve_placement(self.settings.device, self.settings.dtype)
         if self.settings.cpu_threads is not None:
             set_cpu_threads(self.settings.cpu_threads)
-        # activations reuse memory instead of faulting in fresh pages on every step
-        self._keeps_freed_memory = self._placement.device == "cpu" and keep_freed_memory()
+        # On the CPU, activations reuse freed memory instead of faulting in fresh pages every
+        # step: faster, for a higher peak, which low_memory="on" does not pay.
+        self._keeps_freed_memory = (
+            self._placement.device == "cpu"
+            and self.settings.low_memory != "on"
+            and keep_freed_memory()
+        )
         self._model: LoadedModel | None = None
         self._lock = threading.RLock()
 

@@ -80,7 +80,8 @@ class EngineSettings:
     default_model: str = "sd15"
     model_dirs: tuple[Path, ...] = ()  # folders searched for local models (and the only ones)
     allow_pickle: bool = False  # load .ckpt/.bin/.pt checkpoints (runs code from the file)
-    low_memory: Literal["auto", "on", "off"] = "auto"  # attention slicing + VAE tiling
+    low_memory: Literal["auto", "on", "off"] = "auto"  # attention slicing + VAE tiling; "on"
+    # also keeps glibc's allocator defaults on a CPU (engine/allocator.py)
     cpu_offload: bool = False  # model CPU offload (CUDA only)
     limits: Limits = field(default_factory=Limits)
     # A diffusers folder (configs + tokenizer) of the same architecture, for loading a single
