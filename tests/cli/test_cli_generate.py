@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli_support import RunCli, box_mask, noise_image, run_subprocess, subprocess_env
 from PIL import Image
 
+from paintbridge.engine import engine as engine_module
 from paintbridge.pngmeta import read_parameters
 
 TINY = ("--model", "test:tiny")
@@ -156,3 +159,31 @@ def test_real_subprocess_generate(tmp_path: Path) -> None:
     assert read_parameters(out)["seed"] == 21
     with Image.open(out) as image:
         assert image.size == (64, 64)
+
+
+def test_the_engine_is_made_in_the_main_thread_and_generates_in_a_worker(
+    cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc's allocator settings (engine/allocator.py) reach only threads that have not yet
+    # allocated: the generating worker must start after the Engine was made
+    threads: dict[str, list[threading.Thread]] = {"made": [], "generated": []}
+    Engine = engine_module.Engine
+    make, generate = Engine.__init__, Engine.generate
+
+    def recording_init(self: object, *args: object, **kwargs: object) -> None:
+        threads["made"].append(threading.current_thread())
+        make(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def recording_generate(self: object, *args: object, **kwargs: object) -> object:
+        threads["generated"].append(threading.current_thread())
+        return generate(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "__init__", recording_init)
+    monkeypatch.setattr(Engine, "generate", recording_generate)
+    out = tmp_path / "out.png"
+    size = ("--width", "64", "--height", "64")
+    result = cli("generate", "a red fox", *TINY, *FAST, *size, "-o", out)
+    assert result.code == 0, result.err
+    assert threads["made"] == [threading.main_thread()]
+    assert len(threads["generated"]) == 1
+    assert threads["generated"][0] is not threading.main_thread()

@@ -31,7 +31,6 @@ from paintbridge.errors import Cancelled, InvalidRequest
 if TYPE_CHECKING:
     from PIL import Image
 
-    from paintbridge.engine import Engine
     from paintbridge.engine.types import (
         EngineSettings,
         GeneratedImage,
@@ -180,37 +179,38 @@ def _generate_handler(args: argparse.Namespace) -> int:
 
 
 class _Session:
-    """One engine for the whole command: loaded on first use, shared by every generation."""
+    """One engine for the whole command, loaded on first use in the worker thread (so Ctrl-C
+    cancels a long load too)."""
 
     def __init__(self, settings: EngineSettings, model: str | None) -> None:
-        self.settings = settings
+        from paintbridge.engine import Engine
+
+        # Made here, in the main thread: glibc's allocator settings (engine/allocator.py) reach
+        # only threads that have not allocated yet, such as the worker that then generates.
+        self.engine = Engine(settings)
         self.model = model
-        self.engine: Engine | None = None
 
     def run(self, request: GenerationRequest, *, label: str) -> GenerationResult:
         def work(progress: ProgressFn, cancel: threading.Event) -> GenerationResult:
-            engine = self._engine()
+            self._load()
             if cancel.is_set():
                 raise Cancelled("cancelled, nothing written")
-            return engine.generate(request, progress=progress, cancel=cancel)
+            return self.engine.generate(request, progress=progress, cancel=cancel)
 
         return run_cancellable(work, label=label)
 
-    def _engine(self) -> Engine:
-        from paintbridge.engine import Engine
-
-        if self.engine is None:
-            engine = Engine(self.settings)
-            name = self.model or "the default model"
-            print(f"paintbridge: loading {name}...", file=sys.stderr, flush=True)
-            engine.load(self.model)
-            print(
-                f"paintbridge: {engine.loaded_model} on {engine.device} ({engine.dtype})",
-                file=sys.stderr,
-                flush=True,
-            )
-            self.engine = engine
-        return self.engine
+    def _load(self) -> None:
+        if self.engine.loaded_model is not None:
+            return
+        name = self.model or "the default model"
+        print(f"paintbridge: loading {name}...", file=sys.stderr, flush=True)
+        self.engine.load(self.model)
+        print(
+            f"paintbridge: {self.engine.loaded_model} on {self.engine.device} "
+            f"({self.engine.dtype})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _parameters(result: GenerationResult, generated: GeneratedImage) -> dict[str, Any]:
