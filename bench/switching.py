@@ -9,7 +9,8 @@ weights would show there. The weights are memory-mapped from their safetensors f
 counts in RSS once first read: the VAE encoder, which txt2img never runs, joins RSS with the
 first img2img. So the growth is split into file-backed (RssFile) and allocated (RssAnon) memory,
 and `growth_beyond_encoder` leaves out the file-backed growth up to the encoder's size: what
-is left is what a switch added.
+is left is what a switch added. Before each reading the heap's free pages are given back: the
+engine keeps what a generation freed for the next one (engine/allocator.py), which is not weights.
 The tiny model gives the timing (its weights are too small for RSS to tell); in full mode the
 random-weight SD 1.5 (1 step, 512 px) gives the RSS check. Goal: < 50 ms per switch, RSS
 within 2%.
@@ -99,12 +100,12 @@ def _measure(
         return time.perf_counter() - start
 
     call("txt2img")
-    gc.collect()
+    _settle()
     rss_first = rss_mib()
     file_first, anon_first = rss_mib(field="RssFile"), rss_mib(field="RssAnon")
     for task in TASKS[1:]:
         call(task)  # the first call of a task (builds its pipeline view)
-    gc.collect()
+    _settle()
     rss_all = rss_mib()
     file_growth = rss_mib(field="RssFile") - file_first
     anon_growth = rss_mib(field="RssAnon") - anon_first
@@ -154,3 +155,11 @@ def _measure(
             SECTION,
         )
     gc.collect()
+
+
+def _settle() -> None:
+    """Garbage collected, and the free heap given back, before RSS is read."""
+    from paintbridge.engine.allocator import give_back_freed_memory
+
+    gc.collect()
+    give_back_freed_memory()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from paintbridge import jobs as jobs_module
 from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
 from paintbridge.errors import Cancelled, GenerationFailed
 from paintbridge.jobs import JobNotFound, JobQueue, QueueFull
@@ -223,3 +224,24 @@ def test_stop_cancels_everything(generator: ScriptedGenerator, recorder: Recorde
     assert jobs.get(running).state == "cancelled"
     with pytest.raises(Exception, match="shutting down"):
         jobs.submit(req("late"))
+
+
+def test_freed_memory_is_kept_while_jobs_come_and_given_back_once_idle(
+    generator: ScriptedGenerator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given_back = threading.Semaphore(0)
+    monkeypatch.setattr(jobs_module, "give_back_freed_memory", given_back.release)
+    queue = JobQueue(generator, recorder, idle_seconds=0.3)
+    queue.start()
+    try:
+        assert not given_back.acquire(timeout=0.5)  # nothing to give back before a job
+        ids = [queue.submit(req(f"p{n}")) for n in range(2)]  # back to back
+        generator.go.set()
+        for job_id in ids:
+            assert queue.wait(job_id, timeout=10).state == "done"
+        assert given_back.acquire(timeout=10)  # once idle
+        assert not given_back.acquire(timeout=0.6)  # once, not again and again
+        queue.wait(queue.submit(req("p2")), timeout=10)
+        assert given_back.acquire(timeout=10)
+    finally:
+        queue.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paintbridge.engine.allocator import give_back_freed_memory
 from paintbridge.errors import InvalidRequest
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
@@ -99,7 +100,7 @@ def resolve_placement(device: str, dtype: str) -> Placement:
 
 
 def free_memory(device: str) -> None:
-    """Give cached memory back after a failure (out of memory) so the next call can run."""
+    """Give cached memory back (after a failure, an unload) so the next call can run."""
     import gc
 
     import torch
@@ -109,6 +110,8 @@ def free_memory(device: str) -> None:
         torch.cuda.empty_cache()
     elif device == "mps" and torch.backends.mps.is_available():
         torch.mps.empty_cache()
+    elif device == "cpu":
+        give_back_freed_memory()
 
 
 def set_cpu_threads(threads: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from paintbridge.engine.allocator import give_back_freed_memory, keep_freed_memory
+from paintbridge.engine.allocator import keep_freed_memory
 from paintbridge.engine.device import free_memory, resolve_placement, set_cpu_threads
 from paintbridge.engine.models import resolve_model
 from paintbridge.engine.pipelines import LoadedModel, load_model
@@ -51,7 +51,8 @@ class Engine:
         if self.settings.cpu_threads is not None:
             set_cpu_threads(self.settings.cpu_threads)
         # On the CPU, activations reuse freed memory instead of faulting in fresh pages every
-        # step: faster, for a higher peak, which low_memory="on" does not pay.
+        # step: faster, for a higher peak, which low_memory="on" does not pay. The memory stays
+        # for the next generation; `unload` (and the server's queue, once idle) give it back.
         self._keeps_freed_memory = (
             self._placement.device == "cpu"
             and self.settings.low_memory != "on"
@@ -101,11 +102,7 @@ class Engine:
         """Make `request.count` images. Raises InvalidRequest, ModelNotFound, Cancelled (no
         image is returned, none is half-made) or GenerationFailed; the engine stays usable."""
         with self._lock:
-            try:
-                return self._generate(request, progress, cancel)
-            finally:
-                if self._keeps_freed_memory:
-                    give_back_freed_memory()  # what the steps kept for reuse
+            return self._generate(request, progress, cancel)
 
     def _generate(
         self,

@@ -147,6 +147,7 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
             max_queued=settings.queue_size,
             keep_seconds=settings.keep_seconds,
             keep_count=settings.keep_count,
+            idle_seconds=settings.idle_seconds,
         )
         jobs.start()
         app.state.runtime = Runtime(settings, the_engine, jobs, history)

@@ -34,6 +34,7 @@ class ServerSettings:
     discovery_file: Path | None = None  # server.json, written once serving; None: not written
     keep_seconds: float = 3600.0  # finished jobs answer this long...
     keep_count: int = 200  # ...and at most this many of them
+    idle_seconds: float = 60.0  # memory a job freed is kept this long for the next job
     # --- AUTOMATIC1111 compatibility (server/a1111.py) ---
     a1111: bool = False  # also serve the /sdapi/v1 routes
     a1111_no_auth: bool = False  # /sdapi/ without a token: only bound to loopback, no extra hosts
