@@ -1,9 +1,8 @@
 """Large selections (issue 7, item 3): inpaint a 512, 2048 and 4096 px square selection.
 
 Each selection is centred on an RGBA8 canvas a bit larger than it and filled through the code
-path every adapter uses: hostkit `plan_fill_selection` (default context padding) on the
-full-canvas mask, `crop_bytes` of the planned box, `inpaint_job` (RGBA8 + A8 payloads),
-`Client.run` against a real `paintbridge serve` (0.05 s polling) and `placements`. The model
+path every adapter uses (client_fill.py: hostkit planning, cropping and packing, `Client.run`
+against a real `paintbridge serve` with 0.05 s polling, `placements`). The model
 generates at its own resolution whatever the crop's size, so the goal is that a 4096 px
 selection costs at most 1.2x a 512 px one, and that peak memory grows by no more than a few
 copies of the crop's RGBA8 buffer (`crop_mb` = box width x height x 4).
@@ -20,29 +19,31 @@ Where the server's time goes is then timed in this process with the server's own
 same crop: decode (rgba8 + a8 payloads to images), prepare (scaling to the model's size), finish
 (scaling back, compositing), png (the history PNG write), result (rgba8 payload from that PNG).
 
-Memory, per size (largest over a first pass, smallest size first, and the repeats: memory a
-larger fill freed and the allocator kept hides part of a smaller fill's growth, so the smaller
-sizes' figures are lower bounds): the server's peak RSS above its RSS before the job
-(Linux: VmHWM reset through /proc/PID/clear_refs before each job) and the same for this client
-process, whose free heap is given back first (malloc_trim: heap that earlier sections freed and
-the allocator kept would otherwise take the client's allocations without raising its RSS, and
-read as 0); client_py = tracemalloc's peak of Python allocations during one extra, untimed fill.
-The server's peak is mostly the generation's working memory, the same at every size, so the
-memory goal is read on what a larger crop adds: server_x_crop_beyond_512.
+Memory, per size: the server's peak RSS above its RSS before the job (Linux: VmHWM reset
+through /proc/PID/clear_refs before each job; the largest over all jobs of that size), and the
+client's, measured as a plug-in would see it: one fill in a fresh process that holds hostkit only,
+with glibc's default allocator (client_fill.py; client_py = tracemalloc's peak of Python
+allocations during a second fill there). The server's peak is mostly the generation's working
+memory, the same at every size, so the server's memory goal is read on what a larger crop adds:
+server_x_crop_beyond_512.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
-import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client_fill import canvas as make_canvas
+from client_fill import fill as fill_selection
 from report import Report
 from server_overhead import post_id
-from serverproc import Server
+from serverproc import TOKEN, Server
 
 SECTION = "large_selection"
 COLUMNS = (
@@ -110,46 +111,29 @@ def run(report: Report) -> None:
         args = ("--models-dir", str(sd15.parent), "--model", sd15.name)
         model = ModelCase("SD 1.5 arch, random weights", args, 2, 3)
     repeats = report.repeats or model.repeats
-    canvases = {case: _canvas(case) for case in CASES}
+    canvases = {case: make_canvas(case.canvas, case.selection) for case in CASES}
     marks: dict[Case, list[dict[str, float]]] = {case: [] for case in CASES}
-    python_peak: dict[Case, int] = {}
+    client_memory: dict[Case, dict[str, float]] = {}
     with Server(*model.server_args, "--device", "cpu", "--dtype", "float32") as server:
         server.wait_ready()
         filler = _Filler(server, model.steps)
         filler.fill(CASES[0], *canvases[CASES[0]])  # warm-up
         for case in CASES:  # smallest first: memory freed by a larger fill hides a smaller one's
-            marks[case].append(filler.fill(case, *canvases[case]))
-        for case in CASES:
-            python_peak[case] = filler.python_peak(case, *canvases[case])
-        memory_pass = {case: marks[case].pop() for case in CASES}
+            client_memory[case] = filler.fill_in_child(case)
         for _ in range(repeats):
             for case in CASES:
                 marks[case].append(filler.fill(case, *canvases[case]))
-    for case in CASES:
-        marks[case].append({**memory_pass[case], "total": None})
     native = 64 if report.quick else 512
     steps_ms = {case: _server_steps(case, *canvases[case], native) for case in CASES}
-    _add_rows(report, model.label, repeats, marks, python_peak, steps_ms, filler.boxes)
+    _add_rows(report, model.label, repeats, marks, client_memory, steps_ms, filler.boxes)
     report.note(
         f"{model.steps} steps, strength 1, float32; x_crop = peak growth / crop_mb; "
         "server_x_crop_beyond_512 = (server peak - the 512 px one) / (crop_mb - its crop_mb): "
         "what a larger crop adds to the generation's own working memory; "
-        "client_peak is this process's VmHWM growth (a Python host's plug-in would add it to "
-        "the host's memory), client_py tracemalloc's peak",
+        "client_peak: a fresh hostkit-only process's VmHWM growth during one fill (what a "
+        "plug-in adds to its editor's memory), client_py: tracemalloc's peak there",
         SECTION,
     )
-
-
-def _canvas(case: Case) -> tuple[bytes, bytes]:
-    """An RGBA8 canvas (not all zeros) and its A8 selection mask, the selection centred."""
-    side, sel = case.canvas, case.selection
-    canvas = bytearray(side * side * 4)
-    canvas[0::4] = bytes(range(256)) * (side * side // 256)
-    mask = bytearray(side * side)
-    top = (side - sel) // 2
-    for row in range(top, top + sel):
-        mask[row * side + top : row * side + top + sel] = b"\xff" * sel
-    return bytes(canvas), bytes(mask)
 
 
 class _Filler:
@@ -162,17 +146,11 @@ class _Filler:
         self.boxes: dict[Case, str] = {}
 
     def fill(self, case: Case, canvas: bytes, mask: bytes) -> dict[str, float]:
-        from paintbridge.engine.allocator import give_back_freed_memory
-
         server_base = _reset_peak(self.server.process.pid)
-        # this process's free heap: its reuse would hide the client's growth
-        give_back_freed_memory()
-        client_base = _reset_peak("self")
         self.transport.log.clear()
         start = time.time()
-        self._fill(case, canvas, mask)
+        self.boxes[case] = fill_selection(self.client, case.canvas, canvas, mask, self.steps, 0.05)
         end = time.time()
-        client_peak = _peak_mib("self")
         server_peak = _peak_mib(self.server.process.pid)
         post, final = self.transport.log[0], self.transport.log[-1]
         written = self.server.history_png(post_id(self.transport)).stat().st_mtime
@@ -184,41 +162,19 @@ class _Filler:
             "up": post.sent,
             "down": final.received,
             "server_peak": server_peak - server_base,
-            "client_peak": client_peak - client_base,
         }
 
-    def python_peak(self, case: Case, canvas: bytes, mask: bytes) -> int:
-        tracemalloc.start()
-        try:
-            self._fill(case, canvas, mask)
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
-    def _fill(self, case: Case, canvas: bytes, mask: bytes) -> None:
-        from paintbridge.hostkit import inpaint_job, placements, plan_fill_selection
-        from paintbridge.hostkit.geometry import crop_bytes
-
-        side = case.canvas
-        plan = plan_fill_selection(mask, side, side, (0, 0, side, side))
-        assert plan is not None
-        self.boxes[case] = f"{plan.box.width}x{plan.box.height}"
-        rgba = crop_bytes(canvas, side, side, plan.box, 4)
-        job = inpaint_job(
-            rgba,
-            plan.mask,
-            plan.box.width,
-            plan.box.height,
-            prompt="a door",
-            steps=self.steps,
-            strength=1.0,
-            seed=7,
-        )
-        del rgba
-        results = self.client.run(job, poll_interval=0.05)
-        del job
-        placed = placements(plan.box, results)
-        assert len(placed) == 1
+    def fill_in_child(self, case: Case) -> dict[str, float]:
+        """The client's memory for one fill, from a fresh hostkit-only process (two fills)."""
+        server_base = _reset_peak(self.server.process.pid)
+        command = [sys.executable, str(Path(__file__).with_name("client_fill.py")), self.server.url]
+        command += [TOKEN, str(case.selection), str(case.canvas), str(self.steps)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"client_fill.py failed:\n{done.stderr[-3000:]}")
+        memory = json.loads(done.stdout.strip().splitlines()[-1])
+        memory["server_peak"] = _peak_mib(self.server.process.pid) - server_base
+        return dict(memory)
 
 
 def _add_rows(
@@ -226,25 +182,27 @@ def _add_rows(
     label: str,
     repeats: int,
     marks: dict[Case, list[dict[str, float]]],
-    python_peak: dict[Case, int],
+    client_memory: dict[Case, dict[str, float]],
     steps_ms: dict[Case, dict[str, float]],
     boxes: dict[Case, str],
 ) -> None:
-    def med(case: Case, key: str) -> float:  # the memory pass's times are left out
-        return statistics.median(m[key] for m in marks[case] if m["total"] is not None)
+    def med(case: Case, key: str) -> float:
+        return statistics.median(m[key] for m in marks[case])
 
     def crop_of(case: Case) -> float:
         width, height = (int(x) for x in boxes[case].split("x"))
         return width * height * 4 / MIB
 
     def server_peak_of(case: Case) -> float:
-        return max(m["server_peak"] for m in marks[case])
+        peaks = [m["server_peak"] for m in marks[case]]
+        return max(peaks + [client_memory[case]["server_peak"]])
 
     base = med(CASES[0], "total")
     for case in CASES:
         crop_mib = crop_of(case)
         server_peak = server_peak_of(case)
-        client_peak = max(m["client_peak"] for m in marks[case])
+        client_peak = client_memory[case]["client_peak_mb"]
+        client_py_peak = client_memory[case]["client_py_peak_mb"]
         row: dict[str, Any] = {
             "model": label,
             "selection": f"{case.selection}x{case.selection}",
@@ -268,11 +226,13 @@ def _add_rows(
             ),
             "client_peak_mb": client_peak,
             "client_x_crop": client_peak / crop_mib,
-            "client_py_x_crop": python_peak[case] / MIB / crop_mib,
-            "client_py_peak_mb": python_peak[case] / MIB,
+            "client_py_x_crop": client_py_peak / crop_mib,
+            "client_py_peak_mb": client_py_peak,
             **{f"{name}_ms": ms for name, ms in steps_ms[case].items()},
-            "total_all_s": [round(m["total"], 4) for m in marks[case] if m["total"] is not None],
-            "server_peak_all_mb": [round(m["server_peak"], 1) for m in marks[case]],
+            "total_all_s": [round(m["total"], 4) for m in marks[case]],
+            "server_peak_all_mb": [
+                round(m["server_peak"], 1) for m in [client_memory[case], *marks[case]]
+            ],
         }
         report.add(SECTION, row)
         if row["time_vs_512"] > TIME_GOAL:
