@@ -45,8 +45,18 @@ def _job(state: str, step: int = 0, steps: int = 4, **extra: Any) -> dict[str, A
 
 
 def _result() -> dict[str, Any]:
-    image = {"width": 2, "height": 2, "format": "rgba8", "data": base64.b64encode(RGBA).decode()}
-    return {"image": image, "seed": 42}
+    """A done job's result as hostkit asks for it (image_format=none): the image comes apart."""
+    return {"image": None, "seed": 42}
+
+
+class Raw:
+    """A scripted answer that is not JSON: headers and bare bytes."""
+
+    def __init__(self, headers: dict[str, str], data: bytes) -> None:
+        self.headers, self.data = headers, data
+
+
+RESULT = Raw({"x-width": "2", "x-height": "2", "x-seed": "42"}, RGBA)  # /results/N, format=rgba8
 
 
 class FakeTransport:
@@ -62,6 +72,8 @@ class FakeTransport:
         for (m, prefix), answers in sorted(self.script.items(), key=lambda i: -len(i[0][1])):
             if m == method and path.startswith(prefix):
                 status, answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                if isinstance(answer, Raw):
+                    return status, answer.headers, answer.data
                 data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 return status, {"content-type": "application/json"}, data
         return 404, {}, json.dumps({"error": {"code": "not_found", "message": "no"}}).encode()
@@ -140,7 +152,8 @@ def test_wait_reports_progress_and_returns_results() -> None:
                 (200, _job("running", 1)),
                 (200, _job("running", 3)),
                 (200, _job("done", 4, results=[_result()])),
-            ]
+            ],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
         }
     )
     seen: list[tuple[int, int]] = []
@@ -149,10 +162,51 @@ def test_wait_reports_progress_and_returns_results() -> None:
     assert [(r.width, r.height, r.rgba, r.seed) for r in results] == [(2, 2, RGBA, 42)]
 
 
-def test_wait_asks_for_rgba8_results() -> None:
-    client, transport = _client({("GET", "/v1/jobs/"): [(200, _job("done", results=[]))]})
-    assert client.wait("a b/c", poll_interval=0) == []
-    assert transport.calls[0][1] == "/v1/jobs/a%20b%2Fc?image_format=rgba8"
+def test_wait_fetches_results_as_bare_rgba8() -> None:
+    client, transport = _client(
+        {
+            ("GET", "/v1/jobs/"): [(200, _job("done", results=[_result(), _result()]))],
+            ("GET", "/v1/jobs/a%20b%2Fc/results/"): [(200, RESULT)],
+        }
+    )
+    assert [r.rgba for r in client.wait("a b/c", poll_interval=0)] == [RGBA, RGBA]
+    assert [call[1] for call in transport.calls] == [
+        "/v1/jobs/a%20b%2Fc?image_format=none",
+        "/v1/jobs/a%20b%2Fc/results/0?format=rgba8",
+        "/v1/jobs/a%20b%2Fc/results/1?format=rgba8",
+    ]
+    assert transport.calls[1][3]["Authorization"] == "Bearer tok"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Raw({"x-width": "2", "x-height": "2"}, RGBA),  # no seed
+        Raw({"x-width": "2", "x-height": "two", "x-seed": "1"}, RGBA),
+        Raw({"x-width": "3", "x-height": "2", "x-seed": "1"}, RGBA),  # 16 bytes are not 3x2
+    ],
+)
+def test_a_result_that_does_not_add_up_is_a_server_fault(answer: Raw) -> None:
+    client, _ = _client(
+        {
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", results=[_result()]))],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, answer)],
+        }
+    )
+    with pytest.raises(ServerFault, match="result 0 of job j1"):
+        client.poll("j1")
+
+
+def test_a_result_gone_from_history_says_so() -> None:
+    gone = {"error": {"code": "not_found", "message": "the result was removed from history"}}
+    client, _ = _client(
+        {
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", results=[_result()]))],
+            ("GET", "/v1/jobs/j1/results/0"): [(404, gone)],
+        }
+    )
+    with pytest.raises(RequestRejected, match="removed from history"):
+        client.poll("j1")
 
 
 def test_should_cancel_cancels_on_the_server() -> None:
@@ -219,6 +273,7 @@ def test_run_is_submit_plus_wait() -> None:
         {
             ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued", "position": 0})],
             ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result(), _result()]))],
+            ("GET", "/v1/jobs/j1/results/"): [(200, RESULT)],
         }
     )
     assert len(client.run({"task": "txt2img", "prompt": "x"})) == 2
@@ -233,6 +288,7 @@ def test_job_handle_polls_without_blocking() -> None:
                 (200, _job("running", 2)),
                 (200, _job("done", 4, results=[_result()])),
             ],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
             ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
         }
     )
@@ -246,7 +302,7 @@ def test_job_handle_polls_without_blocking() -> None:
     assert handle.last is third
     assert third.raise_for_state() is third
     assert handle.cancel() == {"id": "j1", "state": "cancelled"}
-    assert len(transport.calls) == 5
+    assert len(transport.calls) == 6  # submit, 3 polls, the result, cancel
 
 
 def test_job_status_failed_raise_for_state() -> None:
@@ -378,13 +434,19 @@ def test_real_socket_job_flow(http_server: tuple[str, type[_Handler]]) -> None:
         {},
         json.dumps(next(states)).encode(),
     )
+    handler.routes[("GET", "/v1/jobs/j1/results/0")] = lambda h, d: (
+        200,
+        {"X-Width": "2", "X-Height": "2", "X-Seed": "42"},
+        RGBA,
+    )
     results = Client(url, "secret", timeout=5).run({"task": "txt2img", "prompt": "é"}, None, None)
     assert results[0].rgba == RGBA
     method, path, headers, body = handler.seen[0]
     assert (method, path) == ("POST", "/v1/jobs")
     assert headers["Authorization"] == "Bearer secret"
     assert json.loads(body) == {"task": "txt2img", "prompt": "é"}
-    assert handler.seen[1][1] == "/v1/jobs/j1?image_format=rgba8"
+    assert handler.seen[1][1] == "/v1/jobs/j1?image_format=none"
+    assert handler.seen[3][1] == "/v1/jobs/j1/results/0?format=rgba8"
 
 
 def test_real_socket_401(http_server: tuple[str, type[_Handler]]) -> None:
@@ -548,9 +610,32 @@ def test_a_large_job_goes_in_pieces_with_its_exact_content_length(
 
 
 def test_a_large_result_is_read_without_extra_copies() -> None:
-    """A done job's answer with a 12 MB image: at most the answer's text and its parsed string
-    are alive at once (2x the answer), never the bytes as well, nor a bytes copy of the base64
-    before it is decoded (3x the answer or more before)."""
+    """A done job's 12 MB result: polling holds the bytes the socket gave once, and nothing
+    more (as base64 in a JSON answer it cost 2x that answer, 2.7x the image, at best)."""
+    rgba = os.urandom(12 * 1024 * 1024)
+    status = json.dumps(_job("done", results=[{"image": None, "seed": 3}])).encode()
+    headers = {"x-width": "2048", "x-height": "1536", "x-seed": "3"}
+
+    def transport(method: str, path: str, body: bytes | None, headers_: dict[str, str]):
+        if "/results/0" in path:
+            return 200, headers, bytearray(rgba)  # a fresh buffer, as reading a socket makes
+        return 200, {}, status
+
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    tracemalloc.start()
+    try:
+        polled = client.poll("j1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert polled.results[0].rgba == rgba and polled.results[0].seed == 3
+    assert peak < 1.1 * len(rgba), peak / len(rgba)
+
+
+def test_a_large_json_answer_is_read_without_extra_copies() -> None:
+    """A done job's answer with a 12 MB image inline (image_format=rgba8): at most the answer's
+    text and its parsed string are alive at once (2x the answer), never the bytes as well, nor a
+    bytes copy of the base64 before it is decoded (3x the answer or more before)."""
     rgba = os.urandom(12 * 1024 * 1024)
     result = {"image": _payload(rgba, 2048, 1536), "seed": 3}
     answer = bytearray(json.dumps(_job("done", results=[result])).encode())
@@ -561,7 +646,7 @@ def test_a_large_result_is_read_without_extra_copies() -> None:
     client = Client("http://127.0.0.1:7860", "tok", transport=transport)
     tracemalloc.start()
     try:
-        status = client.poll("j1")
+        status = JobStatus(client.status("j1", "rgba8"))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -93,9 +93,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True})
         elif self.path == "/v1/health":
             self._send(400, {"error": {"code": "invalid_request", "message": "nope"}})
+        elif self.path == "/v1/jobs/j/results/0?format=rgba8":
+            data = bytes(range(16))
+            self.send_response(200)
+            for name, value in (("X-Width", 2), ("X-Height", 2), ("X-Seed", 1)):
+                self.send_header(name, str(value))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif self.path == "/v1/jobs/j?image_format=none":
+            self._send(200, {"id": "j", "state": "done", "results": [{"image": None, "seed": 1}]})
         else:
-            image = {"width": 2, "height": 2, "format": "rgba8", "data": "AAECAwQFBgcICQoLDA0ODw=="}
-            self._send(200, {"id": "j", "state": "done", "results": [{"image": image, "seed": 1}]})
+            self._send(404, {"error": {"code": "not_found", "message": self.path}})
 
     def do_POST(self) -> None:
         """A job's answer also says what arrived: body size and the images' SHA-256."""

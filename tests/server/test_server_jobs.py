@@ -118,6 +118,43 @@ def test_results_as_png_are_the_history_files(server: ServerProcess) -> None:
     assert answer["parameters"]["prompt"] == "a red door"
 
 
+def test_results_come_alone_as_bare_rgba8_or_the_history_png(server: ServerProcess) -> None:
+    client = server.client()
+    job_id = client.submit(txt2img(seed=78, count=2))
+    client.wait(job_id, poll_interval=0.05)
+    answer = client.status(job_id, image_format="none")
+    assert [item["image"] for item in answer["results"]] == [None, None]
+    inline = [payload_to_rgba(item["image"]) for item in client.status(job_id)["results"]]
+    for index in (0, 1):
+        bare = client.result(job_id, index)
+        assert (bare.width, bare.height, bare.seed) == (64, 64, 78 + index)
+        assert bare.rgba == inline[index][2]
+        request = urllib.request.Request(
+            f"{server.url}/v1/jobs/{job_id}/results/{index}?format=png",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Type"] == "image/png"
+            png = response.read()
+        entry = History(server.history_dir).find(job_id)
+        assert png == (server.history_dir / entry.files[index]).read_bytes()
+    with pytest.raises(hk.RequestRejected, match="has 2 result") as info:
+        client.result(job_id, 2)
+    assert info.value.status == 404
+
+
+def test_a_job_not_done_has_no_results_to_fetch(server: ServerProcess) -> None:
+    client = server.client()
+    job_id = client.submit(txt2img(**LONG))
+    try:
+        with pytest.raises(hk.RequestRejected, match="only a done job has results"):
+            client.result(job_id, 0)
+    finally:
+        client.cancel(job_id)
+        with pytest.raises(hk.Cancelled):
+            client.wait(job_id, poll_interval=0.05)
+
+
 def test_progress_increases_then_cancel_stops_a_running_job(server: ServerProcess) -> None:
     client = server.client()
     job_id = client.submit(txt2img(**LONG))

@@ -73,6 +73,8 @@ def test_live_needs_no_token_but_everything_else_does(server: ServerProcess) -> 
             client.health()
         with pytest.raises(hk.Unauthorized):
             client.submit({"task": "txt2img", "prompt": "x"})
+        with pytest.raises(hk.Unauthorized):
+            client.result("0123456789abcdef", 0)
     response = httpx.get(server.url + "/openapi.json")
     assert "bearer" in error_of(response, 401, "unauthorized").lower()
     assert response.headers["www-authenticate"] == "Bearer"
@@ -269,6 +271,9 @@ def test_a_model_path_outside_the_models_folders_is_refused(http: httpx.Client) 
         ("POST", "/v1/jobs", b"", 400, "invalid_request"),
         ("POST", "/v1/jobs", b"\xff\xfe\x00", 400, "invalid_request"),
         ("GET", "/v1/jobs/x?image_format=jpeg", None, 400, "invalid_request"),
+        ("GET", "/v1/jobs/0123456789abcdef/results/0", None, 404, "not_found"),
+        ("GET", "/v1/jobs/x/results/0?format=jpeg", None, 400, "invalid_request"),
+        ("GET", "/v1/jobs/x/results/first", None, 400, "invalid_request"),
     ],
 )
 def test_errors_always_have_the_protocol_shape(

@@ -154,17 +154,21 @@ def _decode_png(raw: bytes, width: int, height: int, name: str) -> Image.Image:
     return image
 
 
-def encode_file(path: Path, image_format: str) -> ImagePayload:
-    """A history PNG as a payload: the file itself (`png`), or its RGBA pixels (`rgba8`)."""
+def read_result(path: Path, result_format: str) -> tuple[bytes, int, int]:
+    """A history PNG's bytes (`png`) or its RGBA8 pixels (`rgba8`), with its width and height."""
     data = path.read_bytes()
     with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
         width, height = image.size
-        if image_format == "png":
-            return ImagePayload(
-                width=width, height=height, format="png", data=base64.b64encode(data).decode()
-            )
+        if result_format == "png":
+            return data, width, height
         del data  # each copy of a large result is tens of MB: hold as few at once as we can
         pixels = (image if image.mode == "RGBA" else image.convert("RGBA")).tobytes()
-    encoded = base64.b64encode(pixels)
-    del pixels
-    return ImagePayload(width=width, height=height, format="rgba8", data=encoded.decode())
+    return pixels, width, height
+
+
+def encode_file(path: Path, image_format: str) -> ImagePayload:
+    """A history PNG as a payload: the file itself (`png`), or its RGBA pixels (`rgba8`)."""
+    data, width, height = read_result(path, image_format)
+    encoded = base64.b64encode(data)
+    del data
+    return ImagePayload(width=width, height=height, format=image_format, data=encoded.decode())

@@ -87,7 +87,9 @@ class ErrorAnswer(BaseModel):
 
 
 class ResultImage(BaseModel):
-    image: ImagePayload
+    image: ImagePayload | None = Field(
+        description="null when asked with image_format=none (fetch /v1/jobs/{id}/results/{n})"
+    )
     seed: int
 
 
