@@ -4,7 +4,8 @@ Each measurement is a fresh process. The floor is the import time of torch + dif
 pipeline classes an SD pipeline needs (a fresh `python -c`), which any server must pay once.
 Start-up is split into: process start to /v1/live answering (server.json written), and from
 there to the first tiny txt2img job (64 px, 2 steps; the model loads on first use, as a
-user's `paintbridge serve` does without --preload) finished through hostkit. For scale, the
+user's `paintbridge serve` does without --preload) finished through hostkit, polling as the
+plug-ins do (each poll waits on the server for the next change). For scale, the
 same in plain diffusers: a fresh process that imports, loads test:tiny and runs one job. The
 import time of `paintbridge.server.app` alone shows whether torch is imported before the port
 answers.
@@ -73,9 +74,7 @@ def run(report: Report) -> None:
         with Server("--model", "test:tiny", "--device", "cpu", preload=False) as server:
             server.wait_ready()
             client, _ = server.client()
-            client.run(
-                txt2img_job("a cat", width=64, height=64, steps=2, seed=1), poll_interval=0.02
-            )
+            client.run(txt2img_job("a cat", width=64, height=64, steps=2, seed=1))
             live.append(server.ready_s)
             first.append(time.perf_counter() - server.started)
     rows.append(

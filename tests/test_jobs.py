@@ -4,6 +4,7 @@ retention and "history before done"."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -245,3 +246,21 @@ def test_freed_memory_is_kept_while_jobs_come_and_given_back_once_idle(
         assert given_back.acquire(timeout=10)
     finally:
         queue.stop()
+
+
+def test_get_may_wait_for_the_next_step_or_the_end(
+    queue: JobQueue, generator: ScriptedGenerator
+) -> None:
+    job_id = queue.submit(req("p", steps=3))
+    assert generator.started.acquire(timeout=10)
+    assert queue.get(job_id, wait=0.2).step == 0  # no step within 0.2 s: as it was
+    stepper = threading.Timer(0.2, generator.go.set)
+    stepper.start()
+    started = time.monotonic()
+    assert queue.get(job_id, wait=10).step >= 1
+    assert time.monotonic() - started < 5  # woken by the step, not by the 10 s
+    assert queue.wait(job_id, timeout=10).state == "done"
+    started = time.monotonic()
+    assert queue.get(job_id, wait=10).state == "done"
+    assert time.monotonic() - started < 1  # finished: at once
+    stepper.join()

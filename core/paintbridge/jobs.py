@@ -198,10 +198,16 @@ class JobQueue:
         with self._lock:
             return None if self._running is None else self._view(self._running)
 
-    def get(self, job_id: str) -> JobView:
+    def get(self, job_id: str, wait: float = 0.0) -> JobView:
+        """The job now; with `wait` > 0 s, once its state or step has changed (or it is
+        finished, or `wait` s pass), so a client hears of each step and the result at once."""
         with self._lock:
             self._prune()
-            return self._view(self._find(job_id))
+            job = self._find(job_id)
+            if wait > 0 and job.state not in FINISHED:
+                seen = (job.state, job.step)
+                self._lock.wait_for(lambda: self._closed or (job.state, job.step) != seen, wait)
+            return self._view(job)
 
     def cancel(self, job_id: str) -> JobView:
         """Cancel a queued job at once, a running one at its next step; finished: no change."""
@@ -325,6 +331,7 @@ class JobQueue:
         def progress(step: int, steps: int) -> None:
             with self._lock:
                 job.step, job.steps = step, steps
+                self._lock.notify_all()
 
         try:
             result = self._generator.generate(job.request, progress=progress, cancel=job.cancel)

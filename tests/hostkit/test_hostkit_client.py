@@ -254,18 +254,32 @@ def test_poll_delays_start_quick_and_settle() -> None:
 
 @pytest.mark.parametrize(
     ("poll_interval", "expected"),
-    [(None, [0.05, 0.1, 0.2, 0.25, 0.25]), (0.3, [0.3] * 5)],
+    [(None, [0.05, 0.1, 0.2, 0.25]), (0.3, [0.3] * 4)],
 )
-def test_wait_sleeps_between_polls(
+def test_wait_sleeps_between_polls_when_the_server_answers_at_once(
     monkeypatch: pytest.MonkeyPatch, poll_interval: float | None, expected: list[float]
 ) -> None:
+    """A server that does not hold the answer (an older one): the same state back at once."""
     running = [(200, _job("running", 1))] * 5
     client, transport = _client({("GET", "/v1/jobs/j1"): [*running, (200, _job("done"))]})
     slept: list[float] = []
     monkeypatch.setattr(client_module.time, "sleep", slept.append)
     assert client.wait("j1", poll_interval=poll_interval) == []
-    assert slept == expected
-    assert len(transport.calls) == 6
+    assert slept == pytest.approx(expected, abs=0.01)
+    assert [call[1] for call in transport.calls] == [
+        "/v1/jobs/j1?image_format=none",
+        *["/v1/jobs/j1?image_format=none&wait=0.5"] * 5,
+    ]
+
+
+def test_wait_polls_again_at_once_after_each_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer brings a new step (a server holding answers until a change): no sleeping."""
+    steps = [(200, _job("running", step)) for step in (1, 2, 3)]
+    client, transport = _client({("GET", "/v1/jobs/j1"): [*steps, (200, _job("done", 4))]})
+    slept: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", slept.append)
+    assert client.wait("j1") == []
+    assert slept == [] and len(transport.calls) == 4
 
 
 def test_run_is_submit_plus_wait() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +154,25 @@ def test_a_job_not_done_has_no_results_to_fetch(server: ServerProcess) -> None:
         client.cancel(job_id)
         with pytest.raises(hk.Cancelled):
             client.wait(job_id, poll_interval=0.05)
+
+
+def test_a_status_request_may_wait_for_the_next_change(server: ServerProcess) -> None:
+    client = server.client()
+    job_id = client.submit(txt2img(**LONG))
+    try:
+        wait_for(lambda: client.status(job_id, "none")["progress"]["step"] >= 1)
+        before = client.status(job_id, "none")["progress"]["step"]
+        started = time.monotonic()
+        after = client.status(job_id, "none", wait=5)["progress"]["step"]
+        assert after > before and time.monotonic() - started < 4  # at the next step, not 5 s
+    finally:
+        client.cancel(job_id)
+    started = time.monotonic()
+    assert client.status(job_id, "none", wait=5)["state"] == "cancelled"  # soon after
+    assert time.monotonic() - started < 4
+    started = time.monotonic()
+    client.status(job_id, "none", wait=5)  # finished: at once
+    assert time.monotonic() - started < 1
 
 
 def test_progress_increases_then_cancel_stops_a_running_job(server: ServerProcess) -> None:

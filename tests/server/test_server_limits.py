@@ -274,6 +274,8 @@ def test_a_model_path_outside_the_models_folders_is_refused(http: httpx.Client) 
         ("GET", "/v1/jobs/0123456789abcdef/results/0", None, 404, "not_found"),
         ("GET", "/v1/jobs/x/results/0?format=jpeg", None, 400, "invalid_request"),
         ("GET", "/v1/jobs/x/results/first", None, 400, "invalid_request"),
+        ("GET", "/v1/jobs/x?wait=60", None, 400, "invalid_request"),
+        ("GET", "/v1/jobs/x?wait=-1", None, 400, "invalid_request"),
     ],
 )
 def test_errors_always_have_the_protocol_shape(

@@ -75,6 +75,9 @@ __all__ = [
 # tenths of a second), then no more than 4 requests a second.
 POLL_FIRST = 0.05
 POLL_MOST = 0.25
+# How long one poll in Client.wait lets the server hold the answer for a change: also how soon a
+# should_cancel() that turned true is seen.
+LONG_POLL = 0.5
 
 
 def poll_delays(first=POLL_FIRST, most=POLL_MOST):
@@ -355,16 +358,19 @@ class Client(object):
             message = "The server accepted the job but sent no job id: %r" % (answer,)
             raise ServerFault(message)  # noqa: B904
 
-    def status(self, job_id, image_format="rgba8"):
-        """GET /v1/jobs/{id} as the raw dict; results come as `image_format` payloads."""
-        return self.request(
-            "GET", "/v1/jobs/%s?image_format=%s" % (quote(str(job_id), safe=""), image_format)
-        )
+    def status(self, job_id, image_format="rgba8", wait=0):
+        """GET /v1/jobs/{id} as the raw dict; results come as `image_format` payloads. With
+        `wait` > 0 the server answers once the job's state or step changes (at most `wait` s)."""
+        path = "/v1/jobs/%s?image_format=%s" % (quote(str(job_id), safe=""), image_format)
+        if wait:
+            path += "&wait=%g" % wait
+        return self.request("GET", path)
 
-    def poll(self, job_id):
-        """The job's JobStatus (one request; when done, one more per result, each fetched as
-        bare RGBA8 bytes: a 4096 px result costs 64 MB here, where base64 in JSON costs 3x)."""
-        raw = self.status(job_id, "none")
+    def poll(self, job_id, wait=0):
+        """The job's JobStatus (one request, which waits up to `wait` s for a change; when
+        done, one more per result, each fetched as bare RGBA8 bytes: a 4096 px result costs
+        64 MB here, where base64 in JSON costs 3x)."""
+        raw = self.status(job_id, "none", wait)
         results = None
         if isinstance(raw, dict) and raw.get("state") == "done" and raw.get("results"):
             results = [self.result(job_id, index) for index in range(len(raw["results"]))]
@@ -400,17 +406,21 @@ class Client(object):
     def wait(self, job_id, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """Blocks until the job finishes and returns its list of Result.
 
-        Polls every `poll_interval` s; by default quickly at first (see `poll_delays`).
+        Each poll waits on the server for the next change (up to LONG_POLL s), so steps and the
+        result arrive as they happen; from a server that answers at once instead, polls every
+        `poll_interval` s, by default quickly at first (see `poll_delays`).
 
         Calls on_progress(step, steps) whenever they change. If should_cancel() returns true,
         cancels the job on the server and raises Cancelled. Raises JobFailed / Cancelled for
         those states, and Timeout (after cancelling) when `timeout` seconds pass first."""
         started = time.time()
         seen = None
+        last = None  # (state, step) of the previous answer
         delays = poll_delays() if poll_interval is None else None
         while True:
+            asked = time.time()
             try:
-                status = self.poll(job_id)
+                status = self.poll(job_id, LONG_POLL if last is not None else 0)
             except NotRunning as exc:
                 raise server_lost(exc)  # noqa: B904
             if on_progress is not None and (status.step, status.steps) != seen:
@@ -428,7 +438,10 @@ class Client(object):
                     "The job did not finish within %s s and was cancelled. Try fewer steps or a "
                     "smaller selection, or raise the timeout." % (timeout,)
                 )
-            time.sleep(next(delays) if delays is not None else poll_interval)
+            if (status.state, status.step) == last:  # nothing new, and the server did not wait
+                pause = next(delays) if delays is not None else poll_interval
+                time.sleep(max(0.0, pause - (time.time() - asked)))
+            last = (status.state, status.step)
 
     def run(self, job, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """submit + wait: the list of Result for `job`."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
@@ -52,6 +52,9 @@ __all__ = ["Runtime", "create_app"]
 
 log = logging.getLogger("paintbridge.server")
 _JOB_ANSWER = TypeAdapter(JobAnswer)
+# The longest a status request may wait for a change: under uvicorn's 10 s graceful shutdown,
+# and each waiting request holds one of the thread pool's 40 threads.
+MAX_WAIT = 5.0
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": text}
@@ -250,10 +253,12 @@ def _add_routes(app: FastAPI) -> None:
         job_id: str,
         rt: RuntimeDep,
         image_format: Literal["png", "rgba8", "none"] = "png",
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0,
     ) -> Response:
         """The job's state and progress; when done, its results (already in history), or with
-        image_format=none only their seeds (then fetch each from /v1/jobs/{id}/results/{n})."""
-        answer = job_answer(rt.jobs.get(job_id), image_format)
+        image_format=none only their seeds (then fetch each from /v1/jobs/{id}/results/{n}).
+        `wait` (s): answer once the state or step changes, at the latest after `wait` s."""
+        answer = job_answer(rt.jobs.get(job_id, wait), image_format)
         # Straight to JSON bytes: a result of 4096 px is ~90 MB of base64, and FastAPI's own
         # path (validate, dict, json.dumps to str, encode) would hold two more copies of it.
         return Response(_JOB_ANSWER.dump_json(answer), media_type="application/json")
