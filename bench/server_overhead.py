@@ -5,8 +5,9 @@ the same generation (model folder, size, steps, guidance, seed, the model's own 
 dtype) submitted with hostkit's `Client.run` (default 0.25 s polling, as the plug-ins use it) to
 a real `paintbridge serve` subprocess that loaded the same folder with --preload. Both are warmed
 up once, then run `repeats` times in alternating order; the ratio is median(server) /
-median(plain). Goal: <= 1.03 at 512 px. One extra tiny row polls every 0.02 s instead, to
-show what hostkit's polling interval costs.
+median(plain). Goal: <= 1.03 at 512 px. One extra tiny row polls every 0.02 s instead: since
+status requests wait on the server for the next change (`?wait=`), the interval only paces
+polls that brought nothing new, so the two tiny rows should read alike.
 
 Where the difference goes, per call (medians), from hostkit's own requests (a recording
 transport) and the result PNG's modification time in the server's history folder:
