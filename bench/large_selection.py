@@ -20,7 +20,8 @@ same crop: decode (rgba8 + a8 payloads to images), prepare (scaling to the model
 (scaling back, compositing), png (the history PNG write), result (rgba8 payload from that PNG).
 
 Memory, per size: the server's peak RSS above its RSS before the job (Linux: VmHWM reset
-through /proc/PID/clear_refs before each job; the largest over all jobs of that size), and the
+through /proc/PID/clear_refs before each job; the largest over all jobs of that size; the server
+gives freed memory back after every job here, so that each job's growth is its own), and the
 client's, measured as a plug-in would see it: one fill in a fresh process that holds hostkit only,
 with glibc's default allocator (client_fill.py; client_py = tracemalloc's peak of Python
 allocations during a second fill there). The server's peak is mostly the generation's working
@@ -114,7 +115,9 @@ def run(report: Report) -> None:
     canvases = {case: make_canvas(case.canvas, case.selection) for case in CASES}
     marks: dict[Case, list[dict[str, float]]] = {case: [] for case in CASES}
     client_memory: dict[Case, dict[str, float]] = {}
-    with Server(*model.server_args, "--device", "cpu", "--dtype", "float32") as server:
+    # --keep-memory-seconds 0: each job starts from a heap given back, so its peak is its own
+    server_args = (*model.server_args, "--device", "cpu", "--dtype", "float32")
+    with Server(*server_args, "--keep-memory-seconds", "0") as server:
         server.wait_ready()
         filler = _Filler(server, model.steps)
         filler.fill(CASES[0], *canvases[CASES[0]])  # warm-up

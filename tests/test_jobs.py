@@ -264,3 +264,19 @@ def test_get_may_wait_for_the_next_step_or_the_end(
     assert queue.get(job_id, wait=10).state == "done"
     assert time.monotonic() - started < 1  # finished: at once
     stepper.join()
+
+
+def test_idle_seconds_zero_gives_memory_back_after_every_job(
+    generator: ScriptedGenerator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given_back = threading.Semaphore(0)
+    monkeypatch.setattr(jobs_module, "give_back_freed_memory", given_back.release)
+    queue = JobQueue(generator, recorder, idle_seconds=0)
+    queue.start()
+    generator.go.set()
+    try:
+        for n in range(2):
+            queue.wait(queue.submit(req(f"p{n}")), timeout=10)
+            assert given_back.acquire(timeout=10)
+    finally:
+        queue.stop()

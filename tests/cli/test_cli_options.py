@@ -38,3 +38,19 @@ def test_zero_cpu_threads_is_refused_with_the_reason(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--cpu-threads", "0"])
     assert "--cpu-threads: must be a whole number of 1 or more, got '0'" in capsys.readouterr().err
+
+
+def test_keep_memory_seconds_reaches_the_server_settings() -> None:
+    import pytest
+
+    from paintbridge.cli.serve import build_settings
+    from paintbridge.errors import InvalidRequest
+
+    def settings(*extra: str):  # type: ignore[no-untyped-def]
+        return build_settings(build_parser().parse_args(["serve", "--token", "t", *extra]), 7860)
+
+    assert settings().idle_seconds == 60.0
+    assert settings("--keep-memory-seconds", "0").idle_seconds == 0.0
+    for bad in ("-1", "nan"):
+        with pytest.raises(InvalidRequest, match="--keep-memory-seconds must be 0 or more"):
+            settings("--keep-memory-seconds", bad)
