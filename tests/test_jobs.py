@@ -280,3 +280,36 @@ def test_idle_seconds_zero_gives_memory_back_after_every_job(
             assert given_back.acquire(timeout=10)
     finally:
         queue.stop()
+
+
+class FastSteps:
+    """A step every 5 ms until cancelled."""
+
+    def generate(self, request, *, progress=None, cancel=None) -> GenerationResult:
+        for step in range(1, 10_000):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            time.sleep(0.005)
+            if progress is not None:
+                progress(step, 10_000)
+        raise AssertionError("never cancelled")
+
+
+def test_a_waiting_get_reports_fast_steps_a_few_times_a_second(recorder: Recorder) -> None:
+    queue = JobQueue(FastSteps(), recorder)
+    queue.start()
+    try:
+        job_id = queue.submit(req("p"))
+        while queue.get(job_id, wait=5).state != "running":  # queued -> running: at once
+            pass
+        answers = []
+        for _ in range(3):
+            started = time.monotonic()
+            view = queue.get(job_id, wait=5)
+            answers.append((time.monotonic() - started, view.step))
+        assert all(jobs_module.STEP_PACE - 0.01 <= took < 2 for took, _ in answers), answers
+        assert answers[0][1] < answers[1][1] < answers[2][1]
+        queue.cancel(job_id)
+        assert queue.wait(job_id, timeout=10).state == "cancelled"
+    finally:
+        queue.stop()

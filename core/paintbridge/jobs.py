@@ -39,6 +39,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
+# A waiting status request answers a step change no sooner than this after it came: with fast
+# steps (a GPU makes dozens a second) one request per step would take the GIL from the job.
+STEP_PACE = 0.25
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
@@ -199,14 +202,14 @@ class JobQueue:
             return None if self._running is None else self._view(self._running)
 
     def get(self, job_id: str, wait: float = 0.0) -> JobView:
-        """The job now; with `wait` > 0 s, once its state or step has changed (or it is
-        finished, or `wait` s pass), so a client hears of each step and the result at once."""
+        """The job now; with `wait` > 0 s, once its state has changed (at once), or its step
+        (at the earliest STEP_PACE s after the call), or `wait` s have passed: a client hears of
+        the result at once and of progress a few times a second, however fast the steps go."""
         with self._lock:
             self._prune()
             job = self._find(job_id)
             if wait > 0 and job.state not in FINISHED:
-                seen = (job.state, job.step)
-                self._lock.wait_for(lambda: self._closed or (job.state, job.step) != seen, wait)
+                self._wait_for_change(job, wait)
             return self._view(job)
 
     def cancel(self, job_id: str) -> JobView:
@@ -234,6 +237,16 @@ class JobQueue:
             return self._view(job)
 
     # -- internals (call with the lock held) -------------------------------------------------
+
+    def _wait_for_change(self, job: Job, wait: float) -> None:
+        start = time.monotonic()
+        state, step = job.state, job.step
+        while not self._closed and job.state == state:
+            now = time.monotonic()
+            until = start + wait if job.step == step else min(start + wait, start + STEP_PACE)
+            if now >= until:
+                return
+            self._lock.wait(until - now)
 
     def _find(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)

@@ -257,7 +257,8 @@ def _add_routes(app: FastAPI) -> None:
     ) -> Response:
         """The job's state and progress; when done, its results (already in history), or with
         image_format=none only their seeds (then fetch each from /v1/jobs/{id}/results/{n}).
-        `wait` (s): answer once the state or step changes, at the latest after `wait` s."""
+        `wait` (s): answer once the state changes, or the step (0.25 s after the request at the
+        earliest), at the latest after `wait` s."""
         answer = job_answer(rt.jobs.get(job_id, wait), image_format)
         # Straight to JSON bytes: a result of 4096 px is ~90 MB of base64, and FastAPI's own
         # path (validate, dict, json.dumps to str, encode) would hold two more copies of it.
