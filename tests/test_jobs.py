@@ -227,11 +227,17 @@ def test_stop_cancels_everything(generator: ScriptedGenerator, recorder: Recorde
         jobs.submit(req("late"))
 
 
+@pytest.fixture
+def given_back(monkeypatch: pytest.MonkeyPatch) -> threading.Semaphore:
+    """Released each time the queue gives freed memory back."""
+    released = threading.Semaphore(0)
+    monkeypatch.setattr(jobs_module, "give_back_freed_memory", released.release)
+    return released
+
+
 def test_freed_memory_is_kept_while_jobs_come_and_given_back_once_idle(
-    generator: ScriptedGenerator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    generator: ScriptedGenerator, recorder: Recorder, given_back: threading.Semaphore
 ) -> None:
-    given_back = threading.Semaphore(0)
-    monkeypatch.setattr(jobs_module, "give_back_freed_memory", given_back.release)
     queue = JobQueue(generator, recorder, idle_seconds=0.3)
     queue.start()
     try:
@@ -267,10 +273,8 @@ def test_get_may_wait_for_the_next_step_or_the_end(
 
 
 def test_idle_seconds_zero_gives_memory_back_after_every_job(
-    generator: ScriptedGenerator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+    generator: ScriptedGenerator, recorder: Recorder, given_back: threading.Semaphore
 ) -> None:
-    given_back = threading.Semaphore(0)
-    monkeypatch.setattr(jobs_module, "give_back_freed_memory", given_back.release)
     queue = JobQueue(generator, recorder, idle_seconds=0)
     queue.start()
     generator.go.set()

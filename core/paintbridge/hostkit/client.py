@@ -251,7 +251,7 @@ class Client(object):
         if payload is not None:
             body = json_body(payload)
             headers["Content-Type"] = "application/json"
-        _, data = self._send(method, path, body, headers, auth)
+        status, _, data = self._send(method, path, body, headers, auth)
         try:
             # rebinding lets go of the bytes before parsing
             data = _json_text(data)
@@ -259,16 +259,17 @@ class Client(object):
         except ValueError:
             raise ServerFault(  # noqa: B904
                 "The server at %s answered %s %s with something that is not JSON; is it "
-                "a paintbridge server?" % (self.url, method, path)
+                "a paintbridge server?" % (self.url, method, path),
+                status=status,
             )
 
     def _send(self, method, path, body, headers, auth=True):
-        """(headers, body bytes) of a 2xx answer; raises the matching PaintbridgeError."""
+        """(status, headers, body bytes) of a 2xx answer; raises the matching error."""
         if auth and self.token:
             headers["Authorization"] = "Bearer %s" % self.token
         status, response_headers, data = self.transport(method, path, body, headers)
         if 200 <= status < 300:
-            return response_headers or {}, data
+            return status, response_headers or {}, data
         raise self._error(status, response_headers or {}, data, method, path)
 
     def _error(self, status, headers, data, method, path):
@@ -379,7 +380,7 @@ class Client(object):
     def result(self, job_id, index=0):
         """GET /v1/jobs/{id}/results/{index}: a done job's result `index` as a Result."""
         path = "/v1/jobs/%s/results/%d?format=rgba8" % (quote(str(job_id), safe=""), index)
-        headers, data = self._send("GET", path, None, {"Accept": "application/octet-stream"})
+        _, headers, data = self._send("GET", path, None, {"Accept": "application/octet-stream"})
         try:
             width, height = int(headers["x-width"]), int(headers["x-height"])
             seed = int(headers["x-seed"])
