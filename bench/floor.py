@@ -22,8 +22,9 @@ Achieved: seconds per step of the random-weight, full-size SD 1.5 UNet at 512 px
 - paintbridge's Engine step: the time between the first two progress callbacks of
   `Engine.generate` (dtype `auto`: what the engine picks on this CPU), cancelled there.
 Plain and engine runs alternate (plain first, then engine first...). Both models are loaded at
-once (about 9 GB in float32). On a native-bf16 CPU the engine's bf16 UNet is also called
-directly, in its channels_last layout and in plain diffusers' contiguous one. The float32
+once (about 9 GB in float32). On a native-bf16 CPU the engine's bf16 UNet (channels_last, weights
+packed for oneDNN: engine/prepack.py) is also called directly, and the UNet as diffusers loads it
+in bf16, in channels_last and in its own contiguous layout. The float32
 direct call is also timed with the UNet in channels_last and, in full mode, under torch.compile
 (what the engine does on CUDA, and on request): whether either pays on this CPU.
 GFLOP/s = counted FLOPs / seconds; vs_ceiling = that / the matmul ceiling of the same dtype.
@@ -221,7 +222,7 @@ def step_times(
     }
     engine = _engine(folder)
     if engine.dtype == "bfloat16":
-        variants.update(bf16_unet(engine._model.base.unet, unet_repeats))  # noqa: SLF001
+        variants.update(bf16_unet(engine._model.base.unet, folder, unet_repeats))  # noqa: SLF001
     plain_s: list[float] = []
     engine_s: list[float] = []
     for i in range(step_repeats):
@@ -253,21 +254,25 @@ def gpu_switches_on_cpu(unet: Any, repeats: int, quick: bool) -> dict[str, list[
     return found
 
 
-def bf16_unet(unet: Any, repeats: int) -> dict[tuple[str, str], list[float]]:
-    """The engine's bf16 UNet called directly, in its channels_last layout and in plain
-    diffusers' contiguous one, alternating (one untimed call after each switch)."""
+def bf16_unet(engine_unet: Any, folder: Path, repeats: int) -> dict[tuple[str, str], list[float]]:
+    """The engine's bf16 UNet called directly (channels_last, weights packed for oneDNN), and the
+    same UNet as diffusers loads it in bf16, in channels_last and in its own contiguous layout;
+    alternating, one untimed call after each switch."""
     import torch
+    from diffusers import UNet2DConditionModel
 
-    layouts = {
-        "UNet forward, bf16 channels_last (the engine's CPU bf16 UNet)": torch.channels_last,
-        "UNet forward, bf16 contiguous (plain diffusers' layout)": torch.contiguous_format,
+    loaded = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.bfloat16)
+    variants = {
+        "UNet forward, bf16, the engine's (channels_last, packed for oneDNN)": (engine_unet, None),
+        "UNet forward, bf16 channels_last, not packed": (loaded, torch.channels_last),
+        "UNet forward, bf16 contiguous (plain diffusers' layout)": (loaded, torch.contiguous_format),
     }
-    found: dict[tuple[str, str], list[float]] = {(what, "bfloat16"): [] for what in layouts}
+    found: dict[tuple[str, str], list[float]] = {(what, "bfloat16"): [] for what in variants}
     for i in range(repeats):
-        for what, layout in list(layouts.items())[:: 1 if i % 2 == 0 else -1]:
-            unet.to(memory_format=layout)
+        for what, (unet, layout) in list(variants.items())[:: 1 if i % 2 == 0 else -1]:
+            if layout is not None:
+                unet.to(memory_format=layout)
             found[(what, "bfloat16")] += unet_seconds(unet, 2)[1:]
-    unet.to(memory_format=torch.channels_last)
     return found
 
 

@@ -15,6 +15,7 @@ from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
 from paintbridge.engine.pipelines import channels_last_modules
+from paintbridge.engine.prepack import is_packed
 
 REQUEST = GenerationRequest(task="txt2img", prompt="a red door", width=64, height=64, steps=2)
 
@@ -52,7 +53,8 @@ def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:
     engine = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="bfloat16"))
     engine.load()
     base = engine._model.base  # type: ignore[union-attr]
-    for conv in (base.unet.conv_in, base.vae.decoder.conv_in, base.vae.encoder.conv_in):
+    assert is_packed(base.unet.conv_in.weight)  # packed from channels_last (test_engine_prepack)
+    for conv in (base.vae.decoder.conv_in, base.vae.encoder.conv_in):
         assert conv.weight.dtype == torch.bfloat16
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     image = rgba_image(64, 64)
@@ -68,6 +70,7 @@ def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_channels_last_makes_the_same_picture(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipelines_module, "prepacks", lambda placement, settings: False)
     monkeypatch.setattr(pipelines_module, "channels_last_modules", lambda p: ())
     plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype=dtype))
     plain.load()  # now, while nothing goes channels_last

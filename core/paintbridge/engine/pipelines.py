@@ -15,6 +15,7 @@ from typing import Any
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.device import Placement
 from paintbridge.engine.models import ModelSource
+from paintbridge.engine.prepack import fuse_geglu, prepack_convolutions
 from paintbridge.engine.presets import Preset, preset_for_architecture
 from paintbridge.engine.types import TASKS, EngineSettings
 from paintbridge.errors import GenerationFailed, InvalidRequest, ModelNotFound, PaintbridgeError
@@ -176,15 +177,25 @@ def channels_last_modules(placement: Placement) -> tuple[str, ...]:
     return ()
 
 
-def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
-    """channels_last where it pays, and torch.compile of the UNet when settings.compile asks.
+def prepacks(placement: Placement, settings: EngineSettings) -> bool:
+    """Whether the UNet's weights are packed for oneDNN (prepack.py): in bfloat16 on the CPU,
+    unless settings.compile (torch.compile traces the UNet's modules as diffusers made them)."""
+    return placement.device == "cpu" and placement.dtype == "bfloat16" and not settings.compile
 
-    Both change the modules in place, so the task pipelines derived later (from_pipe) share
+
+def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
+    """channels_last and packed convolution weights where they pay, and torch.compile of the
+    UNet when settings.compile asks.
+
+    All change the modules in place, so the task pipelines derived later (from_pipe) share
     them."""
     import torch
 
     for name in channels_last_modules(placement):
         getattr(base, name).to(memory_format=torch.channels_last)
+    if prepacks(placement, settings):
+        convolutions, geglus = prepack_convolutions(base.unet), fuse_geglu(base.unet)
+        log.debug("packed for oneDNN: %d convolutions, %d GEGLUs", convolutions, geglus)
     if settings.compile:
         # diffusers' bf16 upsampling asks is_torch_version (an lru_cache) on every call; dynamo
         # warns that it traces through the cache, which is harmless here.

@@ -19,6 +19,8 @@ def _padded_conv_forward(conv: Any, axes: str) -> Callable[[Any, Any, Any], Any]
     """A `_conv_forward` for `conv` that pads itself (circular on `axes`) and convolves with 0."""
     import torch.nn.functional as F
 
+    from paintbridge.engine.prepack import conv2d
+
     pad_y, pad_x = conv.padding
     x_mode = "circular" if "x" in axes else "constant"
     y_mode = "circular" if "y" in axes else "constant"
@@ -26,7 +28,7 @@ def _padded_conv_forward(conv: Any, axes: str) -> Callable[[Any, Any, Any], Any]
     def conv_forward(input: Any, weight: Any, bias: Any) -> Any:
         padded = F.pad(input, (pad_x, pad_x, 0, 0), mode=x_mode)
         padded = F.pad(padded, (0, 0, pad_y, pad_y), mode=y_mode)
-        return F.conv2d(padded, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
+        return conv2d(padded, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
 
     return conv_forward
 
