@@ -7,9 +7,9 @@ the image also gets its largest difference in 8-bit levels and its PSNR.
 
 Where the CPU computes bf16 natively (AMX / AVX512-BF16), bf16 runs for real: the bf16 side is
 the engine's own loaded pipeline (`--dtype bfloat16`: every component in bf16, the UNet and the
-VAE in channels_last), and the VAE variants decode its latents with the float32 VAE or decode
-the float32 latents with the bf16 VAE. Generation times (no decode) and decode times are given
-for both dtypes.
+VAE in channels_last, the UNet's weights packed for oneDNN: engine/prepack.py), and the VAE
+variants decode its latents with the float32 VAE or decode the float32 latents with the bf16
+VAE. Generation times (no decode) and decode times are given for both dtypes.
 
 On a CPU without native bf16, torch's bf16 kernels are about a hundred times slower than
 float32, so a whole bf16 generation cannot run. bf16 is therefore simulated on float32 kernels:
@@ -155,7 +155,7 @@ def real_bf16(
     )
     report.note(
         "fp32_s / bf16_s: the generation without its decode (first row), with it (second), the "
-        "decode alone (third); the bf16 side is the engine's pipeline (channels_last)",
+        "decode alone (third); the bf16 side is the engine's pipeline (channels_last, UNet packed)",
         SECTION,
     )
     engine.unload()
@@ -236,9 +236,13 @@ def engine_dtypes() -> str:
 def _dtype_and_layout(module: Any) -> str:
     import torch
 
+    from paintbridge.engine.prepack import is_packed
+
     dtype = str(module.dtype).removeprefix("torch.")
     for sub in module.modules():
         if isinstance(sub, torch.nn.Conv2d) and sub.kernel_size != (1, 1):
+            if is_packed(sub.weight):
+                return f"{dtype} packed for oneDNN"
             if sub.weight.is_contiguous(memory_format=torch.channels_last):
                 return f"{dtype} channels_last"
             break

@@ -6,7 +6,8 @@ scheduler, one seed. Compared, in alternating order:
 - plain diffusers' CPU default: `StableDiffusionPipeline.from_pretrained(folder)` in float32
   (diffusers' default dtype), called directly;
 - paintbridge's `Engine.generate` with dtype `auto`: what the engine picks on this CPU (bfloat16
-  with the UNet and VAE in channels_last where the CPU has native bf16, else float32).
+  with the UNet and VAE in channels_last and the UNet's weights packed for oneDNN where the CPU
+  has native bf16, else float32).
 Each call is split by its step callbacks: text encoding (start to first step), the steps (per
 step: the median gap between step callbacks), the VAE decode and what follows (last step to the
 end). speed_up = plain / engine, over the whole call. The two images are compared in 8-bit levels

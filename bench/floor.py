@@ -262,10 +262,11 @@ def bf16_unet(engine_unet: Any, folder: Path, repeats: int) -> dict[tuple[str, s
     from diffusers import UNet2DConditionModel
 
     loaded = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.bfloat16)
+    contiguous = torch.contiguous_format
     variants = {
         "UNet forward, bf16, the engine's (channels_last, packed for oneDNN)": (engine_unet, None),
         "UNet forward, bf16 channels_last, not packed": (loaded, torch.channels_last),
-        "UNet forward, bf16 contiguous (plain diffusers' layout)": (loaded, torch.contiguous_format),
+        "UNet forward, bf16 contiguous (plain diffusers' layout)": (loaded, contiguous),
     }
     found: dict[tuple[str, str], list[float]] = {(what, "bfloat16"): [] for what in variants}
     for i in range(repeats):

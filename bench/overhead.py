@@ -6,8 +6,9 @@ size, steps, guidance, seed, scheduler (the model's own) and dtype. Each is warm
 both run `repeats` times in alternating order; the ratio is median(engine) / median(plain).
 The goal is <= 1.02 at full size, where the engine's fixed costs (validation, PNG-ready RGBA
 output, progress and cancel callbacks) should vanish next to the model's work. In bfloat16 (on a
-CPU with native bf16) the engine also keeps the UNet and VAE in channels_last, which plain
-diffusers does not: that case's ratio includes that speed-up, and its pixels differ by rounding.
+CPU with native bf16) the engine also keeps the UNet and VAE in channels_last and packs the UNet's
+weights for oneDNN (engine/prepack.py), which plain diffusers does not: that case's ratio includes
+that speed-up, and its pixels differ by rounding.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ def run(report: Report) -> None:
             report.note(f"{case.dtype} full size: ratio {row['ratio']:.3f} above goal {GOAL}")
         if case.dtype == "bfloat16":
             report.note(
-                "bfloat16: the engine's UNet and VAE are in channels_last (plain diffusers' are "
-                "not), so its ratio includes that speed-up and its pixels differ by rounding",
+                "bfloat16: the engine's UNet and VAE are in channels_last and its UNet's weights "
+                "are packed for oneDNN (plain diffusers' are not), so its ratio includes that "
+                "speed-up and its pixels differ by rounding",
                 SECTION,
             )
 
