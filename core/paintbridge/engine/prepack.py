@@ -38,7 +38,7 @@ def conv2d(
     weight: Any,
     bias: Any,
     stride: tuple[int, ...],
-    padding: tuple[int, ...],
+    padding: tuple[int, ...] | int,
     dilation: tuple[int, ...],
     groups: int,
 ) -> Any:
