@@ -310,8 +310,11 @@ class JobQueue:
     def _work(self) -> None:
         # Memory the last job freed stays in the process for the next one (engine/allocator.py:
         # giving it back after each job cost a 512 px float32 job 3 s of fresh pages, 12%) and
-        # goes back to the system once no job has come for `idle_seconds`.
-        holding = False
+        # goes back to the system once no job has come for `idle_seconds`. Held from the start:
+        # a model loaded before the queue started (serve --preload) leaves the memory its
+        # loading freed (float32 weights converted, on the CPU dense weights packed: 0.8-1.3 GB
+        # for SD 1.5 in bfloat16, measured).
+        holding = True
         while True:
             with self._lock:
                 ready = self._lock.wait_for(
