@@ -184,7 +184,7 @@ def prepacks(placement: Placement, settings: EngineSettings) -> bool:
 
 
 def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
-    """channels_last and packed convolution weights where they pay, and torch.compile of the
+    """channels_last and weights packed for oneDNN where they pay, and torch.compile of the
     UNet when settings.compile asks.
 
     All change the modules in place, so the task pipelines derived later (from_pipe) share
