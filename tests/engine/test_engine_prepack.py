@@ -78,6 +78,7 @@ def test_fused_geglu_gives_the_same_outputs(bias: bool) -> None:
     fused = copy.deepcopy(dense)
     with torch.inference_mode():
         assert fuse_geglu(fused) == 1
+        assert fuse_geglu(fused) == 0  # already fused
         assert not hasattr(fused[0], "proj") and is_packed(fused[0].gate_weight)
         assert not is_packed(fused[1].weight)  # other linears stay as they are
         for shape in ((2, 77, 32), (1, 5, 32)):

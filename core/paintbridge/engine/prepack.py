@@ -59,25 +59,37 @@ def prepack_convolutions(module: Any) -> int:
 
     Returns how many were packed: 0 where oneDNN is missing or refuses (the convolutions then
     stay as they were, and the model runs as before)."""
+    return _each(module, _packable, _pack)
+
+
+def _packable(conv: Any) -> bool:
+    import torch
+
+    # a subclass may have its own forward that reads the dense weight
+    if type(conv) is not torch.nn.Conv2d or conv.padding_mode != "zeros":
+        return False
+    return not isinstance(conv.padding, str) and not is_packed(conv.weight)  # "same"/"valid"
+
+
+def _each(module: Any, eligible: Any, change: Any) -> int:
+    """`change` every submodule of `module` that is `eligible`; returns how many. Stops at the
+    first refusal (this torch's oneDNN has no such kernel), which leaves that one as it was."""
     import torch
 
     if not torch.backends.mkldnn.is_available():
         return 0
-    packed = 0
+    changed = 0
     with torch.no_grad():
-        for conv in module.modules():
-            # a subclass may have its own forward that reads the dense weight
-            if type(conv) is not torch.nn.Conv2d or conv.padding_mode != "zeros":
-                continue
-            if isinstance(conv.padding, str) or is_packed(conv.weight):  # "same"/"valid"
+        for sub in module.modules():
+            if not eligible(sub):
                 continue
             try:
-                _pack(conv)
-            except RuntimeError as exc:  # this torch's oneDNN has no such kernel
-                log.info("convolution weights stay unpacked (%s)", exc)
+                change(sub)
+            except RuntimeError as exc:
+                log.info("%s stays as it was (%s)", type(sub).__name__, exc)
                 break
-            packed += 1
-    return packed
+            changed += 1
+    return changed
 
 
 def _pack(conv: Any) -> None:
@@ -108,23 +120,15 @@ def fuse_geglu(module: Any) -> int:
     """Every diffusers GEGLU below `module` as two packed oneDNN linears (in place); returns how
     many. Their output differs from torch's by bf16 rounding: GELU runs on the float product
     before it is rounded to bf16, not after."""
+    return _each(module, _fusable, _fuse)
+
+
+def _fusable(geglu: Any) -> bool:
     import torch
     from diffusers.models.activations import GEGLU
 
-    if not torch.backends.mkldnn.is_available():
-        return 0
-    fused = 0
-    with torch.no_grad():
-        for geglu in module.modules():
-            if type(geglu) is not GEGLU or not isinstance(geglu.proj, torch.nn.Linear):
-                continue
-            try:
-                _fuse(geglu)
-            except RuntimeError as exc:
-                log.info("GEGLU stays as it is (%s)", exc)
-                break
-            fused += 1
-    return fused
+    # a fused one has no `proj` left
+    return type(geglu) is GEGLU and isinstance(getattr(geglu, "proj", None), torch.nn.Linear)
 
 
 def _fuse(geglu: Any) -> None:
