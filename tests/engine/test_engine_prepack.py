@@ -9,14 +9,23 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
 from diffusers.models.activations import GEGLU
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from engine_support import box_mask, rgba_image
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest, prepack
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
 from paintbridge.engine.pipelines import prepacks
-from paintbridge.engine.prepack import fuse_geglu, is_packed, prepack_convolutions
+from paintbridge.engine.prepack import (
+    fuse_geglu,
+    fuse_projection_residuals,
+    is_packed,
+    pack_linears,
+    pack_unet,
+    prepack_convolutions,
+)
 from paintbridge.engine.seamless import seamless
 
 REQUEST = GenerationRequest(task="txt2img", prompt="a red door", width=64, height=64, steps=2)
@@ -87,6 +96,93 @@ def test_fused_geglu_gives_the_same_outputs(bias: bool) -> None:
     assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in dense.parameters())
 
 
+class CustomLinear(torch.nn.Linear):
+    """A subclass may read its dense weight in its own forward: never packed."""
+
+
+def test_packed_linears_give_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(
+        torch.nn.Linear(32, 64),
+        torch.nn.Linear(64, 16, bias=False),
+        CustomLinear(16, 8),  # kept
+    ).bfloat16()
+    packed = copy.deepcopy(dense)
+    with torch.inference_mode():
+        assert pack_linears(packed) == 2
+        assert [is_packed(m.weight) for m in packed] == [True, True, False]
+        assert pack_linears(packed) == 0  # already packed
+        for x in (
+            torch.randn(2, 77, 32),
+            torch.randn(5, 32),
+            torch.randn(3, 32, 7).transpose(1, 2),  # not contiguous
+        ):
+            x = x.to(torch.bfloat16)
+            torch.testing.assert_close(packed(x), dense(x), rtol=0.03, atol=0.03)
+    assert sum(p.numel() for p in packed.parameters()) == sum(p.numel() for p in dense.parameters())
+
+
+def fused_projection(transformer: Transformer2DModel) -> bool:
+    return "_get_output_for_continuous_inputs" in vars(transformer)
+
+
+def small_unet(linear_projection: bool) -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        use_linear_projection=linear_projection,
+    ).to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("linear_projection", [False, True], ids=["1x1 conv", "linear"])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_a_packed_unet_gives_the_same_outputs(
+    linear_projection: bool, layout: torch.memory_format
+) -> None:
+    dense = small_unet(linear_projection).to(memory_format=layout)
+    packed = copy.deepcopy(dense)
+    counts = pack_unet(packed)
+    transformers = sum(isinstance(m, Transformer2DModel) for m in packed.modules())
+    assert counts["projections"] == counts["GEGLUs"] == transformers == 4
+    assert counts["linears"] > 0 and counts["convolutions"] > 0
+    assert pack_unet(packed) == dict.fromkeys(counts, 0)  # all done already
+    assert fuse_projection_residuals(small_unet(linear_projection)) == 0  # nothing packed yet
+    torch.manual_seed(1)
+    for batch, size in ((2, 16), (1, 24)):
+        sample = torch.randn(batch, 4, size, size).to(torch.bfloat16)
+        sample = sample.contiguous(memory_format=layout)
+        text = torch.randn(batch, 7, 32).to(torch.bfloat16)
+        with torch.inference_mode():
+            expected = dense(sample, 10, encoder_hidden_states=text).sample
+            got = packed(sample, 10, encoder_hidden_states=text).sample
+        torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)
+    assert sum(p.numel() for p in packed.parameters()) == sum(p.numel() for p in dense.parameters())
+
+
+def test_a_fused_projection_adds_the_residual_in_either_layout() -> None:
+    transformer = next(m for m in small_unet(False).modules() if isinstance(m, Transformer2DModel))
+    dense = copy.deepcopy(transformer)
+    prepack_convolutions(transformer)
+    assert fuse_projection_residuals(transformer) == 1
+    hidden = torch.randn(2, 8 * 12, 32).to(torch.bfloat16)
+    residual = torch.randn(2, 32, 8, 12).to(torch.bfloat16)
+    fused = transformer._get_output_for_continuous_inputs
+    with torch.inference_mode():
+        expected = dense._get_output_for_continuous_inputs(hidden, residual, 2, 8, 12, 32)
+        for layout in (torch.channels_last, torch.contiguous_format):  # fused; as diffusers does
+            got = fused(hidden, residual.contiguous(memory_format=layout), 2, 8, 12, 32)
+            torch.testing.assert_close(got, expected, rtol=0.03, atol=0.03)
+            if layout == torch.channels_last:  # not copied to the contiguous layout and back
+                assert got.is_contiguous(memory_format=layout)
+
+
 def test_a_torch_that_cannot_pack_leaves_the_modules_as_they_were(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -95,10 +191,17 @@ def test_a_torch_that_cannot_pack_leaves_the_modules_as_they_were(
 
     monkeypatch.setattr(prepack, "_pack", refuse)
     monkeypatch.setattr(prepack, "_fuse", refuse)
-    module = torch.nn.Sequential(convolutions(), torch.nn.Flatten(2, 3), GEGLU(16, 4).bfloat16())
+    monkeypatch.setattr(prepack, "_pack_linear", refuse)
+    module = torch.nn.Sequential(
+        convolutions(),
+        torch.nn.Flatten(2, 3),
+        GEGLU(16, 4).bfloat16(),
+        torch.nn.Linear(4, 4).bfloat16(),
+    )
     x = torch.randn(1, 4, 8, 8).to(torch.bfloat16)
     before = module(x)
     assert prepack_convolutions(module) == 0 and fuse_geglu(module) == 0
+    assert pack_linears(module) == 0
     assert not any(is_packed(p) for p in module.parameters())
     assert torch.equal(module(x), before)
 
@@ -133,8 +236,12 @@ def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
     base = packed._model.base  # type: ignore[union-attr]
     unet_convs = [m for m in base.unet.modules() if isinstance(m, torch.nn.Conv2d)]
     assert unet_convs and all(is_packed(m.weight) for m in unet_convs)
+    unet_linears = [m for m in base.unet.modules() if isinstance(m, torch.nn.Linear)]
+    assert unet_linears and all(is_packed(m.weight) for m in unet_linears)
     geglus = [m for m in base.unet.modules() if isinstance(m, GEGLU)]
     assert geglus and all(is_packed(m.gate_weight) for m in geglus)
+    transformers = [m for m in base.unet.modules() if isinstance(m, Transformer2DModel)]
+    assert transformers and all(fused_projection(m) for m in transformers)
     assert not any(is_packed(m.weight) for m in base.vae.modules() if hasattr(m, "weight"))
     assert base.unet.dtype == torch.bfloat16  # diffusers reads it from the first parameter
 
@@ -142,6 +249,7 @@ def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
     dense = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="bfloat16"))
     dense.load()
     assert not is_packed(dense._model.base.unet.conv_in.weight)  # type: ignore[union-attr]
+    exact = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="float32"))
     rgba, box = rgba_image(64, 64), box_mask(64, 64, (16, 16, 48, 48))
     for request in (
         REQUEST,
@@ -150,6 +258,10 @@ def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
         GenerationRequest(task="inpaint", prompt="x", image=rgba, mask=box, steps=4),
     ):
         assert packed._model.pipeline(request.task).unet is base.unet  # type: ignore[union-attr]
-        difference = np.abs(pixels(packed, request) - pixels(dense, request))
-        # GEGLU rounds differently (fuse_geglu), and the tiny random model amplifies it
-        assert difference.mean() < 1 and difference.max() <= 16
+        reference = pixels(exact, request)
+        packed_error = np.abs(pixels(packed, request) - reference)
+        dense_error = np.abs(pixels(dense, request) - reference)
+        # Packed rounds differently (GELU and residual adds before the bf16 rounding), no worse
+        # than bf16 as diffusers runs it; the tiny random model amplifies rounding.
+        assert packed_error.mean() <= 1.25 * dense_error.mean() + 0.1
+        assert packed_error.max() <= 16

@@ -15,7 +15,7 @@ from typing import Any
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.device import Placement
 from paintbridge.engine.models import ModelSource
-from paintbridge.engine.prepack import fuse_geglu, prepack_convolutions
+from paintbridge.engine.prepack import pack_unet
 from paintbridge.engine.presets import Preset, preset_for_architecture
 from paintbridge.engine.types import TASKS, EngineSettings
 from paintbridge.errors import GenerationFailed, InvalidRequest, ModelNotFound, PaintbridgeError
@@ -194,8 +194,7 @@ def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
     for name in channels_last_modules(placement):
         getattr(base, name).to(memory_format=torch.channels_last)
     if prepacks(placement, settings):
-        convolutions, geglus = prepack_convolutions(base.unet), fuse_geglu(base.unet)
-        log.debug("packed for oneDNN: %d convolutions, %d GEGLUs", convolutions, geglus)
+        log.debug("packed for oneDNN: %s", pack_unet(base.unet))
     if settings.compile:
         # diffusers' bf16 upsampling asks is_torch_version (an lru_cache) on every call; dynamo
         # warns that it traces through the cache, which is harmless here.
