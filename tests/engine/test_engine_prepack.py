@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 from diffusers.models.activations import GEGLU
+from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from engine_support import box_mask, rgba_image
 
@@ -20,10 +20,8 @@ from paintbridge.engine.device import Placement
 from paintbridge.engine.pipelines import prepacks
 from paintbridge.engine.prepack import (
     fuse_geglu,
-    fuse_projection_residuals,
     is_packed,
     pack_linears,
-    pack_unet,
     prepack_convolutions,
 )
 from paintbridge.engine.seamless import seamless
@@ -122,67 +120,6 @@ def test_packed_linears_give_the_same_outputs() -> None:
     assert sum(p.numel() for p in packed.parameters()) == sum(p.numel() for p in dense.parameters())
 
 
-def fused_projection(transformer: Transformer2DModel) -> bool:
-    return "_get_output_for_continuous_inputs" in vars(transformer)
-
-
-def small_unet(linear_projection: bool) -> UNet2DConditionModel:
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=16,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-        use_linear_projection=linear_projection,
-    ).to(torch.bfloat16)
-
-
-@pytest.mark.parametrize("linear_projection", [False, True], ids=["1x1 conv", "linear"])
-@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_a_packed_unet_gives_the_same_outputs(
-    linear_projection: bool, layout: torch.memory_format
-) -> None:
-    dense = small_unet(linear_projection).to(memory_format=layout)
-    packed = copy.deepcopy(dense)
-    counts = pack_unet(packed)
-    transformers = sum(isinstance(m, Transformer2DModel) for m in packed.modules())
-    assert counts["projections"] == counts["GEGLUs"] == transformers == 4
-    assert counts["linears"] > 0 and counts["convolutions"] > 0
-    assert pack_unet(packed) == dict.fromkeys(counts, 0)  # all done already
-    assert fuse_projection_residuals(small_unet(linear_projection)) == 0  # nothing packed yet
-    torch.manual_seed(1)
-    for batch, size in ((2, 16), (1, 24)):
-        sample = torch.randn(batch, 4, size, size).to(torch.bfloat16)
-        sample = sample.contiguous(memory_format=layout)
-        text = torch.randn(batch, 7, 32).to(torch.bfloat16)
-        with torch.inference_mode():
-            expected = dense(sample, 10, encoder_hidden_states=text).sample
-            got = packed(sample, 10, encoder_hidden_states=text).sample
-        torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)
-    assert sum(p.numel() for p in packed.parameters()) == sum(p.numel() for p in dense.parameters())
-
-
-def test_a_fused_projection_adds_the_residual_in_either_layout() -> None:
-    transformer = next(m for m in small_unet(False).modules() if isinstance(m, Transformer2DModel))
-    dense = copy.deepcopy(transformer)
-    prepack_convolutions(transformer)
-    assert fuse_projection_residuals(transformer) == 1
-    hidden = torch.randn(2, 8 * 12, 32).to(torch.bfloat16)
-    residual = torch.randn(2, 32, 8, 12).to(torch.bfloat16)
-    fused = transformer._get_output_for_continuous_inputs
-    with torch.inference_mode():
-        expected = dense._get_output_for_continuous_inputs(hidden, residual, 2, 8, 12, 32)
-        for layout in (torch.channels_last, torch.contiguous_format):  # fused; as diffusers does
-            got = fused(hidden, residual.contiguous(memory_format=layout), 2, 8, 12, 32)
-            torch.testing.assert_close(got, expected, rtol=0.03, atol=0.03)
-            if layout == torch.channels_last:  # not copied to the contiguous layout and back
-                assert got.is_contiguous(memory_format=layout)
-
-
 def test_a_torch_that_cannot_pack_leaves_the_modules_as_they_were(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -223,6 +160,11 @@ def test_packed_only_for_the_bf16_unet_on_the_cpu(
     assert prepacks(Placement(device=device, dtype=dtype), settings) is expected
 
 
+def fused(module: torch.nn.Module, method: str) -> bool:
+    """Whether residuals.py gave `module` its own `method`."""
+    return method in vars(module)
+
+
 def pixels(engine: Engine, request: GenerationRequest) -> np.ndarray:
     result = engine.generate(replace(request, seed=5))
     return np.asarray(result.images[0].image).astype(int)
@@ -241,7 +183,9 @@ def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
     geglus = [m for m in base.unet.modules() if isinstance(m, GEGLU)]
     assert geglus and all(is_packed(m.gate_weight) for m in geglus)
     transformers = [m for m in base.unet.modules() if isinstance(m, Transformer2DModel)]
-    assert transformers and all(fused_projection(m) for m in transformers)
+    assert transformers and all(fused(m, "_get_output_for_continuous_inputs") for m in transformers)
+    blocks = [m for m in base.unet.modules() if isinstance(m, BasicTransformerBlock)]
+    assert blocks and all(fused(m, "forward") for m in blocks)
     assert not any(is_packed(m.weight) for m in base.vae.modules() if hasattr(m, "weight"))
     assert base.unet.dtype == torch.bfloat16  # diffusers reads it from the first parameter
 

@@ -15,8 +15,9 @@ from typing import Any
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.device import Placement
 from paintbridge.engine.models import ModelSource
-from paintbridge.engine.prepack import pack_unet
+from paintbridge.engine.prepack import pack_weights
 from paintbridge.engine.presets import Preset, preset_for_architecture
+from paintbridge.engine.residuals import fuse_residuals
 from paintbridge.engine.types import TASKS, EngineSettings
 from paintbridge.errors import GenerationFailed, InvalidRequest, ModelNotFound, PaintbridgeError
 
@@ -178,14 +179,15 @@ def channels_last_modules(placement: Placement) -> tuple[str, ...]:
 
 
 def prepacks(placement: Placement, settings: EngineSettings) -> bool:
-    """Whether the UNet's weights are packed for oneDNN (prepack.py): in bfloat16 on the CPU,
-    unless settings.compile (torch.compile traces the UNet's modules as diffusers made them)."""
+    """Whether the UNet's weights are packed for oneDNN (prepack.py) and its residual adds done
+    by oneDNN (residuals.py): in bfloat16 on the CPU, unless settings.compile (torch.compile
+    traces the UNet's modules as diffusers made them)."""
     return placement.device == "cpu" and placement.dtype == "bfloat16" and not settings.compile
 
 
 def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
-    """channels_last and weights packed for oneDNN where they pay, and torch.compile of the
-    UNet when settings.compile asks.
+    """channels_last, and weights packed and residuals fused for oneDNN, where they pay, and
+    torch.compile of the UNet when settings.compile asks.
 
     All change the modules in place, so the task pipelines derived later (from_pipe) share
     them."""
@@ -194,7 +196,8 @@ def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
     for name in channels_last_modules(placement):
         getattr(base, name).to(memory_format=torch.channels_last)
     if prepacks(placement, settings):
-        log.debug("packed for oneDNN: %s", pack_unet(base.unet))
+        packed = pack_weights(base.unet)
+        log.debug("packed for oneDNN: %s; fused: %s", packed, fuse_residuals(base.unet))
     if settings.compile:
         # diffusers' bf16 upsampling asks is_torch_version (an lru_cache) on every call; dynamo
         # warns that it traces through the cache, which is harmless here.

@@ -13,17 +13,13 @@ gelu(gate)` with both halves from one linear: as two packed linears, the gate's 
 the value's with the multiply by the gate done by oneDNN as the product is written, where torch
 made four passes over the largest activations (bias copy, chunk, GELU, multiply).
 
+`pack_linears` packs the other linear layers (engine/residuals.py then adds residuals with them).
+
 Measured on the whole bf16 UNet forward at 512 px, alternating (bench/results/README.md):
-1.72 s as loaded, 1.61 s with packed convolutions, 1.53 s with GEGLU fused too; later, on a
-quieter machine, 1.305 s -> 1.251 s with the linears packed and the projections fused. In float32,
-and for the VAE, packing gained nothing, so the engine packs only the bf16 UNet.
+1.72 s as loaded, 1.61 s with packed convolutions, 1.53 s with GEGLU fused too. In float32, and
+for the VAE, packing gained nothing, so the engine packs only the bf16 UNet.
 
-`pack_linears` packs the other linear layers, and `fuse_projection_residuals` ends each
-transformer (its projection out, plus the residual) in one oneDNN call on the channels-last
-activations, where diffusers first copied them to torch's contiguous layout, which made the
-next convolution reorder them back (at 64x64 latents: 5.3 ms for the projection instead of 0.6).
-
-`pack_unet` does all of it. `conv2d` convolves with either kind of weight: seamless (circular
+`pack_weights` does all of it. `conv2d` convolves with either kind of weight: seamless (circular
 padding) calls it too.
 """
 
@@ -35,14 +31,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def pack_unet(unet: Any) -> dict[str, int]:
-    """Everything below, in the order it needs (a GEGLU is fused from its dense weight, and a
-    projection is fused once packed); returns how many of each were changed."""
+def pack_weights(module: Any) -> dict[str, int]:
+    """Everything below (GEGLUs first: one is fused from its dense weight); returns how many of
+    each were changed."""
     return {
-        "GEGLUs": fuse_geglu(unet),
-        "linears": pack_linears(unet),
-        "convolutions": prepack_convolutions(unet),
-        "projections": fuse_projection_residuals(unet),
+        "GEGLUs": fuse_geglu(module),
+        "linears": pack_linears(module),
+        "convolutions": prepack_convolutions(module),
     }
 
 
@@ -76,7 +71,7 @@ def prepack_convolutions(module: Any) -> int:
 
     Returns how many were packed: 0 where oneDNN is missing or refuses (the convolutions then
     stay as they were, and the model runs as before)."""
-    return _each(module, _packable, _pack)
+    return each(module, _packable, _pack)
 
 
 def _packable(conv: Any) -> bool:
@@ -88,7 +83,7 @@ def _packable(conv: Any) -> bool:
     return not isinstance(conv.padding, str) and not is_packed(conv.weight)  # "same"/"valid"
 
 
-def _each(module: Any, eligible: Any, change: Any) -> int:
+def each(module: Any, eligible: Any, change: Any) -> int:
     """`change` every submodule of `module` that is `eligible`; returns how many. Stops at the
     first refusal (this torch's oneDNN has no such kernel), which leaves that one as it was."""
     import torch
@@ -130,14 +125,21 @@ def _packed_forward(conv: Any) -> Any:
     def conv_forward(input: Any, weight: Any, bias: Any) -> Any:
         return conv2d(input, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
+    conv_forward.packed = True  # type: ignore[attr-defined]
     return conv_forward
+
+
+def convolves_packed(conv: Any) -> bool:
+    """Whether `conv` runs as `prepack_convolutions` left it (seamless, for one, pads it in its
+    own `_conv_forward`)."""
+    return getattr(conv._conv_forward, "packed", False) is True
 
 
 def fuse_geglu(module: Any) -> int:
     """Every diffusers GEGLU below `module` as two packed oneDNN linears (in place); returns how
     many. Their output differs from torch's by bf16 rounding: GELU runs on the float product
     before it is rounded to bf16, not after."""
-    return _each(module, _fusable, _fuse)
+    return each(module, _fusable, _fuse)
 
 
 def _fusable(geglu: Any) -> bool:
@@ -184,7 +186,7 @@ def _fused_forward(geglu: Any) -> Any:
 def pack_linears(module: Any) -> int:
     """Pack the weight of every plain Linear below `module` for oneDNN, in place; returns how
     many."""
-    return _each(module, _linear_packable, _pack_linear)
+    return each(module, _linear_packable, _pack_linear)
 
 
 def _linear_packable(linear: Any) -> bool:
@@ -201,47 +203,3 @@ def _pack_linear(linear: Any) -> None:
     linear.weight = torch.nn.Parameter(weight, requires_grad=False)
     pointwise = torch.ops.mkldnn._linear_pointwise.default
     linear.forward = lambda input: pointwise(input, linear.weight, linear.bias, "none", [], "")
-
-
-def fuse_projection_residuals(module: Any) -> int:
-    """Every diffusers Transformer2DModel below `module` whose projection out is packed (a 1x1
-    convolution, or a linear where the model projects linearly) ends with that projection and
-    the residual added in one oneDNN call, on the channels-last activations; returns how many.
-    Where the residual is not channels-last, it ends as diffusers does."""
-    return _each(module, _projection_fusable, _fuse_projection)
-
-
-def _projection_fusable(transformer: Any) -> bool:
-    from diffusers.models.transformers.transformer_2d import Transformer2DModel
-
-    if type(transformer) is not Transformer2DModel or not transformer.is_input_continuous:
-        return False
-    already = "_get_output_for_continuous_inputs" in vars(transformer)
-    return is_packed(transformer.proj_out.weight) and not already
-
-
-def _fuse_projection(transformer: Any) -> None:
-    import torch
-
-    diffusers_output = transformer._get_output_for_continuous_inputs
-    proj = transformer.proj_out
-    mkldnn = torch.ops.mkldnn
-
-    def output(
-        hidden_states: Any, residual: Any, batch_size: int, height: int, width: int, inner_dim: int
-    ) -> Any:
-        if not residual.is_contiguous(memory_format=torch.channels_last):
-            return diffusers_output(hidden_states, residual, batch_size, height, width, inner_dim)
-        if transformer.use_linear_projection:
-            # (batch, pixels, channels) is the channels-last layout of (batch, channels, h, w)
-            flat = residual.permute(0, 2, 3, 1).reshape(batch_size, height * width, -1)
-            weight, bias = proj.weight, proj.bias
-            out = mkldnn._linear_pointwise.binary(hidden_states, flat, weight, bias, "add")
-            return out.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2)
-        image = hidden_states.reshape(batch_size, height, width, inner_dim).permute(0, 3, 1, 2)
-        return mkldnn._convolution_pointwise.binary(
-            image, residual, proj.weight, proj.bias, list(proj.padding), list(proj.stride),
-            list(proj.dilation), proj.groups, "add", None, None, [], None,
-        )  # fmt: skip
-
-    transformer._get_output_for_continuous_inputs = output
