@@ -16,11 +16,13 @@ in and the row says "emulated".
 Achieved: seconds per step of the random-weight, full-size SD 1.5 UNet at 512 px, batch 2
 (medians; one warm-up call first):
 - a direct `unet(latents, t, text)` call (the model alone),
-- plain diffusers' pipeline step: the time between the first two `callback_on_step_end` calls
-  of a `StableDiffusionPipeline` txt2img (UNet + guidance + scheduler step), stopped there with
-  diffusers' own interrupt (no VAE decode),
-- paintbridge's Engine step: the time between the first two progress callbacks of
-  `Engine.generate` (dtype `auto`: what the engine picks on this CPU), cancelled there.
+- plain diffusers' pipeline step: the times between the first four `callback_on_step_end`
+  calls of a `StableDiffusionPipeline` txt2img (steps 2, 3 and 4: UNet + guidance + scheduler
+  step; the first step is left out, as it also allocates what the generation reuses), stopped
+  there with diffusers' own interrupt (no VAE decode),
+- paintbridge's Engine step: the same of `Engine.generate` (dtype `auto`: what the engine picks
+  on this CPU; its progress callbacks), cancelled there.
+The step rows' repeats count these intervals, three per generation.
 Plain and engine runs alternate (plain first, then engine first...). Both models are loaded at
 once (about 9 GB in float32). On a native-bf16 CPU the engine's bf16 UNet (channels_last, weights
 packed for oneDNN: engine/prepack.py) is also called directly, and the UNet as diffusers loads it
@@ -58,6 +60,7 @@ TOKENS = 77
 MATMUL = 2048
 MATMUL_EMULATED = 512
 MATMUL_REPEATS = 20
+STEP_CALLBACKS = 4  # steps 2, 3 and 4 timed
 PROMPT = "a lighthouse on a cliff at sunset, oil painting"
 SEED = 1234
 GUIDANCE = 7.5
@@ -167,8 +170,8 @@ def run(report: Report) -> None:
     )
     if quick:
         report.note(
-            f"quick mode: full-size SD 1.5 at {SIZE} px, but 1 timed UNet call and 1 step per "
-            "pipeline (full mode: 3 each, medians)",
+            f"quick mode: full-size SD 1.5 at {SIZE} px, but 1 timed UNet call and 1 generation "
+            f"({STEP_CALLBACKS - 1} steps) per pipeline (full mode: 3 each, medians)",
             SECTION,
         )
 
@@ -227,11 +230,11 @@ def step_times(
     engine_s: list[float] = []
     for i in range(step_repeats):
         if i % 2 == 0:
-            plain_s.append(plain_step(plain))
-            engine_s.append(engine_step(engine, folder))
+            plain_s += plain_step(plain)
+            engine_s += engine_step(engine, folder)
         else:
-            engine_s.append(engine_step(engine, folder))
-            plain_s.append(plain_step(plain))
+            engine_s += engine_step(engine, folder)
+            plain_s += plain_step(plain)
     engine.unload()
     return unet_s, variants, plain_s, engine_s
 
@@ -303,16 +306,16 @@ def unet_seconds(unet: Any, calls: int) -> list[float]:
     return seconds
 
 
-def plain_step(pipe: Any) -> float:
-    """Seconds between the first two step callbacks of a plain diffusers txt2img; the rest of
-    the steps and the VAE decode are skipped."""
+def plain_step(pipe: Any) -> list[float]:
+    """Seconds between the first STEP_CALLBACKS step callbacks of a plain diffusers txt2img; the
+    rest of the steps and the VAE decode are skipped."""
     import torch
 
     stamps: list[float] = []
 
     def on_step_end(pipe_: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict:
         stamps.append(time.perf_counter())
-        if len(stamps) == 2:
+        if len(stamps) == STEP_CALLBACKS:
             pipe_._interrupt = True  # diffusers' own early stop: the remaining steps are skipped
         return kwargs
 
@@ -320,13 +323,13 @@ def plain_step(pipe: Any) -> float:
         prompt=PROMPT,
         width=SIZE,
         height=SIZE,
-        num_inference_steps=3,
+        num_inference_steps=STEP_CALLBACKS + 1,
         guidance_scale=GUIDANCE,
         generator=torch.Generator("cpu").manual_seed(SEED),
         output_type="latent",  # no VAE decode
         callback_on_step_end=on_step_end,
     )
-    return _interval(stamps)
+    return _intervals(stamps)
 
 
 def _engine(folder: Path) -> Any:
@@ -340,9 +343,9 @@ def _engine(folder: Path) -> Any:
     return engine
 
 
-def engine_step(engine: Any, folder: Path) -> float:
-    """Seconds between the first two progress callbacks of `Engine.generate`, cancelled there
-    (before the VAE decode), as the server and the CLI call it."""
+def engine_step(engine: Any, folder: Path) -> list[float]:
+    """Seconds between the first STEP_CALLBACKS progress callbacks of `Engine.generate`,
+    cancelled there (before the VAE decode), as the server and the CLI call it."""
     from paintbridge.engine.types import GenerationRequest
     from paintbridge.errors import Cancelled
 
@@ -351,7 +354,7 @@ def engine_step(engine: Any, folder: Path) -> float:
 
     def progress(step: int, steps: int) -> None:
         stamps.append(time.perf_counter())
-        if len(stamps) == 2:
+        if len(stamps) == STEP_CALLBACKS:
             cancel.set()
 
     request = GenerationRequest(
@@ -360,7 +363,7 @@ def engine_step(engine: Any, folder: Path) -> float:
         model=str(folder),
         width=SIZE,
         height=SIZE,
-        steps=3,
+        steps=STEP_CALLBACKS + 1,
         guidance=GUIDANCE,
         seed=SEED,
         scheduler="default",
@@ -368,11 +371,11 @@ def engine_step(engine: Any, folder: Path) -> float:
     try:
         engine.generate(request, progress=progress, cancel=cancel)
     except Cancelled:
-        return _interval(stamps)
+        return _intervals(stamps)
     raise RuntimeError("the engine did not stop at the cancel: the step time is wrong")
 
 
-def _interval(stamps: list[float]) -> float:
-    if len(stamps) != 2:
-        raise RuntimeError(f"expected 2 step callbacks, got {len(stamps)}")
-    return stamps[1] - stamps[0]
+def _intervals(stamps: list[float]) -> list[float]:
+    if len(stamps) != STEP_CALLBACKS:
+        raise RuntimeError(f"expected {STEP_CALLBACKS} step callbacks, got {len(stamps)}")
+    return [stamps[i + 1] - stamps[i] for i in range(len(stamps) - 1)]
