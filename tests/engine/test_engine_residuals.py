@@ -151,8 +151,11 @@ def test_a_fused_resnet_adds_its_shortcut(channels_in: int, channels_out: int) -
     assert fuse_resnets(resnet) == 1 and fuse_resnets(resnet) == 0
     x = torch.randn(2, channels_in, 12, 10).to(BF16).contiguous(memory_format=torch.channels_last)
     temb = torch.randn(2, 16).to(BF16)
+    same_temb = temb[:1].expand(2, 16)  # guidance: both halves of a step share a time step
     with torch.inference_mode():
         close(resnet(x, temb), dense(x, temb))
+        close(resnet(x, same_temb), dense(x, same_temb))
+        close(resnet(x, temb[:1]), dense(x, temb[:1]))  # one embedding for the whole batch
         close(resnet(x.contiguous(), temb), dense(x.contiguous(), temb))  # the other layout
         with seamless([resnet], "xy"), seamless([dense], "xy"):  # pads its own way: not fused
             close(resnet(x, temb), dense(x, temb))

@@ -10,7 +10,8 @@ block of the usual configuration a forward that does so, and leaves any other bl
   activations to torch's contiguous layout first, which made the next convolution reorder them
   back: at 64x64 latents the projection took 5.3 ms instead of 0.6.
 - `fuse_transformer_blocks`: a BasicTransformerBlock's attention outputs and feed-forward output.
-- `fuse_resnets`: a ResnetBlock2D's second convolution.
+- `fuse_resnets`: a ResnetBlock2D's second convolution; where guidance's two halves share their
+  time step, the time embedding joins the first convolution's bias instead of being added after.
 
 A call these forwards were not written for (an attention mask, extra attention arguments,
 training) runs diffusers' own forward. Rounding differs from diffusers': the add happens before
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paintbridge.engine.prepack import convolves_packed, each, is_packed
+from paintbridge.engine.prepack import conv2d, convolves_packed, each, is_packed
 
 
 def fuse_residuals(unet: Any) -> dict[str, int]:
@@ -243,15 +244,15 @@ def _fuse_resnet(resnet: Any) -> None:
     diffusers_forward = resnet.forward
 
     def forward(input_tensor: Any, temb: Any, *args: Any, **kwargs: Any) -> Any:
-        if resnet.training or args or kwargs:
+        foreign_temb = resnet.time_emb_proj is None and temb is not None
+        if resnet.training or args or kwargs or foreign_temb:
             return diffusers_forward(input_tensor, temb, *args, **kwargs)
-        hidden_states = resnet.conv1(resnet.nonlinearity(resnet.norm1(input_tensor)))
         if resnet.time_emb_proj is not None:
             if not resnet.skip_time_act:
                 temb = resnet.nonlinearity(temb)
-            temb = resnet.time_emb_proj(temb)[:, :, None, None]
-        if temb is not None:
-            hidden_states = hidden_states + temb
+            temb = resnet.time_emb_proj(temb)
+        hidden_states = resnet.nonlinearity(resnet.norm1(input_tensor))
+        hidden_states = _conv_plus_time(hidden_states, temb, resnet.conv1)
         hidden_states = resnet.nonlinearity(resnet.norm2(hidden_states))
         shortcut = input_tensor
         if resnet.conv_shortcut is not None:
@@ -259,3 +260,15 @@ def _fuse_resnet(resnet: Any) -> None:
         return conv_plus(hidden_states, shortcut, resnet.conv2)
 
     resnet.forward = forward
+
+
+def _conv_plus_time(x: Any, temb: Any, conv: Any) -> Any:
+    """`conv(x) + temb` (one time embedding per image, by channel). Where every image has the
+    same one, as with guidance's two halves of one step, the embedding joins the bias: no pass
+    over the activations for the add."""
+    if temb is None:
+        return conv(x)
+    if convolves_packed(conv) and conv.bias is not None and bool((temb == temb[:1]).all()):
+        bias = conv.bias + temb[0]
+        return conv2d(x, conv.weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return conv(x) + temb[:, :, None, None]
