@@ -35,6 +35,7 @@ SECTIONS = (
     "floor",
     "cpu_speed",
     "bf16",
+    "gpu",
 )
 
 

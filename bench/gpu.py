@@ -1,0 +1,317 @@
+"""paintbridge on a CUDA card (issue 7, "On a GPU"): plain diffusers and the engine, same card.
+
+Run it where a CUDA device is: `./dev bench --only gpu` (on this project's lent GPU machine,
+bench/device.sh, which brings the packages that machine lacks). Without CUDA the section writes
+one row saying so. PAINTBRIDGE_BENCH_GPU_REHEARSE=1 runs the same code on the CPU with the tiny
+test model at 64 px, 3 steps: a check of the plumbing before device time is spent on it.
+
+Models (random weights, published configurations, so each call costs what the real model costs):
+SD 1.5 (bench/sd15_random.py) at 512 px and, in full mode, SDXL base (bench/sdxl_random.py) at
+1024 px; txt2img, 20 steps, guidance 7.5, the model's own scheduler, one seed, float16.
+Compared on one card, in alternating order after a warm-up call each:
+- plain diffusers: `DiffusionPipeline.from_pretrained(folder, dtype=float16).to("cuda")`, its
+  defaults (torch's SDPA attention, contiguous layout);
+- paintbridge's `Engine.generate` (device cuda, dtype auto = float16; UNet and VAE in
+  channels_last);
+- for SD 1.5 in full mode, the engine with `compile` on (torch.compile of the UNet, opt-in):
+  `first_s` is its first generation, which compiles (SDXL's compile would take minutes of the
+  lent machine's few);
+- for SD 1.5, hostkit -> HTTP -> `paintbridge serve --device cuda` (what the plug-ins do).
+it_per_s = 1 / the median gap between step callbacks; each callback first waits for the card
+(torch.cuda.synchronize), so a gap is the step's GPU time, not the time to queue it. total_s is
+the whole call, text encoding to the decoded image. vs_plain = plain's step time / this row's
+(it/s ratio; above 1 is faster than plain diffusers); for the server row, plain's total / the
+server's. peak_gib = torch.cuda.max_memory_allocated during one call (this process only).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cpu_speed import Split
+from overhead import GUIDANCE, PROMPT, SEED, plain_txt2img
+from report import Report, time_alternating
+from serverproc import Server
+
+SECTION = "gpu"
+COLUMNS = (
+    "model",
+    "what",
+    "size",
+    "dtype",
+    "steps",
+    "repeats",
+    "it_per_s",
+    "step_ms",
+    "total_s",
+    "vs_plain",
+    "peak_gib",
+    "first_s",
+)
+STEPS = 20
+REPEATS = 5
+SDXL_MIN_FREE_GIB = 24  # two float16 SDXL pipelines (plain and engine) and their activations
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    folder: Path
+    size: int
+    steps: int
+    server_args: tuple[str, ...] = ()  # empty: no server row
+    compile: bool = False  # also the engine with torch.compile (full mode only)
+
+
+def run(report: Report) -> None:
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    report.section(SECTION, "On a CUDA card: plain diffusers vs the engine, float16", COLUMNS)
+    rehearse = os.environ.get("PAINTBRIDGE_BENCH_GPU_REHEARSE") == "1"
+    if not torch.cuda.is_available() and not rehearse:
+        report.add(SECTION, {"model": "-", "what": "skipped: no CUDA device on this machine"})
+        report.note(
+            "GPU figures come from a machine with a CUDA card: `./dev bench --only gpu` there "
+            "(bench/device.sh on this project's lent GPU machine)",
+            SECTION,
+        )
+        return
+    device, dtype = ("cpu", "float32") if rehearse else ("cuda", "float16")
+    if device == "cuda":
+        report.machine["gpu_memory_gib"] = round(
+            torch.cuda.get_device_properties(0).total_memory / 2**30, 1
+        )
+        report.note(f"card: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", SECTION)
+    repeats = report.repeats or (1 if report.quick or rehearse else REPEATS)
+    for case in _cases(report, device, rehearse):
+        for row in _run_case(case, device, dtype, repeats):
+            report.add(SECTION, row)
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    if rehearse:
+        report.note("REHEARSAL on the CPU (tiny model, float32): plumbing only", SECTION)
+
+
+def _cases(report: Report, device: str, rehearse: bool) -> list[Case]:
+    import torch
+
+    if rehearse:
+        from paintbridge.engine.testmodel import ensure_test_model
+
+        tiny = ensure_test_model("test:tiny")
+        return [Case("test:tiny", tiny, 64, 3, ("--model", "test:tiny"), compile=True)]
+    from sd15_random import ensure_sd15_random
+
+    sd15 = ensure_sd15_random(report.cache_dir)
+    cases = [
+        Case(
+            "SD 1.5",
+            sd15,
+            512,
+            STEPS,
+            ("--models-dir", str(sd15.parent), "--model", sd15.name),
+            compile=not report.quick,
+        )
+    ]
+    free_gib = torch.cuda.mem_get_info()[0] / 2**30
+    if report.quick:
+        report.note("quick mode: SDXL and torch.compile skipped", SECTION)
+    elif free_gib < SDXL_MIN_FREE_GIB:
+        report.note(f"SDXL skipped: {free_gib:.0f} GiB free on the card", SECTION)
+    else:
+        from sdxl_random import ensure_sdxl_random
+
+        cases.append(Case("SDXL", ensure_sdxl_random(report.cache_dir, device), 1024, STEPS))
+    return cases
+
+
+def _run_case(case: Case, device: str, dtype: str, repeats: int) -> list[dict]:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    plain = DiffusionPipeline.from_pretrained(case.folder, dtype=getattr(torch, dtype))
+    plain = plain.to(device)
+    plain.set_progress_bar_config(disable=True)
+    engine = _engine(case, device, compile=False)
+    plain_call(plain, case, device)  # warm-up: first calls are slower
+    engine_call(engine, case, device)
+    runs: dict[str, list[tuple[Split, float]]] = {"plain": [], "engine": []}
+    for i in range(repeats):
+        for who in ("plain", "engine")[:: 1 if i % 2 == 0 else -1]:
+            if who == "plain":
+                runs["plain"].append(plain_call(plain, case, device))
+            else:
+                runs["engine"].append(engine_call(engine, case, device))
+    engine.unload()
+    plain_step = statistics.median(split.step for split, _ in runs["plain"])
+    rows = [
+        _row(case, "plain diffusers (SDPA, contiguous)", dtype, runs["plain"], plain_step),
+        _row(case, "paintbridge Engine (channels_last)", dtype, runs["engine"], plain_step),
+    ]
+    if case.compile:
+        compiled = _engine(case, device, compile=True)
+        start = time.perf_counter()
+        engine_call(compiled, case, device)  # compiles
+        first = time.perf_counter() - start
+        found = [engine_call(compiled, case, device) for _ in range(repeats)]
+        rows.append(
+            {
+                **_row(case, "paintbridge Engine, compile on", dtype, found, plain_step),
+                "first_s": first,
+            }
+        )
+        compiled.unload()
+        torch._dynamo.reset()
+    if case.server_args:
+        rows.append(_server_row(case, device, dtype, plain, repeats))
+    del plain
+    return rows
+
+
+def _engine(case: Case, device: str, compile: bool) -> Any:
+    from paintbridge.engine import Engine
+    from paintbridge.engine.types import EngineSettings
+
+    settings = EngineSettings(
+        device=device,
+        dtype="auto" if device == "cuda" else "float32",
+        allow_any_path=True,
+        model_dirs=(case.folder.parent,),
+        compile=compile,
+    )
+    engine = Engine(settings)
+    engine.load(str(case.folder))
+    return engine
+
+
+def _waiter(device: str) -> Any:
+    import torch
+
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def _peak_reset(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(device: str) -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
+
+
+def plain_call(pipe: Any, case: Case, device: str) -> tuple[Split, float]:
+    wait = _waiter(device)
+    stamps: list[float] = []
+
+    def on_step_end(pipe_: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict:
+        wait()
+        stamps.append(time.perf_counter())
+        return kwargs
+
+    _peak_reset(device)
+    wait()
+    start = time.perf_counter()
+    plain_txt2img(pipe, case.size, case.size, case.steps, callback_on_step_end=on_step_end)
+    return Split(start, stamps, time.perf_counter()), _peak_gib(device)
+
+
+def engine_call(engine: Any, case: Case, device: str) -> tuple[Split, float]:
+    from paintbridge.engine.types import GenerationRequest
+
+    wait = _waiter(device)
+    stamps: list[float] = []
+
+    def progress(step: int, steps: int) -> None:
+        wait()
+        stamps.append(time.perf_counter())
+
+    request = GenerationRequest(
+        task="txt2img",
+        prompt=PROMPT,
+        model=str(case.folder),
+        width=case.size,
+        height=case.size,
+        steps=case.steps,
+        guidance=GUIDANCE,
+        seed=SEED,
+        scheduler="default",  # the model's own, as the plain pipeline uses
+    )
+    _peak_reset(device)
+    wait()
+    start = time.perf_counter()
+    engine.generate(request, progress=progress)
+    return Split(start, stamps, time.perf_counter()), _peak_gib(device)
+
+
+def _row(
+    case: Case, what: str, dtype: str, runs: list[tuple[Split, float]], plain_step: float
+) -> dict[str, Any]:
+    step = statistics.median(split.step for split, _ in runs)
+    return {
+        "model": case.model,
+        "what": what,
+        "size": f"{case.size}x{case.size}",
+        "dtype": dtype,
+        "steps": case.steps,
+        "repeats": len(runs),
+        "it_per_s": 1 / step if step else None,
+        "step_ms": 1000 * step,
+        "total_s": statistics.median(split.total for split, _ in runs),
+        "vs_plain": plain_step / step if step else None,
+        "peak_gib": max(peak for _, peak in runs),
+        "all_total_s": [round(split.total, 3) for split, _ in runs],
+    }
+
+
+def _server_row(case: Case, device: str, dtype: str, plain: Any, repeats: int) -> dict[str, Any]:
+    """hostkit's Client.run against `paintbridge serve` on the same card, alternating with plain
+    diffusers in this process (total time per image, the PNG payload back included)."""
+    from paintbridge.hostkit import txt2img_job
+
+    job = txt2img_job(
+        PROMPT,
+        width=case.size,
+        height=case.size,
+        negative_prompt="",
+        steps=case.steps,
+        guidance=GUIDANCE,
+        seed=SEED,
+        scheduler="default",
+    )
+    engine_dtype = "auto" if device == "cuda" else dtype
+    with Server(*case.server_args, "--device", device, "--dtype", engine_dtype) as server:
+        server.wait_ready()
+        client, _ = server.client()
+        client.run(dict(job))  # warm-up
+        wait = _waiter(device)
+
+        def plain_once() -> None:
+            plain_txt2img(plain, case.size, case.size, case.steps)
+            wait()
+
+        plain_t, server_t = time_alternating(plain_once, lambda: client.run(dict(job)), repeats)
+    return {
+        "model": case.model,
+        "what": "hostkit -> HTTP -> paintbridge serve",
+        "size": f"{case.size}x{case.size}",
+        "dtype": dtype,
+        "steps": case.steps,
+        "repeats": repeats,
+        "total_s": server_t.median,
+        "vs_plain": plain_t.median / server_t.median,
+        "plain_total_s": plain_t.median,
+        "all_total_s": [round(s, 3) for s in server_t.seconds],
+    }
