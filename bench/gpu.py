@@ -7,7 +7,9 @@ test model at 64 px, 3 steps: a check of the plumbing before device time is spen
 
 Models (random weights, published configurations, so each call costs what the real model costs):
 SD 1.5 (bench/sd15_random.py) at 512 px and, in full mode, SDXL base (bench/sdxl_random.py) at
-1024 px; txt2img, 20 steps, guidance 7.5, the model's own scheduler, one seed, float16.
+1024 px (each model's native size: the engine generates at about native**2 pixels whatever the
+size asked, so only there do both generate the same); txt2img, 20 steps, guidance 7.5, the
+model's own scheduler, one seed, float16.
 Compared on one card, in alternating order after a warm-up call each:
 - plain diffusers: `DiffusionPipeline.from_pretrained(folder, dtype=float16).to("cuda")`, its
   defaults (torch's SDPA attention, contiguous layout);
