@@ -15,7 +15,8 @@ in and the row says "emulated".
 
 Achieved: seconds per step of the random-weight, full-size SD 1.5 UNet at 512 px, batch 2
 (medians; one warm-up call first):
-- a direct `unet(latents, t, text)` call (the model alone),
+- a direct `unet(latents, t, text)` call (the model alone; as in a guided step, both halves of
+  the batch hold the same latents, with two different text embeddings),
 - plain diffusers' pipeline step: the times between the first four `callback_on_step_end`
   calls of a `StableDiffusionPipeline` txt2img (steps 2, 3 and 4: UNet + guidance + scheduler
   step; the first step is left out, as it also allocates what the generation reuses), stopped
@@ -290,11 +291,13 @@ def _plain_pipeline(folder: Path) -> Any:
 
 
 def unet_seconds(unet: Any, calls: int) -> list[float]:
-    """Seconds of direct UNet calls (batch 2, 512 px, 77 random text tokens)."""
+    """Seconds of direct UNet calls as a guided step makes them: 512 px, batch 2 holding the
+    same latents twice, with two different text embeddings of 77 tokens."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(BATCH, 4, SIZE // 8, SIZE // 8, generator=generator).to(unet.dtype)
+    latents = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=generator).to(unet.dtype)
+    latents = latents.repeat(BATCH, 1, 1, 1)
     text = torch.randn(BATCH, TOKENS, unet.config.cross_attention_dim, generator=generator)
     text = text.to(unet.dtype)
     seconds = []

@@ -170,3 +170,42 @@ def test_a_resnet_with_its_own_scale_or_sampling_stays_as_it_is() -> None:
         resnet = resnet.to(BF16).eval()
         pack_weights(resnet)
         assert fuse_resnets(resnet) == 0
+
+
+def test_guidance_halves_share_what_comes_before_the_prompt(monkeypatch) -> None:
+    """With guidance both halves of the batch hold the same latents: the first resnet and the
+    first self-attention run once for both, with the same result as running them twice."""
+    import paintbridge.engine.residuals as residuals
+
+    dense = small_unet()
+    packed = copy.deepcopy(dense)
+    pack_weights(packed)
+    fuse_residuals(packed)
+    torch.manual_seed(2)
+    latents = torch.randn(1, 4, 16, 16).to(BF16).repeat(2, 1, 1, 1)
+    text = torch.randn(2, 7, 32).to(BF16)  # the unconditional and the conditional prompt
+    batches: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        batches.append(query.shape[0])
+        return sdpa(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    resnet_batches: list[int] = []
+    first_resnet = packed.down_blocks[0].resnets[0]
+    first_resnet.norm1.register_forward_hook(lambda m, a, out: resnet_batches.append(len(out)))
+    with torch.inference_mode():
+        shared = packed(latents, 10, encoder_hidden_states=text).sample
+        first_pass = list(batches)
+        assert resnet_batches == [1]
+        different = torch.cat([latents[:1], torch.randn_like(latents[:1])])
+        packed(different, 10, encoder_hidden_states=text)
+        monkeypatch.setattr(residuals, "_on_one_half", lambda body, *args: body(*args))
+        twice = packed(latents, 10, encoder_hidden_states=text).sample
+        expected = dense(latents, 10, encoder_hidden_states=text).sample
+    assert first_pass[0] == 1 and all(b == 2 for b in first_pass[1:])  # only the first is shared
+    assert all(b == 2 for b in batches[len(first_pass) :][: len(first_pass)])  # halves differ
+    torch.testing.assert_close(shared, twice, rtol=0, atol=0)
+    close(shared, expected)
+    assert not torch.equal(shared[0], shared[1])  # the prompts still part them
