@@ -17,7 +17,11 @@ made four passes over the largest activations (bias copy, chunk, GELU, multiply)
 
 Measured on the whole bf16 UNet forward at 512 px, alternating (bench/results/README.md):
 1.72 s as loaded, 1.61 s with packed convolutions, 1.53 s with GEGLU fused too. In float32, and
-for the VAE, packing gained nothing, so the engine packs only the bf16 UNet.
+for the VAE, packing gained nothing, so the engine packs only the bf16 UNet. Tried again on an
+Intel Xeon without native bf16 (AVX-512 only), float32 with residuals.py too: a bare UNet call
+gained 4.5% (6.96 -> 6.63 s), but Engine steps did not (6.93 s packed vs 6.54 s not, medians
+of 12 alternating steps; 7.00 vs 6.80 of 24), likely because the engine's allocator
+(allocator.py) already spares the page faults that fewer intermediates saved the bare call.
 
 `pack_weights` does all of it. `conv2d` convolves with either kind of weight: seamless (circular
 padding) calls it too.
