@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 from collections.abc import Iterator
 
@@ -139,6 +140,16 @@ def test_a_chunked_body_is_counted_as_it_arrives(http: httpx.Client) -> None:
 
     response = http.post("/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"})
     error_of(response, 413, "too_large")
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["Content-Length", "chunked"])
+def test_a_body_in_many_pieces_arrives_whole(http: httpx.Client, sized: bool) -> None:
+    # the field that fails comes after the image, so the whole body was read and parsed
+    body = json.dumps({**inpaint_job(), "strength": 1.5}).encode()
+    pieces = [body[start : start + 97] for start in range(0, len(body), 97)]
+    content = body if sized else iter(pieces)
+    response = http.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"})
+    assert "strength" in error_of(response, 400, "invalid_request")
 
 
 def test_a_lying_content_length_cannot_sneak_a_big_body_in(server: ServerProcess) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -122,9 +123,15 @@ class Guard:
         if refusal is not None:
             await _send(send, *refusal)
             return
-        # One growing buffer, not a list of chunks joined at the end: the join would hold the
-        # body twice, and an inpaint of a 4096 px crop is a 107 MB body.
-        body = bytearray()
+        # An inpaint of a 4096 px crop is a 107 MB body, so it is held once: not as chunks joined
+        # at the end (the join holds it twice), nor as a bytearray (pydantic copies one before
+        # parsing; bytes it reads in place). BytesIO builds a bytes object and getvalue() hands
+        # that very object over (CPython); sized by Content-Length first, so no growth copies it.
+        body = io.BytesIO()
+        if length is not None and int(length) > 0:
+            body.seek(int(length) - 1)
+            body.write(b"\0")
+            body.seek(0)
         size = 0
         while True:
             message = await receive()
@@ -135,10 +142,15 @@ class Guard:
             if size > self._max_body:
                 await _send(send, *self._too_large())
                 return
-            body += chunk
+            body.write(chunk)
             if not message.get("more_body", False):
                 break
-        await self._shielded(scope, _replay(body, receive), send)
+        body.truncate(size)  # a body shorter than its Content-Length
+        replay = _replay(body.getvalue(), receive)
+        # The app's parse then holds the only reference, so a job's body is freed once parsed,
+        # before its images are decoded.
+        del body
+        await self._shielded(scope, replay, send)
 
     async def _shielded(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; an exception it lets out is a bug: log it, answer 500, keep serving."""
@@ -233,16 +245,14 @@ async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     await send({"type": "http.response.body", "body": body})
 
 
-def _replay(body: bytearray, receive: Receive) -> Receive:
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the app the body already read (in one message), then the real
-    channel."""
-    sent = False
+    channel. It keeps no reference to the body once handed over."""
+    pending = [body]
 
     async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
         return await receive()
 
     return replayed
