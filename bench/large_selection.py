@@ -194,7 +194,9 @@ class _Filler:
         return dict(memory)
 
 
-def _tiny_server_peaks(canvases: dict[Case, tuple[bytes, bytes]], repeats: int) -> dict:
+def _tiny_server_peaks(
+    canvases: dict[Case, tuple[bytes, bytes]], repeats: int
+) -> dict[Case, list[float]]:
     """Per-job server peaks (MiB) of the same fills against a server generating with test:tiny:
     without the full model's working memory, what is left is the crop's cost."""
     args = ("--model", "test:tiny", "--device", "cpu", "--dtype", "float32")

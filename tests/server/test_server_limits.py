@@ -147,8 +147,10 @@ def test_a_body_in_many_pieces_arrives_whole(http: httpx.Client, sized: bool) ->
     # the field that fails comes after the image, so the whole body was read and parsed
     body = json.dumps({**inpaint_job(), "strength": 1.5}).encode()
     pieces = [body[start : start + 97] for start in range(0, len(body), 97)]
-    content = body if sized else iter(pieces)
-    response = http.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if sized:  # else sent chunked
+        headers["Content-Length"] = str(len(body))
+    response = http.post("/v1/jobs", content=iter(pieces), headers=headers)
     assert "strength" in error_of(response, 400, "invalid_request")
 
 

@@ -92,7 +92,8 @@ async def _job_request(request: Request) -> JobRequest:
     FastAPI's own body parameter would first decode the whole body to one str for json.loads: an
     inpaint of a 4096 px crop is a 107 MB body, and that str a third copy of it beside the body
     and the parsed fields. Errors are FastAPI's validation errors, answered as usual (400)."""
-    # The Guard hands the body over in one piece, which Request.body() would copy (bytes.join).
+    # Read through stream(), not Request.body(), which would keep the body cached on the request
+    # until the response: once parsed, it is freed before the images are decoded.
     chunks = [chunk async for chunk in request.stream() if chunk]
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:

@@ -128,8 +128,9 @@ class Guard:
         # parsing; bytes it reads in place). BytesIO builds a bytes object and getvalue() hands
         # that very object over (CPython); sized by Content-Length first, so no growth copies it.
         body = io.BytesIO()
-        if length is not None and int(length) > 0:
-            body.seek(int(length) - 1)
+        expected = int(length) if length is not None else 0
+        if expected > 0:
+            body.seek(expected - 1)
             body.write(b"\0")
             body.seek(0)
         size = 0
