@@ -17,7 +17,7 @@ from engine_support import box_mask, rgba_image
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest, prepack
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
-from paintbridge.engine.pipelines import prepacks
+from paintbridge.engine.pipelines import prepacks, rewrites_unet_blocks
 from paintbridge.engine.prepack import (
     fuse_geglu,
     is_packed,
@@ -144,20 +144,23 @@ def test_a_torch_that_cannot_pack_leaves_the_modules_as_they_were(
 
 
 @pytest.mark.parametrize(
-    ("device", "dtype", "compile", "expected"),
+    ("device", "dtype", "compile", "packed", "own_forwards"),
     [
-        ("cpu", "bfloat16", False, True),
-        ("cpu", "bfloat16", True, False),  # torch.compile packs its own
-        ("cpu", "float32", False, False),  # measured: no gain in float32
-        ("cuda", "bfloat16", False, False),
-        ("mps", "float16", False, False),
+        ("cpu", "bfloat16", False, True, True),
+        ("cpu", "bfloat16", True, False, False),  # torch.compile traces diffusers' modules
+        ("cpu", "float32", False, False, True),  # packing gains nothing; the shared halves do
+        ("cpu", "float32", True, False, False),
+        ("cuda", "bfloat16", False, False, False),  # checking the halves would wait for the card
+        ("mps", "float16", False, False, False),
     ],
 )
-def test_packed_only_for_the_bf16_unet_on_the_cpu(
-    device: str, dtype: str, compile: bool, expected: bool
+def test_packing_and_the_blocks_own_forwards_only_where_they_pay(
+    device: str, dtype: str, compile: bool, packed: bool, own_forwards: bool
 ) -> None:
     settings = EngineSettings(device=device, dtype=dtype, compile=compile)
-    assert prepacks(Placement(device=device, dtype=dtype), settings) is expected
+    placement = Placement(device=device, dtype=dtype)
+    assert prepacks(placement, settings) is packed
+    assert rewrites_unet_blocks(placement, settings) is own_forwards
 
 
 def fused(module: torch.nn.Module, method: str) -> bool:

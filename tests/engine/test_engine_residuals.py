@@ -1,16 +1,18 @@
-"""Residual adds done by oneDNN (the bf16 UNet on the CPU): each fused block gives diffusers'
-outputs, a call the fused forward was not written for runs diffusers' own, and a block of
-another kind is left as it is."""
+"""The UNet blocks' own forwards (CPU): with packed bf16 weights each fused block adds its
+residuals in oneDNN and gives diffusers' outputs; on unpacked float32 weights they add as diffusers
+does; a call they were not written for runs diffusers' own, and a block of another
+kind is left as it is."""
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
-from diffusers.models.attention_processor import AttnProcessor
+from diffusers.models.attention_processor import AttnProcessor, SlicedAttnProcessor
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
@@ -31,7 +33,7 @@ def close(got: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)
 
 
-def small_unet(linear_projection: bool = False) -> UNet2DConditionModel:
+def small_unet(linear_projection: bool = False, dtype: torch.dtype = BF16) -> UNet2DConditionModel:
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         sample_size=16,
@@ -44,7 +46,7 @@ def small_unet(linear_projection: bool = False) -> UNet2DConditionModel:
         norm_num_groups=8,
         use_linear_projection=linear_projection,
     )
-    return unet.to(BF16).eval()
+    return unet.to(dtype).eval()
 
 
 def count(module: torch.nn.Module, kind: type) -> int:
@@ -58,7 +60,6 @@ def test_a_packed_and_fused_unet_gives_the_same_outputs(
 ) -> None:
     dense = small_unet(linear_projection).to(memory_format=layout)
     packed = copy.deepcopy(dense)
-    assert fuse_residuals(packed) == {"projections": 0, "transformer blocks": 0, "resnets": 0}
     pack_weights(packed)
     counts = fuse_residuals(packed)
     assert counts == {
@@ -209,3 +210,75 @@ def test_guidance_halves_share_what_comes_before_the_prompt(monkeypatch) -> None
     torch.testing.assert_close(shared, twice, rtol=0, atol=0)
     close(shared, expected)
     assert not torch.equal(shared[0], shared[1])  # the prompts still part them
+
+
+def test_an_unpacked_float32_unet_shares_the_halves_and_otherwise_adds_as_diffusers() -> None:
+    """float32 is not packed: its blocks' forwards add as torch does, so their outputs are
+    diffusers' to the bit, except where guidance's halves are shared: a batch of one may take
+    other kernels, which round differently (about 1e-6 here; SD 1.5 at 512 px came out equal)."""
+    import paintbridge.engine.residuals as residuals
+
+    dense = small_unet(dtype=torch.float32)
+    ours = copy.deepcopy(dense)
+    counts = fuse_residuals(ours)
+    assert counts == {
+        "projections": 0,  # a projection gains only from packing
+        "transformer blocks": count(ours, BasicTransformerBlock),
+        "resnets": count(ours, ResnetBlock2D),
+    }
+    assert min(counts["transformer blocks"], counts["resnets"]) > 0
+    batches: list[int] = []  # what the shareable parts were computed on
+    one_half = residuals._on_one_half
+
+    def recording(body: Any, module: object, hidden: torch.Tensor, *more: object) -> object:
+        def counted(module: object, hidden: torch.Tensor, *more: object) -> object:
+            batches.append(len(hidden))
+            return body(module, hidden, *more)
+
+        return one_half(counted, module, hidden, *more)
+
+    torch.manual_seed(3)
+    latents = torch.randn(1, 4, 16, 16).repeat(2, 1, 1, 1)  # guidance: equal halves
+    text = torch.randn(2, 7, 32)
+    with torch.inference_mode(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(residuals, "_on_one_half", recording)
+        got = ours(latents, 10, encoder_hidden_states=text).sample
+        torch.testing.assert_close(got, dense(latents, 10, encoder_hidden_states=text).sample)
+        assert batches[0] == 1  # the halves were shared
+        for sample in (torch.randn(2, 4, 16, 16), torch.randn(1, 4, 24, 24)):  # nothing shared
+            batch_text = text[: len(sample)]
+            got = ours(sample, 10, encoder_hidden_states=batch_text).sample
+            expected = dense(sample, 10, encoder_hidden_states=batch_text).sample
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["bf16 packed", "float32"])
+def test_attention_slicing_still_slices_a_fused_unet(packed: bool) -> None:
+    """Low memory turns attention slicing on after the model loaded: the blocks then run
+    diffusers' forward, through the sliced processors."""
+    unet = small_unet(dtype=BF16 if packed else torch.float32)
+    if packed:
+        pack_weights(unet)
+    fuse_residuals(unet)
+    calls: list[int] = []
+    sliced_call = SlicedAttnProcessor.__call__
+
+    def counting(self: SlicedAttnProcessor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return sliced_call(self, *args, **kwargs)
+
+    sample = torch.randn(2, 4, 16, 16).to(unet.dtype)
+    text = torch.randn(2, 7, 32).to(unet.dtype)
+    with torch.inference_mode(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SlicedAttnProcessor, "__call__", counting)
+        before = unet(sample, 10, encoder_hidden_states=text).sample
+        assert not calls
+        unet.set_attention_slice(1)
+        sliced = unet(sample, 10, encoder_hidden_states=text).sample
+        assert len(calls) == 2 * count(unet, BasicTransformerBlock)
+        unet.set_attention_slice(None)  # slicing off: our forwards again
+        calls.clear()
+        again = unet(sample, 10, encoder_hidden_states=text).sample
+        assert not calls
+    close(sliced, before)
+    torch.testing.assert_close(again, before, rtol=0, atol=0)

@@ -1,6 +1,6 @@
 """The speed-ups, checked on the CPU: channels_last (automatic on CUDA, and on the CPU in
-bfloat16) and the opt-in torch.compile leave the picture as it was and reach the pipelines of
-every task."""
+bfloat16), the float32 UNet blocks' own forwards (guidance's shared work done once) and the
+opt-in torch.compile leave the picture as it was and reach the pipelines of every task."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.resnet import ResnetBlock2D
 from engine_support import box_mask, rgba_image
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
@@ -88,6 +90,33 @@ def test_channels_last_makes_the_same_picture(dtype: str, monkeypatch: pytest.Mo
     img2img = GenerationRequest(task="img2img", prompt="x", image=image, steps=4)
     assert nhwc._model.pipeline("img2img").unet is unet  # type: ignore[union-attr]
     assert_same_picture(pixels(nhwc, img2img), pixels(plain, img2img), dtype)
+
+
+def own_forwards(engine: Engine) -> list[bool]:
+    """For each resnet and transformer block of the engine's UNet: has residuals.py's forward."""
+    unet = engine._model.base.unet  # type: ignore[union-attr]
+    blocks = [m for m in unet.modules() if isinstance(m, (BasicTransformerBlock, ResnetBlock2D))]
+    return ["forward" in vars(block) for block in blocks]
+
+
+def test_the_float32_unet_blocks_share_guidance_halves_and_make_the_same_picture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="float32"))
+    ours.load()
+    assert sum(own_forwards(ours)) >= 2  # the tiny UNet's up- and downsampling resnets stay
+    monkeypatch.setattr(pipelines_module, "rewrites_unet_blocks", lambda placement, s: False)
+    plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="float32"))
+    plain.load()
+    assert not any(own_forwards(plain))
+    image, mask = rgba_image(64, 64), box_mask(64, 64, (16, 16, 48, 48))
+    for request in (
+        REQUEST,
+        replace(REQUEST, seamless="xy"),
+        GenerationRequest(task="img2img", prompt="x", image=image, steps=4),
+        GenerationRequest(task="inpaint", prompt="x", image=image, mask=mask, steps=4),
+    ):
+        assert_same_picture(pixels(ours, request), pixels(plain, request), "float32")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -1,4 +1,5 @@
-"""The bf16 UNet's residual adds done by oneDNN as it writes each block's last product (CPU).
+"""The UNet's blocks with forwards of our own (CPU): residual adds done by oneDNN as it writes
+each block's last product where the weights are packed, and guidance's shared work done once.
 
 Every block of SD's UNet ends in `residual + layer(x)`; in diffusers that is one pass of the
 packed layer (engine/prepack.py) and then another two over the activations: the add, and a
@@ -14,17 +15,22 @@ block of the usual configuration a forward that does so, and leaves any other bl
   time step, the time embedding joins the first convolution's bias instead of being added after.
 
 With guidance, both halves of the batch are equal until the first cross-attention brings the
-prompt in; the fused resnets and transformer blocks then compute that part once for both
-(`_on_one_half`): in SD 1.5, the first resnet and the first 4096-token self-attention.
+prompt in; the transformer blocks' and resnets' forwards then compute that part once for both
+(`_on_one_half`): in SD 1.5, the first resnet and the first 4096-token self-attention. That
+needs no packing, so the float32 UNet gets these two forwards too, with torch doing the adds as
+diffusers does (the same result, bit for bit).
 
 A call these forwards were not written for (an attention mask, extra attention arguments,
-training) runs diffusers' own forward. Rounding differs from diffusers': the add happens before
-the product is rounded to bf16, not after.
+attention slicing, training) runs diffusers' own forward. In bf16 with packed weights, rounding
+differs from diffusers': the add happens before the product is rounded to bf16, not after.
 
 Measured on the whole bf16 UNet forward at 512 px, 2 cores with AMX, alternating: 1.328 s ->
 1.258 s with the linears packed and the projections fused; 1.232 s -> 1.196 s with the
 transformer blocks and resnets fused too (bench/results/README.md). An Engine step (guidance on):
-1.195 s -> 1.152 s with the halves' shared part computed once (12 steps each, alternating).
+1.195 s -> 1.152 s with the halves' shared part computed once (12 steps each, alternating). In
+float32 (an Intel Xeon with AVX-512 only, where float32 is the fastest), the halves shared: UNet
+forward 6.12 -> 5.93 s (12 alternating calls each), Engine step 6.22 -> 6.00 s (12 steps each),
+and at a busier hour 8.89 -> 7.22 s (24 steps each; every one of 8 rounds faster, 1.04-1.35x).
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from paintbridge.engine.prepack import conv2d, convolves_packed, each, is_packed
 
 
 def fuse_residuals(unet: Any) -> dict[str, int]:
-    """All three, on a UNet whose weights are packed (prepack.pack_weights); returns how many
-    blocks of each kind now end in one oneDNN call."""
+    """All three; returns how many blocks of each kind now have a forward of ours. Only where
+    prepack.pack_weights packed the weights first do they end in one oneDNN call (and only then
+    is a projection changed at all); elsewhere they share guidance's halves and nothing else."""
     return {
         "projections": fuse_projection_residuals(unet),
         "transformer blocks": fuse_transformer_blocks(unet),
@@ -150,8 +157,9 @@ def _fuse_projection(transformer: Any) -> None:
 
 def fuse_transformer_blocks(module: Any) -> int:
     """Every diffusers BasicTransformerBlock below `module` of SD's kind (layer norms,
-    self-attention then cross-attention, a feed-forward with packed output, attention by
-    torch's SDPA) adds its three residuals in oneDNN; returns how many."""
+    self-attention then cross-attention, a feed-forward, attention by torch's SDPA) gets our
+    forward, which adds its three residuals in oneDNN where their layers are packed; returns how
+    many."""
     return each(module, _block_fusable, _fuse_block)
 
 
@@ -171,10 +179,7 @@ def _block_fusable(block: Any) -> bool:
     )
     ff = block.ff
     feed_forward = (
-        type(ff) is FeedForward
-        and len(ff.net) == 3
-        and isinstance(ff.net[1], torch.nn.Dropout)
-        and is_packed(ff.net[2].weight)
+        type(ff) is FeedForward and len(ff.net) == 3 and isinstance(ff.net[1], torch.nn.Dropout)
     )
     attentions = _attention_fusable(block.attn1) and _attention_fusable(block.attn2)
     return plain and feed_forward and attentions
@@ -192,11 +197,12 @@ def _attention_fusable(attn: Any) -> bool:
         and not attn.norm_cross
         and not attn.residual_connection
         and attn.rescale_output_factor == 1
-        and is_packed(attn.to_out[0].weight)
     )
 
 
 def _fuse_block(block: Any) -> None:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
     diffusers_forward = block.forward
 
     def forward(
@@ -210,7 +216,17 @@ def _fuse_block(block: Any) -> None:
         added_cond_kwargs: Any = None,
     ) -> Any:
         extras = (attention_mask, encoder_attention_mask, timestep, class_labels, added_cond_kwargs)
-        if block.training or cross_attention_kwargs or any(x is not None for x in extras):
+        # attention slicing (low memory) swaps the processors after the fusing
+        other_processor = not (
+            type(block.attn1.processor) is AttnProcessor2_0
+            and type(block.attn2.processor) is AttnProcessor2_0
+        )
+        if (
+            block.training
+            or other_processor
+            or cross_attention_kwargs
+            or any(x is not None for x in extras)
+        ):
             return diffusers_forward(
                 hidden_states,
                 attention_mask=attention_mask,
@@ -256,8 +272,8 @@ def _attend_plus(attn: Any, hidden_states: Any, context: Any, residual: Any) -> 
 
 def fuse_resnets(module: Any) -> int:
     """Every diffusers ResnetBlock2D below `module` of SD's kind (no up- or downsampling inside,
-    time embedding added, output scale 1, packed second convolution) adds its shortcut in
-    oneDNN; returns how many."""
+    time embedding added, output scale 1) gets our forward, which adds its shortcut in oneDNN
+    where its second convolution is packed; returns how many."""
     return each(module, _resnet_fusable, _fuse_resnet)
 
 
@@ -271,7 +287,6 @@ def _resnet_fusable(resnet: Any) -> bool:
         and resnet.downsample is None
         and resnet.time_embedding_norm == "default"
         and resnet.output_scale_factor == 1
-        and is_packed(resnet.conv2.weight)
     )
 
 
