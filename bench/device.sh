@@ -7,6 +7,11 @@
 #                            "bash bench/device.sh run" (about 6 minutes with SDXL; results in
 #                            $OUT/gpu/latest.md and .json, partial ones in $OUT/gpu/partial/)
 # Extra arguments after `run` go to bench/run.py (--quick: SD 1.5 only, no torch.compile).
+# Rehearsed here 2026-12-03 with that machine's library versions as its device page lists them
+# (transformers 5.17.0, huggingface_hub 1.33.0, accelerate 1.15.0, tokenizers 0.23.2; torch 2.13
+# CPU in place of its 2.11 CUDA build) and these wheels: the section's CPU rehearsal
+# (PAINTBRIDGE_BENCH_GPU_REHEARSE=1, all four rows), and the SD 1.5 and SDXL random-weight builds
+# with one step each through plain diffusers and the Engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEEDED="diffusers fastapi starlette pydantic pydantic-core annotated-types typing-inspection

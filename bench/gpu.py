@@ -13,8 +13,8 @@ model's own scheduler, one seed, float16.
 Compared on one card, in alternating order after a warm-up call each:
 - plain diffusers: `DiffusionPipeline.from_pretrained(folder, dtype=float16).to("cuda")`, its
   defaults (torch's SDPA attention, contiguous layout);
-- paintbridge's `Engine.generate` (device cuda, dtype auto = float16; UNet and VAE in
-  channels_last);
+- paintbridge's `Engine.generate` (device cuda, dtype auto = float16; the UNet in
+  channels_last, as engine/pipelines.py's channels_last_modules picks on CUDA);
 - for SD 1.5 in full mode, the engine with `compile` on (torch.compile of the UNet, opt-in):
   `first_s` is its first generation, which compiles (SDXL's compile would take minutes of the
   lent machine's few);
