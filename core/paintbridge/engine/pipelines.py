@@ -187,8 +187,9 @@ def prepacks(placement: Placement, settings: EngineSettings) -> bool:
 def rewrites_unet_blocks(placement: Placement, settings: EngineSettings) -> bool:
     """Whether the UNet's resnets and transformer blocks get residuals.py's forwards: on the CPU
     in any dtype, unless settings.compile. They compute guidance's shared work once (float32:
-    3% of a step, the same result) and, on packed weights, add residuals in oneDNN. Not on a GPU,
-    where their check that the halves are equal would wait for the card."""
+    3% of a step or more, the same result to float32 rounding) and, on packed weights, add
+    residuals in oneDNN. Not on a GPU, where their check that the halves are equal would wait
+    for the card."""
     return placement.device == "cpu" and not settings.compile
 
 

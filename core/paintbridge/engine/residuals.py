@@ -18,7 +18,8 @@ With guidance, both halves of the batch are equal until the first cross-attentio
 prompt in; the transformer blocks' and resnets' forwards then compute that part once for both
 (`_on_one_half`): in SD 1.5, the first resnet and the first 4096-token self-attention. That
 needs no packing, so the float32 UNet gets these two forwards too, with torch doing the adds as
-diffusers does (the same result, bit for bit).
+diffusers does: the same result up to float32 rounding (a batch of one may take other kernels
+than a batch of two; SD 1.5 at 512 px came out bit for bit).
 
 A call these forwards were not written for (an attention mask, extra attention arguments,
 attention slicing, training) runs diffusers' own forward. In bf16 with packed weights, rounding
