@@ -1,9 +1,13 @@
-"""Helpers for the engine tests: small input images and masks."""
+"""Helpers for the engine tests: small input images and masks, and a request of every task."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PIL import Image
+
+from paintbridge.engine import GenerationRequest
 
 
 def rgba_image(width: int, height: int, *, alpha: bool = False) -> Image.Image:
@@ -20,3 +24,15 @@ def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> Image.I
     mask = Image.new("L", (width, height), 0)
     mask.paste(255, box)
     return mask
+
+
+def every_task(txt2img: GenerationRequest) -> tuple[GenerationRequest, ...]:
+    """`txt2img`, it seamless on both axes, and a 64 px img2img and inpaint (a box mask)."""
+    image = rgba_image(64, 64)
+    mask = box_mask(64, 64, (16, 16, 48, 48))
+    return (
+        txt2img,
+        replace(txt2img, seamless="xy"),
+        GenerationRequest(task="img2img", prompt="x", image=image, steps=4),
+        GenerationRequest(task="inpaint", prompt="x", image=image, mask=mask, steps=4),
+    )

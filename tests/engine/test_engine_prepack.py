@@ -12,7 +12,7 @@ import torch
 from diffusers.models.activations import GEGLU
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
-from engine_support import box_mask, rgba_image
+from engine_support import every_task
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest, prepack
 from paintbridge.engine import pipelines as pipelines_module
@@ -192,18 +192,14 @@ def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
     assert not any(is_packed(m.weight) for m in base.vae.modules() if hasattr(m, "weight"))
     assert base.unet.dtype == torch.bfloat16  # diffusers reads it from the first parameter
 
+    # dense and exact: as diffusers runs them, in bf16 and float32
     monkeypatch.setattr(pipelines_module, "prepacks", lambda placement, settings: False)
+    monkeypatch.setattr(pipelines_module, "rewrites_unet_blocks", lambda placement, s: False)
     dense = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="bfloat16"))
     dense.load()
     assert not is_packed(dense._model.base.unet.conv_in.weight)  # type: ignore[union-attr]
     exact = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="float32"))
-    rgba, box = rgba_image(64, 64), box_mask(64, 64, (16, 16, 48, 48))
-    for request in (
-        REQUEST,
-        replace(REQUEST, seamless="xy"),
-        GenerationRequest(task="img2img", prompt="x", image=rgba, steps=4),
-        GenerationRequest(task="inpaint", prompt="x", image=rgba, mask=box, steps=4),
-    ):
+    for request in every_task(REQUEST):
         assert packed._model.pipeline(request.task).unet is base.unet  # type: ignore[union-attr]
         reference = pixels(exact, request)
         packed_error = np.abs(pixels(packed, request) - reference)

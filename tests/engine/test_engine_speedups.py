@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D
-from engine_support import box_mask, rgba_image
+from engine_support import box_mask, every_task, rgba_image
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
@@ -109,13 +109,7 @@ def test_the_float32_unet_blocks_share_guidance_halves_and_make_the_same_picture
     plain = Engine(EngineSettings(default_model="test:tiny", device="cpu", dtype="float32"))
     plain.load()
     assert not any(own_forwards(plain))
-    image, mask = rgba_image(64, 64), box_mask(64, 64, (16, 16, 48, 48))
-    for request in (
-        REQUEST,
-        replace(REQUEST, seamless="xy"),
-        GenerationRequest(task="img2img", prompt="x", image=image, steps=4),
-        GenerationRequest(task="inpaint", prompt="x", image=image, mask=mask, steps=4),
-    ):
+    for request in every_task(REQUEST):
         assert_same_picture(pixels(ours, request), pixels(plain, request), "float32")
 
 
