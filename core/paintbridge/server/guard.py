@@ -2,7 +2,9 @@
 
 A pure ASGI middleware, so a request is refused before its body is read: an unauthenticated
 client cannot make the server buffer anything, and an authenticated one at most `max_body`
-bytes (counted as they arrive, whatever Content-Length claims). It never adds CORS headers:
+bytes (counted as they arrive, whatever Content-Length claims). Requests that need no token
+(the loopback-only AUTOMATIC1111 opt-out) are buffered as their bytes arrive, never sized in
+advance by the Content-Length they declare. It never adds CORS headers:
 a web page in the user's browser must not be able to read anything from this server.
 """
 
@@ -113,7 +115,10 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        refusal = self._check_host(headers) or self._check_token(scope, headers)
+        tokenless = self._needs_no_token(scope, headers)
+        refusal = self._check_host(headers)
+        if refusal is None and not tokenless:
+            refusal = self._check_token(headers, scope.get("path", ""))
         if refusal is None:
             length = headers.get("content-length")
             if length is not None and not length.strip().isdigit():
@@ -126,9 +131,10 @@ class Guard:
         # An inpaint of a 4096 px crop is a 107 MB body, so it is held once: not as chunks joined
         # at the end (the join holds it twice), nor as a bytearray (pydantic copies one before
         # parsing; bytes it reads in place). BytesIO builds a bytes object and getvalue() hands
-        # that very object over (CPython); sized by Content-Length first, so no growth copies it.
+        # that very object over (CPython); sized by Content-Length first, so no growth copies it,
+        # but only for a client that sent the token: sizing writes zeros through the whole buffer.
         body = io.BytesIO()
-        expected = int(length) if length is not None else 0
+        expected = int(length) if length is not None and not tokenless else 0
         if expected > 0:
             body.seek(expected - 1)
             body.write(b"\0")
@@ -191,14 +197,18 @@ class Guard:
             )
         return None
 
-    def _check_token(self, scope: Scope, headers: Headers):
+    def _needs_no_token(self, scope: Scope, headers: Headers) -> bool:
         path = scope.get("path", "")
         if (scope.get("method"), path) in OPEN_ROUTES:
-            return None
-        # --- AUTOMATIC1111 routes: Basic auth, and the loopback-only opt-out (server/a1111.py)
-        if self._open_prefix and path.startswith(self._open_prefix) and "origin" not in headers:
-            return None
+            return True
+        # The AUTOMATIC1111 routes' loopback-only opt-out (server/a1111.py); never for a web page
+        return bool(self._open_prefix and path.startswith(self._open_prefix)) and (
+            "origin" not in headers
+        )
+
+    def _check_token(self, headers: Headers, path: str):
         scheme, _, given = headers.get("authorization", "").partition(" ")
+        # --- AUTOMATIC1111 routes: HTTP Basic auth too
         if self._basic_prefix and path.startswith(self._basic_prefix):
             if scheme.lower() == "basic" and self._basic_password_ok(given):
                 return None
