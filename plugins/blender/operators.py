@@ -7,6 +7,8 @@ Both end in the same `finish`, which writes new datablocks only once the job is 
 error or a cancel leaves the .blend as it was. A source image is never written.
 """
 
+import time
+
 import bpy
 from bpy.props import StringProperty
 
@@ -15,6 +17,7 @@ from .hostkit import client as hk
 from .hostkit import tasks
 
 POLL_SECONDS = 0.2
+SERVER_START_SECONDS = 120
 
 
 class UserError(Exception):
@@ -30,6 +33,17 @@ def _settings(context):
 
 def _session(context):
     return context.window_manager.paintbridge
+
+
+def _timer_turn(operator, every):
+    """True for a TIMER event at most about once every `every` s. Blender hands every timer's
+    events to every modal handler in the window, and an event does not say which timer sent it
+    (bpy.types.Event has no `timer`), so an operator paces itself on the clock."""
+    now = time.monotonic()
+    if now < getattr(operator, "_next_turn", 0.0):
+        return False
+    operator._next_turn = now + every * 0.9  # a little early, so no tick of its own is skipped
+    return True
 
 
 def _client(context, background):
@@ -306,7 +320,7 @@ class _JobOperator:
                 pass  # the server went away: nothing more to cancel
             self._cleanup(context)
             return self._fail(context, hk.Cancelled("Cancelled; no image was made."))
-        if event.type != "TIMER" or event.timer is not self._timer:
+        if event.type != "TIMER" or not _timer_turn(self, POLL_SECONDS):
             return {"PASS_THROUGH"}
         try:
             status = self._handle.poll()
@@ -480,19 +494,18 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         _session(context).server = "starting"
-        self._ticks = 0
+        self._give_up_at = time.monotonic() + SERVER_START_SECONDS
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if event.type != "TIMER" or event.timer is not self._timer:
+        if event.type != "TIMER" or not _timer_turn(self, 0.5):
             return {"PASS_THROUGH"}
-        self._ticks += 1
         session = _session(context)
         live = connection.local_client_if_live() is not None
         stopped = self._process.poll() is not None
-        if live or stopped or self._ticks > 240:
+        if live or stopped or time.monotonic() > self._give_up_at:
             context.window_manager.event_timer_remove(self._timer)
             if live:
                 session.server = "connected"

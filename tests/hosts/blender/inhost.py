@@ -461,8 +461,10 @@ class ModalDriver:
         self.reports = []
         self.op.report = lambda level, text: self.reports.append((sorted(level)[0], text))
 
-    def event(self, kind):
-        return types.SimpleNamespace(type=kind, timer=getattr(self.op, "_timer", None))
+    @staticmethod
+    def event(kind):
+        # Only what a real bpy.types.Event has: it has no `timer` (reading one raised in the UI)
+        return types.SimpleNamespace(type=kind)
 
     def invoke(self, context):
         # invoke() would take the synchronous path in background mode: do what it does in the UI
@@ -529,6 +531,42 @@ def modal(addon, data):
         assert time.time() < deadline, "the server did not cancel"
         time.sleep(0.1)
     assert new_images(before) == [] and not session.cancel_requested
+    # other timers' ticks (Blender sends every timer's TIMER events to every modal handler)
+    # do not make the job poll faster than its own timer
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    driver.invoke(context)
+    polls = []
+    poll = driver.op._handle.poll
+    driver.op._handle.poll = lambda: polls.append(1) or poll()
+    for _ in range(10):
+        assert driver.op.modal(context, driver.event("TIMER")) == {"PASS_THROUGH"}
+    assert len(polls) == 1
+    assert bpy.ops.paintbridge.cancel() == {"FINISHED"}
+    assert driver.op.modal(context, driver.event("TIMER")) == {"CANCELLED"}
+
+
+@check
+def start_server_modal(addon, data):
+    """Start Server's modal path as the UI runs it, on a server process that exited at once."""
+    context = bpy.context
+    ops = addon.operators
+    start = ops.PAINTBRIDGE_OT_start_server
+    reports = []
+    op = type("Driven", (), {"modal": start.modal})()
+    op.report = lambda level, text: reports.append((sorted(level)[0], text))
+    op._process = types.SimpleNamespace(poll=lambda: 1)
+    op._give_up_at = time.monotonic() + 60
+    op._timer = context.window_manager.event_timer_add(0.5, window=context.window)
+    live = addon.connection.local_client_if_live() is not None
+    assert op.modal(context, ModalDriver.event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    answer = op.modal(context, ModalDriver.event("TIMER"))
+    session = context.window_manager.paintbridge
+    if live:
+        assert answer == {"FINISHED"} and session.server == "connected", (answer, reports)
+    else:
+        assert answer == {"CANCELLED"} and session.server == "not running", (answer, reports)
+        assert reports[-1][0] == "ERROR" and "did not start" in reports[-1][1], reports
+    data["live"] = live
 
 
 @check

@@ -122,6 +122,17 @@ def test_with_server(name, blender, addon_dir, live_server: LiveServer, tmp_path
     run_check(name, blender, addon_dir, live_server.config_dir, tmp_path)
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["no-server", "server"])
+def test_start_server_modal(live, blender, addon_dir, tmp_path, request):
+    if live:
+        config_dir = request.getfixturevalue("live_server").config_dir
+    else:
+        config_dir = tmp_path / "empty-config"
+        config_dir.mkdir()
+    data = run_check("start_server_modal", blender, addon_dir, config_dir, tmp_path)
+    assert data["live"] is live
+
+
 def test_server_down(blender, addon_dir, tmp_path):
     empty = tmp_path / "empty-config"
     empty.mkdir()
