@@ -36,12 +36,14 @@ from gimpfu import (  # noqa: E402
     register,
 )
 from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
-from hostkit.geometry import Box  # noqa: E402
+from hostkit.geometry import Box, crop_bytes  # noqa: E402
 from hostkit.pixels import gray_to_rgba, rgb_to_rgba, rgba_to_gray  # noqa: E402
 
 MENU = "<Image>/Filters/Paintbridge"
 NEW_IMAGE_MENU = "<Image>/File/Create/Paintbridge"
 AUTHOR = "paintbridge contributors"
+NOTHING_VISIBLE = "Nothing is visible: show a layer, or use the active layer."
+NOT_A_LAYER = "Select a layer first (not a channel or a layer mask)."
 
 
 def _to_rgba(data, bpp):
@@ -69,10 +71,17 @@ def _from_rgba(rgba, bpp):
 
 
 def _read(drawable, box):
-    """RGBA8 of `box` in the drawable's own coordinates (box inside the drawable)."""
-    region = drawable.get_pixel_rgn(box.x, box.y, box.width, box.height, False, False)
-    data = region[box.x : box.right, box.y : box.bottom]
-    return _to_rgba(data, drawable.bpp)
+    """RGBA8 of `box` in the drawable's own coordinates; what lies outside the drawable is
+    transparent (as GIMP 3 reads it)."""
+    inside = box.intersect(Box(0, 0, drawable.width, drawable.height))
+    if inside.is_empty:
+        return bytes(bytearray(box.width * box.height * 4))
+    region = drawable.get_pixel_rgn(inside.x, inside.y, inside.width, inside.height, False, False)
+    data = _to_rgba(region[inside.x : inside.right, inside.y : inside.bottom], drawable.bpp)
+    if inside == box:
+        return data
+    local = box.translate(-inside.x, -inside.y)
+    return crop_bytes(data, inside.width, inside.height, local, 4, fill=0)
 
 
 class Gimp2Host(flow.Host):
@@ -107,7 +116,14 @@ class Gimp2Host(flow.Host):
             copy = pdb.gimp_image_duplicate(self.image)
             try:
                 pdb.gimp_image_undo_disable(copy)
-                merged = pdb.gimp_image_merge_visible_layers(copy, CLIP_TO_IMAGE)
+                # Its layer covers the visible layers' bounds only, not always the canvas; with
+                # nothing visible the call fails (pygimp: RuntimeError) or gives None.
+                try:
+                    merged = pdb.gimp_image_merge_visible_layers(copy, CLIP_TO_IMAGE)
+                except RuntimeError:
+                    merged = None
+                if merged is None:
+                    raise flow.FlowError(NOTHING_VISIBLE)
                 x, y = merged.offsets
                 return _read(merged, box.translate(-x, -y))
             finally:
@@ -176,6 +192,13 @@ def _progress(fraction, text):
 
 def _run(command, image, layer, settings):
     """Runs a command; errors go to GIMP's message area (the image is left as it was)."""
+    if layer is not None and not pdb.gimp_item_is_layer(layer):
+        # A layer mask or channel being edited: the result must go into the layer stack
+        if command != "generate":
+            gimp.message("Paintbridge: %s" % NOT_A_LAYER)
+            return
+        active = image.active_layer  # the mask's own layer
+        layer = active if active is not None and pdb.gimp_item_is_layer(active) else None
     gimp.progress_init("Paintbridge: %s" % command)
     try:
         flow.run_command(command, Gimp2Host(image, layer), settings, progress=_progress)

@@ -153,11 +153,13 @@ def facts_after(image, layer, before_layers, before_pixels, mask, within=None):
     }
 
 
-def run_case(proc, image, layer, within="layer", **values):
+def run_case(proc, image, drawable, within="layer", layer=None, **values):
+    """Runs `proc` on `drawable` (the active layer, unless `layer` says which that is)."""
+    layer = layer or drawable
     mask = bytes(image.selection.data)
     before_layers, before_pixels = list(image.layers), image.flattened()
     first_call = len(gimpfu.CALLS)
-    call(proc, image, layer, **values)
+    call(proc, image, drawable, **values)
     reads = [c[1] for c in gimpfu.CALLS[first_call:] if c[0] == "get_pixel_rgn"]
     if within == "layer":
         within = (layer.offsets[0], layer.offsets[1], layer.width, layer.height)
@@ -204,6 +206,43 @@ def _fill_visible():
     image, layer = make_image(72, 56, gimpfu.RGB, gimpfu.RGBA_IMAGE)
     select_box(image, 0, 0, 20, 20)
     return run_case(FILL, image, layer, within=None, **common(source=1, whole=False))
+
+
+@case("fill_visible_layers_short_of_the_canvas")
+def _fill_visible_short():
+    """The background hidden and the one visible layer not covering the selection's context:
+    GIMP 2.10's merged layer is then smaller than the canvas."""
+    image, layer = make_image(72, 56, gimpfu.RGB, gimpfu.RGBA_IMAGE, layer_box=(24, 16, 30, 28))
+    image.layers[1].visible = False
+    select_box(image, 30, 20, 16, 16)
+    return run_case(FILL, image, layer, within=None, **common(source=1, whole=False))
+
+
+@case("fill_visible_nothing_visible")
+def _fill_visible_none():
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGBA_IMAGE)
+    for item in image.layers:
+        item.visible = False
+    select_box(image, 4, 4, 10, 10)
+    return run_case(FILL, image, layer, **common(source=1, whole=False))
+
+
+@case("fill_on_a_layer_mask")
+def _fill_mask():
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 4, 4, 10, 10)
+    mask = gimpfu.Channel(image, "mask", 48, 40)
+    mask_before = bytes(mask.data)
+    facts = run_case(FILL, image, mask, within=None, layer=layer, **common(source=0, whole=False))
+    facts["mask_unchanged"] = bytes(mask.data) == mask_before
+    return facts
+
+
+@case("generate_on_a_layer_mask")
+def _generate_mask():
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    mask = gimpfu.Channel(image, "mask", 48, 40)
+    return run_case(GENERATE, image, mask, within=None, layer=layer, **common(width=0, height=0))
 
 
 @case("fill_no_selection")

@@ -176,11 +176,31 @@ def test_fill_from_the_visible_image(gimp2_run):
     assert len(facts["new"]) == 1
 
 
+def test_fill_from_visible_layers_that_do_not_cover_the_canvas(gimp2_run):
+    """GIMP 2.10 merges the visible layers into a layer over their own bounds: the crop around
+    the selection reaches past it, and reads as transparent there."""
+    facts = entry(gimp2_run, "fill_visible_layers_short_of_the_canvas")
+    assert facts["messages"] == []
+    [new] = facts["new"]
+    assert not Box(24, 16, 30, 28).contains(Box(*new["box"]))  # the crop reaches past the merge
+    assert facts["compare"]["outside_changed"] == 0
+    assert facts["compare"]["inside_changed"] >= 0.9 * facts["compare"]["inside"]
+
+
+def test_generate_with_a_layer_mask_active_adds_the_layer_above_its_layer(gimp2_run):
+    facts = entry(gimp2_run, "generate_on_a_layer_mask")
+    assert facts["messages"] == []
+    [new] = facts["new"]
+    assert new["position"] == facts["active_position_before"]
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
         ("fill_no_selection", "Nothing is selected"),
         ("fill_server_down", "Could not reach the paintbridge server"),
+        ("fill_visible_nothing_visible", "Nothing is visible"),
+        ("fill_on_a_layer_mask", "Select a layer first (not a channel or a layer mask)"),
     ],
 )
 def test_errors_go_to_the_message_area_and_change_nothing(gimp2_run, case, message):

@@ -143,6 +143,13 @@ class Layer(Drawable):
         _record("gimp.Layer", name=name, size=(width, height), type=type)
 
 
+class Channel(Drawable):
+    """A channel or layer mask: a drawable that is not a layer."""
+
+    def __init__(self, image, name, width, height):
+        Drawable.__init__(self, image, name, width, height, 1)
+
+
 class Image(object):
     def __init__(self, width, height, base_type=RGB):
         self.width, self.height, self.base_type = width, height, base_type
@@ -224,6 +231,9 @@ class _Pdb(object):
         xs, ys = [i % image.width for i in pts], [i // image.width for i in pts]
         return (1, min(xs), min(ys), max(xs) + 1, max(ys) + 1)
 
+    def gimp_item_is_layer(self, item):
+        return isinstance(item, Layer)
+
     def gimp_image_get_item_position(self, image, item):
         return image.layers.index(item)
 
@@ -254,7 +264,8 @@ class _Pdb(object):
         copy = Image(image.width, image.height, image.base_type)
         for layer in image.layers:
             twin = Layer(copy, layer.name, layer.width, layer.height, layer.type)
-            twin.data, twin.offsets, twin.visible = bytearray(layer.data), layer.offsets, True
+            twin.data, twin.offsets = bytearray(layer.data), layer.offsets
+            twin.visible = layer.visible
             copy.layers.append(twin)
         return copy
 
@@ -262,8 +273,25 @@ class _Pdb(object):
         _record("pdb.gimp_image_merge_visible_layers", merge_type=merge_type)
         if merge_type != CLIP_TO_IMAGE:
             raise NotImplementedError("the stand-in merges CLIP_TO_IMAGE only")
-        merged = Layer(image, "merged", image.width, image.height, RGBA_IMAGE)
-        merged.data = bytearray(image.flattened())
+        # GIMP 2.10: one layer over the visible layers' bounds cut to the canvas, not always
+        # the canvas; with nothing visible the procedure fails, which pygimp raises
+        boxes = []
+        for layer in image.layers:
+            if layer.visible:
+                (x, y), w, h = layer.offsets, layer.width, layer.height
+                left, top = max(x, 0), max(y, 0)
+                right, bottom = min(x + w, image.width), min(y + h, image.height)
+                if right > left and bottom > top:
+                    boxes.append((left, top, right, bottom))
+        if not boxes:
+            raise RuntimeError("execution error")
+        left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        right, bottom = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        flat, stride = image.flattened(), image.width * 4
+        merged = Layer(image, "merged", right - left, bottom - top, RGBA_IMAGE)
+        rows = [flat[y * stride + left * 4 : y * stride + right * 4] for y in range(top, bottom)]
+        merged.data = bytearray(b"".join(rows))
+        merged.offsets = (left, top)
         image.layers = [merged]
         return merged
 
