@@ -1,8 +1,9 @@
 """Pure pixel conversions between Blender's image buffers and hostkit's RGBA8 bytes (numpy).
 
 Blender keeps rows bottom to top as floats in [0, 1]: byte images hold sRGB-encoded values,
-float images hold linear values (unless their colour space is data, "Non-Color"). hostkit and
-the wire want 8-bit straight-alpha RGBA, rows top to bottom, sRGB-encoded. No bpy in here.
+float images hold linear values (unless their colour space is data, "Non-Color"), and most float
+images hold them premultiplied by alpha (images.premultiplied says which). hostkit and the wire
+want 8-bit straight-alpha RGBA, rows top to bottom, sRGB-encoded. No bpy in here.
 """
 
 import numpy as np
@@ -25,14 +26,25 @@ def to_bytes(values):
     return (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def pixels_to_rgba8(pixels, width, height, linear=False):
+def unpremultiply(array):
+    """Straight alpha from premultiplied: RGB divided by alpha (..., 4 floats), where alpha is
+    above 0; a fully transparent pixel keeps its RGB."""
+    rgb, alpha = array[..., :3], array[..., 3:]
+    rgb = np.divide(rgb, alpha, out=rgb.copy(), where=alpha > 0)
+    return np.concatenate([rgb, alpha], axis=-1)
+
+
+def pixels_to_rgba8(pixels, width, height, linear=False, premultiplied=False):
     """Blender `Image.pixels` (flat floats, rows bottom to top) to RGBA8 bytes, rows top to
-    bottom. `linear`: the values are linear (a float image) and are encoded to sRGB; alpha is
-    never encoded."""
+    bottom. `premultiplied`: RGB holds alpha multiplied in (as Blender holds most float images)
+    and is divided by it first. `linear`: the values are linear (a float image) and are encoded
+    to sRGB; alpha is never encoded."""
     array = np.asarray(pixels, dtype=np.float32)
     if array.size != width * height * 4:
         raise ValueError("pixels has %d values, expected %d x %d x 4" % (array.size, width, height))
     array = array.reshape(height, width, 4)[::-1]
+    if premultiplied:
+        array = unpremultiply(array)
     if linear:
         array = np.concatenate([linear_to_srgb(array[..., :3]), array[..., 3:]], axis=-1)
     return to_bytes(array).tobytes()

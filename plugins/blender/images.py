@@ -21,7 +21,21 @@ def read_rgba8(image):
     values = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(values)
     linear = image.is_float and not image.colorspace_settings.is_data
-    return width, height, convert.pixels_to_rgba8(values, width, height, linear=linear)
+    rgba = convert.pixels_to_rgba8(values, width, height, linear, premultiplied(image))
+    return width, height, rgba
+
+
+def premultiplied(image):
+    """True when Blender holds the image's pixels with alpha multiplied into RGB: every float
+    buffer (16-bit PNG and TIFF, EXR, float images made in Blender: Blender premultiplies a
+    straight file on load, and displays and saves float buffers as premultiplied), except where
+    Blender leaves alpha alone: Channel Packed, and data (Non-Color) images. Byte images are
+    always straight. (Alpha None loads opaque: dividing by 1 changes nothing.)"""
+    return (
+        image.is_float
+        and image.alpha_mode != "CHANNEL_PACKED"
+        and not image.colorspace_settings.is_data
+    )
 
 
 def new_result_image(name, width, height, rgba, record):
@@ -40,54 +54,106 @@ def new_result_image(name, width, height, rgba, record):
     return image
 
 
-def base_color_socket(material):
-    """The Base Color input of the material's Principled BSDF (the one wired to the output when
-    there are several), creating the node tree if the material has none. None if no Principled
-    BSDF is there."""
+COLOR_INPUTS = ("Base Color", "Color")  # what a shader's own colour input is called
+NOT_A_SURFACE_COLOR = {"BSDF_TRANSPARENT"}  # its Color tints what shows through, not the surface
+
+
+def material_output(tree):
+    """The Material Output node that renders (the active one for all engines, else the first),
+    None if the tree has none."""
+    output = tree.get_output_node("ALL")
+    if output is None:  # only outputs for one engine (Cycles, EEVEE)
+        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
+    return output
+
+
+def upstream_shaders(socket):
+    """The shader nodes that feed a shader socket, nearest first, in input order: through Mix
+    and Add Shader nodes (and any node's shader inputs), each node once."""
+    found, queue = [], [socket]
+    while queue:
+        for link in queue.pop(0).links:
+            node = link.from_node
+            if node not in found and link.is_valid and not link.is_muted:
+                found.append(node)
+                queue.extend(i for i in node.inputs if i.type == "SHADER" and i.is_linked)
+    return found
+
+
+def color_socket(node):
+    """A shader node's own colour input (Base Color, Color), None if it has none."""
+    if node.type in NOT_A_SURFACE_COLOR:
+        return None
+    for name in COLOR_INPUTS:
+        socket = node.inputs.get(name)
+        if socket is not None and socket.type == "RGBA":
+            return socket
+    return None
+
+
+def texture_socket(material):
+    """Where a texture shows the surface's colour: the Base Color (else the Color) of the
+    nearest shader that feeds the material output, through Mix and Add Shader nodes. None when
+    the output is fed only by shaders without one (a group, Holdout, Volume...). When nothing
+    feeds the output (or there is none), a Principled BSDF is linked to it: the one the tree has
+    unconnected, else a new one; its Base Color is returned. Makes the node tree if the material
+    has none."""
     if not material.use_nodes:
         material.use_nodes = True
     tree = material.node_tree
-    principled = [node for node in tree.nodes if node.type == "BSDF_PRINCIPLED"]
-    if not principled:
+    output = material_output(tree)
+    if output is not None and output.inputs["Surface"].is_linked:
+        shaders = upstream_shaders(output.inputs["Surface"])
+        for name in COLOR_INPUTS:  # a Principled BSDF first, wherever it is in a mix
+            for node in shaders:
+                socket = color_socket(node)
+                if socket is not None and socket.name == name:
+                    return socket
         return None
-    output = tree.get_output_node("ALL") if hasattr(tree, "get_output_node") else None
-    for node in principled:
-        if output is not None and any(
-            link.from_node == node and link.to_node == output for link in tree.links
-        ):
-            return node.inputs["Base Color"]
-    return principled[0].inputs["Base Color"]
+    principled = next(
+        (n for n in tree.nodes if n.type == "BSDF_PRINCIPLED" and not n.outputs["BSDF"].is_linked),
+        None,
+    )
+    if principled is None:
+        principled = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    if output is None:
+        output = tree.nodes.new("ShaderNodeOutputMaterial")
+        output.location = (principled.location.x + 300, principled.location.y)
+    tree.links.new(principled.outputs["BSDF"], output.inputs["Surface"])
+    return principled.inputs["Base Color"]
+
+
+def _made_here(node):
+    return node.type == "TEX_IMAGE" and bool(node.get(TEXTURE_NODE_TAG))
 
 
 def wire_texture(material, image):
-    """Shows `image` through an Image Texture node linked to the material's Base Color.
+    """Shows `image` through an Image Texture node linked to the surface colour of the material
+    (texture_socket). Returns (node, socket): socket None when the material has no such input,
+    the node then stands unconnected beside the output, for the artist to link.
 
-    Reuses the node an earlier Generate Texture made when it still feeds Base Color; otherwise
-    adds one to the left of the shader. Only the Base Color link is replaced (the node that fed
-    it stays in the tree); every other link is left as it was. Returns the node."""
-    socket = base_color_socket(material)
+    Reuses the node an earlier Generate Texture made when it still feeds that socket (or, with
+    no socket, when it is still unconnected); otherwise adds one to the left of the shader. Only
+    the colour input's link is replaced (the node that fed it stays in the tree); every other
+    link is left as it was."""
+    socket = texture_socket(material)
     tree = material.node_tree
-    if socket is None:
-        principled = tree.nodes.new("ShaderNodeBsdfPrincipled")
-        output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
-        if output is None:
-            output = tree.nodes.new("ShaderNodeOutputMaterial")
-            output.location = (principled.location.x + 300, principled.location.y)
-        if not output.inputs["Surface"].is_linked:
-            tree.links.new(principled.outputs["BSDF"], output.inputs["Surface"])
-        socket = principled.inputs["Base Color"]
     node = None
-    if socket.is_linked:
-        source = socket.links[0].from_node
-        if source.type == "TEX_IMAGE" and source.get(TEXTURE_NODE_TAG):
-            node = source
+    if socket is None:
+        node = next(
+            (n for n in tree.nodes if _made_here(n) and not n.outputs["Color"].is_linked), None
+        )
+    elif socket.is_linked and _made_here(socket.links[0].from_node):
+        node = socket.links[0].from_node
     if node is None:
         node = tree.nodes.new("ShaderNodeTexImage")
         node[TEXTURE_NODE_TAG] = True
-        shader = socket.node
-        node.location = (shader.location.x - 320, shader.location.y)
-        tree.links.new(node.outputs["Color"], socket)
+        anchor = socket.node if socket is not None else material_output(tree)
+        if anchor is not None:
+            node.location = (anchor.location.x - 320, anchor.location.y)
+        if socket is not None:
+            tree.links.new(node.outputs["Color"], socket)
     node.image = image
     node.label = "Paintbridge"
     tree.nodes.active = node
-    return node
+    return node, socket

@@ -237,10 +237,15 @@ def plan_texture(operator, context):
         if target is None:
             target = bpy.data.materials.new(made[0].name)
             obj = bpy.data.objects.get(owner_name) if owner_name else None
-            if obj is not None:
+            if obj is not None and obj.material_slots and obj.active_material is None:
+                obj.active_material = target  # fill the empty active slot: its faces use it
+            elif obj is not None:
                 obj.data.materials.append(target)
-        images.wire_texture(target, made[0])
-        made[0][params.RECORD_KEY]["material"] = target.name
+        node, socket = images.wire_texture(target, made[0])
+        record = made[0][params.RECORD_KEY]
+        record["material"] = target.name
+        record["texture_node"] = node.name
+        record["linked_to"] = "%s: %s" % (socket.node.name, socket.name) if socket else ""
         return made
 
     return job, finish
@@ -264,13 +269,17 @@ class _JobOperator:
         self.report(level, str(exc))  # raises RuntimeError in background mode: the caller sees it
         return {"CANCELLED"}
 
+    def summary(self, made):
+        """({level}, text): what to report once the job's datablocks are made."""
+        return {"INFO"}, "Paintbridge made %s" % ", ".join('"%s"' % i.name for i in made)
+
     def _done(self, context, made):
         session = _session(context)
-        session.server, session.message = "connected", ""
         if made:
             _show(context, made[0])
-        names = ", ".join('"%s"' % image.name for image in made)
-        self.report({"INFO"}, "Paintbridge made %s" % names)
+        level, text = self.summary(made)
+        session.server, session.message = "connected", text if "WARNING" in level else ""
+        self.report(level, text)
         return {"FINISHED"}
 
     def execute(self, context):
@@ -413,7 +422,8 @@ class PAINTBRIDGE_OT_inpaint(_JobOperator, bpy.types.Operator):
 
 
 class PAINTBRIDGE_OT_generate_texture(_JobOperator, bpy.types.Operator):
-    """Generate a tileable texture from the prompt into the active material's Base Color"""
+    """Generate a tileable texture from the prompt into the active material's Base Color (or the
+    Color of the shader that feeds its output)"""
 
     bl_idname = "paintbridge.generate_texture"
     bl_label = "Generate Texture"
@@ -422,6 +432,21 @@ class PAINTBRIDGE_OT_generate_texture(_JobOperator, bpy.types.Operator):
 
     def plan(self, context):
         return plan_texture(self, context)
+
+    def summary(self, made):
+        record = made[0][params.RECORD_KEY]
+        if record["linked_to"]:
+            return {"INFO"}, 'Paintbridge made "%s" for %s in material "%s"' % (
+                made[0].name,
+                record["linked_to"],
+                record["material"],
+            )
+        return {"WARNING"}, (
+            'Paintbridge made "%s" and put it in material "%s" as the Image Texture node "%s", '
+            "not linked: no shader with a Base Color or Color input feeds the Material Output. "
+            "Link the node's Color where you want it."
+            % (made[0].name, record["material"], record["texture_node"])
+        )
 
 
 class PAINTBRIDGE_OT_cancel(bpy.types.Operator):

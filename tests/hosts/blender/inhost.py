@@ -13,10 +13,12 @@ every pixel.
 
 import json
 import os
+import struct
 import sys
 import time
 import traceback
 import types
+import zlib
 
 import bpy
 import numpy as np
@@ -166,16 +168,17 @@ def pixel_conversion(addon, data):
     made = addon.images.new_result_image("made", w, h, top_down.tobytes(), {"task": "t"})
     assert from_image(made)[2] == top_down.tobytes()
     assert made.packed_file is not None and made.use_fake_user
-    # float image: linear in Blender, sRGB bytes out, within 1/255 of Blender's own transform
+    # float image: linear and premultiplied in Blender (see float_alpha), straight sRGB bytes
+    # out, within 1/255 of Blender's own transform
     fimg = bpy.data.images.new("floats", w, h, alpha=True, float_buffer=True)
     assert fimg.is_float and fimg.colorspace_settings.name != "sRGB"
-    linear = np.linspace(0, 1, w * h * 4, dtype=np.float32).reshape(h, w, 4)
+    linear = np.linspace(0, 0.5, w * h * 4, dtype=np.float32).reshape(h, w, 4)
     linear[..., 3] = 0.5
     fimg.pixels.foreach_set(linear.ravel())
     _, _, frgba = from_image(fimg)
     got = np.frombuffer(frgba, dtype=np.uint8).reshape(h, w, 4)[::-1]  # back to Blender rows
     # reference: Blender's sRGB byte conversion of the same color (generated_color round trip)
-    want = convert.linear_to_srgb(linear[..., :3]) * 255
+    want = convert.linear_to_srgb(linear[..., :3] / 0.5) * 255
     assert np.abs(got[..., :3] - want).max() <= 1.0, np.abs(got[..., :3] - want).max()
     assert np.all(got[..., 3] == 128)
     probe = bpy.data.images.new("probe", 1, 1, alpha=True, float_buffer=True)
@@ -184,7 +187,10 @@ def pixel_conversion(addon, data):
         stored = pixels(probe)[0]  # ...is stored linear by Blender's own color management
         mine = convert.linear_to_srgb(np.float32(stored)) * 255
         assert abs(float(mine) - value * 255) <= 1.0, (value, stored, float(mine))
-    # Non-Color float image: values pass through
+    # a fully transparent premultiplied pixel keeps its (black) RGB, no division by zero
+    clear = convert.pixels_to_rgba8([0, 0, 0, 0, 0.25, 0, 0, 0.5], 2, 1, premultiplied=True)
+    assert clear == bytes([0, 0, 0, 0, 128, 0, 0, 128]), list(clear)
+    # Non-Color float image: values pass through, alpha left alone
     dimg = bpy.data.images.new("data", w, h, alpha=True, float_buffer=True)
     dimg.colorspace_settings.name = "Non-Color"  # (changing it reloads the pixels: first)
     dimg.pixels.foreach_set(linear.ravel())
@@ -355,6 +361,113 @@ def inpaint(addon, data):
     assert new_images(before | {"small"}) == []
 
 
+def write_png(path, rgba_top_down, depth):
+    """An RGBA PNG file of these 8-bit pixels, at 8 or 16 bits a channel (16: v * 257, the same
+    values exactly). Written here: Blender's Python has no Pillow."""
+    array = np.asarray(rgba_top_down, dtype=np.uint8)
+    height, width = array.shape[:2]
+    samples = array if depth == 8 else (array.astype(">u2") * 257)
+    raw = b"".join(b"\0" + samples[row].tobytes() for row in range(height))
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, depth, 6, 0, 0, 0)  # 6: RGBA
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
+        handle.write(chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def read_png16_first_pixel(path):
+    """The first pixel's four 16-bit samples of an uncompressed-filter RGBA16 PNG file."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    assert data[24:26] == bytes([16, 6]), data[24:26]  # 16 bits, RGBA
+    at = data.index(b"IDAT")
+    size = struct.unpack(">I", data[at - 4 : at])[0]
+    raw = zlib.decompress(data[at + 4 : at + 4 + size])
+    assert raw[0] == 0, "filtered row"
+    return struct.unpack(">4H", raw[1:9])
+
+
+def gap_255(got, want):
+    got = np.frombuffer(got, np.uint8).astype(int)
+    return int(np.abs(got - np.asarray(want).astype(int).ravel()).max())
+
+
+@check
+def float_alpha(addon, data):
+    """Blender holds float images premultiplied (a straight 16-bit PNG too, once loaded): what
+    is sent is the file's straight pixels, and the untouched pixels come back as they were."""
+    read = addon.images.read_rgba8
+    premultiplied = addon.images.premultiplied
+    w, h = 64, 48
+    picture = pattern(w, h, 11)
+    picture[..., 3] = np.linspace(40, 255, w * h).reshape(h, w)  # semi-transparent everywhere
+    picture[0, 0] = [255, 128, 0, 128]  # the reported pixel: sent as [188, 92, 0, 128]
+    folder = os.environ["PB_TMP"]
+    loaded = {}
+    for depth in (8, 16):
+        path = write_png(os.path.join(folder, f"alpha{depth}.png"), picture, depth)
+        loaded[depth] = bpy.data.images.load(path)
+    assert not loaded[8].is_float and loaded[16].is_float, "16-bit PNG: float buffer"
+    assert loaded[16].alpha_mode == "STRAIGHT" and premultiplied(loaded[16])
+    assert not premultiplied(loaded[8])
+    # what Blender holds for the 16-bit file: linear RGB times alpha (so the sRGB encode alone
+    # would darken it)
+    held = pixels(loaded[16]).reshape(h, w, 4)[::-1]
+    alpha = picture[..., 3:] / 255
+    linear = srgb_decode(picture[..., :3] / 255)
+    assert np.abs(held[..., :3] - linear * alpha).max() < 1e-3, "not premultiplied any more?"
+    assert read(loaded[8])[2] == picture.tobytes(), "8-bit PNG"
+    sent = read(loaded[16])[2]
+    assert list(sent[:4]) == [255, 128, 0, 128], list(sent[:4])
+    data["gap_16bit"] = gap_255(sent, picture)
+    assert data["gap_16bit"] <= 1, data["gap_16bit"]
+    # alpha left alone by Blender: Channel Packed, and data (Non-Color): read as it is
+    packed = bpy.data.images.load(os.path.join(folder, "alpha16.png"), check_existing=False)
+    packed.alpha_mode = "CHANNEL_PACKED"
+    noncolor = bpy.data.images.load(os.path.join(folder, "alpha16.png"), check_existing=False)
+    noncolor.colorspace_settings.name = "Non-Color"
+    for image in (packed, noncolor):
+        assert image.is_float and not premultiplied(image), image.name
+        assert gap_255(read(image)[2], picture) <= 1, image.name
+    # a float image made in Blender: premultiplied too, as Blender's own saving takes it
+    made = bpy.data.images.new("made float", 1, 1, alpha=True, float_buffer=True)
+    made.pixels.foreach_set(np.array([0.5, 0.0, 0.0, 0.5], np.float32))  # red at 50%
+    assert premultiplied(made) and list(read(made)[2]) == [255, 0, 0, 128]
+    made.filepath_raw = os.path.join(folder, "made.png")
+    made.file_format = "PNG"
+    made.save()
+    assert read_png16_first_pixel(made.filepath_raw)[0] == 65535, "Blender saved it straight"
+    # img2img through test:identity (the picture over gray, its own alpha): the 16-bit file
+    # comes back as the 8-bit one does, within 1/255
+    scene_settings = settings(model=IDENTITY, strength=1.0, steps=2)
+    source = loaded[16]
+    snapshot = pixels(source).copy()
+    want = run_and_take(bpy.ops.paintbridge.img2img, image_name=loaded[8].name)
+    result = run_and_take(bpy.ops.paintbridge.img2img, image_name=source.name)
+    want = np.frombuffer(read(want)[2], np.uint8)
+    assert np.array_equal(want[3::4], picture[..., 3].ravel()), "alpha not kept"
+    data["gap_img2img"] = gap_255(read(result)[2], want)
+    assert data["gap_img2img"] <= 1, data["gap_img2img"]
+    # inpaint with a mask image: every pixel outside the mask comes back straight, as sent
+    mask = np.zeros((h, w, 4), np.uint8)
+    mask[..., 3] = 255
+    mask[20:30, 10:40, :3] = 255
+    scene_settings.mask_image = byte_image("mask", w, h, mask)
+    result = run_and_take(bpy.ops.paintbridge.inpaint, image_name=source.name)
+    out = np.frombuffer(read(result)[2], np.uint8).reshape(h, w, 4)
+    keep = mask[..., 0] == 0
+    assert np.array_equal(out[keep], np.frombuffer(sent, np.uint8).reshape(h, w, 4)[keep])
+    data["gap_inpaint_kept"] = int(np.abs(out[keep].astype(int) - picture[keep]).max())
+    assert data["gap_inpaint_kept"] <= 1, data["gap_inpaint_kept"]
+    assert np.array_equal(pixels(source), snapshot), "the source changed"
+
+
 def links_of(tree):
     return sorted(
         (link.from_node.name, link.from_socket.identifier, link.to_node.name, link.to_socket.name)
@@ -409,10 +522,115 @@ def texture(addon, data):
     assert made is not None and made.name == "moss"
     node = made.node_tree.nodes.active
     assert node.type == "TEX_IMAGE" and node.image["paintbridge"]["seamless"] == "x"
+    # an object whose active slot is empty: the new material fills that slot, which its faces
+    # use, instead of a second slot no face uses
+    bpy.ops.mesh.primitive_cube_add()
+    box = bpy.context.object
+    box.data.materials.append(None)  # as the slot list's "+" leaves it
+    assert len(box.material_slots) == 1 and box.active_material is None
+    settings(prompt="slate")
+    assert bpy.ops.paintbridge.generate_texture() == {"FINISHED"}
+    slots = [slot.material.name if slot.material else None for slot in box.material_slots]
+    assert slots == ["slate"], slots
+    assert {face.material_index for face in box.data.polygons} == {0}
+    assert node_image_name(box.active_material) == "slate"
     # by name, from anywhere
     settings(prompt="sand")
     assert bpy.ops.paintbridge.generate_texture(material_name="Bricks") == {"FINISHED"}
     assert node_image_name(material) == "sand"
+
+
+def shader_material(name, *kinds, mix=False):
+    """A material whose output is fed by new nodes of these kinds (a Mix Shader of the first
+    two when `mix`); returns (material, nodes)."""
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    tree = material.node_tree
+    for node in [n for n in tree.nodes if n.type != "OUTPUT_MATERIAL"]:
+        tree.nodes.remove(node)
+    output = next(n for n in tree.nodes if n.type == "OUTPUT_MATERIAL")
+    nodes = [tree.nodes.new(kind) for kind in kinds]
+    if mix:
+        mixer = tree.nodes.new("ShaderNodeMixShader")
+        tree.links.new(nodes[0].outputs[0], mixer.inputs[1])
+        tree.links.new(nodes[1].outputs[0], mixer.inputs[2])
+        tree.links.new(mixer.outputs[0], output.inputs["Surface"])
+    elif nodes:
+        tree.links.new(nodes[0].outputs[0], output.inputs["Surface"])
+    return material, nodes
+
+
+def texture_source(socket):
+    """The image an Image Texture node linked to `socket` shows, None if nothing is linked."""
+    if not socket.is_linked:
+        return None
+    node = socket.links[0].from_node
+    assert node.type == "TEX_IMAGE", node.type
+    return node.image.name
+
+
+@check
+def texture_shaders(addon, data):
+    """Materials without a Principled BSDF on their output: the texture goes to the colour of
+    the shader the output shows, or stands unlinked (and the operator says so); the artist's
+    nodes and links stay."""
+    settings(prompt="rust")
+    session = bpy.context.window_manager.paintbridge
+    cases = {
+        "diffuse": (("ShaderNodeBsdfDiffuse",), False, 0, "Color"),
+        "emission": (("ShaderNodeEmission",), False, 0, "Color"),
+        # alpha cut-out: the Principled BSDF, not the Transparent BSDF's tint
+        "cutout": (
+            ("ShaderNodeBsdfTransparent", "ShaderNodeBsdfPrincipled"),
+            True,
+            1,
+            "Base Color",
+        ),
+        "diffuse+glossy": (("ShaderNodeBsdfDiffuse", "ShaderNodeBsdfGlossy"), True, 0, "Color"),
+    }
+    for name, (kinds, mix, index, socket_name) in cases.items():
+        material, nodes = shader_material(name, *kinds, mix=mix)
+        tree = material.node_tree
+        before_links, count = links_of(tree), len(tree.nodes)
+        image = run_and_take(bpy.ops.paintbridge.generate_texture, material_name=name)
+        target = nodes[index].inputs[socket_name]
+        assert texture_source(target) == image.name, (name, links_of(tree))
+        assert len(tree.nodes) == count + 1, (name, [n.name for n in tree.nodes])
+        assert set(before_links) <= set(links_of(tree)), name
+        assert len(links_of(tree)) == len(before_links) + 1, name
+        record = image["paintbridge"]
+        assert record["linked_to"] == f"{nodes[index].name}: {socket_name}", record["linked_to"]
+        assert session.message == "", session.message
+    # the output fed by a Holdout (no colour of its own): the node is added unlinked, the
+    # operator warns, the links stay as they were; a second run reuses that node
+    material, (holdout,) = shader_material("holdout", "ShaderNodeHoldout")
+    tree = material.node_tree
+    before_links, count = links_of(tree), len(tree.nodes)
+    image = run_and_take(bpy.ops.paintbridge.generate_texture, material_name="holdout")
+    assert links_of(tree) == before_links, links_of(tree)
+    assert len(tree.nodes) == count + 1
+    (node,) = [n for n in tree.nodes if n.type == "TEX_IMAGE"]
+    assert node.image == image and not node.outputs["Color"].is_linked
+    assert image["paintbridge"]["linked_to"] == "" and tree.nodes.active == node
+    assert "not linked" in session.message and node.name in session.message, session.message
+    assert "Principled BSDF" not in [n.name for n in tree.nodes]
+    again = run_and_take(bpy.ops.paintbridge.generate_texture, material_name="holdout")
+    assert len(tree.nodes) == count + 1 and node.image == again
+    data["warning"] = session.message
+    # nothing on the output's Surface: an unlinked Principled BSDF there is linked to it
+    material, (bsdf,) = shader_material("loose", "ShaderNodeBsdfPrincipled")
+    tree = material.node_tree
+    tree.links.remove(tree.links[0])
+    image = run_and_take(bpy.ops.paintbridge.generate_texture, material_name="loose")
+    output = tree.get_output_node("ALL")
+    assert output.inputs["Surface"].links[0].from_node == bsdf
+    assert texture_source(bsdf.inputs["Base Color"]) == image.name
+    # no shader at all: a Principled BSDF is made and linked
+    material, _ = shader_material("empty")
+    image = run_and_take(bpy.ops.paintbridge.generate_texture, material_name="empty")
+    shader = material.node_tree.get_output_node("ALL").inputs["Surface"].links[0].from_node
+    assert shader.type == "BSDF_PRINCIPLED"
+    assert texture_source(shader.inputs["Base Color"]) == image.name
 
 
 def node_image_name(material):

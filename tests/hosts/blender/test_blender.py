@@ -116,7 +116,18 @@ def test_without_server(name, blender, addon_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["generate", "img2img", "inpaint", "texture", "modal", "identity_roundtrip", "seeds"]
+    "name",
+    [
+        "generate",
+        "img2img",
+        "inpaint",
+        "texture",
+        "texture_shaders",
+        "modal",
+        "identity_roundtrip",
+        "float_alpha",
+        "seeds",
+    ],
 )
 def test_with_server(name, blender, addon_dir, live_server: LiveServer, tmp_path):
     run_check(name, blender, addon_dir, live_server.config_dir, tmp_path)
