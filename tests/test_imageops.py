@@ -29,6 +29,7 @@ from paintbridge.imageops import (
     rgb_for_model,
     shrink,
     to_mask,
+    to_mode,
 )
 
 FAST = settings(max_examples=60, deadline=None)
@@ -307,6 +308,51 @@ def test_to_mask_of_l_and_rgb_is_identity(a: np.ndarray) -> None:
     assert np.array_equal(arr(to_mask(L(a))), a)
     assert np.array_equal(arr(to_mask(L(a).convert("RGB"))), a)
     assert np.array_equal(arr(to_mask(L(a).convert("RGBA"))), a)
+
+
+# --- to_mode ----------------------------------------------------------------------------------
+
+
+def _wide(values: list[int], mode: str = "I;16") -> Image.Image:
+    """One row of 16-bit gray; I;16B from its own bytes (Pillow's convert to it clips at 255)."""
+    if mode == "I;16B":
+        return Image.frombytes(mode, (len(values), 1), np.array(values, ">u2").tobytes())
+    img = Image.fromarray(np.array([values], dtype=np.uint16))
+    return img if mode == "I;16" else img.convert(mode)
+
+
+@pytest.mark.parametrize("wide_mode", ["I;16", "I;16B", "I"])
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "LA", "L"])
+def test_to_mode_scales_16_bit_gray(wide_mode: str, mode: str) -> None:
+    """Pillow's convert clips 16-bit gray at 255 (32768 becomes white); to_mode scales it."""
+    img = _wide([0, 300, 32768, 65535], wide_mode)
+    assert img.mode == wide_mode
+    out = to_mode(img, mode)
+    assert out.mode == mode and out.size == (4, 1)
+    gray = arr(out.convert("L"))[0]
+    assert list(gray) == [0, 1, 128, 255]
+    if "A" in mode:
+        assert list(arr(out.getchannel("A"))[0]) == [255] * 4
+
+
+def test_to_mode_makes_the_transparent_16_bit_value_transparent() -> None:
+    img = _wide([0, 300, 32768, 300])
+    img.info["transparency"] = 300  # a PNG's tRNS chunk, as Pillow reads it
+    assert list(arr(to_mode(img, "RGBA"))[0, :, 3]) == [255, 0, 255, 0]
+    assert list(arr(to_mask(img))[0]) == [0, 0, 128, 0]
+    assert rgb_for_model(img).getpixel((1, 0)) == (128, 128, 128)
+
+
+def test_to_mode_is_pillows_convert_for_other_modes() -> None:
+    img = Image.new("P", (2, 1))
+    img.putpalette([255, 0, 0, 0, 255, 0])
+    img.putpixel((1, 0), 1)
+    assert to_mode(img, "RGBA").tobytes() == img.convert("RGBA").tobytes()
+    same = Image.new("RGBA", (2, 2), (1, 2, 3, 4))
+    copy = to_mode(same, "RGBA")
+    assert copy is not same and copy.tobytes() == same.tobytes()
+    with pytest.raises(InvalidRequest, match="`mask` has mode 'LAB'"):
+        to_mode(Image.new("LAB", (2, 2)), "L", "mask")
 
 
 # --- grow / feather / inpaint_mask / blend_mask -----------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "rgb_for_model",
     "shrink",
     "to_mask",
+    "to_mode",
 ]
 
 #: `inpaint_mask` grows the selection by this many pixels (one latent cell at 8x downsampling),
@@ -157,12 +158,27 @@ def _wide_gray_to_l(img: Image.Image) -> Image.Image:
     return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L")
 
 
+def to_mode(img: Image.Image, mode: str, name: str = "img") -> Image.Image:
+    """`img` converted to `mode` as Pillow does, except 16-bit gray (I;16*, I): Pillow clips it
+    at 255 (32768 becomes white), here it is scaled by 255/65535 and its transparent value (a
+    PNG's tRNS) becomes alpha 0. What every decoder of client images uses."""
+    if img.mode == mode:
+        return img.copy()
+    if img.mode not in _WIDE_GRAY:
+        return _convert(img, mode, name)
+    out = _convert(_wide_gray_to_l(img), mode, name)
+    key = img.info.get("transparency")
+    if isinstance(key, int) and "A" in out.getbands():
+        out.putalpha(Image.fromarray(np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)))
+    return out
+
+
 def rgb_for_model(img: Image.Image) -> Image.Image:
     """RGB for a pipeline: RGB as is, transparency composited over mid gray (128, 128, 128)."""
     if img.mode == "RGB":
         return img.copy()
     if img.mode in _WIDE_GRAY:
-        return _wide_gray_to_l(img).convert("RGB")
+        img = to_mode(img, "LA")
     if _has_alpha(img) or img.mode == "P":
         rgba = _convert(img, "RGBA", "img")
         if rgba.getchannel("A").getextrema() == (255, 255):  # opaque: 10x quicker, same pixels
@@ -191,16 +207,16 @@ def keep_alpha(generated: Image.Image, original: Image.Image) -> Image.Image:
 def to_mask(img: Image.Image) -> Image.Image:
     """Any mode -> L mask: the gray (luma) of the colour times alpha/255, so transparent = keep.
 
-    1 gives 0/255; L is copied; 16-bit gray (I;16*, I) is scaled by 255/65535; F uses Pillow's
-    own F -> L conversion (values 0..255, clipped); RGB, P, CMYK, YCbCr... use Pillow's luma;
-    LA, RGBA, PA and P with transparency multiply that gray by alpha (compositing over black),
-    so an all-white image whose alpha holds the selection, and a gray mask with alpha 255, both
-    work.
+    1 gives 0/255; L is copied; 16-bit gray (I;16*, I) is scaled by 255/65535 (`to_mode`); F
+    uses Pillow's own F -> L conversion (values 0..255, clipped); RGB, P, CMYK, YCbCr... use
+    Pillow's luma; LA, RGBA, PA and P or 16-bit gray with transparency multiply that gray by
+    alpha (compositing over black), so an all-white image whose alpha holds the selection, and
+    a gray mask with alpha 255, both work.
     """
     if img.mode == "L":
         return img.copy()
     if img.mode in _WIDE_GRAY:
-        return _wide_gray_to_l(img)
+        img = to_mode(img, "LA")
     if not _has_alpha(img):
         return _convert(img, "L", "mask")
     rgba = _convert(img, "RGBA", "mask")

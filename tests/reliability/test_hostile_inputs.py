@@ -301,6 +301,32 @@ def test_every_png_kind_decodes(name: str, image: bytes) -> None:
     assert decode_mask(payload, Limits()).mode == "L"
 
 
+def test_16_bit_gray_keeps_its_values_end_to_end(http: httpx.Client) -> None:
+    """Scaled to 8 bits, not clipped at 255 as Pillow's convert does: an image at 32768 stays
+    mid gray (not white), a mask at 300/65535 is 1/255 strength (not a full mask).
+    test:identity gives its input back."""
+    wide = encoded(Image.new("I;16", (16, 16), 32768), "PNG")
+    faint = encoded(Image.new("I;16", (16, 16), 300), "PNG")
+    img2img = {**json.loads(inpaint(png_payload(wide))), "task": "img2img"}
+    del img2img["mask"]
+    jobs = {"image": img2img, "mask": json.loads(inpaint(mask=png_payload(faint)))}
+    results = {}
+    for name, job in jobs.items():
+        response = http.post("/v1/jobs", json={**job, "model": "test:identity"})
+        assert response.status_code == 202, (name, response.text)
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 120
+        while (answer := http.get(f"/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.05)
+        assert answer["state"] == "done", (name, answer)
+        results[name] = payload_to_rgba(answer["results"][0]["image"])[2]
+    image = results["image"]
+    assert set(image[0::4]) == set(image[1::4]) == set(image[2::4]) == {128}
+    assert set(image[3::4]) == {255}
+    assert set(results["mask"][3::4]) == {1}
+
+
 def test_legitimate_extremes_work_and_are_recorded(
     http: httpx.Client, server: ServerProcess
 ) -> None:

@@ -125,6 +125,60 @@ def test_prepare_mask_uses_alpha_brightness_invert_and_blur() -> None:
     assert len(notes) == 1 and "resized" in notes[0]
 
 
+def test_a_16_bit_gray_mask_is_scaled_not_clipped() -> None:
+    """Pillow's own convert clips 16-bit values at 255: 300/65535 would become a full mask."""
+    wide = Image.fromarray(np.array([[0, 300, 32768, 65535]], dtype=np.uint16))
+    assert wide.mode == "I;16"
+    mask = conv.prepare_mask(wide, (4, 1), blur=0, invert=False, notes=[])
+    assert list(np.asarray(mask)[0]) == [0, 1, 128, 255]
+    decoded = conv.decode_a1111_image(encoded(wide), "mask", Limits())
+    mask = conv.prepare_mask(decoded, (4, 1), blur=0, invert=False, notes=[])
+    assert list(np.asarray(mask)[0]) == [0, 1, 128, 255]
+
+
+@pytest.mark.parametrize("blur", [float("inf"), float("-inf"), float("nan")])
+def test_mask_blur_must_be_finite(blur: float) -> None:
+    with pytest.raises(InvalidRequest, match="`mask_blur` must be a finite number"):
+        conv.prepare_mask(Image.new("L", (8, 8), 255), (8, 8), blur=blur, invert=False, notes=[])
+
+
+def test_a_huge_mask_blur_is_capped_at_the_larger_side() -> None:
+    notes: list[str] = []
+    mask = Image.new("L", (16, 8), 0)
+    mask.paste(255, (0, 0, 4, 8))
+    blurred = conv.prepare_mask(mask, (16, 8), blur=1e20, invert=False, notes=notes)
+    capped = conv.prepare_mask(mask, (16, 8), blur=16, invert=False, notes=[])
+    assert blurred.tobytes() == capped.tobytes()
+    assert len(notes) == 1 and "mask_blur 1e+20 was reduced to 16" in notes[0]
+
+
+def _exif_rotated(fmt: str) -> str:
+    """16x8 stored, blue left half and red right, with EXIF orientation 6 (turn 90° clockwise
+    to show it): shown 8x16, blue on top."""
+    stored = Image.new("RGB", (16, 8), (220, 20, 20))
+    stored.paste((20, 20, 220), (0, 0, 8, 8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    stored.save(out, format=fmt, exif=exif.tobytes())
+    return base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_decode_turns_the_image_upright_by_its_exif(fmt: str) -> None:
+    image = conv.decode_a1111_image(_exif_rotated(fmt), "init_images[0]", Limits()).convert("RGB")
+    assert image.size == (8, 16)
+    top, bottom = image.getpixel((4, 2)), image.getpixel((4, 13))
+    assert top[2] > 150 > top[0] and bottom[0] > 150 > bottom[2], (top, bottom)
+
+
+def test_a_broken_exif_block_leaves_the_image_as_stored() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (6, 4), "red").save(out, format="PNG", exif=b"Exif\x00\x00MM\x00*garbage")
+    text = base64.b64encode(out.getvalue()).decode()
+    assert conv.decode_a1111_image(text, "mask", Limits()).size == (6, 4)
+
+
 def test_crop_around_the_mask_and_paste_back() -> None:
     mask = Image.new("L", (200, 100), 0)
     assert conv.Crop.around(mask, 32) is None

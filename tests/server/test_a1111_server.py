@@ -247,6 +247,77 @@ def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
         assert words in answer["error"]["message"], answer
 
 
+IDENTITY = {"override_settings": {"sd_model_checkpoint": "test:identity"}}
+
+
+def test_null_means_the_default(server: ServerProcess) -> None:
+    """A1111 makes every field optional; its clients send null for "the default"."""
+    nulls = dict.fromkeys(["prompt", "negative_prompt", "seed", "batch_size", "n_iter",
+                           "sampler_name", "tiling", "override_settings", "styles"])  # fmt: skip
+    (image,), info = generate(server, "txt2img", txt2img_body(**nulls))
+    assert image.size == (64, 64) and info["prompt"] == "" and info["negative_prompt"] == ""
+    assert len(info["all_seeds"]) == 1 and info["batch_size"] == 1 and info["n_iter"] == 1
+    assert info["sd_model_name"] == "test:tiny"
+    edit_nulls = dict.fromkeys(["denoising_strength", "resize_mode", "mask_blur", "inpainting_fill",
+                                "inpaint_full_res", "inpaint_full_res_padding",
+                                "inpainting_mask_invert"])  # fmt: skip
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    (image,), info = generate(server, "img2img", img2img_body(gradient(32, 32), mask, **edit_nulls))
+    assert image.size == (32, 32) and info["denoising_strength"] == 0.75
+    body = img2img_body(gradient(32, 32), seed=None) | {"mask": None}
+    (image,), info = generate(server, "img2img", body)
+    assert image.size == (32, 32) and len(info["all_seeds"]) == 1
+    status, answer, _ = call(server, "POST", "/sdapi/v1/img2img", {"init_images": None})
+    assert status == 400 and "`init_images`" in answer["error"]["message"], answer
+
+
+def test_mask_blur_must_be_finite_and_is_capped(server: ServerProcess) -> None:
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    for blur in (float("inf"), float("-inf"), float("nan")):  # json.dumps sends Infinity, NaN
+        body = img2img_body(gradient(32, 32), mask, mask_blur=blur)
+        status, answer, _ = call(server, "POST", "/sdapi/v1/img2img", body)
+        assert status == 400, answer
+        assert "`mask_blur` must be a finite number" in answer["error"]["message"], answer
+    (image,), info = generate(
+        server, "img2img", img2img_body(gradient(32, 32), mask, mask_blur=1e20)
+    )
+    assert image.size == (32, 32)
+    assert any("mask_blur 1e+20 was reduced to 32" in note for note in info["notes"]), info
+
+
+def test_a_16_bit_gray_png_is_scaled_not_clipped(server: ServerProcess) -> None:
+    """Pillow's own convert clips 16-bit gray at 255: 32768 would come back white."""
+    wide = Image.fromarray(np.full((16, 16), 32768, dtype=np.uint16))
+    (image,), _ = generate(server, "img2img", img2img_body(wide, **IDENTITY))
+    assert image.convert("RGB").getpixel((5, 5)) == (128, 128, 128)
+    # as a mask: 300/65535 is 1/255 strength, so the picture barely changes
+    picture = gradient(32, 32)
+    mask = Image.fromarray(np.full((32, 32), 300, dtype=np.uint16))
+    (image,), _ = generate(server, "img2img", img2img_body(picture, mask, seed=8))
+    change = np.abs(np.asarray(image.convert("RGB"), dtype=int) - np.asarray(picture, dtype=int))
+    assert change.max() <= 1
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_init_images_are_turned_upright_by_their_exif(server: ServerProcess, fmt: str) -> None:
+    """As A1111 does (and the CLI): a phone photo stored sideways is used as it is shown."""
+    stored = Image.new("RGB", (16, 8), (220, 20, 20))
+    stored.paste((20, 20, 220), (0, 0, 8, 8))  # blue left half; orientation 6 puts it on top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    stored.save(out, format=fmt, exif=exif.tobytes())
+    body = img2img_body(Image.new("RGB", (8, 16)), width=8, height=16, **IDENTITY)
+    body["init_images"] = [base64.b64encode(out.getvalue()).decode()]
+    (image,), _ = generate(server, "img2img", body)
+    image = image.convert("RGB")
+    top, bottom = image.getpixel((4, 2)), image.getpixel((4, 13))
+    assert image.size == (8, 16)
+    assert top[2] > 150 > top[0] and bottom[0] > 150 > bottom[2], (top, bottom)
+
+
 # --- progress, interrupt, options ---------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,6 +44,34 @@ def test_any_png_mode_becomes_rgba_or_gray(mode: str) -> None:
     data = png(Image.new(mode, (10, 6)))
     assert decode_image(payload(10, 6, "png", data), LIMITS).mode == "RGBA"
     assert decode_mask(payload(10, 6, "png", data), LIMITS).mode == "L"
+
+
+def test_16_bit_gray_is_scaled_not_clipped() -> None:
+    """Pillow's own convert clips 16-bit gray at 255: 32768 would be white, 300 a full mask."""
+    wide = Image.fromarray(np.array([[0, 300, 32768, 65535]], dtype=np.uint16))
+    data = png(wide)
+    image = decode_image(payload(4, 1, "png", data), LIMITS)
+    assert [image.getpixel((x, 0)) for x in range(4)] == [
+        (0, 0, 0, 255), (1, 1, 1, 255), (128, 128, 128, 255), (255, 255, 255, 255)
+    ]  # fmt: skip
+    assert list(decode_mask(payload(4, 1, "png", data), LIMITS).tobytes()) == [0, 1, 128, 255]
+    buffer = io.BytesIO()
+    wide.save(buffer, format="PNG", transparency=300)  # tRNS: the value 300 is transparent
+    image = decode_image(payload(4, 1, "png", buffer.getvalue()), LIMITS)
+    assert [image.getpixel((x, 0))[3] for x in range(4)] == [255, 0, 255, 255]
+
+
+def test_exif_orientation_is_not_applied() -> None:
+    """Payloads are pixels: rows top to bottom as stored, at the declared size (a plug-in's
+    layer goes back where its crop came from), whatever a PNG's EXIF says."""
+    stored = Image.new("RGBA", (4, 2), (255, 0, 0, 255))
+    stored.putpixel((0, 0), (0, 0, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="PNG", exif=exif.tobytes())
+    image = decode_image(payload(4, 2, "png", buffer.getvalue()), LIMITS)
+    assert image.tobytes() == stored.tobytes()
 
 
 def test_a8_mask_keeps_its_values() -> None:

@@ -195,7 +195,9 @@ def _open_checked(path: Path, what: str, limits: Limits) -> Image.Image:
 
 def load_image(path: Path, limits: Limits) -> Image.Image:
     """The image at `path` as RGBA, or InvalidRequest with a one-line reason."""
-    return _open_checked(path, "image", limits).convert("RGBA")
+    from paintbridge.imageops import to_mode
+
+    return to_mode(_open_checked(path, "image", limits), "RGBA", "image")
 
 
 def load_mask(path: Path, limits: Limits) -> Image.Image:

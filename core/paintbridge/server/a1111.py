@@ -25,6 +25,7 @@ from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
 from paintbridge.engine.models import check_model
 from paintbridge.errors import InvalidRequest, PaintbridgeError
+from paintbridge.imageops import to_mode
 from paintbridge.jobs import JobNotFound, JobView
 from paintbridge.server import a1111_convert as conv
 from paintbridge.server.a1111_schemas import (
@@ -269,7 +270,7 @@ def _edit_inputs(
     if len(edit.init_images) > 1:
         notes.append(f"only the first of the {len(edit.init_images)} init_images was used")
     image = conv.decode_a1111_image(edit.init_images[0], "init_images[0]", limits)
-    image = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
+    image = to_mode(image, "RGBA", "init_images[0]") if image.mode not in ("RGB", "RGBA") else image
     if edit.resize_mode != 0:
         notes.append(f"resize_mode {edit.resize_mode} is not supported: 0 (just resize) was used")
     wanted = (edit.width or image.width, edit.height or image.height)

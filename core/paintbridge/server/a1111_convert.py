@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from paintbridge.engine.schedulers import DEFAULT, scheduler_names
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.hostkit.geometry import Box, context_box
+from paintbridge.imageops import to_mode
 from paintbridge.jobs import JobView
 from paintbridge.server.a1111_schemas import Img2ImgBody, Txt2ImgBody
 from paintbridge.server.payloads import TooLarge
@@ -122,7 +124,8 @@ def _b64(text: str, field: str) -> bytes:
 
 
 def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
-    """A base64 PNG/JPEG/WebP (or data: URL) as an RGBA or L... image, size checked first."""
+    """A base64 PNG/JPEG/WebP (or data: URL) as an RGBA or L... image, size checked first,
+    turned upright by its EXIF orientation as A1111 does."""
     raw = _b64(text, field)
     try:
         with Image.open(io.BytesIO(raw), formats=["PNG", "JPEG", "WEBP"]) as opened:
@@ -133,7 +136,7 @@ def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
                     f"px a side and {limits.max_pixels} pixels: send a smaller image"
                 )
             opened.load()
-            image = opened.copy()
+            image = _upright(opened)
     except (TooLarge, InvalidRequest):
         raise
     except Image.DecompressionBombError as exc:
@@ -143,6 +146,14 @@ def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
     if width < 1 or height < 1:
         raise InvalidRequest(f"`{field}` is empty ({width}x{height})")
     return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A copy of `image` as it is shown: rotated or flipped by its EXIF orientation."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block: the pixels as stored, as A1111's fix_image does
+        return image.copy()
 
 
 def check_size(size: tuple[int, int], limits: Limits) -> None:
@@ -161,18 +172,24 @@ def prepare_mask(
     mask: Image.Image, size: tuple[int, int], *, blur: float, invert: bool, notes: list[str]
 ) -> Image.Image:
     """An L mask at `size`, 255 = repaint: the alpha of a mask that has transparency, else its
-    brightness; then inverted and blurred as A1111 does."""
+    brightness; then inverted and blurred as A1111 does (`blur` at most the larger side)."""
     if mask.mode in ("RGBA", "LA", "PA") or (mask.mode == "P" and "transparency" in mask.info):
         rgba = mask.convert("RGBA")
         alpha = rgba.getchannel("A")
         mask = alpha if alpha.getextrema()[0] < 255 else rgba.convert("L")
     else:
-        mask = mask.convert("L")
+        mask = to_mode(mask, "L", "mask")
     if mask.size != size:
         notes.append(f"the mask ({mask.width}x{mask.height}) was resized to the image {size}")
         mask = mask.resize(size, Image.Resampling.BILINEAR)
     if invert:
         mask = ImageOps.invert(mask)
+    if not math.isfinite(blur):
+        raise InvalidRequest(f"`mask_blur` must be a finite number of pixels, got {blur}")
+    if blur > max(size):
+        # wider only flattens the mask further; Pillow refuses radii past ~1e9 (a 500)
+        notes.append(f"mask_blur {blur:g} was reduced to {max(size)}, the image's larger side")
+        blur = max(size)
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
     return mask

@@ -1,16 +1,17 @@
 """The AUTOMATIC1111 web UI API's bodies, as its clients send and read them.
 
 Unlike the v1 protocol these are lenient, as the A1111 server is: numbers may come as strings
-or floats (`"seed": -1.0`), flags as 0/1, and any field not listed here is accepted and ignored
-(it is named in the answer's `info.ignored`). Defaults follow A1111 where paintbridge has the
-same notion, and the model's preset where it does not (steps, cfg_scale, width, height: null).
+or floats (`"seed": -1.0`), flags as 0/1, `null` means the field's default, and any field not
+listed here is accepted and ignored (it is named in the answer's `info.ignored`). Defaults
+follow A1111 where paintbridge has the same notion, and the model's preset where it does not
+(steps, cfg_scale, width, height: null).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "A1111Model",
@@ -27,6 +28,14 @@ __all__ = [
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: Any) -> Any:
+        """A1111 makes every field optional: `null` for one of its fields means its default."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
 
 
 class Txt2ImgBody(_Lenient):

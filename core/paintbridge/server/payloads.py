@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest, PaintbridgeError
+from paintbridge.imageops import to_mode
 from paintbridge.server.schemas import ImagePayload
 
 __all__ = ["PNG_SIGNATURE", "TooLarge", "decode_image", "decode_mask", "encode_file", "png_size"]
@@ -53,7 +54,7 @@ def decode_mask(payload: ImagePayload, limits: Limits, name: str = "mask") -> Im
 
 def _convert(image: Image.Image, mode: str, name: str) -> Image.Image:
     try:
-        return image.convert(mode)
+        return to_mode(image, mode)
     except (ValueError, OSError) as exc:
         raise InvalidRequest(
             f"`{name}`: cannot convert a {image.mode} PNG to {mode} ({exc}): "
