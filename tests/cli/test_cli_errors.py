@@ -123,6 +123,60 @@ def test_bad_model(cli: RunCli, files: dict[str, Path], args: list[str], pattern
     _assert_clean_failure(result.code, result.err, pattern, files)
 
 
+# requests a server refuses at submit (400): the CLI says the same in one line
+SUBMIT_CASES: list[tuple[list[str], str]] = [
+    (
+        ["img2img", "{image.png}", "p", "--strength", "0.001", "-o", "{out}"],
+        r"`strength` 0\.001 is too low for the default steps: it needs 1000 steps",
+    ),
+    (
+        ["generate", "p", "--model", "test:tiny-inpaint", "--steps", "2", "-o", "{out}"],
+        r"'test:tiny-inpaint' is an inpainting model .* can only inpaint, got task 'txt2img'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"), SUBMIT_CASES, ids=[" ".join(a) for a, _ in SUBMIT_CASES]
+)
+def test_a_request_the_server_refuses_at_submit(
+    cli: RunCli, files: dict[str, Path], args: list[str], pattern: str
+) -> None:
+    """Without --steps the model's default, raised for a low strength, must stay in range; a
+    txt2img needs a model that does txt2img. Same message as the server's 400."""
+    command, *rest = _fill(args, files)
+    result = cli(command, "--model", "test:tiny", *rest)
+    _assert_clean_failure(result.code, result.err, pattern, files)
+    assert "loading" not in result.err  # refused before loading (the CLI loads, then generates)
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--device", "cuda:99"], r"`device` is 'cuda:99' but"),
+        (["--device", "bogus"], r"`device` must be auto, cpu, cuda, cuda:N or mps, got 'bogus'"),
+    ],
+)
+def test_serve_refuses_a_device_before_serving(
+    tmp_path: Path, args: list[str], pattern: str
+) -> None:
+    """Without --preload the engine is first made in the server's startup: a device it refuses
+    must be the CLI's one-line error (exit 2), not "serving on" and then uvicorn's traceback."""
+    result = run_subprocess("serve", "--port", "0", "--model", "test:tiny", *args, timeout=120)
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err and "serving on" not in result.err
+    assert re.search(pattern, result.err), result.err
+    assert len([line for line in result.err.splitlines() if "error:" in line]) == 1, result.err
+    assert not (tmp_path / "config" / "server.json").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
+def test_serve_refuses_a_body_limit_that_is_not_a_positive_number(cli: RunCli, value: str) -> None:
+    result = cli("serve", "--port", "0", "--model", "test:tiny", f"--max-body-mb={value}")
+    assert result.code == 2
+    assert "--max-body-mb must be a finite number of MiB above 0" in result.err, result.err
+
+
 def test_bad_input_in_a_real_subprocess(files: dict[str, Path]) -> None:
     for args, pattern in (CASES[1], CASES[5], MODEL_CASES[2]):
         command, *rest = _fill(args, files)

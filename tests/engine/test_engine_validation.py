@@ -1,16 +1,22 @@
-"""check_request: every bad input is refused with a message naming the field and value."""
+"""check_request, and the tasks a model can do: every bad input is refused before any work,
+with a message naming the field and value."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from engine_support import box_mask, rgba_image
 from PIL import Image
 
-from paintbridge.engine import GenerationRequest, Limits, check_request
+from paintbridge.engine import EngineSettings, GenerationRequest, Limits, check_request
+from paintbridge.engine.models import check_model, check_task, model_tasks, resolve_model
+from paintbridge.engine.validation import fewest_steps
 from paintbridge.errors import InvalidRequest
 
 LIMITS = Limits(
@@ -42,7 +48,7 @@ INP = GenerationRequest(task="inpaint", prompt="a cat", image=IMAGE, mask=MASK)
         IMG,
         replace(IMG, strength=1.0, steps=1),
         replace(IMG, strength=0.5, steps=2),  # int(2 * 0.5) = 1 step
-        replace(IMG, strength=0.01),  # steps from the preset, raised to run one
+        replace(IMG, strength=0.03),  # steps from the preset, raised to run one: 34
         INP,
         replace(INP, mask=Image.new("L", (70, 45), 1)),  # faint but not empty
         replace(INP, mask=box_mask(70, 45, (0, 0, 70, 45)).convert("RGB")),  # any mode
@@ -88,6 +94,13 @@ BAD: list[tuple[GenerationRequest, str]] = [
     (replace(IMG, image=Image.new("RGBA", (1025, 4))), "`image` must be at most 1024 px a side"),
     (replace(IMG, strength=0.0), "`strength` must be greater than 0 for img2img and inpaint"),
     (replace(IMG, steps=3, strength=0.3), "got 3 * 0.3: increase steps or strength"),
+    (
+        replace(IMG, strength=0.01),  # the default steps would be raised to 100
+        "`strength` 0.01 is too low for the default steps: it needs 100 steps, more than the "
+        "limit of 50; raise strength",
+    ),
+    (replace(INP, strength=0.019), "it needs 53 steps, more than the limit of 50"),
+    (replace(IMG, strength=5e-324), "it needs over a million steps, more than the limit of 50"),
     (replace(INP, image=None), "`image` is required for inpaint"),
     (replace(INP, mask=None), "`mask` is required for inpaint"),
     (
@@ -116,3 +129,58 @@ def test_checks_a_request_with_any_default_limits() -> None:
     check_request(big, Limits())
     with pytest.raises(InvalidRequest, match="pixels"):
         check_request(replace(big, width=4097), Limits())
+
+
+@pytest.mark.parametrize("strength", [0.001, 0.003, 0.01, 0.019, 0.07, 0.1, 0.3, 1 / 3, 0.5, 1.0])
+def test_fewest_steps_is_the_fewest_that_run_one(strength: float) -> None:
+    steps = fewest_steps(strength)
+    assert int(steps * strength) >= 1 and int((steps - 1) * strength) < 1
+
+
+# --- the model's tasks, known before it is loaded ---------------------------------------------
+
+
+def _folder_model(root: Path, in_channels: int) -> Path:
+    (root / "unet").mkdir(parents=True)
+    (root / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (root / "unet" / "config.json").write_text(json.dumps({"in_channels": in_channels}))
+    return root
+
+
+def _checkpoint(path: Path, in_channels: int) -> Path:
+    from safetensors.numpy import save_file
+
+    tensors = {
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight": np.zeros(2, "f4"),
+        "model.diffusion_model.input_blocks.0.0.weight": np.zeros((2, in_channels, 1, 1), "f4"),
+    }
+    save_file(tensors, str(path))
+    return path
+
+
+def test_a_model_that_cannot_do_the_task_is_refused_before_loading(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    _folder_model(models / "inpainter", 9)
+    _folder_model(models / "painter", 4)
+    _checkpoint(models / "inpaint-file.safetensors", 9)
+    _checkpoint(models / "file.safetensors", 4)
+    settings = EngineSettings(model_dirs=(models,))
+    for name in ("test:tiny-inpaint", "sd15-inpaint", "inpainter", "inpaint-file"):
+        assert model_tasks(resolve_model(name, settings)) == ("inpaint",), name
+        check_task(resolve_model(name, settings), "inpaint")
+        for task in ("txt2img", "img2img"):
+            with pytest.raises(InvalidRequest, match=f"can only inpaint, got task '{task}'"):
+                check_task(resolve_model(name, settings), task)
+    for name in ("test:tiny", "sd15", "painter", "file", "org/not-cached"):
+        assert model_tasks(resolve_model(name, settings)) == ("txt2img", "img2img", "inpaint")
+    check_model("test:tiny", settings, "txt2img")
+    with pytest.raises(InvalidRequest, match="'test:tiny-inpaint' is an inpainting model"):
+        check_model("test:tiny-inpaint", settings, "img2img")
+
+
+def test_the_engine_keeps_its_model_when_the_next_cannot_do_the_task(engine: Any) -> None:
+    """The engine refuses before it drops the loaded model, whoever asked (CLI, A1111 route)."""
+    assert engine.loaded_model == "test:tiny"
+    with pytest.raises(InvalidRequest, match="can only inpaint, got task 'txt2img'"):
+        engine.generate(replace(TXT, model="test:tiny-inpaint", width=64, height=64, steps=2))
+    assert engine.loaded_model == "test:tiny"

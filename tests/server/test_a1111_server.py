@@ -393,6 +393,11 @@ def test_options_switch_the_model(server: ServerProcess) -> None:
         # override_settings picks a model for one request only
         body = txt2img_body(override_settings={"sd_model_checkpoint": "test:tiny"})
         assert generate(server, "txt2img", body)[1]["sd_model_name"] == "test:tiny"
+        # refused at submit: the inpainting model does not replace the loaded one
+        body = txt2img_body(override_settings={"sd_model_checkpoint": "test:tiny-inpaint"})
+        status, answer, _ = call(server, "POST", "/sdapi/v1/txt2img", body)
+        assert status == 400 and "inpainting model" in answer["error"]["message"]
+        assert server.client().health()["model"] == "test:tiny"
         status, answer, _ = call(server, "POST", "/sdapi/v1/options", {"sd_model_checkpoint": "x"})
         assert status == 404 and answer["error"]["code"] == "model_not_found"
         # offline (as the test server is), a hub repo that is not cached is refused up front

@@ -283,6 +283,24 @@ def test_a_burst_from_many_threads_completes_in_fifo_order(server: ServerProcess
     assert [job for job in order if job in done] == done
 
 
+def test_a_task_the_model_cannot_do_is_400_and_the_loaded_model_stays(
+    server: ServerProcess,
+) -> None:
+    """The tasks of a model are known at submit (/v1/models lists them): a txt2img with an
+    inpainting model must not be queued, and so must not replace the loaded model."""
+    client = server.client()
+    client.wait(client.submit(txt2img()), poll_interval=0.05)
+    assert client.health()["model"] == "test:tiny"
+    listed = {m["name"]: m["tasks"] for m in client.models()["models"]}
+    assert listed["test:tiny-inpaint"] == ["inpaint"]
+    with pytest.raises(hk.RequestRejected) as rejected:
+        client.submit(txt2img(model="test:tiny-inpaint"))
+    assert rejected.value.status == 400 and rejected.value.code == "invalid_request"
+    assert "can only inpaint, got task 'txt2img'" in rejected.value.message
+    health = client.health()
+    assert health["model"] == "test:tiny" and health["queue"]["length"] == 0
+
+
 def test_health_and_models(server: ServerProcess) -> None:
     health = server.client().health()
     assert health["version"] and health["device"] == "cpu" and health["dtype"]

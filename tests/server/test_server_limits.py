@@ -199,6 +199,15 @@ def test_a_png_whose_header_lies_about_its_size_is_refused(http: httpx.Client) -
         ({"task": "img2img", "prompt": "x"}, "image"),
         ({"task": "inpaint", "prompt": "x", "image": inpaint_job()["image"]}, "mask"),
         (inpaint_job(strength=1.5), "strength"),
+        (  # no steps: the default, raised to run one step, would be 1000
+            {"task": "img2img", "prompt": "x", "image": inpaint_job()["image"], "strength": 0.001},
+            "`strength` 0.001 is too low for the default steps: it needs 1000 steps",
+        ),
+        (inpaint_job(steps=None, strength=0.001), "too low for the default steps"),
+        (
+            {"task": "txt2img", "prompt": "x", "model": "test:tiny-inpaint"},
+            "'test:tiny-inpaint' is an inpainting model",
+        ),
         ({**inpaint_job(), "width": 32}, "is for txt2img"),
         (
             inpaint_job(image={"width": 16, "height": 16, "format": "rgba8", "data": "@@@"}),

@@ -141,6 +141,7 @@ def _add_sampling_options(
 
 def _generate_handler(args: argparse.Namespace) -> int:
     from paintbridge.engine import check_request
+    from paintbridge.engine.models import check_task, resolve_model
     from paintbridge.engine.types import GenerationRequest
 
     settings = engine_settings(args)
@@ -165,6 +166,7 @@ def _generate_handler(args: argparse.Namespace) -> int:
         mask=mask,
     )
     check_request(request, settings.limits)
+    check_task(resolve_model(request.model or settings.default_model, settings), request.task)
     prepare_output_folder(outputs[0].parent)
 
     session = _Session(settings, request.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import secrets
 import socket
@@ -108,8 +109,10 @@ def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
     )
     max_body = None
     if args.max_body_mb is not None:
-        if args.max_body_mb <= 0:
-            raise InvalidRequest(f"--max-body-mb must be positive, got {args.max_body_mb}")
+        if not (math.isfinite(args.max_body_mb) and args.max_body_mb > 0):
+            raise InvalidRequest(
+                f"--max-body-mb must be a finite number of MiB above 0, got {args.max_body_mb}"
+            )
         max_body = int(args.max_body_mb * 1024 * 1024)
     if args.a1111_no_auth and not args.a1111:
         raise InvalidRequest("--a1111-no-auth needs --a1111")
@@ -190,11 +193,12 @@ def handler(args: argparse.Namespace) -> int:
                 f"{previous.get('url')}) was registered; server.json now names this one",
                 file=sys.stderr,
             )
-        engine = None
-        if args.preload:
-            from paintbridge.engine import Engine
+        from paintbridge.engine import Engine
 
-            engine = Engine(settings.engine)
+        # Made here, not in the app's startup: a device or option the engine refuses (--device
+        # cuda without CUDA) is then a one-line error before "serving on", not a traceback.
+        engine = Engine(settings.engine)
+        if args.preload:
             print(f"paintbridge: loading {settings.engine.default_model}...", file=sys.stderr)
             engine.load()
         app = create_app(settings, engine=engine)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from paintbridge.engine.allocator import keep_freed_memory
 from paintbridge.engine.device import free_memory, resolve_placement, set_cpu_threads
-from paintbridge.engine.models import resolve_model
+from paintbridge.engine.models import check_task, resolve_model
 from paintbridge.engine.pipelines import LoadedModel, load_model
 from paintbridge.engine.plan import (
     Inputs,
@@ -113,7 +113,7 @@ class Engine:
         # 1. Check the request: the one gate before any work.
         check_request(request, self.settings.limits)
         # 2. Load the model (nothing to do when it is loaded) and pick the task's pipeline.
-        model = self._load(request.model or self.settings.default_model)
+        model = self._load(request.model or self.settings.default_model, request.task)
         pipe = model.pipeline(request.task)
         # 3. Resolve defaults from the model's preset.
         plan = make_plan(
@@ -162,10 +162,12 @@ class Engine:
 
     # --- steps of the recipe -------------------------------------------------------------------
 
-    def _load(self, name: str) -> LoadedModel:
+    def _load(self, name: str, task: str | None = None) -> LoadedModel:
         if self._model is not None and self._model.name == name:
             return self._model
         source = resolve_model(name, self.settings)
+        if task is not None:  # a model that cannot do the task must not replace the loaded one
+            check_task(source, task)
         if self._model is not None:
             # Drop the old weights before the new ones arrive: never two models in memory.
             self._model = None

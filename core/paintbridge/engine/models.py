@@ -102,15 +102,56 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
     )
 
 
-def check_model(name: str, settings: EngineSettings) -> None:
-    """What a server checks before it queues a job for model `name`: the name resolves, and a
-    Hugging Face model is in the local cache or may be downloaded. No network, no torch: a test
-    model passes by its name (resolving it does not build it)."""
+def check_model(name: str, settings: EngineSettings, task: str | None = None) -> None:
+    """What a server checks before it queues a job for model `name`: the name resolves, the
+    model can do `task` (when given), and a Hugging Face model is in the local cache or may be
+    downloaded. No network, no torch: a test model passes by its name (resolving it does not
+    build it)."""
     source = resolve_model(name, settings)
+    if task is not None:
+        check_task(source, task)
     if source.repo is not None:
         hub.check_loadable(
             source.repo, label=f"model {name!r}", allow_download=settings.allow_download
         )
+
+
+def model_tasks(source: ModelSource) -> tuple[str, ...]:
+    """The tasks the model can do, as far as is known without loading it: a preset's or test
+    model's by name, a local model's from its UNet config or checkpoint header; all of them for
+    a Hugging Face repo or a pickle file (loading the model tells)."""
+    if source.preset is not None:
+        return source.preset.tasks
+    if source.kind == "test":
+        return _tasks_for(source.name)
+    if source.kind == "folder" and source.path is not None:
+        return _folder_info(source.path).tasks
+    if source.kind == "file" and source.path is not None:
+        if source.path.suffix.lower() not in checkpoint.SAFE_SUFFIXES:
+            return TASKS  # reading a pickle's keys would run it
+        try:
+            inpaint_only = checkpoint.inspect_checkpoint(source.path).inpaint_only
+        except ModelNotFound:
+            return TASKS  # not a readable model: loading it says why
+        return ("inpaint",) if inpaint_only else TASKS
+    return TASKS
+
+
+def check_task(source: ModelSource, task: str) -> None:
+    """Refuse `task` for a model that cannot do it (txt2img with an inpainting model) before
+    the model is loaded, so a doomed request never replaces the loaded model."""
+    tasks = model_tasks(source)
+    if task in tasks:
+        return
+    if tasks == ("inpaint",):  # as LoadedModel.pipeline says it once the model is loaded
+        raise InvalidRequest(
+            f"model {source.name!r} is an inpainting model (its UNet takes 9 channels): it can "
+            f"only inpaint, got task {task!r}; use a regular model (such as sd15) for {task}"
+        )
+    raise InvalidRequest(
+        f"model {source.name!r} can only do {', '.join(tasks)}, got task {task!r}: use a model "
+        f"that does {task} (see `paintbridge models`)"
+    )
 
 
 def _looks_like_path(name: str) -> bool:

@@ -7,7 +7,6 @@ together with the original (inpaint composite, img2img alpha).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from paintbridge import imageops
 from paintbridge.engine.presets import Preset
 from paintbridge.engine.schedulers import DEFAULT, check_scheduler_name
 from paintbridge.engine.types import GenerationRequest, Limits
-from paintbridge.engine.validation import check_denoising_steps
+from paintbridge.engine.validation import check_denoising_steps, fewest_steps
 from paintbridge.errors import InvalidRequest
 
 # Defaults for models without a preset (local folders and files, test models).
@@ -72,16 +71,15 @@ def make_plan(
     steps = request.steps
     if steps is None:
         steps = preset.steps if preset else FALLBACK_STEPS
-        if edits and int(steps * request.strength) < 1:
-            steps = math.ceil(1 / request.strength)
-            steps += int(steps * request.strength) < 1  # float rounding
+        if edits:
+            steps = max(steps, fewest_steps(request.strength))
         if steps > limits.max_steps:
             raise InvalidRequest(
                 f"`strength` {request.strength} is too low for the default steps: it needs "
                 f"{steps} steps, more than the limit of {limits.max_steps}; raise strength"
             )
     if edits:
-        check_denoising_steps(steps, request.strength)
+        check_denoising_steps(steps, request.strength, limits.max_steps)
     denoise_steps = min(int(steps * request.strength), steps) if edits else steps
     if edits:
         assert request.image is not None

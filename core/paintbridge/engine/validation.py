@@ -47,20 +47,35 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
             f"`seamless` must be one of {', '.join(SEAMLESS_AXES)}, got {request.seamless!r}"
         )
     if request.task in ("img2img", "inpaint"):
-        check_denoising_steps(request.steps, request.strength)
+        check_denoising_steps(request.steps, request.strength, limits.max_steps)
         _check_image(request, limits)
     if request.task == "inpaint":
         _check_mask(request)
 
 
-def check_denoising_steps(steps: int | None, strength: float) -> None:
-    """img2img and inpaint run int(steps * strength) steps: at least one is needed."""
+def fewest_steps(strength: float) -> int:
+    """The fewest `steps` for which int(steps * strength), the steps img2img runs, is 1."""
+    steps = math.ceil(1 / strength)
+    return steps + (int(steps * strength) < 1)  # float rounding
+
+
+def check_denoising_steps(steps: int | None, strength: float, max_steps: int) -> None:
+    """img2img and inpaint run int(steps * strength) steps: at least one is needed. `steps`
+    None (the model's default, raised as far as that needs) must stay within `max_steps`."""
     if strength <= 0:
         raise InvalidRequest(
             f"`strength` must be greater than 0 for img2img and inpaint (0 would return the "
             f"image unchanged), got {strength}"
         )
-    if steps is not None and int(steps * strength) < 1:
+    if steps is None:
+        if int(max_steps * strength) < 1:  # even max_steps would run no step
+            # 1 / strength overflows for the tiniest (subnormal) strengths
+            needed = fewest_steps(strength) if strength >= 1e-6 else "over a million"
+            raise InvalidRequest(
+                f"`strength` {strength} is too low for the default steps: it needs {needed} "
+                f"steps, more than the limit of {max_steps}; raise strength"
+            )
+    elif int(steps * strength) < 1:
         raise InvalidRequest(
             f"`steps` * `strength` must be at least 1 (the model runs int(steps * strength) "
             f"steps), got {steps} * {strength}: increase steps or strength"

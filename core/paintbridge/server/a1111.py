@@ -197,7 +197,8 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
             model = conv.model_name(value)
         else:
             ignored.append(f"override_settings.{key}")
-    check_model(model, rt.settings.engine)  # a 404 now, not a failed job later
+    task = "txt2img" if edit is None else "img2img" if edit.mask is None else "inpaint"
+    check_model(model, rt.settings.engine, task)  # a 404 or 400 now, not a failed job later
     count = body.batch_size * body.n_iter
     if not 1 <= count <= limits.max_count:
         raise InvalidRequest(
@@ -211,10 +212,8 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     )
     image = mask = original = None
     crop: conv.Crop | None = None
-    task = "txt2img"
     if edit is not None:
         original, image, mask, crop = _edit_inputs(edit, limits, notes)
-        task = "inpaint" if mask is not None else "img2img"
     generation = GenerationRequest(
         task=task,  # type: ignore[arg-type]
         prompt=body.prompt,

@@ -373,8 +373,8 @@ def to_generation_request(body: JobRequest, settings: ServerSettings) -> Generat
     )
     check_request(request, limits)
     # An unknown model, or one that is not cached and cannot be downloaded, is a 404 now, not
-    # a job that fails later.
-    check_model(request.model or settings.engine.default_model, settings.engine)
+    # a job that fails later; a model that cannot do the task is a 400.
+    check_model(request.model or settings.engine.default_model, settings.engine, request.task)
     return request
 
 
