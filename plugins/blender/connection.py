@@ -23,13 +23,14 @@ def make_client(url="", token="", timeout=30, online_access=True, autostart=Fals
     the local one from server.json (starting it from hostkit.json when `autostart`)."""
     url = (url or "").strip()
     if url:
-        if not is_loopback_url(url) and not online_access:
+        client = hk.Client(url, token or None, timeout=timeout)  # no request; checks the URL
+        if not is_loopback_url(client.url) and not online_access:
             raise OfflineError(
                 "The paintbridge server %s is not on this computer and Blender's online access "
                 "is off. Turn on Preferences > System > Network > Allow Online Access, or use a "
                 "local server (leave the URL empty)." % url
             )
-        return hk.Client(url, token or None, timeout=timeout)
+        return client
     return hk.Client.discover(autostart=autostart, timeout=timeout)
 
 

@@ -581,7 +581,10 @@ def test_a_server_lost_mid_job_says_so_for_wait_and_for_a_polled_handle() -> Non
 
     def transport(method: str, path: str, body: bytes | None, headers: dict[str, str]):
         if method == "GET":
-            raise NotRunning("Could not reach the paintbridge server. Run `paintbridge serve`.")
+            # what UrllibTransport raises once nothing listens at the address (refused)
+            gone = NotRunning("Could not reach the paintbridge server. Run `paintbridge serve`.")
+            gone.refused = True  # type: ignore[attr-defined]
+            raise gone
         return answers(method, path, body, headers)
 
     client = Client("http://127.0.0.1:7860", "tok", transport=transport)

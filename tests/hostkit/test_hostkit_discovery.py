@@ -144,6 +144,9 @@ def test_try_local_client(tmp_path: Path, live_url: str, isolated_dirs: Path) ->
     config.mkdir()
     (config / "server.json").write_text("{not json")
     assert hostkit.try_local_client() is None
+    for damaged in ("http://[::1", "127.0.0.1:7860", 7860, None):  # never raises
+        (config / "server.json").write_text(json.dumps({"url": damaged, "token": "x"}))
+        assert hostkit.try_local_client() is None
     with ThreadingHTTPServer(("127.0.0.1", 0), _Live) as gone:
         stale = f"http://127.0.0.1:{gone.server_address[1]}"
     (config / "server.json").write_text(json.dumps({"url": stale, "token": "x"}))

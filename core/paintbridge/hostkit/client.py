@@ -39,7 +39,7 @@ from .errors import (
     not_running_message,
 )
 from .pixels import payload_to_rgba
-from .transport import UrllibTransport, json_body, quote, urlsplit
+from .transport import UrllibTransport, check_url, json_body, quote, urlsplit
 
 __all__ = [
     "APP",
@@ -78,6 +78,13 @@ POLL_MOST = 0.25
 # How long one poll in Client.wait lets the server hold the answer for a change: also how soon a
 # should_cancel() that turned true is seen.
 LONG_POLL = 0.5
+# A poll of a submitted job that gets no answer (a dropped connection, a timeout) is tried again
+# (Client.wait after RETRY_PAUSE s, JobHandle.poll at the caller's next poll) until polls have
+# failed LOST_AFTER_POLLS times in a row over at least LOST_AFTER_S s; only then is the job given
+# up. A refused connection ends it at once: nothing listens there, the server has stopped.
+LOST_AFTER_S = 10.0
+LOST_AFTER_POLLS = 3
+RETRY_PAUSE = 0.5
 
 
 def poll_delays(first=POLL_FIRST, most=POLL_MOST):
@@ -183,6 +190,68 @@ def server_lost(exc):
     )
 
 
+def _kept_in_history(job_id):
+    return (
+        "The paintbridge server keeps every finished result in its history: `paintbridge history "
+        "export %s --out DIR` on the server's machine saves it (`paintbridge history` lists the "
+        "latest)." % (job_id,)
+    )
+
+
+def contact_lost(exc, job_id, done):
+    """The error to raise when polls of `job_id` kept failing with `exc`: the server may have
+    finished the job (`done`: it said so) and kept the result in its history."""
+    refused = getattr(exc, "refused", False)
+    if done:
+        what = "its result could not be fetched"
+        if refused:
+            what = "the paintbridge server stopped before its result came"
+        message = "Job %s is done, but %s: %s %s" % (job_id, what, exc, _kept_in_history(job_id))
+    elif refused:
+        return server_lost(exc)
+    else:
+        message = (
+            "Lost contact with the paintbridge server before job %s finished: %s If the server "
+            "is still running, the job goes on there and its result is kept. %s"
+            % (job_id, exc, _kept_in_history(job_id))
+        )
+    return type(exc)(message, code=exc.code, status=exc.status)
+
+
+class _Contact(object):
+    """Polls one job and tells a failed poll worth trying again from one that ends the job
+    (see LOST_AFTER_S). `trouble` is the latest failure while polls fail, else None."""
+
+    def __init__(self, client, job_id):
+        self.client = client
+        self.job_id = job_id
+        self.failures = 0
+        self.since = None  # when the first of the failed polls in a row began
+        self.done = False  # the server said the job is done (its results may not be here yet)
+        self.trouble = None
+
+    def poll(self, wait=0):
+        """The job's JobStatus, or None after a failed poll worth trying again; raises the error
+        to show once it is not."""
+        asked = time.time()
+        try:
+            raw = self.client.status(self.job_id, "none", wait)
+            self.done = self.done or (isinstance(raw, dict) and raw.get("state") == "done")
+            status = self.client._with_results(self.job_id, raw)
+        except (NotRunning, Timeout) as exc:
+            self.trouble = exc
+            self.failures += 1
+            self.since = asked if self.since is None else self.since
+            long_enough = time.time() - self.since >= LOST_AFTER_S
+            if getattr(exc, "refused", False) or (
+                self.failures >= LOST_AFTER_POLLS and long_enough
+            ):
+                raise contact_lost(exc, self.job_id, self.done)  # noqa: B904
+            return None
+        self.failures, self.since, self.trouble = 0, None, None
+        return status
+
+
 class JobHandle(object):
     """A submitted job for hosts that poll from a timer: each `poll()` is one short request."""
 
@@ -190,13 +259,26 @@ class JobHandle(object):
         self.client = client
         self.id = job_id
         self.last = None  # the latest JobStatus
+        self._contact = _Contact(client, job_id)
+
+    @property
+    def trouble(self):
+        """The error of the latest poll while polls get no answer (they are being tried
+        again), else None."""
+        return self._contact.trouble
 
     def poll(self):
-        """The job's current JobStatus (never blocks longer than one request)."""
-        try:
-            self.last = self.client.poll(self.id)
-        except NotRunning as exc:
-            raise server_lost(exc)  # noqa: B904
+        """The job's current JobStatus (never blocks longer than one request, and one per
+        result once the job is done). A poll that gets no answer (a dropped connection, a
+        timeout) returns the latest status again, with `trouble` set, for the caller to poll on:
+        the job is given up (NotRunning or Timeout, saying where a finished result is kept) only
+        after LOST_AFTER_POLLS failures in a row over LOST_AFTER_S s, or at once when the server
+        has stopped (the connection is refused)."""
+        status = self._contact.poll()
+        if status is not None:
+            self.last = status
+        elif self.last is None:  # no answer to the first poll yet
+            return JobStatus({"id": self.id, "state": "queued"})
         return self.last
 
     def cancel(self):
@@ -219,7 +301,7 @@ class Client(object):
     its size in bytes, iterating gives its bytes in pieces, bytes(body) joins them."""
 
     def __init__(self, url, token, timeout=30, transport=None, token_source=None):
-        self.url = url.rstrip("/")
+        self.url = check_url(url)  # a PaintbridgeError that says what to type
         self.token = token
         self.timeout = timeout
         self.transport = transport or UrllibTransport(self.url, timeout)
@@ -342,22 +424,34 @@ class Client(object):
         """POST /v1/jobs; returns the new job's id."""
         try:
             answer = self.request("POST", "/v1/jobs", job)
-        except NotRunning:
-            if not self.is_live():
-                raise
-            # A server refusing a body over its limit answers 413 and closes the connection
-            # while a large upload is still going: the client sees a reset, not the answer.
-            raise RequestRejected(  # noqa: B904
-                "The server closed the connection while the job was being sent: the image is "
-                "probably larger than this server accepts (its --max-body-mb). Select a smaller "
-                "area; the server's log says more.",
-                code="too_large",
-            )
+        except NotRunning as exc:
+            raise self._why_the_upload_broke(exc)  # noqa: B904
         try:
             return answer["id"]
         except (KeyError, TypeError):
             message = "The server accepted the job but sent no job id: %r" % (answer,)
             raise ServerFault(message)  # noqa: B904
+
+    def _why_the_upload_broke(self, exc):
+        """The error to raise for a job whose upload broke with `exc`. A server refusing a
+        request before it reads the body (a wrong token: 401, a Host not its own: 421, a body
+        over its limit: 413) answers and closes the connection while a large upload is still
+        going: the client sees a reset, not the answer. One small request that needs the token
+        (GET /v1/health) shows the first two; when it succeeds, the size is what is left."""
+        if getattr(exc, "refused", False):
+            return exc  # nothing listens there
+        try:
+            self.health()
+        except NotRunning:
+            return exc
+        except PaintbridgeError as refusal:
+            return refusal
+        return RequestRejected(
+            "The server closed the connection while the job was being sent: the image is "
+            "probably larger than this server accepts (its --max-body-mb). Select a smaller "
+            "area; the server's log says more.",
+            code="too_large",
+        )
 
     def status(self, job_id, image_format="rgba8", wait=0):
         """GET /v1/jobs/{id} as the raw dict; results come as `image_format` payloads. With
@@ -371,7 +465,11 @@ class Client(object):
         """The job's JobStatus (one request, which waits up to `wait` s for a change; when
         done, one more per result, each fetched as bare RGBA8 bytes: a 4096 px result costs
         64 MB here, where base64 in JSON costs 3x)."""
-        raw = self.status(job_id, "none", wait)
+        return self._with_results(job_id, self.status(job_id, "none", wait))
+
+    def _with_results(self, job_id, raw):
+        """The JobStatus of `raw` (an answer of status(..., "none")), with a done job's results
+        fetched."""
         results = None
         if isinstance(raw, dict) and raw.get("state") == "done" and raw.get("results"):
             results = [self.result(job_id, index) for index in range(len(raw["results"]))]
@@ -413,23 +511,23 @@ class Client(object):
 
         Calls on_progress(step, steps) whenever they change. If should_cancel() returns true,
         cancels the job on the server and raises Cancelled. Raises JobFailed / Cancelled for
-        those states, and Timeout (after cancelling) when `timeout` seconds pass first."""
+        those states, and Timeout (after cancelling) when `timeout` seconds pass first. A poll
+        that gets no answer is tried again as JobHandle.poll says, RETRY_PAUSE s later."""
         started = time.time()
         seen = None
         last = None  # (state, step) of the previous answer
         delays = poll_delays() if poll_interval is None else None
+        contact = _Contact(self, job_id)
         while True:
             asked = time.time()
-            try:
-                status = self.poll(job_id, LONG_POLL if last is not None else 0)
-            except NotRunning as exc:
-                raise server_lost(exc)  # noqa: B904
-            if on_progress is not None and (status.step, status.steps) != seen:
-                seen = (status.step, status.steps)
-                on_progress(status.step, status.steps)
-            if status.finished:
-                status.raise_for_state()
-                return status.results or []
+            status = contact.poll(LONG_POLL if last is not None else 0)
+            if status is not None:
+                if on_progress is not None and (status.step, status.steps) != seen:
+                    seen = (status.step, status.steps)
+                    on_progress(status.step, status.steps)
+                if status.finished:
+                    status.raise_for_state()
+                    return status.results or []
             if should_cancel is not None and should_cancel():
                 self._cancel_quietly(job_id)
                 raise Cancelled("Cancelled; no image was made.")
@@ -439,6 +537,9 @@ class Client(object):
                     "The job did not finish within %s s and was cancelled. Try fewer steps or a "
                     "smaller selection, or raise the timeout." % (timeout,)
                 )
+            if status is None:  # no answer: try again a little later
+                time.sleep(max(0.0, RETRY_PAUSE - (time.time() - asked)))
+                continue
             if (status.state, status.step) == last:  # nothing new, and the server did not wait
                 pause = next(delays) if delays is not None else poll_interval
                 time.sleep(max(0.0, pause - (time.time() - asked)))

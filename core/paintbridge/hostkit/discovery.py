@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from .errors import NotRunning, Timeout, not_running_message
+from .errors import NotRunning, PaintbridgeError, Timeout, not_running_message
 
 APP = "paintbridge"
 DEFAULT_URL = "http://127.0.0.1:7860"
@@ -106,9 +106,12 @@ def _client_from_server_file(config_dir, timeout, client_class=None):
 
     path = os.path.join(config_dir, "server.json")
     info = _read_json(path)
-    if not isinstance(info, dict) or not info.get("url"):
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
         return None
-    return client_class(info["url"], info.get("token"), timeout=timeout, token_source=path)
+    try:
+        return client_class(info["url"], info.get("token"), timeout=timeout, token_source=path)
+    except PaintbridgeError:  # not a URL: a damaged file announces no server
+        return None
 
 
 def try_local_client(config_dir=None, timeout=5):

@@ -1,5 +1,6 @@
-"""The one way hostkit sends HTTP: UrllibTransport (urllib, proxies bypassed for loopback), and
-`json_body`, which makes a request body of a JSON payload without copying its image data.
+"""The one way hostkit sends HTTP: UrllibTransport (urllib, proxies bypassed for loopback),
+`check_url`, which accepts a server URL or says what to type instead, and `json_body`, which
+makes a request body of a JSON payload without copying its image data.
 
 Standard library only, Python 2.7 and 3.8+. A Client takes any callable with the same shape,
 so tests can swap it for a scripted one.
@@ -11,7 +12,7 @@ import json
 import socket
 import sys
 
-from .errors import NotRunning, Timeout, not_running_message
+from .errors import NotRunning, PaintbridgeError, Timeout, not_running_message
 
 try:  # Python 3
     from http.client import HTTPException  # novermin
@@ -25,7 +26,15 @@ except ImportError:  # Python 2.7 (GIMP 2.10)
     from urllib2 import HTTPError, ProxyHandler, Request, URLError, build_opener  # novermin
     from urlparse import urlsplit  # novermin
 
-__all__ = ["JsonBody", "UrllibTransport", "is_loopback", "json_body", "quote", "urlsplit"]
+__all__ = [
+    "JsonBody",
+    "UrllibTransport",
+    "check_url",
+    "is_loopback",
+    "json_body",
+    "quote",
+    "urlsplit",
+]
 
 # A job's image travels as a base64 string of 85 MB for a 4096 x 4096 crop. Strings this long are
 # sent straight from the payload, PIECE characters at a time, instead of being copied into one
@@ -41,6 +50,62 @@ def is_loopback(host):
     """True for a host name that is this computer (localhost, ::1, 127.x.x.x)."""
     host = (host or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+EXAMPLE_URL = "http://127.0.0.1:7860"
+# ECONNREFUSED on Linux, macOS and Windows, for Python 2's socket.error (Python 3 has its own type)
+_REFUSED_ERRNOS = (111, 61, 10061)
+
+
+def check_url(url):
+    """`url` without spaces around it or a trailing slash, once it is a server URL urllib can
+    send to: http:// or https://, a host, a port from 1 to 65535 if any, no ?query or #fragment.
+    Raises PaintbridgeError (code "invalid_url") whose message says what to type instead."""
+    text = (url or "").strip()
+    if not text:
+        raise _invalid_url(text, "is empty")
+    if "://" not in text:
+        example = "http://" + text.rstrip("/")
+        raise _invalid_url(text, "must start with http:// or https://", example)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise _invalid_url(text, "is not a valid URL (%s)" % (exc,))  # noqa: B904
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _invalid_url(text, "must start with http:// or https://, not %s://" % parts.scheme)
+    host = parts.hostname or ""
+    if not host or any(char.isspace() for char in host):
+        raise _invalid_url(text, "has no valid host name")
+    port = _port_text(parts.netloc)
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise _invalid_url(text, "has the port '%s'; a port is a number from 1 to 65535" % port)
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise _invalid_url(text, "must not have a ?query or #fragment")
+    return text.rstrip("/")
+
+
+def _port_text(netloc):
+    """The port of `netloc` as written ("" when none): user@host:port, [v6 address]:port."""
+    host_port = netloc.rpartition("@")[2]
+    if host_port.startswith("["):
+        host_port = host_port.partition("]")[2]
+    return host_port.partition(":")[2]
+
+
+def _invalid_url(url, problem, example=EXAMPLE_URL):
+    return PaintbridgeError(
+        "The server URL '%s' %s: type it like %s in the plug-in settings."
+        % (url, problem, example),
+        code="invalid_url",
+    )
+
+
+def _refused(reason):
+    """True when `reason` (a URLError's) says nothing listens at the address: the server is not
+    running there, as opposed to an answer that was dropped or late."""
+    if sys.version_info[0] >= 3:
+        return isinstance(reason, ConnectionRefusedError)  # novermin
+    return isinstance(reason, socket.error) and getattr(reason, "errno", None) in _REFUSED_ERRNOS
 
 
 def json_body(payload):
@@ -145,10 +210,13 @@ class _Reader(object):
 class UrllibTransport(object):
     """Sends one request with urllib: `transport(method, path, body, headers)` ->
     (status, headers with lower-case names, body bytes). HTTP error statuses are returned, not
-    raised; network failures raise NotRunning or Timeout. Proxies are bypassed for loopback."""
+    raised; network failures raise NotRunning or Timeout. A NotRunning whose `refused` is true
+    means nothing listens at the address (the server is not running), rather than an answer that
+    was dropped on the way. Proxies are bypassed for loopback. `base_url` goes through check_url.
+    """
 
     def __init__(self, base_url, timeout=30):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_url(base_url)
         self.timeout = timeout
         host = urlsplit(self.base_url).hostname
         self._opener = build_opener(ProxyHandler({})) if is_loopback(host) else build_opener()
@@ -159,7 +227,10 @@ class UrllibTransport(object):
             headers["Content-Length"] = str(len(body))
             if sys.version_info[0] < 3:
                 body = _Reader(body)
-        request = Request(self.base_url + path, data=body, headers=headers)
+        try:
+            request = Request(self.base_url + path, data=body, headers=headers)
+        except ValueError as exc:
+            raise _invalid_url(self.base_url + path, "cannot be sent (%s)" % (exc,))  # noqa: B904
         request.get_method = lambda: method
         try:
             response = self._opener.open(request, timeout=self.timeout)
@@ -176,15 +247,17 @@ class UrllibTransport(object):
         except URLError as exc:
             if isinstance(exc.reason, socket.timeout):
                 raise self._timeout()  # noqa: B904
-            raise NotRunning(  # noqa: B904
-                not_running_message(self.base_url) + " (%s)" % (exc.reason,), status=None
-            )
+            error = NotRunning(not_running_message(self.base_url) + " (%s)" % (exc.reason,))
+            error.refused = _refused(exc.reason)
+            raise error  # noqa: B904
         except socket.timeout:
             raise self._timeout()  # noqa: B904
         except (HTTPException, socket.error) as exc:
-            raise NotRunning(  # noqa: B904
+            error = NotRunning(
                 not_running_message(self.base_url) + " (the connection failed: %s)" % (exc,)
             )
+            error.refused = _refused(exc)
+            raise error  # noqa: B904
 
     def _timeout(self):
         return Timeout(

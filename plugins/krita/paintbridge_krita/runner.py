@@ -80,7 +80,9 @@ class JobRunner(QObject):
             self._end(self.failed, str(exc))
             return
         if not status.finished:
-            if status.state == "queued":
+            if self._handle.trouble is not None:  # no answer: polled again (hostkit gives up later)
+                text = "No answer from the server; trying again\u2026"
+            elif status.state == "queued":
                 text = "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
             else:
                 text = "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"

@@ -658,6 +658,11 @@ def server_down(addon, data):
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
     prefs.server_url = os.environ["PB_DEAD_URL"]
     expect_error(bpy.ops.paintbridge.generate, "Could not reach", os.environ["PB_DEAD_URL"])
+    # a URL that is not one: says what to type, whether Blender is online or not
+    prefs.server_url = "localhost:7860"
+    expect_error(bpy.ops.paintbridge.generate, "must start with http:// or https://")
+    prefs.server_url = "http://[::1"
+    expect_error(bpy.ops.paintbridge.generate, "is not a valid URL")
     # a remote one while Blender is offline: refused before any request
     if not getattr(bpy.app, "online_access", True):
         prefs.server_url = "http://192.0.2.1:7860"
