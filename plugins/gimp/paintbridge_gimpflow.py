@@ -11,6 +11,7 @@ from collections import namedtuple
 
 from hostkit.client import Client, PaintbridgeError, ServerFault
 from hostkit.geometry import Box
+from hostkit.pixels import mask_alpha
 from hostkit.tasks import img2img_job, inpaint_job, placements, plan_fill_selection, txt2img_job
 
 SOURCES = ("layer", "visible")
@@ -208,18 +209,6 @@ def prepare_generate(host, settings):
     prompt = params.pop("prompt")
     job = txt2img_job(prompt, width, height, **params)
     return Prepared(Box(0, 0, width, height), job, None)
-
-
-def mask_alpha(rgba, mask):
-    """RGBA with alpha multiplied by mask/255 (mask: one byte per pixel), so an img2img result
-    shows only where the selection is."""
-    if len(rgba) != 4 * len(mask):
-        raise ValueError("mask has %d bytes for %d pixels" % (len(mask), len(rgba) // 4))
-    out = bytearray(rgba)
-    alpha = bytearray(rgba[3::4])
-    weights = bytearray(mask)
-    out[3::4] = bytearray((a * m + 127) // 255 for a, m in zip(alpha, weights))  # noqa: B905
-    return bytes(out)
 
 
 COMMANDS = {"fill": prepare_fill, "img2img": prepare_img2img, "generate": prepare_generate}

@@ -21,6 +21,7 @@ from paintbridge.hostkit.pixels import (
     flip_rows,
     gray_to_rgba,
     image_payload,
+    mask_alpha,
     mask_payload,
     payload_to_mask,
     payload_to_rgba,
@@ -257,6 +258,31 @@ def test_png_round_trip_property(width: int, height: int, mode: str, rng: random
     buffer = io.BytesIO()
     Image.frombytes(mode, (width, height), data).save(buffer, "PNG")
     assert decode_png(buffer.getvalue(), mode)[3] == data
+
+
+@pytest.mark.parametrize(
+    ("alpha", "weight", "expected"),
+    [(255, 255, 255), (255, 0, 0), (0, 255, 0), (255, 128, 128), (200, 128, 100), (1, 127, 0),
+     (1, 128, 1), (128, 128, 64)],
+)  # fmt: skip
+def test_mask_alpha_multiplies_alpha_rounded(alpha: int, weight: int, expected: int) -> None:
+    """alpha' = round(alpha * mask / 255); colours are kept, also where alpha becomes 0."""
+    out = mask_alpha(bytes([10, 20, 30, alpha]), bytes([weight]))
+    assert out == bytes([10, 20, 30, expected])
+
+
+def test_mask_alpha_matches_float_rounding() -> None:
+    rgba = _random_bytes(40 * 30 * 4, 5)
+    mask = _random_bytes(40 * 30, 6)
+    out = mask_alpha(bytearray(rgba), memoryview(mask))
+    assert isinstance(out, bytes)
+    assert out[0::4] == rgba[0::4] and out[1::4] == rgba[1::4] and out[2::4] == rgba[2::4]
+    assert list(out[3::4]) == [
+        int(a * m / 255 + 0.5) for a, m in zip(rgba[3::4], mask, strict=True)
+    ]
+    assert mask_alpha(rgba, b"\xff" * (40 * 30)) == rgba  # a rectangle selection: unchanged
+    with pytest.raises(ValueError, match="mask has 3 bytes for 4 pixels"):
+        mask_alpha(b"\0" * 16, b"\0" * 3)
 
 
 def test_image_payloads_round_trip() -> None:

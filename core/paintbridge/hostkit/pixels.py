@@ -92,6 +92,20 @@ def alpha_of(rgba):
     return _as_bytes(rgba)[3::4]
 
 
+def mask_alpha(rgba, mask):
+    """RGBA with each pixel's alpha multiplied by its mask byte / 255 (mask: one byte per pixel,
+    255 = keep), rounded to nearest: an img2img result shows only where the selection is."""
+    rgba, mask = _as_bytes(rgba), _as_bytes(mask)
+    if len(rgba) != 4 * len(mask):
+        raise ValueError("mask has %d bytes for %d pixels" % (len(mask), len(rgba) // 4))
+    if mask.count(b"\xff") == len(mask):  # a rectangle selection: nothing to do
+        return rgba
+    out = bytearray(rgba)
+    alpha, weights = bytearray(rgba[3::4]), bytearray(mask)
+    out[3::4] = bytearray((a * m + 127) // 255 for a, m in zip(alpha, weights))  # noqa: B905
+    return bytes(out)
+
+
 def rgba_to_gray(rgba):
     """RGBA or RGB-as-RGBA to L, ITU-R 601-2 luma like Pillow's convert("L"); alpha is dropped."""
     rgba = _as_bytes(rgba)

@@ -2,6 +2,8 @@
 plan, a job and new layers, and reports progress and errors. No widgets: the docker and the
 actions call it, tests call it with an explicit document and layer."""
 
+import traceback
+
 from PyQt5.QtCore import QObject, pyqtSignal
 
 from .hostkit.client import Client, PaintbridgeError
@@ -72,6 +74,8 @@ class Controller(QObject):
             client = self.starter.start(self.config_dir, REQUEST_TIMEOUT)
         except PaintbridgeError as exc:
             return self._error(str(exc))
+        except Exception as exc:
+            return self._unexpected("start the server", exc)
         if client is not None:
             self.message.emit("info", "The paintbridge server is running at %s." % client.url)
         else:
@@ -100,6 +104,8 @@ class Controller(QObject):
             self.runner.start(self.client(), plan.job, lambda results: self._place(plan, results))
         except (PlanError, SettingsError, PaintbridgeError) as exc:
             return self._error(str(exc))
+        except Exception as exc:  # a Krita or plug-in bug: a message, not a bare traceback
+            return self._unexpected("start the job", exc)
         self.message.emit("info", "Sent to the server; the result will be a new layer.")
         return True
 
@@ -135,6 +141,14 @@ class Controller(QObject):
 
     def _cancelled(self, text):
         self.message.emit("info", text)
+
+    def _unexpected(self, what, exc):
+        """An error no check foresaw: a message to the user, the traceback to stderr."""
+        traceback.print_exc()
+        return self._error(
+            "Paintbridge could not %s (%s: %s). Nothing was changed. This is a bug in "
+            "paintbridge; please report it with this message." % (what, type(exc).__name__, exc)
+        )
 
     def _error(self, text):
         self.last_error = text

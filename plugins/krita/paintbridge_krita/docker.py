@@ -136,14 +136,20 @@ class PaintbridgeDocker(DockWidget):
     def refresh_models(self):
         try:
             answer = self.ctrl.client().models()
+            names = [item.get("name", "") for item in answer.get("models") or []]
         except PaintbridgeError as exc:
             self.on_message("error", str(exc))
+            return
+        except Exception as exc:  # an answer not shaped as expected: a message, no traceback
+            self.on_message(
+                "error", "Could not list the models (%s: %s)." % (type(exc).__name__, exc)
+            )
             return
         current = self.model.currentText()
         self.model.clear()
         self.model.addItem("")
-        for item in answer.get("models") or []:
-            self.model.addItem(item.get("name", ""))
+        for name in names:
+            self.model.addItem(name)
         self.model.setCurrentText(current)
 
     def on_progress(self, step, steps, text):

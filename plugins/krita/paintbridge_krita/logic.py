@@ -8,7 +8,8 @@ thread. 8-bit RGBA pixelData is B, G, R, A; the wire is R, G, B, A.
 import json
 
 from .hostkit import pixels, tasks
-from .hostkit.geometry import Box, selection_bounds
+from .hostkit.errors import PaintbridgeError
+from .hostkit.geometry import Box, crop_bytes, selection_bounds
 from .params import layer_name
 
 ANNOTATION = "paintbridge"  # document annotation: {"layers": {layer uuid: job parameters}}
@@ -18,17 +19,24 @@ class PlanError(ValueError):
     """The document, layer or selection cannot be used; the message says what to do."""
 
 
+class PlaceError(PaintbridgeError):
+    """Krita did not take a result layer; the message says what became of the result."""
+
+
 class Plan(object):
     """One job ready to send: `job` (protocol v1 dict), `box` (canvas coordinates the result
-    covers), the document and the layer the result goes above, and the parameters to record."""
+    covers), the document and the node the result goes above, the parameters to record, and
+    `mask` (box.width * box.height bytes, or None): the selection the result's alpha is
+    multiplied by, so that it shows only inside the selection."""
 
-    def __init__(self, task, job, box, document, anchor, parameters):
+    def __init__(self, task, job, box, document, anchor, parameters, mask=None):
         self.task = task
         self.job = job
         self.box = box
         self.document = document
         self.anchor = anchor
         self.parameters = parameters
+        self.mask = mask
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -69,9 +77,21 @@ def _box(qrect):
     return Box(qrect.x(), qrect.y(), qrect.width(), qrect.height())
 
 
-def read_rgba(node, box):
-    """The node's pixels in `box` (canvas coordinates) as RGBA8, rows top to bottom."""
-    data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
+def read_rgba(document, node, box):
+    """What the layer looks like in `box` (canvas coordinates) as RGBA8, rows top to bottom: a
+    paint layer's own pixels; the projection of any other layer (group, vector and text, clone,
+    file, fill, filter), whose pixelData Krita gives empty or at one byte per pixel."""
+    if node.type() == "paintlayer":
+        data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
+    else:
+        document.waitForDone()  # the projection may still be catching up with the last change
+        data = bytes(node.projectionPixelData(box.x, box.y, box.width, box.height))
+    if len(data) != box.width * box.height * 4:
+        raise PlanError(
+            "Paintbridge cannot read the pixels of the layer %r (a %s). Select a paint layer, "
+            "or convert this one (Layer > Convert > Convert to Paint Layer)."
+            % (node.name(), node.type())
+        )
     return pixels.bgra_to_rgba(data)
 
 
@@ -90,7 +110,9 @@ def _selection(document):
 
 def plan_img2img(document, node, params):
     """img2img of the layer's pixels: the selection's bounds inside the layer, or the whole
-    layer (clipped to the canvas). The result covers the same box."""
+    layer (clipped to the canvas). The result covers the same box; with a selection, its alpha
+    is multiplied by the selection there (see place_results), so that only what is selected
+    changes, partly where partly selected."""
     _check_document(document)
     check_layer(document, node)
     limit = canvas_box(document).intersect(_box(node.bounds()))
@@ -100,14 +122,19 @@ def plan_img2img(document, node, params):
     box = limit if selected is None else selected[2].intersect(limit)
     if box.is_empty:
         raise PlanError("The selection does not cover any pixel of the layer %r." % node.name())
+    mask = None
+    if selected is not None:
+        sel_mask, sel_box = selected[0], selected[1]
+        inside = box.translate(-sel_box.x, -sel_box.y)
+        mask = crop_bytes(sel_mask, sel_box.width, sel_box.height, inside, 1, fill=0)
     job = tasks.img2img_job(
-        read_rgba(node, box),
+        read_rgba(document, node, box),
         box.width,
         box.height,
         prompt=params.prompt,
         **params.job_parameters("img2img"),
     )
-    return Plan("img2img", job, box, document, node, params.wire("img2img"))
+    return Plan("img2img", job, box, document, node, params.wire("img2img"), mask)
 
 
 def plan_fill(document, node, params):
@@ -125,7 +152,7 @@ def plan_fill(document, node, params):
     if plan is None:
         raise PlanError("The selection is outside the canvas; select part of the image.")
     job = tasks.inpaint_job(
-        read_rgba(node, plan.box),
+        read_rgba(document, node, plan.box),
         plan.mask,
         plan.box.width,
         plan.box.height,
@@ -160,18 +187,28 @@ def document_is_open(document):
 
 
 def _insert_point(plan):
-    """(parent, node to go above) for the new layer: above the anchor layer if it is still in
-    the document, else on top of the image."""
+    """(parent, node to go above) for the new layer: above the anchor layer (above the layer
+    that owns it when the anchor is a mask: a layer takes only masks as children) if it is
+    still in the document, else on top of the image."""
     anchor = plan.anchor
+    while anchor is not None and anchor.type().endswith("mask"):
+        anchor = anchor.parentNode()
     parent = anchor.parentNode() if anchor is not None else None
     if parent is None:
         return plan.document.rootNode(), None
     return parent, anchor
 
 
+def _holds(parent, node):
+    """True when `node` is one of `parent`'s children (addChildNode can say True and not add)."""
+    uid = node.uniqueId()
+    return any(child.uniqueId() == uid for child in parent.childNodes())
+
+
 def place_results(plan, results):
-    """New paint layers above the anchor, one per result, at the planned box; the source
-    layer is not touched. Returns the new nodes (bottom to top)."""
+    """New paint layers above the anchor, one per result, at the planned box (with a selection
+    mask, their alpha multiplied by it); the source layer is not touched. Returns the new nodes
+    (bottom to top); raises PlaceError when Krita does not take one."""
     document = plan.document
     placed = tasks.placements(plan.box, results) if plan.task != "txt2img" else None
     if placed is None:  # txt2img: the server may round the size; place what came back
@@ -189,8 +226,16 @@ def place_results(plan, results):
         )
         layer = document.createNode(name, "paintlayer")
         box = placement.box
-        layer.setPixelData(pixels.rgba_to_bgra(placement.rgba), box.x, box.y, box.width, box.height)
+        rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
+        layer.setPixelData(pixels.rgba_to_bgra(rgba), box.x, box.y, box.width, box.height)
         parent.addChildNode(layer, above)
+        if not _holds(parent, layer):
+            document.refreshProjection()
+            added = " (%d of %d added)" % (index, len(results)) if len(results) > 1 else ""
+            raise PlaceError(
+                "Krita did not add the layer %r to the image%s; the result is in paintbridge's "
+                "history folder." % (name, added)
+            )
         above = layer
         record_parameters(document, layer, dict(plan.parameters, seed=result.seed))
         nodes.append(layer)

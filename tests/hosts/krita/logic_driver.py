@@ -73,6 +73,10 @@ class Driver:
     def names(self, doc):
         return [node.name() for node in doc.rootNode().childNodes()]
 
+    def bounds(self, node):
+        b = node.bounds()
+        return [b.x(), b.y(), b.width(), b.height()]
+
     def projection(self, doc):
         doc.refreshProjection()
         doc.waitForDone()
@@ -95,6 +99,16 @@ class Driver:
         s.check(
             children.index(layer.name()) == children.index(source.name()) + 1,
             f"the new layer is not directly above the source: {children}",
+        )
+
+    def check_directly_above(self, s, node, layer):
+        """`layer` is the sibling just above `node` (by unique id: result names repeat)."""
+        parent = layer.parentNode()
+        ids = [child.uniqueId() for child in parent.childNodes()] if parent is not None else []
+        where = ids.index(layer.uniqueId()) if layer.uniqueId() in ids else None
+        s.check(
+            where is not None and where > 0 and ids[where - 1] == node.uniqueId(),
+            f"the new layer is not directly above {node.name()!r}",
         )
 
     def check_recorded(self, s, doc, layer, task):
@@ -488,6 +502,176 @@ class Driver:
         s.check(self.wait(ctrl), "the job did not end")
         s.info["error"] = ctrl.last_error
         s.check("closed" in (ctrl.last_error or ""), "no 'closed' message")
+
+    def scenario_img2img_layer_kinds(self, s):
+        """Image to Image and Fill Selection on layers without pixels of their own (Krita's
+        pixelData is empty for group and clone layers, one byte per pixel for filter and fill
+        layers): what the layer looks like is sent (test:identity gives it back), the result
+        goes directly above the layer. An empty vector or file layer gets a clear message."""
+        from krita import InfoObject, Selection
+
+        w = h = 64  # the identity model's own size: every layer here covers the whole canvas
+        doc, source = self.document(w, h)
+        root = doc.rootNode()
+        source.setPixelData(pattern_alpha_bgra(w, h, (0, 0, w, h)), 0, 0, w, h)
+        group = doc.createGroupLayer("group")
+        root.addChildNode(group, source)
+        inner = doc.createNode("inner", "paintlayer")
+        group.addChildNode(inner, None)
+        inner.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+        clone = doc.createCloneLayer("clone", source)
+        root.addChildNode(clone, group)
+        everywhere = Selection()
+        everywhere.select(0, 0, w, h, 255)
+        invert = doc.createFilterLayer("filter", self.krita.filter("invert"), everywhere)
+        root.addChildNode(invert, clone)
+        info = InfoObject()
+        info.setProperty("color", "#3080ff")
+        fill = doc.createFillLayer("fill", "color", info, everywhere)
+        root.addChildNode(fill, None)
+        vector = doc.createVectorLayer("vector")
+        root.addChildNode(vector, None)
+        file_layer = doc.createFileLayer("file", "/nonexistent/paintbridge.png", "None")
+        root.addChildNode(file_layer, None)
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        kinds = s.info["kinds"] = {}
+        for node in (group, clone, invert):
+            self.projection(doc)
+            box = tuple(self.bounds(node))
+            expected = bytes(node.projectionPixelData(*box))
+            layer = self.run_ok(s, ctrl, "img2img", doc, node)
+            if layer is None:
+                kinds[node.type()] = ctrl.last_error
+                continue
+            diff = compare_identity(expected, bytes(layer.pixelData(*box)))
+            kinds[node.type()] = {"bounds": self.bounds(layer), "box": box, "diff": diff}
+            s.check(self.bounds(layer) == list(box), f"{node.type()}: bounds {kinds[node.type()]}")
+            s.check(
+                not (diff["alpha"] or diff["opaque"] or diff["partial"]), f"{node.type()}: {diff}"
+            )
+            self.check_directly_above(s, node, layer)
+        sel = Selection()
+        sel.select(20, 20, 20, 16, 255)
+        doc.setSelection(sel)
+        for node in (group, fill):
+            fill_ctrl = self.controller()
+            layer = self.run_ok(s, fill_ctrl, "inpaint", doc, node)
+            kinds["fill on " + node.type()] = fill_ctrl.last_error or self.bounds(layer)
+            if layer is not None:
+                self.check_directly_above(s, node, layer)
+        doc.setSelection(Selection())
+        for node in (vector, file_layer):
+            self._expect_error(s, self.controller(), "img2img", doc, node, ["empty"])
+            kinds[node.type()] = s.info.pop("error")
+        doc.close()
+
+    def scenario_generate_on_mask(self, s):
+        """Generate with a mask as the active node: the new layer goes directly above the layer
+        that owns the mask (a paint layer takes only masks as children: Krita refuses it there
+        while addChildNode says True), and it really is in the image."""
+        for kind in ("transparencymask", "filtermask", "selectionmask"):
+            doc, source = self.document(64, 48)
+            mask = doc.createNode("mask", kind)
+            source.addChildNode(mask, None)
+            ctrl = self.controller()
+            layer = self.run_ok(s, ctrl, "txt2img", doc, mask)
+            parent = layer.parentNode() if layer is not None else None
+            s.info[kind] = [parent.name() if parent is not None else None, self.names(doc)]
+            if s.check(parent is not None, f"{kind}: the new layer is not in the image"):
+                s.check(parent.type() == "grouplayer", f"{kind}: put under a {parent.type()}")
+                self.check_above(s, doc, source, layer)
+            doc.close()
+
+    def scenario_place_checks_layer(self, s):
+        """When Krita does not take the new layer (forced here by inserting it under a paint
+        layer, as before the mask fix), the user is told so and where the result is; no 'Done'."""
+        from paintbridge_krita import logic
+
+        doc, source = self.document(64, 48)
+        mask = doc.createNode("mask", "transparencymask")
+        source.addChildNode(mask, None)
+        ctrl = self.controller()
+        messages = []
+        ctrl.message.connect(lambda level, text: messages.append((level, text)))
+        insert_point = logic._insert_point
+        logic._insert_point = lambda plan: (source, mask)
+        try:
+            started = ctrl.run("txt2img", doc, source)
+            s.check(started, f"did not start: {ctrl.last_error}")
+            s.check(self.wait(ctrl), "the job did not end")
+        finally:
+            logic._insert_point = insert_point
+        s.info.update(error=ctrl.last_error, messages=messages)
+        s.check("did not add" in (ctrl.last_error or ""), "no 'did not add' message")
+        s.check("history" in (ctrl.last_error or ""), "the message does not say where it is")
+        s.check(not any(text.startswith("Done") for _level, text in messages), "said Done")
+        doc.close()
+
+    def scenario_img2img_lasso(self, s):
+        """Image to Image with a round, feathered selection: the new layer's alpha is the
+        source's times the selection, so nothing outside the selection changes and partly
+        selected pixels change partly (test:identity: the colours come back unchanged)."""
+        from krita import Selection
+
+        w, h = 128, 96
+        cx, cy, radius, feather = 59.5, 47.5, 32, 6  # bounds 64x64: identity's own size
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+        mask = bytearray(w * h)
+        for y in range(h):
+            for x in range(w):
+                d = ((x - cx) ** 2 + (y - cy) ** 2) ** 0.5
+                mask[y * w + x] = max(0, min(255, int(round((radius - d) * 255 / feather))))
+        sel = Selection()
+        sel.setPixelData(bytes(mask), 0, 0, w, h)
+        doc.setSelection(sel)
+        read = bytes(doc.selection().pixelData(0, 0, w, h))
+        s.info["partial_pixels"] = sum(1 for v in read if 0 < v < 255)
+        before = self.projection(doc)
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            new = bytes(layer.pixelData(0, 0, w, h))
+            src = bytes(source.pixelData(0, 0, w, h))
+            wrong_alpha = colour = outside_changed = 0
+            after = self.projection(doc)
+            for i in range(w * h):
+                want = (src[i * 4 + 3] * read[i] + 127) // 255
+                wrong_alpha += new[i * 4 + 3] != want
+                colour += bool(want) and new[i * 4 : i * 4 + 3] != src[i * 4 : i * 4 + 3]
+                outside_changed += (
+                    read[i] == 0 and after[i * 4 : i * 4 + 4] != before[i * 4 : i * 4 + 4]
+                )
+            s.info.update(
+                bounds=self.bounds(layer),
+                wrong_alpha=wrong_alpha,
+                colour=colour,
+                outside_changed=outside_changed,
+            )
+            s.check(s.info["partial_pixels"] > 100, "the selection is not feathered")
+            s.check(wrong_alpha == 0, f"{wrong_alpha} pixels' alpha is not source x selection")
+            s.check(colour == 0, f"{colour} pixels' colour differs from the source")
+            s.check(outside_changed == 0, f"{outside_changed} pixels outside the selection changed")
+        doc.close()
+
+    def scenario_unexpected_error(self, s):
+        """An error no check foresaw (here a planner raising RuntimeError) ends as a message,
+        not as a traceback out of the button's slot; no layer."""
+        from paintbridge_krita import logic
+
+        doc, source = self.document(64, 64)
+        ctrl = self.controller()
+
+        def broken(document, node, params):
+            raise RuntimeError("something Krita did not expect")
+
+        planner = logic.PLANNERS["img2img"]
+        logic.PLANNERS["img2img"] = broken
+        try:
+            self._expect_error(s, ctrl, "img2img", doc, source, ["RuntimeError", "did not expect"])
+        finally:
+            logic.PLANNERS["img2img"] = planner
+        doc.close()
 
     def run(self):
         results = {}

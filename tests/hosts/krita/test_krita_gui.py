@@ -22,6 +22,7 @@ from tests.hosts.krita.kritahost import HERE, KRITA, XVFB_RUN, has_pyqt5, krita_
 SCENARIOS = (
     "menu",
     "docker_img2img",
+    "docker_img2img_text",
     "docker_fill",
     "docker_generate",
     "docker_cancel",

@@ -26,6 +26,11 @@ from tests.hosts.krita.kritahost import (
 SCENARIOS = (
     "img2img_layer",
     "img2img_selection",
+    "img2img_lasso",
+    "img2img_layer_kinds",
+    "generate_on_mask",
+    "place_checks_layer",
+    "unexpected_error",
     "identity_img2img",
     "identity_fill",
     "fill_selection",

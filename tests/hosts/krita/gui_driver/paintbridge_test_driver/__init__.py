@@ -290,6 +290,46 @@ class Driver:
             s.check(bytes(source.pixelData(0, 0, w, h)) == before, "the source layer changed")
         self.close(doc)
 
+    def scenario_docker_img2img_text(self, s):
+        """Image to Image from the docker on a text (vector) layer, whose pixelData Krita gives
+        empty: what the text looks like is sent; a new layer of its size, directly above it."""
+        w, h = 128, 96
+        doc, source = yield from self.document(w, h)
+        text = doc.createVectorLayer("text")
+        doc.rootNode().addChildNode(text, source)
+        svg = (
+            '<svg xmlns="http://www.w3.org/2000/svg" width="128pt" height="96pt" '
+            'viewBox="0 0 128 96"><text x="16" y="60" style="font-size:40px;fill:#2040c0">'
+            "Hi</text></svg>"
+        )
+        s.info["shapes"] = [shape.type() for shape in text.addShapesFromSvg(svg)]
+        yield Wait(lambda: doc.setActiveNode(text) and False, 1.0)
+        doc.refreshProjection()
+        doc.waitForDone()
+        s.info["text_bounds"] = self.bounds(text)
+        s.info["active"] = doc.activeNode().name()
+        s.check(s.info["text_bounds"][2] > 0, "the text layer shows nothing")
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("a neon sign", "", steps=2, strength=0.5)
+        if (yield from self.click_and_wait(s, docker, "Image to Image")):
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            s.info["status"] = docker.status.text()
+            s.check(docker.status.text().startswith("Done"), f"status {docker.status.text()!r}")
+            names_now = self.names(doc)
+            s.info["layers"] = names_now
+            new = [n for n in doc.rootNode().childNodes() if n.name() not in names]
+            if s.check(len(new) == 1, f"not one new layer: {names_now}"):
+                s.check(
+                    names_now.index(new[0].name()) == names_now.index("text") + 1,
+                    f"not above the text layer: {names_now}",
+                )
+                s.info["bounds"] = self.bounds(new[0])
+                s.check(s.info["bounds"] == s.info["text_bounds"], f"bounds {s.info['bounds']}")
+        else:
+            s.info["status"] = docker.status.text()
+        self.close(doc)
+
     def scenario_docker_fill(self, s):
         """Fill Selection from the docker (test:tiny): the new layer covers the selection at
         its offset; every pixel outside it is unchanged, pixels inside changed."""
