@@ -101,7 +101,7 @@ class Gimp3Host(flow.Host):
             copy.undo_disable()
             merged = copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
             if merged is None:
-                raise flow.FlowError("Nothing is visible: show a layer, or use the active layer.")
+                raise flow.FlowError(flow.NOTHING_VISIBLE)
             x, y = _last(merged.get_offsets(), 2)
             local = box.translate(-x, -y)
             buffer = merged.get_buffer()
@@ -384,7 +384,7 @@ class PaintbridgeGimp(Gimp.PlugIn):
         if command == "generate" and not layers and image is not None:
             layers = image.get_selected_layers()
         if command != "generate" and not layers:
-            return _error(procedure, "Select a layer first (not a channel or a layer mask).")
+            return _error(procedure, flow.NOT_A_LAYER)
         layer = layers[0] if layers else None
         host = Gimp3Host(image, layer)
         settings = settings_from_config(config)

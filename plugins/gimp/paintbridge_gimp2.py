@@ -42,8 +42,6 @@ from hostkit.pixels import gray_to_rgba, rgb_to_rgba, rgba_to_gray  # noqa: E402
 MENU = "<Image>/Filters/Paintbridge"
 NEW_IMAGE_MENU = "<Image>/File/Create/Paintbridge"
 AUTHOR = "paintbridge contributors"
-NOTHING_VISIBLE = "Nothing is visible: show a layer, or use the active layer."
-NOT_A_LAYER = "Select a layer first (not a channel or a layer mask)."
 
 
 def _to_rgba(data, bpp):
@@ -123,7 +121,7 @@ class Gimp2Host(flow.Host):
                 except RuntimeError:
                     merged = None
                 if merged is None:
-                    raise flow.FlowError(NOTHING_VISIBLE)
+                    raise flow.FlowError(flow.NOTHING_VISIBLE)
                 x, y = merged.offsets
                 return _read(merged, box.translate(-x, -y))
             finally:
@@ -195,7 +193,7 @@ def _run(command, image, layer, settings):
     if layer is not None and not pdb.gimp_item_is_layer(layer):
         # A layer mask or channel being edited: the result must go into the layer stack
         if command != "generate":
-            gimp.message("Paintbridge: %s" % NOT_A_LAYER)
+            gimp.message("Paintbridge: %s" % flow.NOT_A_LAYER)
             return
         active = image.active_layer  # the mask's own layer
         layer = active if active is not None and pdb.gimp_item_is_layer(active) else None

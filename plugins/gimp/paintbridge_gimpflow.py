@@ -17,6 +17,8 @@ from hostkit.tasks import img2img_job, inpaint_job, placements, plan_fill_select
 SOURCES = ("layer", "visible")
 DEFAULT_SIZE = 512  # txt2img size when there is no image to take it from
 LAYER_PREFIX = "Paintbridge"
+NOTHING_VISIBLE = "Nothing is visible: show a layer, or use the active layer."
+NOT_A_LAYER = "Select a layer first (not a channel or a layer mask)."
 
 
 class Settings(
@@ -239,6 +241,8 @@ __all__ = [
     "DEFAULTS",
     "FlowError",
     "Host",
+    "NOTHING_VISIBLE",
+    "NOT_A_LAYER",
     "NoSelection",
     "Prepared",
     "Settings",
