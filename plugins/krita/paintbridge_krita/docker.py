@@ -59,6 +59,18 @@ class PaintbridgeDocker(DockWidget):
         self.seed.setRange(-1, 2**31 - 1)
         self.seed.setSpecialValueText("random")
         self.seed.setValue(params.seed)
+        self.server_url = QLineEdit(params.server_url)
+        self.server_url.setObjectName("paintbridge_server_url")
+        self.server_url.setPlaceholderText("this computer's (leave empty)")
+        self.server_url.setToolTip(
+            "A paintbridge server on another machine, such as https://gpu.example.org; empty: "
+            "the local server that `paintbridge serve` announces"
+        )
+        self.server_token = QLineEdit(params.server_token)
+        self.server_token.setObjectName("paintbridge_server_token")
+        self.server_token.setEchoMode(QLineEdit.Password)
+        self.server_token.setPlaceholderText("only for a server URL")
+        self.server_token.setToolTip("The token the remote server was started with")
 
         form = QFormLayout()
         form.addRow(self.prompt)
@@ -67,6 +79,8 @@ class PaintbridgeDocker(DockWidget):
         form.addRow("Strength", self.strength)
         form.addRow("Steps", self.steps)
         form.addRow("Seed", self.seed)
+        form.addRow("Server", self.server_url)
+        form.addRow("Token", self.server_token)
         layout.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -126,6 +140,8 @@ class PaintbridgeDocker(DockWidget):
             strength=round(self.strength.value(), 3),
             steps=self.steps.value(),
             seed=self.seed.value(),
+            server_url=self.server_url.text().strip(),
+            server_token=self.server_token.text().strip(),
         )
         save_settings(self.ctrl.params)
 
@@ -134,6 +150,7 @@ class PaintbridgeDocker(DockWidget):
         self.ctrl.run(task)
 
     def refresh_models(self):
+        self.read_settings()  # the server typed in last
         try:
             answer = self.ctrl.client().models()
             names = [item.get("name", "") for item in answer.get("models") or []]

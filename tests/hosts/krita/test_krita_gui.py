@@ -29,6 +29,7 @@ SCENARIOS = (
     "menu_fill_corner",
     "undo",
     "server_killed",
+    "docker_server_url",
 )
 DRIVER = "paintbridge_test_driver"
 

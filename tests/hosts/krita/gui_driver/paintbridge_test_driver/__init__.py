@@ -26,6 +26,7 @@ from PyQt5.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
@@ -130,6 +131,12 @@ class Docker:
         self.steps, self.seed = spins["model default"], spins["random"]
         self.progress = dock.findChild(QProgressBar)
         self.status = [label for label in dock.findChildren(QLabel) if label.wordWrap()][0]
+        self.server_url = dock.findChild(QLineEdit, "paintbridge_server_url")
+        self.server_token = dock.findChild(QLineEdit, "paintbridge_server_token")
+
+    def use_server(self, url, token):
+        self.server_url.setText(url)
+        self.server_token.setText(token)
 
     def fill(self, prompt, model, steps, strength=0.75, seed=5):
         self.prompt.setPlainText(prompt)
@@ -463,7 +470,7 @@ class Driver:
         before = bytes(source.pixelData(0, 0, w, h))
         names = self.names(doc)
         docker = self.docker(s)
-        self.ctrl.params.update(server_url=killable["url"], server_token=killable["token"])
+        docker.use_server(killable["url"], killable["token"])  # typed in, as a user would
         try:
             docker.fill("a doomed job", "test:identity", steps=150, strength=1.0)
             docker.click("Image to Image")
@@ -487,7 +494,37 @@ class Driver:
             if box is not None:
                 box.close()
         finally:
+            docker.use_server("", "")
             self.ctrl.params.update(server_url="", server_token="")
+            self.close(doc)
+
+    def scenario_docker_server_url(self, s):
+        """A server URL typed without http:// is a message that says what to type, the
+        settings keep what was typed, and nothing is added."""
+        w = h = 32
+        doc, source = yield from self.document(w, h)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.use_server("localhost:7860", "secret")
+        try:
+            docker.fill("a boat", "", steps=1)
+            docker.click("Generate")
+            status = docker.status.text()
+            s.info["status"] = status
+            s.check(not self.ctrl.busy, "a job started")
+            s.check("must start with http:// or https://" in status, f"status {status!r}")
+            saved = self.app.readSetting("paintbridge", "server_url", "")
+            s.check(saved == "localhost:7860", f"kritarc has server_url {saved!r}")
+            s.check(self.ctrl.params.server_token == "secret", "the token was not read")
+            s.check(docker.server_token.echoMode() == QLineEdit.Password, "the token shows")
+            s.check(self.names(doc) == names, f"layers now {self.names(doc)}")
+            box = self.error_box()
+            if box is not None:
+                box.close()
+        finally:
+            docker.use_server("", "")
+            self.ctrl.params.update(server_url="", server_token="")
+            self.extension.save_settings(self.ctrl.params)
             self.close(doc)
 
     def run(self):
