@@ -238,6 +238,7 @@ def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
         (img2img_body(gradient(8, 8)) | {"init_images": ["not base64!"]}, "init_images[0]"),
         (img2img_body(gradient(8, 8)) | {"init_images": []}, "init_images"),
         (txt2img_body(batch_size=3, n_iter=3), "batch_size"),
+        (txt2img_body(batch_size=-2, n_iter=-4), "batch_size"),  # a product in range
         (txt2img_body(cfg_scale=99), "cfg_scale"),
         (txt2img_body(steps="many"), "steps"),
     ]:

@@ -200,7 +200,7 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     task = "txt2img" if edit is None else "img2img" if edit.mask is None else "inpaint"
     check_model(model, rt.settings.engine, task)  # a 404 or 400 now, not a failed job later
     count = body.batch_size * body.n_iter
-    if not 1 <= count <= limits.max_count:
+    if body.batch_size < 1 or body.n_iter < 1 or count > limits.max_count:
         raise InvalidRequest(
             f"`batch_size` * `n_iter` must be in [1, {limits.max_count}], got "
             f"{body.batch_size} * {body.n_iter}"
