@@ -39,9 +39,10 @@ def make_client(url="", token="", timeout=30, online_access=True, autostart=Fals
 
 
 def launch_server(config_dir=None):
-    """Starts the server named in hostkit.json in the background and returns its Popen at once
-    (hostkit.launch_server); raises NotRunning when no launcher is configured."""
-    return hk.launch_server(config_dir).process
+    """Starts the server named in hostkit.json in the background and returns hostkit's
+    ServerLaunch at once, for a timer to `check()`; raises NotRunning when no launcher is
+    configured."""
+    return hk.launch_server(config_dir)
 
 
 def local_client_if_live(config_dir=None, timeout=5):

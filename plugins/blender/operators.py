@@ -513,7 +513,7 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
         if connection.local_client_if_live() is not None:
             return self.execute(context)
         try:
-            self._process = connection.launch_server()
+            self._launch = connection.launch_server()
         except hk.PaintbridgeError as exc:
             _session(context).server_detail = str(exc)
             self.report({"ERROR"}, str(exc))
@@ -528,17 +528,21 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
         if event.type != "TIMER" or not _timer_turn(self, 0.5):
             return {"PASS_THROUGH"}
         session = _session(context)
-        live = connection.local_client_if_live() is not None
-        stopped = self._process.poll() is not None
-        if live or stopped or time.monotonic() > self._give_up_at:
+        failure = None
+        try:
+            live = self._launch.check() is not None
+        except hk.PaintbridgeError as exc:  # it stopped while starting; the message says why
+            live, failure = False, str(exc)
+        if live or failure or time.monotonic() > self._give_up_at:
             context.window_manager.event_timer_remove(self._timer)
             if live:
                 session.server = "connected"
                 refresh_server_status(context)
             else:
                 session.server = "not running"
-                session.server_detail = "The server did not start; see server.log in %s" % (
-                    hk.user_config_dir()
+                session.server_detail = failure or (
+                    "The server did not start within %d s; see server.log in %s"
+                    % (SERVER_START_SECONDS, hk.user_config_dir())
                 )
                 self.report({"ERROR"}, session.server_detail)
             _redraw(context)

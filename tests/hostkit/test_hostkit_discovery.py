@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import textwrap
 import time
@@ -50,6 +51,48 @@ FAKE_SERVER = textwrap.dedent(
     server.serve_forever()
     """
 )
+
+
+# Like `paintbridge serve --port N`: listens on N (the last --port; 0 or none: a free port)
+# from the start, exits 2 when N is taken, announces itself after FAKE_SERVER_DELAY s.
+BINDING_SERVER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+
+    args = sys.argv[1:]
+    ports = [int(args[i + 1]) for i, a in enumerate(args) if a == "--port"]
+    try:
+        server = HTTPServer(("127.0.0.1", ports[-1] if ports else 0), H)
+    except OSError as exc:
+        print("cannot listen: %s" % exc, flush=True)
+        sys.exit(2)
+    time.sleep(float(os.environ.get("FAKE_SERVER_DELAY", "0")))  # importing, loading a model
+    config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
+    info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
+            "pid": os.getpid(), "argv": args}
+    with open(os.path.join(config, "server.json.tmp"), "w") as f:
+        json.dump(info, f)
+    os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
+    server.serve_forever()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -218,3 +261,84 @@ def test_launch_server_with_a_missing_program(tmp_path: Path) -> None:
     config = _config_with_launcher(tmp_path, [str(tmp_path / "no-such-program"), "serve"])
     with pytest.raises(NotRunning, match="Could not start the paintbridge server"):
         hostkit.launch_server(str(config))
+
+
+class _NotOurs(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # AUTOMATIC1111 or another Gradio app on the port
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_port_another_program_holds_is_left_for_a_free_one(
+    tmp_path: Path, started: list[Any]
+) -> None:
+    script = tmp_path / "binding_server.py"
+    script.write_text(BINDING_SERVER)
+    with ThreadingHTTPServer(("127.0.0.1", 0), _NotOurs) as other:
+        Thread(target=other.serve_forever, daemon=True).start()
+        port = other.server_address[1]
+        command = [sys.executable, str(script), "serve", "--port", str(port)]
+        config = _config_with_launcher(tmp_path, command)
+        client = hostkit.launch_server(str(config), timeout=4).wait(start_timeout=60)
+        other.shutdown()
+    info = json.loads((config / "server.json").read_text())
+    assert info["argv"][-2:] == ["--port", "0"] and client.url == info["url"]
+    assert not client.url.endswith(f":{port}")
+    assert "cannot listen" in (config / "server.log").read_text()  # the first try
+
+
+def test_a_second_start_waits_for_the_server_still_starting(
+    tmp_path: Path, started: list[Any]
+) -> None:
+    """Two editors start the server at once: the second start finds the port taken by the
+    first, which is still loading, and gets that server once it is up."""
+    script = tmp_path / "binding_server.py"
+    script.write_text(BINDING_SERVER)
+    command = [sys.executable, str(script), "serve", "--port", str(_free_port())]
+    config = _config_with_launcher(tmp_path, command)
+    env = dict(os.environ, PAINTBRIDGE_CONFIG_DIR=str(config), FAKE_SERVER_DELAY="3")
+    first = spawn_detached(command, str(tmp_path / "first.log"), env)
+    started.append(first)
+    time.sleep(0.5)  # listening, not yet announced
+    launch = hostkit.launch_server(str(config), timeout=4)
+    launch.process.wait(30)  # the port is taken: the second server gives up at once
+    client = launch.wait(start_timeout=60, interval=0.1)
+    assert json.loads((config / "server.json").read_text())["pid"] == first.pid
+    assert client.is_live() and launch.process.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "url"),
+    [
+        (["paintbridge", "serve"], discovery.DEFAULT_URL),
+        (["paintbridge", "serve", "--port", "7000"], "http://127.0.0.1:7000"),
+        (["paintbridge", "serve", "--port=7001"], "http://127.0.0.1:7001"),
+        (["paintbridge", "serve", "--port", "0"], None),
+        (["paintbridge", "serve", "--port", "x"], None),
+        (["python", "-c", "pass"], None),
+    ],
+)
+def test_command_url(command: list[str], url: str | None) -> None:
+    assert discovery.command_url(command) == url
+
+
+def test_spawn_options_on_windows_python_before_37(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIMP 2.10's Python 2.7 on Windows refuses close_fds with redirected output."""
+    seen = {}
+
+    def popen(command, **kwargs):
+        seen.update(kwargs)
+        return None
+
+    monkeypatch.setattr(discovery.sys, "platform", "win32")
+    monkeypatch.setattr(discovery.subprocess, "Popen", popen)
+    monkeypatch.setattr(discovery.sys, "version_info", (2, 7, 18))
+    discovery.spawn_detached(["x"], os.devnull)
+    assert seen["close_fds"] is False and seen["stdout"] is not None
+    monkeypatch.setattr(discovery.sys, "version_info", (3, 11, 0))
+    discovery.spawn_detached(["x"], os.devnull)
+    assert seen["close_fds"] is True

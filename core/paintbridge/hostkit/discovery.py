@@ -153,7 +153,9 @@ def spawn_detached(command, log_path, env=None):
     if sys.platform.startswith("win"):
         # CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
         kwargs["creationflags"] = 0x00000200 | 0x08000000
-        kwargs["close_fds"] = True
+        # before 3.7, Windows refuses close_fds together with redirected stdin/stdout/stderr
+        # (GIMP 2.10's Python 2.7); the redirection matters more
+        kwargs["close_fds"] = sys.version_info >= (3, 7)
     else:
         # its own session: closing the host (or its terminal) does not stop the server
         kwargs["close_fds"] = True
@@ -168,31 +170,88 @@ def spawn_detached(command, log_path, env=None):
         devnull.close()
 
 
+def command_url(command):
+    """The loopback URL the `paintbridge serve` of `command` listens on (its --port, else
+    7860), or None when it asks for a free port (--port 0), the port cannot be read, or it is
+    no `serve` command."""
+    if "serve" not in [str(part) for part in command]:
+        return None
+    port = None
+    for index, part in enumerate(command):
+        part = str(part)
+        if part == "--port" and index + 1 < len(command):
+            port = str(command[index + 1])
+        elif part.startswith("--port="):
+            port = part[len("--port=") :]
+    if port is None:
+        return DEFAULT_URL
+    if not port.isdigit() or int(port) == 0:
+        return None
+    return "http://127.0.0.1:%d" % int(port)
+
+
+def port_holder(url, timeout=1.0):
+    """Who answers at `url`: "paintbridge" (its /v1/live), "waiting" (a connection that gets
+    no answer yet: a server still starting, whose socket already listens), "other" (an answer
+    that is not paintbridge's: another program has the port) or None (nothing listens)."""
+    from .client import Client  # here: client.py imports this module
+
+    try:
+        return "paintbridge" if Client(url, None, timeout=timeout).live().get("ok") else "other"
+    except Timeout:
+        return "waiting"
+    except NotRunning as exc:
+        return None if getattr(exc, "refused", False) else "waiting"
+    except (PaintbridgeError, AttributeError):
+        return "other"
+
+
 class ServerLaunch(object):
     """A server that launch_server started: `process` (its Popen), `log_path`, `config_dir`.
 
-    `check()` is one short request: poll it from a GUI timer until it returns a Client."""
+    `check()` is one short request (two when the process has exited): poll it from a GUI timer
+    until it returns a Client. A start that finds its port taken is not a failure: when another
+    paintbridge server has it (perhaps still starting, from another editor), that one announces
+    itself in server.json; when another program has it (AUTOMATIC1111 and Gradio also default
+    to 7860), the server is started again on a free port."""
 
-    def __init__(self, process, config_dir, log_path, timeout=30):
+    def __init__(self, process, config_dir, log_path, timeout=30, command=None, env=None):
         self.process = process
         self.config_dir = config_dir
         self.log_path = log_path
         self.timeout = timeout
+        self.command = list(command or [])
+        self.env = env
         self.started_at = time.time()
+        self.note = ""  # what became of a taken port, for the error if the start fails
 
     def check(self):
         """The Client once the server answers, None while it is still starting; raises
-        NotRunning when the process has stopped."""
+        NotRunning when the process has stopped and no server came up in its place."""
         client = _client_from_server_file(self.config_dir, self.timeout)
         if client is not None and client.is_live():
             return client
         code = self.process.poll()
-        if code is not None:
-            raise NotRunning(
-                "The paintbridge server stopped while starting (exit code %s). Its log is %s."
-                % (code, self.log_path)
-            )
-        return None
+        if code is None:
+            return None
+        url = command_url(self.command) if self.command else None
+        holder = port_holder(url) if url else None
+        if holder in ("paintbridge", "waiting"):
+            self.note = " Another server holds %s; it was awaited." % url
+            return None
+        if holder == "other" and not self.note:
+            self.note = " Another program holds %s; a free port was tried." % url
+            self.command = self.command + ["--port", "0"]
+            try:
+                self.process = spawn_detached(self.command, self.log_path, self.env)
+            except (OSError, ValueError) as exc:
+                raise NotRunning("Could not start the paintbridge server again: %s" % (exc,))  # noqa: B904
+            STARTED.append(self.process)
+            return None
+        raise NotRunning(
+            "The paintbridge server stopped while starting (exit code %s).%s Its log is %s."
+            % (code, self.note, self.log_path)
+        )
 
     def wait(self, start_timeout=120, interval=0.25):
         """Blocks until check() gives a Client; raises Timeout after `start_timeout` s."""
@@ -226,15 +285,16 @@ def launch_server(config_dir=None, timeout=30):
     if not os.path.isdir(config_dir):
         os.makedirs(config_dir)
     log_path = os.path.join(config_dir, "server.log")
+    env = _server_environment(config_dir)
     try:
-        process = spawn_detached(command, log_path, _server_environment(config_dir))
+        process = spawn_detached(command, log_path, env)
     except (OSError, ValueError) as exc:
         raise NotRunning(  # noqa: B904
             "Could not start the paintbridge server with %s: %s. Run `paintbridge plugins "
             "install` again, or start it yourself with `paintbridge serve`." % (command, exc)
         )
     STARTED.append(process)
-    return ServerLaunch(process, config_dir, log_path, timeout)
+    return ServerLaunch(process, config_dir, log_path, timeout, command, env)
 
 
 def discover(config_dir=None, autostart=True, start_timeout=120, timeout=30, client_class=None):

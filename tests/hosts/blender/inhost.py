@@ -777,7 +777,10 @@ def start_server_modal(addon, data):
     reports = []
     op = type("Driven", (), {"modal": start.modal})()
     op.report = lambda level, text: reports.append((sorted(level)[0], text))
-    op._process = types.SimpleNamespace(poll=lambda: 1)
+    exited = types.SimpleNamespace(poll=lambda: 1, pid=0)
+    op._launch = addon.hostkit.client.ServerLaunch(
+        exited, addon.hostkit.client.user_config_dir(), "server.log"
+    )
     op._give_up_at = time.monotonic() + 60
     op._timer = context.window_manager.event_timer_add(0.5, window=context.window)
     live = addon.connection.local_client_if_live() is not None
@@ -788,7 +791,7 @@ def start_server_modal(addon, data):
         assert answer == {"FINISHED"} and session.server == "connected", (answer, reports)
     else:
         assert answer == {"CANCELLED"} and session.server == "not running", (answer, reports)
-        assert reports[-1][0] == "ERROR" and "did not start" in reports[-1][1], reports
+        assert reports[-1][0] == "ERROR" and "stopped while starting" in reports[-1][1], reports
     data["live"] = live
 
 
