@@ -52,6 +52,28 @@ def test_server_json_of_a_newer_server_is_left_alone(tmp_path: Path) -> None:
     assert json.loads(server.server_file.read_text()) == newer
 
 
+@pytest.mark.skipif(os.name == "nt", reason="signals, and no way to tell a process is alive")
+@pytest.mark.parametrize("alive", [True, False], ids=["first-still-runs", "first-gone"])
+def test_a_second_server_hands_server_json_back_to_the_first(tmp_path: Path, alive: bool) -> None:
+    """A second server replaces the first one's server.json; on its exit the plug-ins must find
+    the first again if it still runs (this test process stands for it), not no server at all."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = os.getpid() if alive else int(gone.stdout)
+    first = {"url": "http://127.0.0.1:1", "token": "first", "pid": pid, "version": __version__}
+    config = tmp_path / "config"
+    config.mkdir(mode=0o700)
+    (config / "server.json").write_text(json.dumps(first))
+    server = ServerProcess(tmp_path).wait_ready()
+    assert server.info()["pid"] == server.process.pid
+    server.stop(signal.SIGTERM)
+    if alive:
+        assert json.loads(server.server_file.read_text()) == first
+        assert stat.S_IMODE(server.server_file.stat().st_mode) == 0o600
+    else:
+        assert not server.server_file.exists()
+
+
 def test_a_random_token_is_made_when_none_is_given(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, token=None).wait_ready()
     try:

@@ -156,7 +156,9 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
         )
         jobs.start()
         app.state.runtime = Runtime(settings, the_engine, jobs, history)
+        replaced = None
         if settings.discovery_file is not None:
+            replaced = discovery.read(settings.discovery_file)
             discovery.write(
                 settings.discovery_file,
                 url=settings.url,
@@ -167,7 +169,7 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
             yield
         finally:
             if settings.discovery_file is not None:
-                discovery.remove_if_ours(settings.discovery_file, settings.token)
+                discovery.remove_if_ours(settings.discovery_file, settings.token, replaced)
             await anyio.to_thread.run_sync(jobs.stop)
 
     app = FastAPI(

@@ -2,7 +2,8 @@
 
 Written with mode 0600 from the first byte (os.open with 0o600, then an atomic replace), so
 the token is never readable by other users, not even for a moment; removed on a clean exit,
-but only while it still describes this process (a newer server may have replaced it).
+but only while it still describes this process (a newer server may have replaced it), and
+handed back to the server it replaced when that one still runs.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from typing import Any
 from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import PaintbridgeError
 
-__all__ = ["read", "remove_if_ours", "write"]
+__all__ = ["pid_alive", "read", "remove_if_ours", "write"]
 
 
 def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
     """Write the discovery file for this process; returns what was written."""
     info = {"url": url, "token": token, "pid": os.getpid(), "version": version}
+    _write_info(path, info)
+    return info
+
+
+def _write_info(path: Path, info: dict[str, Any]) -> None:
     data = (json.dumps(info, indent=2) + "\n").encode()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -32,7 +38,6 @@ def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
             "(set PAINTBRIDGE_CONFIG_DIR to a writable folder)",
             code="config_not_writable",
         ) from exc
-    return info
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -44,11 +49,30 @@ def read(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def remove_if_ours(path: Path, token: str) -> bool:
-    """Delete the file if it names this process and token; True when it was removed."""
+def remove_if_ours(path: Path, token: str, replaced: dict[str, Any] | None = None) -> bool:
+    """If the file names this process and token: hand it back to `replaced` (what it held
+    before this server wrote it) when that server still runs, else delete it. True when the
+    file was this server's."""
     info = read(path)
     if info is None or info.get("pid") != os.getpid() or info.get("token") != token:
         return False
+    if replaced and replaced.get("pid") != os.getpid() and pid_alive(replaced.get("pid")):
+        with contextlib.suppress(PaintbridgeError):  # no worse than removing it
+            _write_info(path, replaced)
+            return True
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    return True
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether process `pid` exists (POSIX; on Windows os.kill would end it, so: unknown)."""
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
     return True
