@@ -261,6 +261,40 @@ def test_install_into_a_fake_home(
     assert "enable_paintbridge_krita=true" in (home / ".config" / "kritarc").read_text()
 
 
+def test_install_goes_to_the_newest_gimp_3_settings_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    for version in ("2.10", "3.0", "3.2"):
+        (home / ".config" / "GIMP" / version).mkdir(parents=True)
+    assert main(["plugins", "install", "--gimp"]) == 0
+    assert (home / ".config/GIMP/3.2/plug-ins/paintbridge-gimp/paintbridge-gimp.py").is_file()
+    assert not (home / ".config/GIMP/3.0/plug-ins").exists()
+
+
+def test_an_install_that_cannot_write_is_one_line(
+    tmp_path: Path, isolated_dirs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["plugins", "install", "--gimp", "--dest", str(blocker / "plug-ins")]) == 2
+    err = capsys.readouterr().err
+    assert "could not install the GIMP 3 plug-in" in err and str(blocker) in err, err
+    assert "Traceback" not in err
+
+
+def test_enable_krita_plugin_keeps_a_kritarc_in_another_encoding(tmp_path: Path) -> None:
+    rc = tmp_path / "kritarc"
+    rc.write_bytes("[General]\nrecent=/home/u/caf\xe9.kra\n".encode("latin-1"))
+    bundles.enable_krita_plugin(rc, "paintbridge_krita")
+    assert rc.read_bytes() == (
+        b"[General]\nrecent=/home/u/caf\xe9.kra\n\n[python]\nenable_paintbridge_krita=true\n"
+    )
+
+
 def test_install_dry_run_changes_nothing(
     tmp_path: Path, isolated_dirs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -270,6 +270,21 @@ def newest_blender_version(blender_config: Path) -> str | None:
     return max(versions)[1] if versions else None
 
 
+def newest_gimp3_plugins(default: Path) -> Path:
+    """GIMP 3's plug-in folder: `default` (GIMP/3.0/plug-ins), or the same in the newest 3.x
+    settings folder beside it when GIMP made a newer one (it keeps one per minor version)."""
+    gimp_root = default.parent.parent
+    versions = [
+        key
+        for p in (gimp_root.iterdir() if gimp_root.is_dir() else ())
+        if p.is_dir() and (key := _version_key(p.name)) is not None and key[0] == 3
+    ]
+    if not versions:
+        return default
+    major, minor = max(versions)
+    return gimp_root / f"{major}.{minor}" / default.name
+
+
 def blender_target(blender_config: Path, version: str) -> Path:
     """Where the add-on goes for a Blender version: extensions/user_default (4.2+) or
     scripts/addons (older)."""
@@ -379,7 +394,9 @@ def install_krita(
 def enable_krita_plugin(kritarc: Path, name: str) -> None:
     """Sets `enable_<name>=true` in the [python] group of kritarc, keeping everything else."""
     key = f"enable_{name}"
-    lines = kritarc.read_text(encoding="utf-8").splitlines() if kritarc.is_file() else []
+    lines = []
+    if kritarc.is_file():  # surrogateescape: a kritarc in another encoding keeps its bytes
+        lines = kritarc.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     section = None
     inserted = False
     out: list[str] = []
@@ -404,7 +421,7 @@ def enable_krita_plugin(kritarc: Path, name: str) -> None:
             out.append("")
         out += ["[python]", f"{key}=true"]
     kritarc.parent.mkdir(parents=True, exist_ok=True)
-    kritarc.write_text("\n".join(out) + "\n", encoding="utf-8")
+    kritarc.write_text("\n".join(out) + "\n", encoding="utf-8", errors="surrogateescape")
 
 
 def _insert_before_blank_tail(lines: list[str], entry: str) -> None:

@@ -79,10 +79,12 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def _detected(paths: Any) -> list[str]:
+    from paintbridge import bundles
+
     found = []
     if Path(paths.blender_config).is_dir():
         found.append("blender")
-    if Path(paths.gimp3_plugins).parent.is_dir():
+    if bundles.newest_gimp3_plugins(Path(paths.gimp3_plugins)).parent.is_dir():
         found.append("gimp")
     if Path(paths.gimp2_plugins).parent.is_dir():
         found.append("gimp2")
@@ -114,7 +116,15 @@ def install_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="paintbridge-bundles-") as tmp:
         built = bundles.build(Path(tmp), chosen, _source(args))
         for host in chosen:
-            log = _install_one(host, built[host], args, paths)
+            try:
+                log = _install_one(host, built[host], args, paths)
+            except OSError as exc:  # a folder that cannot be written, a file in the way...
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise bundles.BundleError(
+                    f"could not install the {bundles.HOST_NAMES[host]} plug-in: "
+                    f"{exc.strerror or exc}{where}. Close the editor if it holds the files, "
+                    "check the folder's permissions, or pick another with --dest."
+                ) from exc
             print(f"{bundles.HOST_NAMES[host]}:")
             for line in log:
                 print(f"  {line}")
@@ -123,7 +133,13 @@ def install_command(args: argparse.Namespace) -> int:
     if dry:
         print(f"would write {launcher}: {command}")
     else:
-        bundles.write_launcher(config.config_dir(), command)
+        try:
+            bundles.write_launcher(config.config_dir(), command)
+        except OSError as exc:
+            raise bundles.BundleError(
+                f"could not write {launcher}: {exc.strerror or exc} (set PAINTBRIDGE_CONFIG_DIR "
+                "to a writable folder)"
+            ) from exc
         print(f"wrote {launcher} (plug-ins start the server with: {' '.join(command)})")
     return 0
 
@@ -145,7 +161,8 @@ def _install_one(host: str, bundle: Path, args: argparse.Namespace, paths: Any) 
             dest = bundles.blender_target(config_root, version)
         return bundles.install_blender(bundle, dest, dry)
     if host == "gimp":
-        return bundles.install_gimp3(bundle, args.dest or Path(paths.gimp3_plugins), dry)
+        dest = args.dest or bundles.newest_gimp3_plugins(Path(paths.gimp3_plugins))
+        return bundles.install_gimp3(bundle, dest, dry)
     if host == "gimp2":
         return bundles.install_gimp2(bundle, args.dest or Path(paths.gimp2_plugins), dry)
     if args.dest is not None:  # a custom profile: leave the user's own kritarc alone
