@@ -290,11 +290,13 @@ def _single_file_config(
         raise ModelNotFound(
             f"{source.path.name if source.path else source.name!r} is a {info.architecture} "
             f"{kind}checkpoint and paintbridge has no preset to take its configuration from: set "
-            "`single_file_config` (CLI --config) to a diffusers folder of the same kind of model"
+            "`single_file_config` (CLI --model-config) to a diffusers folder of the same kind "
+            "of model"
         )
     label = f"the configuration of {info.architecture} {kind}models (preset {preset.name!r})"
     instead = (
-        "set `single_file_config` (CLI --config) to a diffusers folder of the same kind of model"
+        "set `single_file_config` (CLI --model-config) to a diffusers folder of the same kind "
+        "of model"
     )
     return hub.config_folder(
         preset.repo, label=label, allow_download=settings.allow_download, instead=instead

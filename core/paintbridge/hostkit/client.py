@@ -366,7 +366,8 @@ class Client(object):
             return Unauthorized(
                 "The paintbridge server at %s refused the token (%s). The token comes from %s, "
                 "which `paintbridge serve` writes each time it starts; for a remote server, copy "
-                "the token it printed into the plug-in settings."
+                "the token it was started with (--token or PAINTBRIDGE_TOKEN; also in its "
+                "server.json) into the plug-in settings."
                 % (self.url, message or "unauthorized", where),
                 code=code,
                 status=status,
