@@ -107,6 +107,117 @@ def test_foreign_or_hostile_lines_are_skipped(tmp_path: Path) -> None:
     assert [e.job for e in history.entries()] == ["ok"]
 
 
+def test_lines_that_break_the_parser_itself_are_skipped(tmp_path: Path) -> None:
+    """A seed of 1e999 (int() overflows) or arrays nested past the recursion limit once made
+    every `history` list and export fail, so no job could be recovered."""
+    history = History(tmp_path / "h")
+    record(history, "goodjob1", 1)
+    with open(history.index_path, "a") as index:
+        index.write(json.dumps({"time": "t", "job": "inf", "files": [], "seeds": [1e999]}) + "\n")
+        index.write("[" * 100000 + "]" * 100000 + "\n")
+        index.write('{"time": "t", "job": "deep", "files": [], "p": ' + "[" * 100000 + "\n")
+    record(history, "goodjob2", 2)
+    assert [e.job for e in history.entries()] == ["goodjob1", "goodjob2"]
+    assert [c.name for c in history.export("goodjob1", tmp_path / "out")] == list(
+        history.find("goodjob1").files
+    )
+
+
+def test_a_file_name_the_file_system_refuses_is_not_found_on_export(tmp_path: Path) -> None:
+    history = History(tmp_path)
+    entry = {"time": "t", "job": "longname", "files": ["a" * 300 + ".png"], "seeds": [1]}
+    history.index_path.write_text(json.dumps(entry) + "\n")
+    with pytest.raises(PaintbridgeError, match="is gone from the history folder") as error:
+        history.export("longname", tmp_path / "out")
+    assert error.value.code == "not_found"
+
+
+def test_check_writable_creates_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
+    history = History(tmp_path / "a" / "h")
+    history.check_writable()
+    assert history.folder.is_dir() and list(history.folder.iterdir()) == []
+
+
+def test_check_writable_refuses_a_folder_under_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PaintbridgeError) as error:
+        History(blocker / "h").check_writable()
+    assert error.value.code == "history_not_writable"
+    assert str(blocker / "h") in error.value.message and "--history-dir" in error.value.message
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="POSIX modes, not as root")
+@pytest.mark.parametrize("read_only", ["folder", "index"])
+def test_check_writable_refuses_a_read_only_folder_or_index(tmp_path: Path, read_only: str) -> None:
+    history = History(tmp_path / "h")
+    record(history, "job1", 1)
+    (history.folder if read_only == "folder" else history.index_path).chmod(0o500)
+    try:
+        with pytest.raises(PaintbridgeError, match="permissions") as error:
+            history.check_writable()
+    finally:
+        history.folder.chmod(0o700)
+    assert error.value.code == "history_not_writable"
+
+
+def test_check_writable_refuses_a_folder_that_denies_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same refusal as above, also when the tests run as root (who may write anywhere)."""
+    history = History(tmp_path / "h")
+    history.folder.mkdir()
+    real_open = os.open
+
+    def deny(path: str | os.PathLike[str], flags: int, *args: int) -> int:
+        if Path(path).parent == history.folder and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(PaintbridgeError, match="Permission denied .fix its permissions") as error:
+        history.check_writable()
+    assert error.value.code == "history_not_writable"
+
+
+def test_an_index_line_that_cannot_be_written_names_the_pngs_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job fails, but its pictures are not lost: they stay, and the message says where."""
+    history = History(tmp_path / "h")
+
+    def disk_full(line: str) -> None:
+        raise PaintbridgeError("cannot write: disk full", code="history_not_writable")
+
+    monkeypatch.setattr(history, "_append", disk_full)
+    with pytest.raises(PaintbridgeError, match="could not be added to the history index") as error:
+        record(history, "job1", 1, 2)
+    pngs = sorted(history.folder.glob("*.png"))
+    assert [p.name.split("-", 1)[1] for p in pngs] == ["job1-1.png", "job1-2.png"]
+    assert all(repr(str(p)) in error.value.message for p in pngs)
+    assert error.value.code == "history_not_writable" and "disk full" in error.value.message
+    assert history.entries() == []
+
+
+def test_a_second_png_that_cannot_be_written_names_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = History(tmp_path / "h")
+    real_save = pngmeta.save_png
+
+    def save_once(image: Image.Image, path: Path, *args: object, **kwargs: object) -> Path:
+        if path.name.endswith("-2.png"):
+            raise PaintbridgeError("cannot write: disk full", code="output_not_writable")
+        return real_save(image, path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pngmeta, "save_png", save_once)
+    with pytest.raises(PaintbridgeError, match="^the image was written to ") as error:
+        record(history, "job1", 1, 2)
+    (png,) = history.folder.glob("*.png")
+    assert png.name.endswith("-job1-1.png") and repr(str(png)) in error.value.message
+    assert error.value.code == "history_not_writable" and history.entries() == []
+
+
 def test_an_empty_or_missing_history(tmp_path: Path) -> None:
     assert History(tmp_path / "none").entries() == []
 

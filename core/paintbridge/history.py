@@ -9,13 +9,15 @@ Layout::
 Each PNG is written atomically and fsynced (pngmeta.save_png), the folder is fsynced once so
 their names survive a crash, and only then is the job's index line appended (one write call,
 fsynced): an indexed result is on disk. A process killed mid-write leaves at most a torn last
-line, which `History.entries` skips (and the next append starts on a fresh line).
+line, which `History.entries` skips (and the next append starts on a fresh line). When the index
+line cannot be written, the PNGs stay and the job's error names them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import threading
 from dataclasses import dataclass
@@ -62,30 +64,15 @@ class History:
     ) -> list[Path]:
         """Write the job's PNGs, then its index line; return the PNG paths.
 
-        Raises PaintbridgeError (`history_not_writable`) when the folder cannot be written.
+        Raises PaintbridgeError (`history_not_writable`) when the folder cannot be written; its
+        message names any PNG already written, which stays on disk.
         """
         now = datetime.now().astimezone()
-        try:
-            # private when we create it (0700): prompts and pictures are the user's alone, on a
-            # machine other people log in to too; a folder the user made keeps its own mode
-            self.folder.parent.mkdir(parents=True, exist_ok=True)
-            self.folder.mkdir(mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise _not_writable(self.folder, exc) from exc
+        self._make_folder()
         stamp = now.strftime("%Y%m%dT%H%M%S")
-        paths: list[Path] = []
-        for n, generated in enumerate(result.images, start=1):
-            parameters = {**result.parameters, "seed": generated.seed}
-            path = self.folder / f"{stamp}-{job_id}-{n}.png"
-            try:
-                pngmeta.save_png(generated.image, path, parameters, sync_folder=False)
-            except PaintbridgeError as exc:
-                raise PaintbridgeError(
-                    f"cannot write the result to the history folder: {exc.message}",
-                    code="history_not_writable",
-                ) from exc
-            paths.append(path)
-        pngmeta.fsync_folder(self.folder)  # every PNG's name is durable before the index says so
+        paths = [
+            self.folder / f"{stamp}-{job_id}-{n}.png" for n in range(1, len(result.images) + 1)
+        ]
         entry = {
             "time": now.isoformat(timespec="seconds"),
             "job": job_id,
@@ -95,8 +82,51 @@ class History:
             "seeds": [generated.seed for generated in result.images],
             "parameters": result.parameters,
         }
-        self._append(json.dumps(entry, ensure_ascii=False, default=str))
+        line = json.dumps(entry, ensure_ascii=False, default=str)  # before any file is written
+        written: list[Path] = []
+        for path, generated in zip(paths, result.images, strict=True):
+            parameters = {**result.parameters, "seed": generated.seed}
+            try:
+                pngmeta.save_png(generated.image, path, parameters, sync_folder=False)
+            except PaintbridgeError as exc:
+                pngmeta.fsync_folder(self.folder)  # the PNGs before it stay, durably
+                problem = f"cannot write the result to the history folder: {exc.message}"
+                raise _unindexed(written, problem) from exc
+            written.append(path)
+        pngmeta.fsync_folder(self.folder)  # every PNG's name is durable before the index says so
+        try:
+            self._append(line)
+        except PaintbridgeError as exc:
+            raise _unindexed(written, exc.message) from exc
         return paths
+
+    def check_writable(self) -> None:
+        """Create the folder and prove a file can be written there (and the index appended to).
+
+        Raises PaintbridgeError (`history_not_writable`) naming the folder.
+        """
+        self._make_folder()
+        probe = self.folder / f".write-test-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+            try:
+                os.write(fd, b"x")
+            finally:
+                os.close(fd)
+                probe.unlink()
+            if self.index_path.exists():  # a read-only index would fail every job too
+                os.close(os.open(self.index_path, os.O_WRONLY | os.O_APPEND | _O_BINARY))
+        except OSError as exc:
+            raise _not_writable(self.folder, exc) from exc
+
+    def _make_folder(self) -> None:
+        try:
+            # private when we create it (0700): prompts and pictures are the user's alone, on a
+            # machine other people log in to too; a folder the user made keeps its own mode
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise _not_writable(self.folder, exc) from exc
 
     def _append(self, line: str) -> None:
         data = (line + "\n").encode("utf-8")
@@ -174,7 +204,11 @@ class History:
         copies = []
         for name in entry.files:
             source = self.folder / name
-            if not source.is_file():
+            try:
+                present = source.is_file()
+            except OSError:  # a name the file system refuses (too long...): not there either
+                present = False
+            if not present:
                 raise PaintbridgeError(
                     f"{str(source)!r} of job {entry.job} is gone from the history folder",
                     code="not_found",
@@ -212,13 +246,34 @@ def _parse(line: bytes) -> HistoryEntry | None:
             seeds=tuple(int(seed) for seed in raw.get("seeds", ())),
             parameters=parameters if isinstance(parameters, dict) else {},
         )
-    except (ValueError, KeyError, TypeError):
-        return None
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        return None  # [1e999] as a seed, arrays nested past the recursion limit...
+
+
+def _unindexed(written: list[Path], problem: str) -> PaintbridgeError:
+    """The job's error when recording failed after `written` PNGs were saved.
+
+    They stay where they are: deleting the only copy of a picture to keep the index tidy would
+    lose it for good, and each PNG carries its own parameters. The message names them, so the user
+    can find what `paintbridge history` does not list.
+    """
+    if not written:
+        return PaintbridgeError(problem, code="history_not_writable")
+    names = ", ".join(repr(str(path)) for path in written)
+    saved = "the image was" if len(written) == 1 else "the images were"
+    return PaintbridgeError(
+        f"{saved} written to {names} but could not be added to the history index: {problem}",
+        code="history_not_writable",
+    )
 
 
 def _not_writable(folder: Path, exc: OSError) -> PaintbridgeError:
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):  # "File exists" misleads here
+        reason = "a part of that path is a file, not a folder"
+    fix = "fix its permissions or choose" if isinstance(exc, PermissionError) else "choose"
     return PaintbridgeError(
-        f"cannot write to the history folder {str(folder)!r}: {exc.strerror or exc} "
-        "(choose another with --history-dir)",
+        f"cannot write to the history folder {str(folder)!r}: {reason} "
+        f"({fix} another folder with --history-dir)",
         code="history_not_writable",
     )

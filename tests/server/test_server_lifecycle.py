@@ -111,3 +111,17 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_history_folder_it_cannot_write_is_refused_at_start(tmp_path: Path) -> None:
+    """Not "serving on" and then every job run to its end only to lose its image."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    history = blocker / "hist"
+    env = {"PAINTBRIDGE_CONFIG_DIR": str(tmp_path / "config")}
+    done = _serve("--port", "0", "--history-dir", str(history), env_extra=env)
+    assert done.returncode == 2
+    assert f"cannot write to the history folder {str(history)!r}" in done.stderr
+    assert "--history-dir" in done.stderr and "serving on" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "config" / "server.json").exists()

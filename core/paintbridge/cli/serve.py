@@ -169,6 +169,7 @@ def handler(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from paintbridge.history import History
     from paintbridge.server import create_app
     from paintbridge.server import discovery as disc
     from paintbridge.server.guard import is_loopback
@@ -178,6 +179,8 @@ def handler(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     try:
         settings = build_settings(args, sock.getsockname()[1])
+        # Else every job would run to its end and then fail to keep its image.
+        History(settings.history_dir).check_writable()
         if not is_loopback(settings.host):
             print(
                 f"paintbridge: warning: listening on {settings.host}, reachable from other "
@@ -187,10 +190,11 @@ def handler(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         previous = disc.read(settings.discovery_file) if settings.discovery_file else None
-        if previous and _alive(previous.get("pid")) and previous.get("pid") != os.getpid():
+        if previous and disc.pid_alive(previous.get("pid")) and previous.get("pid") != os.getpid():
             print(
                 f"paintbridge: note: another server (pid {previous.get('pid')}, "
-                f"{previous.get('url')}) was registered; server.json now names this one",
+                f"{previous.get('url')}) was registered; server.json names this one until it "
+                "stops",
                 file=sys.stderr,
             )
         from paintbridge.engine import Engine
@@ -225,16 +229,3 @@ def handler(args: argparse.Namespace) -> int:
         print("paintbridge: error: the server did not start (see the log above)", file=sys.stderr)
         return 2
     return 0
-
-
-def _alive(pid: object) -> bool:
-    """Whether process `pid` exists (POSIX; on Windows os.kill would end it, so: unknown)."""
-    if not isinstance(pid, int) or pid <= 0 or os.name == "nt":
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True

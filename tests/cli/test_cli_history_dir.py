@@ -1,0 +1,52 @@
+"""A history folder the CLI cannot use: a hostile index still lists and exports, and `serve`
+refuses at start a folder it could not write (instead of losing every job's image)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import uvicorn
+from cli_support import RunCli
+from PIL import Image
+
+from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
+from paintbridge.history import History
+
+
+def test_history_lists_and_exports_past_lines_that_break_the_parser(
+    tmp_path: Path, cli: RunCli
+) -> None:
+    folder = tmp_path / "h"
+    request = GenerationRequest(task="txt2img", prompt="a cat")
+    result = GenerationResult([GeneratedImage(Image.new("RGBA", (8, 8)), 7)], {})
+    History(folder).record("goodjob1", request, result)
+    with open(folder / "index.jsonl", "a") as index:
+        index.write(json.dumps({"time": "t", "job": "inf", "files": [], "seeds": [1e999]}) + "\n")
+        index.write("[" * 100000 + "]" * 100000 + "\n")
+        index.write(json.dumps({"time": "t", "job": "longname", "files": ["a" * 300]}) + "\n")
+    listed = cli("history", "--history-dir", folder)
+    assert listed.code == 0 and "goodjob1" in listed.out, listed.err
+    exported = cli(
+        "history", "export", "goodjob1", "--out", tmp_path / "o", "--history-dir", folder
+    )
+    assert exported.code == 0 and "goodjob1-1.png" in exported.out, exported.err
+    gone = cli("history", "export", "longname", "--out", tmp_path / "o", "--history-dir", folder)
+    assert gone.code == 2 and "is gone from the history folder" in gone.err
+
+
+def test_serve_refuses_a_history_folder_it_cannot_write(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def serve(*args: object, **kwargs: object) -> None:
+        pytest.fail("served with a history folder it cannot write")
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = cli("serve", "--port", "0", "--model", "test:tiny", "--history-dir", blocker / "hist")
+    assert done.code == 2
+    assert str(blocker / "hist") in done.err and "--history-dir" in done.err
+    assert "is a file, not a folder" in done.err and "serving on" not in done.err
+    assert len(done.err.strip().splitlines()) == 1
