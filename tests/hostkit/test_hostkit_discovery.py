@@ -23,39 +23,9 @@ from paintbridge import hostkit
 from paintbridge.hostkit import discovery
 from paintbridge.hostkit.client import Client, NotRunning, Timeout, spawn_detached
 
-FAKE_SERVER = textwrap.dedent(
-    """
-    import json, os, sys, time
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a):
-            pass
-
-    time.sleep(float(os.environ.get("FAKE_SERVER_DELAY", "0")))  # "loading a model"
-    server = HTTPServer(("127.0.0.1", 0), H)
-    config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
-    info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
-            "pid": os.getpid(), "argv": sys.argv[1:],
-            "pythonpath": os.environ.get("PYTHONPATH")}
-    with open(os.path.join(config, "server.json.tmp"), "w") as f:
-        json.dump(info, f)
-    os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
-    print("fake server up", flush=True)
-    server.serve_forever()
-    """
-)
-
-
 # Like `paintbridge serve --port N`: listens on N (the last --port; 0 or none: a free port)
 # from the start, exits 2 when N is taken, announces itself after FAKE_SERVER_DELAY s.
-BINDING_SERVER = textwrap.dedent(
+FAKE_SERVER = textwrap.dedent(
     """
     import json, os, sys, time
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -80,10 +50,11 @@ BINDING_SERVER = textwrap.dedent(
     time.sleep(float(os.environ.get("FAKE_SERVER_DELAY", "0")))  # importing, loading a model
     config = os.environ["PAINTBRIDGE_CONFIG_DIR"]
     info = {"url": "http://127.0.0.1:%d" % server.server_address[1], "token": "auto",
-            "pid": os.getpid(), "argv": args}
+            "pid": os.getpid(), "argv": args, "pythonpath": os.environ.get("PYTHONPATH")}
     with open(os.path.join(config, "server.json.tmp"), "w") as f:
         json.dump(info, f)
     os.replace(os.path.join(config, "server.json.tmp"), os.path.join(config, "server.json"))
+    print("fake server up", flush=True)
     server.serve_forever()
     """
 )
@@ -276,12 +247,10 @@ class _NotOurs(BaseHTTPRequestHandler):
 def test_a_port_another_program_holds_is_left_for_a_free_one(
     tmp_path: Path, started: list[Any]
 ) -> None:
-    script = tmp_path / "binding_server.py"
-    script.write_text(BINDING_SERVER)
     with ThreadingHTTPServer(("127.0.0.1", 0), _NotOurs) as other:
         Thread(target=other.serve_forever, daemon=True).start()
         port = other.server_address[1]
-        command = [sys.executable, str(script), "serve", "--port", str(port)]
+        command = _fake_server_command(tmp_path) + ["--port", str(port)]
         config = _config_with_launcher(tmp_path, command)
         client = hostkit.launch_server(str(config), timeout=4).wait(start_timeout=60)
         other.shutdown()
@@ -296,9 +265,7 @@ def test_a_second_start_waits_for_the_server_still_starting(
 ) -> None:
     """Two editors start the server at once: the second start finds the port taken by the
     first, which is still loading, and gets that server once it is up."""
-    script = tmp_path / "binding_server.py"
-    script.write_text(BINDING_SERVER)
-    command = [sys.executable, str(script), "serve", "--port", str(_free_port())]
+    command = _fake_server_command(tmp_path) + ["--port", str(_free_port())]
     config = _config_with_launcher(tmp_path, command)
     env = dict(os.environ, PAINTBRIDGE_CONFIG_DIR=str(config), FAKE_SERVER_DELAY="3")
     first = spawn_detached(command, str(tmp_path / "first.log"), env)
