@@ -27,9 +27,11 @@ class Plan(object):
     """One job ready to send: `job` (protocol v1 dict), `box` (canvas coordinates the result
     covers), the document and the node the result goes above, the parameters to record, and
     `mask` (box.width * box.height bytes, or None): the selection the result's alpha is
-    multiplied by, so that it shows only inside the selection."""
+    multiplied by, so that it shows only inside the selection; `look` ((opacity 0-255, blending
+    mode), or None for Krita's defaults): what the result layers get, the source layer's own when
+    the pixels came from it, so that they show the way the source did."""
 
-    def __init__(self, task, job, box, document, anchor, parameters, mask=None):
+    def __init__(self, task, job, box, document, anchor, parameters, mask=None, look=None):
         self.task = task
         self.job = job
         self.box = box
@@ -37,6 +39,7 @@ class Plan(object):
         self.anchor = anchor
         self.parameters = parameters
         self.mask = mask
+        self.look = look
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -78,10 +81,13 @@ def _box(qrect):
 
 
 def read_rgba(document, node, box):
-    """What the layer looks like in `box` (canvas coordinates) as RGBA8, rows top to bottom: a
-    paint layer's own pixels; the projection of any other layer (group, vector and text, clone,
-    file, fill, filter), whose pixelData Krita gives empty or at one byte per pixel."""
-    if node.type() == "paintlayer":
+    """What the layer looks like in `box` (canvas coordinates) as RGBA8, rows top to bottom,
+    before its own opacity and blending mode (see `look`): a paint layer's own pixels when it has
+    no masks, else its projection, which its masks shape (a transparency mask hides, a filter
+    mask filters; pixelData ignores both, so a hidden area would come back); the projection of
+    any other layer (group, vector and text, clone, file, fill, filter), whose pixelData Krita
+    gives empty or at one byte per pixel."""
+    if node.type() == "paintlayer" and not node.childNodes():
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
         document.waitForDone()  # the projection may still be catching up with the last change
@@ -93,6 +99,12 @@ def read_rgba(document, node, box):
             % (node.name(), node.type())
         )
     return pixels.bgra_to_rgba(data)
+
+
+def look(node):
+    """(opacity 0-255, blending mode) of `node`: a result made from its pixels gets them, so that
+    an unchanged result over what is below looks the way the node did (not 100% Normal)."""
+    return node.opacity(), node.blendingMode()
 
 
 def _selection(document):
@@ -134,7 +146,7 @@ def plan_img2img(document, node, params):
         prompt=params.prompt,
         **params.job_parameters("img2img"),
     )
-    return Plan("img2img", job, box, document, node, params.wire("img2img"), mask)
+    return Plan("img2img", job, box, document, node, params.wire("img2img"), mask, look(node))
 
 
 def plan_fill(document, node, params):
@@ -159,7 +171,7 @@ def plan_fill(document, node, params):
         prompt=params.prompt,
         **params.job_parameters("inpaint"),
     )
-    return Plan("inpaint", job, plan.box, document, node, params.wire("inpaint"))
+    return Plan("inpaint", job, plan.box, document, node, params.wire("inpaint"), look=look(node))
 
 
 def plan_generate(document, node, params):
@@ -207,8 +219,9 @@ def _holds(parent, node):
 
 def place_results(plan, results):
     """New paint layers above the anchor, one per result, at the planned box (with a selection
-    mask, their alpha multiplied by it); the source layer is not touched. Returns the new nodes
-    (bottom to top); raises PlaceError when Krita does not take one."""
+    mask, their alpha multiplied by it) and with the plan's opacity and blending mode; the source
+    layer is not touched. Returns the new nodes (bottom to top); raises PlaceError when Krita
+    does not take one."""
     document = plan.document
     placed = tasks.placements(plan.box, results) if plan.task != "txt2img" else None
     if placed is None:  # txt2img: the server may round the size; place what came back
@@ -228,6 +241,9 @@ def place_results(plan, results):
         box = placement.box
         rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
         layer.setPixelData(pixels.rgba_to_bgra(rgba), box.x, box.y, box.width, box.height)
+        if plan.look is not None:
+            layer.setOpacity(plan.look[0])
+            layer.setBlendingMode(plan.look[1])
         parent.addChildNode(layer, above)
         if not _holds(parent, layer):
             document.refreshProjection()

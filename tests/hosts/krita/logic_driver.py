@@ -322,6 +322,177 @@ class Driver:
             s.check(digest(source.pixelData(0, 0, w, h)) == before_source, "the source changed")
         doc.close()
 
+    def layered_document(self, w, h):
+        """A document of `w` x `h` with an opaque, patterned layer "below" under the source
+        (opaque pattern_bgra), so that opacity and blending modes show in the projection."""
+        doc, source = self.document(w, h)
+        below = doc.createNode("below", "paintlayer")
+        root = doc.rootNode()
+        root.addChildNode(below, root.childNodes()[0])  # above the background, under the source
+        order = self.names(doc)
+        if order.index("below") + 1 != order.index("source"):
+            raise RuntimeError(f"the layers are {order}")
+        below.setPixelData(
+            bytes(
+                b
+                for i in range(w * h)
+                for b in ((i // w * 9) % 256, 200, (i % w * 2 + 30) % 256, 255)
+            ),
+            0, 0, w, h,
+        )  # fmt: skip
+        source.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+        return doc, source
+
+    def stands_in(self, s, doc, source, layer, before, what):
+        """With the source hidden, the image looks as `before` (with the source shown) wherever
+        the new layer is opaque: an identity result stands in for its source. Returns how many
+        pixels were compared."""
+        w, h = doc.width(), doc.height()
+        new = bytes(layer.pixelData(0, 0, w, h))
+        source.setVisible(False)
+        after = self.projection(doc)
+        source.setVisible(True)
+        opaque = differ = 0
+        first = []
+        for i in range(w * h):
+            if new[i * 4 + 3] == 255:
+                opaque += 1
+                if after[i * 4 : i * 4 + 4] != before[i * 4 : i * 4 + 4]:
+                    differ += 1
+                    if len(first) < 2:
+                        first.append(
+                            [i, list(before[i * 4 : i * 4 + 4]), list(after[i * 4 : i * 4 + 4])]
+                        )
+        s.info[what] = {
+            "source": [source.opacity(), source.blendingMode()],
+            "new": [layer.opacity(), layer.blendingMode()],
+            "opaque": opaque,
+            "differ": differ,
+            "first": first,
+        }  # fmt: skip
+        s.check(
+            differ == 0,
+            f"{what}: {differ} of {opaque} pixels look different with the new layer standing in "
+            f"for the source: {s.info[what]}",
+        )
+        return opaque
+
+    def scenario_identity_keeps_look(self, s):
+        """Image to Image and Fill Selection with test:identity on a layer at 40% opacity, and on
+        one in Multiply mode: the new layer gets the source's opacity and blending mode, so that
+        it shows as the source did (hide the source: the image looks as before). It was 100%
+        Normal, which changed the picture. Generate keeps Krita's defaults."""
+        from krita import Selection
+
+        w = h = 64  # the identity model's own size
+        looks = {"opacity 40%": lambda node: node.setOpacity(102),
+                 "multiply": lambda node: node.setBlendingMode("multiply")}  # fmt: skip
+        for label, setup in looks.items():
+            for task in ("img2img", "inpaint"):
+                what = f"{task}, {label}"
+                doc, source = self.layered_document(w, h)
+                setup(source)
+                if task == "inpaint":
+                    sel = Selection()
+                    sel.select(16, 16, 32, 32, 255)
+                    doc.setSelection(sel)
+                before = self.projection(doc)
+                ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+                layer = self.run_ok(s, ctrl, task, doc, source)
+                if layer is not None:
+                    opaque = self.stands_in(s, doc, source, layer, before, what)
+                    least = w * h if task == "img2img" else 16 * 16
+                    s.check(opaque >= least, f"{what}: only {opaque} opaque pixels")
+                doc.setModified(False)
+                doc.close()
+        doc, source = self.layered_document(w, h)
+        source.setOpacity(102)
+        source.setBlendingMode("multiply")
+        layer = self.run_ok(s, self.controller(), "txt2img", doc, source)
+        if layer is not None:
+            s.info["txt2img"] = [layer.opacity(), layer.blendingMode()]
+            s.check(s.info["txt2img"] == [255, "normal"], f"txt2img: {s.info['txt2img']}")
+        doc.setModified(False)
+        doc.close()
+
+    def masked_document(self, w, h, shown):
+        """A layered_document whose source has a transparency mask that shows it only where
+        `shown(x, y)`, at 60% opacity. Krita 5.1's API cannot make a transparency mask with
+        pixels (createNode gives one without a selection), so a selection mask is saved in a
+        .kra, turned into a transparency mask there, and the file opened."""
+        import os
+        import zipfile
+
+        from krita import Selection
+
+        doc, source = self.layered_document(w, h)
+        source.setOpacity(153)
+        mask = doc.createSelectionMask("hide")
+        selection = Selection()
+        selection.setPixelData(
+            bytes(255 if shown(i % w, i // w) else 0 for i in range(w * h)), 0, 0, w, h
+        )
+        mask.setSelection(selection)
+        source.addChildNode(mask, None)
+        folder = os.path.dirname(self.config["out"])
+        saved, masked = os.path.join(folder, "selmask.kra"), os.path.join(folder, "tmask.kra")
+        doc.setBatchmode(True)
+        ok = doc.saveAs(saved)
+        doc.setModified(False)
+        doc.close()
+        if not ok:
+            raise RuntimeError("could not save " + saved)
+        with zipfile.ZipFile(saved) as old, zipfile.ZipFile(masked, "w") as new:
+            for item in old.infolist():
+                data = old.read(item.filename)
+                if item.filename == "maindoc.xml":
+                    data = data.replace(b'nodetype="selectionmask"', b'nodetype="transparencymask"')
+                new.writestr(item, data)
+        doc = self.krita.openDocument(masked)
+        source = [node for node in doc.rootNode().childNodes() if node.name() == "source"][0]
+        kinds = [child.type() for child in source.childNodes()]
+        if kinds != ["transparencymask"]:
+            raise RuntimeError(f"the source's masks are {kinds}, not one transparency mask")
+        return doc, source
+
+    def scenario_identity_masked_layer(self, s):
+        """Image to Image with test:identity on a paint layer (at 60%) whose transparency mask
+        hides part of it, and on one with an invert filter mask: what the layer shows is sent
+        (its projection, its opacity left to the new layer), so nothing the mask hides comes
+        back and the new layer stands in for the source. It read pixelData, which ignores masks:
+        the masked-out pixels showed on the new layer."""
+        w = h = 64
+
+        def shown(x, y):
+            return x < 40 and not 20 <= y < 30
+
+        doc, source = self.masked_document(w, h, shown)
+        before = self.projection(doc)
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            new = bytes(layer.pixelData(0, 0, w, h))
+            revealed = sum(
+                1 for i in range(w * h) if not shown(i % w, i // w) and new[i * 4 + 3] != 0
+            )
+            s.info["revealed"] = revealed
+            s.check(revealed == 0, f"{revealed} pixels the mask hides show on the new layer")
+            opaque = self.stands_in(s, doc, source, layer, before, "transparency mask")
+            s.check(opaque == sum(shown(i % w, i // w) for i in range(w * h)), f"{opaque} opaque")
+        doc.setModified(False)
+        doc.close()
+        doc, source = self.layered_document(w, h)
+        source.addChildNode(
+            doc.createFilterMask("invert", self.krita.filter("invert"), source), None
+        )
+        before = self.projection(doc)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            opaque = self.stands_in(s, doc, source, layer, before, "filter mask")
+            s.check(opaque == w * h, f"filter mask: {opaque} opaque pixels")
+        doc.setModified(False)
+        doc.close()
+
     def scenario_generate(self, s):
         """Generate with no selection: a canvas-sized layer above the active one."""
         w, h = 96, 64

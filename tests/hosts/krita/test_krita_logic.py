@@ -33,6 +33,8 @@ SCENARIOS = (
     "unexpected_error",
     "identity_img2img",
     "identity_fill",
+    "identity_keeps_look",
+    "identity_masked_layer",
     "fill_selection",
     "fill_corner",
     "generate",
