@@ -1,6 +1,10 @@
 """Reading and writing Blender images and wiring a texture into a material (bpy, pixel API only:
 Blender's own image operators crash in background mode)."""
 
+import os
+import shutil
+import tempfile
+
 import bpy
 import numpy as np
 
@@ -11,18 +15,104 @@ TEXTURE_NODE_TAG = "paintbridge_texture"  # marks the Image Texture node Generat
 
 
 def read_rgba8(image):
-    """(width, height, RGBA8 bytes rows top to bottom, sRGB) of a Blender image."""
+    """(width, height, RGBA8 bytes rows top to bottom, sRGB) of a Blender image that holds its
+    pixels (see read_source for a Render Result)."""
     width, height = image.size[0], image.size[1]
     if width == 0 or height == 0:
-        raise ValueError(
-            'The image "%s" has no pixels (is its file missing?); open or paint one first.'
-            % image.name
-        )
+        raise ValueError(no_pixels_message(image))
     values = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(values)
     linear = image.is_float and not image.colorspace_settings.is_data
     rgba = convert.pixels_to_rgba8(values, width, height, linear, premultiplied(image))
     return width, height, rgba
+
+
+def no_pixels_message(image):
+    """Why an image has no pixels to read, and what to do: a missing file is named only when it
+    is missing."""
+    if image.source in ("SEQUENCE", "MOVIE"):
+        return (
+            'The image "%s" is %s: Paintbridge works on one picture. Save the frame you want as '
+            "an image (Image > Save As, or render it) and open that one."
+            % (image.name, "an image sequence" if image.source == "SEQUENCE" else "a movie")
+        )
+    if image.source == "TILED":
+        return 'The image "%s" is a UDIM tiled image: save one tile as an image first.' % image.name
+    if image.source == "FILE" and image.packed_file is None and image.filepath:
+        path = bpy.path.abspath(image.filepath, library=image.library)
+        if not os.path.isfile(path):
+            return 'The file of the image "%s" is missing: %s. Find it (Image > Replace) first.' % (
+                image.name,
+                path,
+            )
+        return 'Blender could not read the image "%s" from %s.' % (image.name, path)
+    return 'The image "%s" has no pixels; open or paint one first.' % image.name
+
+
+RENDERED = ("RENDER_RESULT", "COMPOSITING")  # Render Result and Viewer Node: no `pixels`
+
+
+def read_source(image, scene):
+    """read_rgba8 of any image a user can open: a Render Result or Viewer Node is saved to a
+    temporary PNG as Blender shows it (the scene's view transform) and read from there; an image
+    sequence, movie or UDIM image is refused with what to do (ValueError)."""
+    if image.type in RENDERED:
+        return read_render(image, scene)
+    if image.source in ("SEQUENCE", "MOVIE", "TILED"):
+        raise ValueError(no_pixels_message(image))
+    return read_rgba8(image)
+
+
+def _format_settings(settings):
+    return {
+        p.identifier: getattr(settings, p.identifier)
+        for p in settings.bl_rna.properties
+        if not p.is_readonly and p.type not in ("POINTER", "COLLECTION")
+    }
+
+
+def _restore_format(settings, saved):
+    """Puts saved ImageFormatSettings values back: the kind of file first (changing it resets
+    the depth and colour mode), then the rest."""
+    first = [key for key in ("media_type", "file_format") if key in saved]
+    for key in first + [key for key in saved if key not in first]:
+        if getattr(settings, key) != saved[key]:
+            setattr(settings, key, saved[key])
+
+
+def read_render(image, scene):
+    """The pixels of a Render Result (or Viewer Node) as the Image Editor shows them: Blender
+    keeps no `pixels` for them, so `save_render` writes an 8-bit RGBA PNG with the scene's
+    colour management, which is read back. The scene's output settings are changed for that
+    moment only and put back as they were; the file and its datablock are removed."""
+    settings = scene.render.image_settings
+    saved = _format_settings(settings)
+    folder = tempfile.mkdtemp(prefix="paintbridge-")
+    path = os.path.join(folder, "render.png")
+    try:
+        try:
+            if "media_type" in saved:
+                settings.media_type = "IMAGE"
+            settings.file_format = "PNG"
+            settings.color_mode = "RGBA"
+            settings.color_depth = "8"
+            settings.color_management = "FOLLOW_SCENE"
+            image.save_render(path, scene=scene)
+        except RuntimeError as exc:
+            raise ValueError(
+                'The image "%s" holds no render of the scene "%s" (%s). Render first (F12), or '
+                "save the render as an image (Image > Save As) and use that."
+                % (image.name, scene.name, str(exc).strip())
+            ) from None
+        finally:
+            _restore_format(settings, saved)
+        copy = bpy.data.images.load(path, check_existing=False)
+        try:
+            return read_rgba8(copy)
+        finally:
+            bpy.data.images.remove(copy)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def premultiplied(image):

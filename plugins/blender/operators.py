@@ -46,6 +46,12 @@ def _timer_turn(operator, every):
     return True
 
 
+def _server_url(context):
+    """The Server URL set in the preferences, "" for the local server."""
+    prefs = props.preferences(context)
+    return prefs.server_url.strip() if prefs is not None else ""
+
+
 def _client(context, background):
     prefs = props.preferences(context)
     online = getattr(bpy.app, "online_access", True)
@@ -125,7 +131,7 @@ def plan_generate(context, seamless):
 def plan_img2img(context, source):
     settings = _settings(context)
     prompt = _prompt(settings)
-    width, height, rgba = images.read_rgba8(source)
+    width, height, rgba = images.read_source(source, context.scene)
     job = tasks.img2img_job(
         rgba,
         width,
@@ -156,7 +162,7 @@ def plan_img2img(context, source):
 def plan_inpaint(context, source):
     settings = _settings(context)
     prompt = _prompt(settings)
-    width, height, rgba = images.read_rgba8(source)
+    width, height, rgba = images.read_source(source, context.scene)
     mask_image = settings.mask_image
     if mask_image is not None:
         mask_w, mask_h, mask_rgba = images.read_rgba8(mask_image)
@@ -213,36 +219,75 @@ def _target_material(operator, context):
         material = bpy.data.materials.get(operator.material_name)
         if material is None:
             raise UserError('There is no material named "%s".' % operator.material_name)
-        return material, None
+        return _editable(material, "material"), None
     material = getattr(context, "material", None)
     if material is not None:
-        return material, None
+        return _editable(material, "material"), None
     obj = context.object
     if obj is not None and obj.active_material is not None:
-        return obj.active_material, None
+        return _editable(obj.active_material, "material"), None
     if obj is not None and obj.data is not None and hasattr(obj.data, "materials"):
+        _editable(obj, "object")
+        _editable(obj.data, "%s data" % obj.type.lower())
         return None, obj  # a material is made for it once the texture is there
     raise UserError("Select an object that can have a material, or open a material.")
 
 
+def _editable(datablock, kind):
+    """The datablock, when changes to it are saved with this .blend. A linked one (or a library
+    override, which keeps only overridden properties, never new nodes or materials) is reloaded
+    from its library file on open, so the texture would silently be lost: refused before the
+    job runs."""
+    if datablock.library is not None:
+        why = "is linked from the library file %s" % datablock.library.filepath
+    elif datablock.override_library is not None:
+        why = "is a library override of a linked one"
+    else:
+        return datablock
+    raise UserError(
+        'The %s "%s" %s: what Generate Texture adds to it would be lost when the file is saved. '
+        "Make it local first (Object > Relations > Make Local), or generate the texture in the "
+        "library file." % (kind, datablock.name, why)
+    )
+
+
+def _finder(collection, datablock):
+    """A function that finds `datablock` again later, None once it is gone: by its
+    session_uid, which stays the same when it is renamed (or reallocated by undo), then by the
+    name it had."""
+    if datablock is None:
+        return lambda: None
+    uid, name = datablock.session_uid, datablock.name
+
+    def find():
+        found = next((d for d in collection if d.session_uid == uid), None)
+        return found if found is not None else collection.get(name)
+
+    return find
+
+
 def plan_texture(operator, context):
     material, owner = _target_material(operator, context)
-    material_name = material.name if material is not None else None
-    owner_name = owner.name if owner is not None else None
+    find_material = _finder(bpy.data.materials, material)
+    find_owner = _finder(bpy.data.objects, owner)
+    planned = 'material "%s"' % material.name if material else 'object "%s"' % owner.name
     job, make_images = plan_generate(context, _settings(context).texture_seamless)
 
     def finish(context, results):
         made = make_images(context, results)
-        target = bpy.data.materials.get(material_name) if material_name else None
+        record = made[0][params.RECORD_KEY]
+        target, obj = find_material(), find_owner()
+        if target is None and obj is None:  # deleted while the job ran: the image is kept
+            record["material"] = record["texture_node"] = record["linked_to"] = ""
+            record["target_gone"] = planned
+            return made
         if target is None:
             target = bpy.data.materials.new(made[0].name)
-            obj = bpy.data.objects.get(owner_name) if owner_name else None
-            if obj is not None and obj.material_slots and obj.active_material is None:
+            if obj.material_slots and obj.active_material is None:
                 obj.active_material = target  # fill the empty active slot: its faces use it
-            elif obj is not None:
+            else:
                 obj.data.materials.append(target)
         node, socket = images.wire_texture(target, made[0])
-        record = made[0][params.RECORD_KEY]
         record["material"] = target.name
         record["texture_node"] = node.name
         record["linked_to"] = "%s: %s" % (socket.node.name, socket.name) if socket else ""
@@ -254,8 +299,19 @@ def plan_texture(operator, context):
 # --- running a job ------------------------------------------------------------------------------
 
 
+def _connected(session):
+    """The server answered a job: an error kept from before no longer stands beside it."""
+    if session.server != "connected":
+        session.server, session.server_detail = "connected", ""
+
+
 class _JobOperator:
-    bl_options = {"REGISTER", "UNDO"}
+    # UNDO without REGISTER: the result is one undo step when the job finishes (Blender pushes
+    # it for an UNDO operator, modal or not), but the operator is not "registered", so Repeat
+    # Last (Shift+R) and Adjust Last Operation (F9), which take only registered operators, can
+    # never re-run it through `execute`, the blocking path that would freeze Blender for the
+    # whole job. (A redo panel has nothing to offer here: the settings are in the panel.)
+    bl_options = {"UNDO"}
 
     def plan(self, context):
         raise NotImplementedError
@@ -278,7 +334,8 @@ class _JobOperator:
         if made:
             _show(context, made[0])
         level, text = self.summary(made)
-        session.server, session.message = "connected", text if "WARNING" in level else ""
+        _connected(session)
+        session.message = text if "WARNING" in level else ""
         self.report(level, text)
         return {"FINISHED"}
 
@@ -312,7 +369,8 @@ class _JobOperator:
         except (UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         session.running, session.cancel_requested, session.progress = True, False, 0.0
-        session.server, session.message = "connected", "Queued"
+        _connected(session)
+        session.message = "Queued"
         wm = context.window_manager
         self._timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
         wm.modal_handler_add(self)
@@ -435,6 +493,12 @@ class PAINTBRIDGE_OT_generate_texture(_JobOperator, bpy.types.Operator):
 
     def summary(self, made):
         record = made[0][params.RECORD_KEY]
+        if record.get("target_gone"):
+            return {"WARNING"}, (
+                'Paintbridge made "%s" (packed in the .blend), but the %s was deleted while the '
+                "job ran, so no material uses it: add it with an Image Texture node."
+                % (made[0].name, record["target_gone"])
+            )
         if record["linked_to"]:
             return {"INFO"}, 'Paintbridge made "%s" for %s in material "%s"' % (
                 made[0].name,
@@ -491,13 +555,18 @@ class PAINTBRIDGE_OT_server_status(bpy.types.Operator):
 
 
 class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
-    """Start the local paintbridge server (as set up by `paintbridge plugins install`)"""
+    """Start the local paintbridge server (as set up by `paintbridge plugins install`); with a
+    Server URL in the preferences, check that server instead"""
 
     bl_idname = "paintbridge.start_server"
     bl_label = "Start Server"
+    # Not REGISTER: Repeat Last would re-run `execute`, which blocks until a server starts
+    bl_options = set()
 
     def execute(self, context):
         session = _session(context)
+        if _server_url(context):
+            return self._check_named(context)
         try:
             client = connection.make_client(autostart=True)
         except hk.PaintbridgeError as exc:
@@ -507,7 +576,17 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
         session.server, session.server_detail = "connected", client.url
         return {"FINISHED"}
 
+    def _check_named(self, context):
+        """A server named in the preferences is not this computer's to start: the jobs go to
+        it, so only it is asked, and the panel shows its answer."""
+        if refresh_server_status(context):
+            return {"FINISHED"}
+        self.report({"ERROR"}, _session(context).server_detail)
+        return {"CANCELLED"}
+
     def invoke(self, context, event):
+        if _server_url(context):
+            return self._check_named(context)
         if bpy.app.background or context.window is None:
             return self.execute(context)
         if connection.local_client_if_live() is not None:

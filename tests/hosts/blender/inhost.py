@@ -1085,6 +1085,327 @@ def panels(addon, data):
     data["icons"] = len(LayoutStandIn.ICONS)
 
 
+# --- what review 3 found in real Blender ---------------------------------------------------
+
+
+def library_file(name, build):
+    """Saves a .blend holding what `build()` makes and opens an empty file again (the add-on
+    stays enabled); returns the library's path."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    build()
+    path = os.path.join(os.environ["PB_TMP"], name)
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return path
+
+
+def mesh_object(name, material=None):
+    obj = bpy.data.objects.new(name, bpy.data.meshes.new(name))
+    bpy.context.scene.collection.objects.link(obj)
+    if material is not None:
+        obj.data.materials.append(material)
+    bpy.context.view_layer.objects.active = obj
+    return obj
+
+
+@check
+def texture_linked(addon, data):
+    """Generate Texture on linked data (or a library override) would be lost on save: refused
+    before the job runs, nothing made."""
+
+    def build():
+        material = bpy.data.materials.new("LibMat")
+        material.use_nodes = True
+        mesh_object("LibObj", material)
+        mesh_object("Bare")
+
+    path = library_file("lib.blend", build)
+    settings(width=64, height=64)
+    with bpy.data.libraries.load(path, link=True) as (_src, dst):
+        dst.materials, dst.objects = ["LibMat"], ["LibObj", "Bare"]
+    linked_material = bpy.data.materials["LibMat"]
+    linked_bare = bpy.data.objects["Bare"]
+    bpy.context.scene.collection.objects.link(linked_bare)
+    messages = []
+
+    def refused(call, *fragments):
+        before = datablocks()
+        messages.append(expect_error(call, *fragments, "Make Local"))
+        assert datablocks() == before, (before, datablocks())
+
+    # a linked material: by name, and as a local object's active material
+    refused(
+        lambda: bpy.ops.paintbridge.generate_texture(material_name="LibMat"),
+        'material "LibMat"',
+        "linked from the library file",
+    )
+    mesh_object("Local", linked_material)
+    refused(bpy.ops.paintbridge.generate_texture, 'material "LibMat"')
+    # a linked object (and mesh) without material: a material would be added to linked data
+    bpy.context.view_layer.objects.active = linked_bare
+    refused(bpy.ops.paintbridge.generate_texture, '"Bare"', "linked from the library file")
+    assert list(linked_bare.data.materials) == []
+    # a local object whose mesh is linked
+    local = bpy.data.objects.new("LocalOnLinked", linked_bare.data)
+    bpy.context.scene.collection.objects.link(local)
+    bpy.context.view_layer.objects.active = local
+    refused(bpy.ops.paintbridge.generate_texture, 'mesh data "Bare"')
+    # library overrides: of the material, and of an object whose mesh stays linked
+    override = linked_material.override_create()
+    assert override.override_library is not None and override.library is None
+    mesh_object("Overridden", override)
+    refused(bpy.ops.paintbridge.generate_texture, 'material "LibMat"', "library override")
+    overridden = linked_bare.override_create(remap_local_usages=True)
+    bpy.context.view_layer.objects.active = overridden
+    refused(bpy.ops.paintbridge.generate_texture, '"Bare"')
+    data["messages"] = messages
+    # a local material still works
+    mesh_object("Fine", bpy.data.materials.new("Fine"))
+    image = run_and_take(bpy.ops.paintbridge.generate_texture)
+    assert image["paintbridge"]["material"] == "Fine"
+
+
+@check
+def render_result(addon, data):
+    """Image to Image on the Render Result (after F12) reads the render as the Image Editor
+    shows it (the scene's view transform and exposure), whatever the scene's output format,
+    and leaves the scene's settings as they were. An image sequence or movie is refused with
+    what to do; a missing file is named only when it is missing."""
+    settings(model=IDENTITY, strength=1.0, steps=2)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 24, 16
+    scene.render.resolution_percentage = 100
+    scene.render.dither_intensity = 0.0
+    for obj in [o for o in scene.objects if o.type != "CAMERA"]:  # the world alone: no value
+        bpy.data.objects.remove(obj)  # above what the view can show
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    if world.node_tree is None:  # (5.0: worlds always have nodes)
+        world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs[0].default_value = (0.2, 0.3, 0.1, 1.0)
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.exposure = 1.0  # twice as bright as the linear values
+    output = scene.render.image_settings
+    output.file_format = "OPEN_EXR"  # the user's choice: the add-on reads PNG all the same
+    output.color_depth = "16"
+    output.exr_codec = "PIZ"
+    scenes = len(bpy.data.scenes)
+    render = bpy.data.images.get("Render Result")
+    if render is not None:  # no render yet: says to render first
+        expect_error(lambda: bpy.ops.paintbridge.img2img(image_name=render.name), "F12")
+    bpy.ops.render.render()
+    render = bpy.data.images["Render Result"]
+    assert tuple(render.size) == (0, 0)  # Blender gives no pixels for it
+    snapshot = addon.images._format_settings(output)
+    made = run_and_take(bpy.ops.paintbridge.img2img, image_name="Render Result")
+    assert tuple(made.size) == (24, 16), tuple(made.size)
+    assert made["paintbridge"]["source_image"] == "Render Result"
+    assert addon.images._format_settings(output) == snapshot, "the output settings changed"
+    assert len(bpy.data.scenes) == scenes and output.file_format == "OPEN_EXR"
+    assert output.exr_codec == "PIZ" and output.color_depth == "16"
+    assert [i.name for i in bpy.data.images if i.name.startswith("render")] == []
+    # the picture: the render's linear values (the EXR the scene's own settings save), doubled
+    # by the exposure, sRGB-encoded by the Standard view
+    reference = os.path.join(os.environ["PB_TMP"], "reference.exr")
+    output.color_depth = "32"
+    render.save_render(reference, scene=scene)
+    linear = pixels(bpy.data.images.load(reference)).reshape(-1, 4)  # Blender's rows, as made's
+    assert linear[:, :3].min() > 0.05, linear[0]
+    got = as_srgb(made).reshape(-1, 4)
+    want = srgb_encode(linear[:, :3] * 2)
+    gap = np.abs(got[:, :3] - want)
+    worst = int(gap.max(axis=1).argmax())
+    assert gap.max() <= 2 / 255, (worst, got[worst] * 255, want[worst] * 255)
+    assert np.all(got[:, 3] == 1.0)
+    data["pixel"] = (got[0] * 255).round().tolist()
+    # inpaint reads it the same way (an opaque render: a mask image says where)
+    mask = np.zeros((16, 24, 4), np.uint8)
+    mask[..., 3] = 255
+    mask[2:8, 3:12, :3] = 255
+    bpy.context.scene.paintbridge.mask_image = byte_image("mask", 24, 16, mask)
+    made = run_and_take(bpy.ops.paintbridge.inpaint, image_name="Render Result")
+    assert tuple(made.size) == (24, 16)
+    bpy.context.scene.paintbridge.mask_image = None
+    # an image sequence: what to do, not "missing file"
+    folder = os.path.join(os.environ["PB_TMP"], "frames")
+    os.makedirs(folder)
+    for frame in (1, 2):
+        write_png(os.path.join(folder, f"frame_{frame:03d}.png"), pattern(8, 8, frame), 8)
+    sequence = bpy.data.images.load(os.path.join(folder, "frame_001.png"))
+    sequence.source = "SEQUENCE"
+    message = expect_error(
+        lambda: bpy.ops.paintbridge.img2img(image_name=sequence.name),
+        "image sequence",
+        "Save As",
+    )
+    assert "missing" not in message, message
+    data["sequence"] = message
+    # a file that is really missing is named
+    gone = bpy.data.images.load(os.path.join(folder, "frame_002.png"), check_existing=False)
+    os.remove(os.path.join(folder, "frame_002.png"))
+    gone.reload()
+    expect_error(lambda: bpy.ops.paintbridge.img2img(image_name=gone.name), "missing", "frame_002")
+
+
+@check
+def start_server_url(addon, data):
+    """With a Server URL in the preferences, Start Server asks that server (where the jobs
+    go), never the local one (which runs here) and never launches one."""
+    session = bpy.context.window_manager.paintbridge
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    assert addon.connection.local_client_if_live() is not None  # the local server answers
+    prefs.server_url = os.environ["PB_DEAD_URL"]
+    for call in (
+        bpy.ops.paintbridge.start_server,
+        lambda: bpy.ops.paintbridge.start_server("INVOKE_DEFAULT"),
+    ):
+        session.server, session.server_detail = "unknown", ""
+        message = expect_error(call, "Could not reach", os.environ["PB_DEAD_URL"])
+        assert session.server == "not running", session.server
+        assert os.environ["PB_DEAD_URL"] in session.server_detail, session.server_detail
+    data["message"] = message
+    # the UI's invoke path too (background mode would take `execute` anyway)
+    reports = []
+    op = types.SimpleNamespace(report=lambda level, text: reports.append((level, text)))
+    op._check_named = types.MethodType(addon.operators.PAINTBRIDGE_OT_start_server._check_named, op)
+    invoke = addon.operators.PAINTBRIDGE_OT_start_server.invoke
+    assert invoke(op, bpy.context, None) == {"CANCELLED"} and not hasattr(op, "_launch")
+    assert reports and "Could not reach" in reports[-1][1], reports
+    # the named server answering: connected, with its health
+    info = json.load(open(os.path.join(os.environ["PAINTBRIDGE_CONFIG_DIR"], "server.json")))
+    prefs.server_url, prefs.token = info["url"], info["token"]
+    assert bpy.ops.paintbridge.start_server() == {"FINISHED"}
+    assert session.server == "connected" and "model" in session.server_detail
+    # a wrong token: the real error, not "connected"
+    prefs.token = "wrong"
+    expect_error(bpy.ops.paintbridge.start_server)
+    assert session.server == "error", session.server
+
+
+@check
+def texture_target_renamed(addon, data):
+    """The material renamed (or deleted) while Generate Texture runs: the texture still goes to
+    it when renamed; when it is gone the image is kept and the report says so, no material is
+    made for nothing."""
+    ops = addon.operators
+    context = bpy.context
+    settings(width=64, height=64, prompt="moss")
+    others = set(datablocks()["materials"])  # the startup file's
+    material = bpy.data.materials.new("Mine")
+    material.use_nodes = True
+    mesh_object("Wall", material)
+
+    def run(while_running, material_name="", texture_summary=True):
+        driver = ModalDriver(ops.PAINTBRIDGE_OT_generate_texture, material_name=material_name)
+        if texture_summary:
+            summary = ops.PAINTBRIDGE_OT_generate_texture.summary
+            driver.op.summary = types.MethodType(summary, driver.op)
+        driver.invoke(context)
+        while_running()
+        deadline = time.time() + 120
+        answer = {"PASS_THROUGH"}
+        while answer == {"PASS_THROUGH"} and time.time() < deadline:
+            time.sleep(0.1)
+            answer = driver.op.modal(context, driver.event("TIMER"))
+        assert answer == {"FINISHED"}, (answer, driver.reports)
+        return driver.reports[-1]
+
+    before = datablocks()
+
+    def rename():
+        material.name = "Bricks"
+
+    level, text = run(rename)
+    assert level == "INFO", text
+    after = datablocks()
+    assert set(after["materials"]) == others | {"Bricks"}, after  # no new material
+    (image,) = [bpy.data.images[n] for n in set(after["images"]) - set(before["images"])]
+    assert image["paintbridge"]["material"] == "Bricks"
+    assert node_image_name(material) == image.name
+    # by name, renamed meanwhile
+    level, text = run(lambda: setattr(material, "name", "Stones"), material_name="Bricks")
+    assert set(datablocks()["materials"]) == others | {"Stones"}, (text, datablocks())
+    assert level == "INFO", text
+    # deleted while the job runs: the image is made and packed, the report says where it went
+    bpy.context.view_layer.objects.active = bpy.data.objects["Wall"]
+    before = datablocks()
+    level, text = run(lambda: bpy.data.materials.remove(material))
+    after = datablocks()
+    assert set(after["materials"]) == others, after
+    (name,) = set(after["images"]) - set(before["images"])
+    image = bpy.data.images[name]
+    assert image.packed_file is not None and image.use_fake_user
+    assert image["paintbridge"]["target_gone"] == 'material "Stones"'
+    assert level == "WARNING" and 'material "Stones" was deleted' in text, (level, text)
+    assert context.window_manager.paintbridge.message == text
+    data["deleted"] = text
+    # an object without material, deleted while the job runs: no material made for nothing
+    mesh_object("Plain")
+    before = datablocks()
+    level, text = run(lambda: bpy.data.objects.remove(bpy.data.objects["Plain"]))
+    assert datablocks()["materials"] == before["materials"], datablocks()
+    assert level == "WARNING" and 'object "Plain"' in text, text
+
+
+@check
+def no_repeat(addon, data):
+    """Repeat Last (Shift+R) and Adjust Last Operation (F9) take only REGISTER operators and
+    re-run them through `execute`, which blocks: no job operator is registered. Each still is
+    one undo step (UNDO)."""
+    ops = addon.operators
+    for cls in (
+        ops.PAINTBRIDGE_OT_generate,
+        ops.PAINTBRIDGE_OT_img2img,
+        ops.PAINTBRIDGE_OT_inpaint,
+        ops.PAINTBRIDGE_OT_generate_texture,
+        ops.PAINTBRIDGE_OT_start_server,
+    ):
+        assert "REGISTER" not in cls.bl_options, (cls.bl_idname, cls.bl_options)
+    settings(width=64, height=64)
+    bpy.ops.ed.undo_push(message="before")
+    mesh_object("Wall", bpy.data.materials.new("Wall"))
+    bpy.ops.ed.undo_push(message="object")
+    before = datablocks()
+    # as the UI calls it: with undo (a script's call makes no undo step)
+    assert bpy.ops.paintbridge.generate_texture("EXEC_DEFAULT", True) == {"FINISHED"}
+    # what Repeat Last and F9 would pick: the last registered operator run
+    wm = bpy.context.window_manager
+    ran = [(op.bl_idname, sorted(op.bl_options)) for op in wm.operators]
+    registered = [name for name, options in ran if "REGISTER" in options]
+    assert not any("paintbridge" in name.lower() for name in registered), ran
+    data["operators"] = ran
+    assert datablocks() != before
+    bpy.ops.ed.undo()  # one step takes the texture (and its node) away
+    assert datablocks() == before, (before, datablocks())
+    material = bpy.data.materials["Wall"]
+    assert material.node_tree is None or material.node_tree.nodes.get("Image Texture") is None
+
+
+@check
+def connected_detail(addon, data):
+    """A job that reached the server clears an old error shown under "Server: connected"."""
+    session = bpy.context.window_manager.paintbridge
+    settings(width=64, height=64)
+    session.server, session.server_detail = "not running", "Could not reach the server"
+    assert bpy.ops.paintbridge.generate() == {"FINISHED"}
+    assert session.server == "connected" and session.server_detail == "", session.server_detail
+    # the modal path too
+    session.server, session.server_detail = "error", "401 old"
+    driver = ModalDriver(addon.operators.PAINTBRIDGE_OT_generate)
+    driver.invoke(bpy.context)
+    answer, deadline = {"PASS_THROUGH"}, time.time() + 120
+    while answer == {"PASS_THROUGH"} and time.time() < deadline:
+        time.sleep(0.1)
+        answer = driver.op.modal(bpy.context, driver.event("TIMER"))
+    assert answer == {"FINISHED"} and session.server_detail == "", session.server_detail
+    # a health answer (connected before) stays
+    session.server_detail = "0.1 on cpu, model test:tiny"
+    assert bpy.ops.paintbridge.generate() == {"FINISHED"}
+    assert session.server_detail == "0.1 on cpu, model test:tiny"
+
+
 def main(argv):
     name, result_path, addon_dir, module = argv[:4]
     install, zip_path = (argv[4], argv[5]) if len(argv) > 5 else (None, None)

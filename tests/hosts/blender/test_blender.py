@@ -127,6 +127,12 @@ def test_without_server(name, blender, addon_dir, tmp_path):
         "identity_roundtrip",
         "float_alpha",
         "seeds",
+        "texture_linked",
+        "render_result",
+        "start_server_url",
+        "texture_target_renamed",
+        "no_repeat",
+        "connected_detail",
     ],
 )
 def test_with_server(name, blender, addon_dir, live_server: LiveServer, tmp_path):
