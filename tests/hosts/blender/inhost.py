@@ -699,7 +699,7 @@ class ModalDriver:
 
     def make_client(self, context):
         addon = sys.modules[self.cls.__module__.rsplit(".", 1)[0]]
-        return addon.operators._client(context, background=False)
+        return addon.plans.client(context, background=False)
 
 
 @check
@@ -976,7 +976,7 @@ def seeds(addon, data):
     # a seed the server chose itself, above what a property holds: kept on the image as text,
     # "reuse last" keeps the last seed it can hold, nothing overflows or fails
     s.last_seed = 5
-    _job, finish = addon.operators.plan_generate(bpy.context, "none")
+    _job, finish = addon.plans.plan_generate(bpy.context, "none")
     rgba = bytes(64 * 64 * 4)
     (made,) = finish(bpy.context, [addon.hostkit.client.Result(64, 64, rgba, 2**32 - 1)])
     assert made["paintbridge"]["seed"] == str(2**32 - 1) and s.last_seed == 5

@@ -1,0 +1,267 @@
+"""What each job operator sends and what it makes: the settings and selection checked, the
+job (protocol v1) planned, and the `finish` that writes the new datablocks once the job is done.
+No operator classes here (operators.py runs the jobs)."""
+
+import bpy
+
+from . import connection, convert, images, params, props
+from .hostkit import tasks
+
+
+class UserError(Exception):
+    """A setting or selection the user must change; the message says what to do."""
+
+
+# --- what each operator sends and what it makes -------------------------------------------------
+
+
+def scene_settings(context):
+    return context.scene.paintbridge
+
+
+def session(context):
+    return context.window_manager.paintbridge
+
+
+def server_url(context):
+    """The Server URL set in the preferences, "" for the local server."""
+    prefs = props.preferences(context)
+    return prefs.server_url.strip() if prefs is not None else ""
+
+
+def client(context, background):
+    prefs = props.preferences(context)
+    online = getattr(bpy.app, "online_access", True)
+    if prefs is None:
+        return connection.make_client(online_access=online)
+    return connection.make_client(
+        prefs.server_url,
+        prefs.token,
+        timeout=prefs.timeout,
+        online_access=online,
+        autostart=background and prefs.autostart,
+    )
+
+
+def source_image(operator, context):
+    if operator.image_name:
+        image = bpy.data.images.get(operator.image_name)
+        if image is None:
+            raise UserError('There is no image named "%s".' % operator.image_name)
+        return image
+    image = getattr(context, "edit_image", None)
+    space = context.space_data
+    if image is None and space is not None and space.type == "IMAGE_EDITOR":
+        image = space.image
+    if image is None:
+        raise UserError("Open an image in the Image Editor first.")
+    return image
+
+
+def _prompt(settings):
+    if not settings.prompt.strip():
+        raise UserError("Write a prompt first (Image Editor > sidebar > Paintbridge).")
+    return settings.prompt
+
+
+def remember_seed(context, results):
+    for result in results:
+        if result.seed is not None and 0 <= result.seed <= params.MAX_SEED:
+            scene_settings(context).last_seed = result.seed
+
+
+def plan_generate(context, seamless):
+    """(job, finish) for txt2img at the settings' size."""
+    settings = scene_settings(context)
+    prompt = _prompt(settings)
+    job = tasks.txt2img_job(
+        prompt,
+        settings.width,
+        settings.height,
+        **params.job_parameters(settings.as_dict(), seamless),
+    )
+
+    def finish(context, results):
+        made = []
+        for result in results:
+            made.append(
+                images.new_result_image(
+                    params.result_name(prompt, "txt2img"),
+                    result.width,
+                    result.height,
+                    result.rgba,
+                    params.record(job, result.seed),
+                )
+            )
+        remember_seed(context, results)
+        return made
+
+    return job, finish
+
+
+def plan_img2img(context, source):
+    settings = scene_settings(context)
+    prompt = _prompt(settings)
+    width, height, rgba = images.read_source(source, context.scene)
+    job = tasks.img2img_job(
+        rgba,
+        width,
+        height,
+        strength=settings.strength,
+        prompt=prompt,
+        **params.job_parameters(settings.as_dict(), settings.seamless),
+    )
+    source_name = source.name
+
+    def finish(context, results):
+        made = [
+            images.new_result_image(
+                params.result_name(prompt, "img2img"),
+                r.width,
+                r.height,
+                r.rgba,
+                params.record(job, r.seed, source=source_name),
+            )
+            for r in results
+        ]
+        remember_seed(context, results)
+        return made
+
+    return job, finish
+
+
+def plan_inpaint(context, source):
+    settings = scene_settings(context)
+    prompt = _prompt(settings)
+    width, height, rgba = images.read_source(source, context.scene)
+    mask_image = settings.mask_image
+    if mask_image is not None:
+        mask_w, mask_h, mask_rgba = images.read_rgba8(mask_image)
+        if (mask_w, mask_h) != (width, height):
+            raise UserError(
+                'The mask "%s" is %d x %d but the image is %d x %d; use a mask of the same size.'
+                % (mask_image.name, mask_w, mask_h, width, height)
+            )
+        mask = convert.luma_mask(mask_rgba)
+    else:
+        mask = convert.transparency_mask(rgba)
+    plan = tasks.plan_fill_selection(mask, width, height, (0, 0, width, height))
+    if plan is None:
+        raise UserError(
+            "Nothing to inpaint: erase part of the image to transparent, or choose a mask image "
+            "that is white where the image should change."
+        )
+    box = tuple(plan.box)
+    job = tasks.inpaint_job(
+        convert.crop(rgba, width, height, box),
+        plan.mask,
+        box[2],
+        box[3],
+        prompt=prompt,
+        strength=settings.strength,
+        **params.job_parameters(settings.as_dict(), settings.seamless),
+    )
+    source_name = source.name
+    mask_name = mask_image.name if mask_image is not None else None
+
+    def finish(context, results):
+        made = []
+        placed = tasks.placements(box, results)  # checks every result has the crop's size
+        for index, result in enumerate(results):
+            region = convert.composite_over(
+                convert.crop(rgba, width, height, box), placed[index].rgba, plan.mask
+            )
+            whole = convert.paste(rgba, width, height, box, region)
+            record = params.record(job, result.seed, source=source_name, mask=mask_name)
+            record["box"] = list(box)
+            made.append(
+                images.new_result_image(
+                    params.result_name(prompt, "inpaint"), width, height, whole, record
+                )
+            )
+        remember_seed(context, results)
+        return made
+
+    return job, finish
+
+
+def _target_material(operator, context):
+    if operator.material_name:
+        material = bpy.data.materials.get(operator.material_name)
+        if material is None:
+            raise UserError('There is no material named "%s".' % operator.material_name)
+        return _editable(material, "material"), None
+    material = getattr(context, "material", None)
+    if material is not None:
+        return _editable(material, "material"), None
+    obj = context.object
+    if obj is not None and obj.active_material is not None:
+        return _editable(obj.active_material, "material"), None
+    if obj is not None and obj.data is not None and hasattr(obj.data, "materials"):
+        _editable(obj, "object")
+        _editable(obj.data, "%s data" % obj.type.lower())
+        return None, obj  # a material is made for it once the texture is there
+    raise UserError("Select an object that can have a material, or open a material.")
+
+
+def _editable(datablock, kind):
+    """The datablock, when changes to it are saved with this .blend. A linked one (or a library
+    override, which keeps only overridden properties, never new nodes or materials) is reloaded
+    from its library file on open, so the texture would silently be lost: refused before the
+    job runs."""
+    if datablock.library is not None:
+        why = "is linked from the library file %s" % datablock.library.filepath
+    elif datablock.override_library is not None:
+        why = "is a library override of a linked one"
+    else:
+        return datablock
+    raise UserError(
+        'The %s "%s" %s: what Generate Texture adds to it would be lost when the file is saved. '
+        "Make it local first (Object > Relations > Make Local), or generate the texture in the "
+        "library file." % (kind, datablock.name, why)
+    )
+
+
+def _finder(collection, datablock):
+    """A function that finds `datablock` again later, None once it is gone: by its
+    session_uid, which stays the same when it is renamed (or reallocated by undo), then by the
+    name it had."""
+    if datablock is None:
+        return lambda: None
+    uid, name = datablock.session_uid, datablock.name
+
+    def find():
+        found = next((d for d in collection if d.session_uid == uid), None)
+        return found if found is not None else collection.get(name)
+
+    return find
+
+
+def plan_texture(operator, context):
+    material, owner = _target_material(operator, context)
+    find_material = _finder(bpy.data.materials, material)
+    find_owner = _finder(bpy.data.objects, owner)
+    planned = 'material "%s"' % material.name if material else 'object "%s"' % owner.name
+    job, make_images = plan_generate(context, scene_settings(context).texture_seamless)
+
+    def finish(context, results):
+        made = make_images(context, results)
+        record = made[0][params.RECORD_KEY]
+        target, obj = find_material(), find_owner()
+        if target is None and obj is None:  # deleted while the job ran: the image is kept
+            record["material"] = record["texture_node"] = record["linked_to"] = ""
+            record["target_gone"] = planned
+            return made
+        if target is None:
+            target = bpy.data.materials.new(made[0].name)
+            if obj.material_slots and obj.active_material is None:
+                obj.active_material = target  # fill the empty active slot: its faces use it
+            else:
+                obj.data.materials.append(target)
+        node, socket = images.wire_texture(target, made[0])
+        record["material"] = target.name
+        record["texture_node"] = node.name
+        record["linked_to"] = "%s: %s" % (socket.node.name, socket.name) if socket else ""
+        return made
+
+    return job, finish
