@@ -20,6 +20,7 @@ from paintbridge.imageops import (
     blend_mask,
     composite_inpaint,
     feather_mask,
+    flatten_layer,
     grow_mask,
     inpaint_mask,
     keep_alpha,
@@ -543,6 +544,61 @@ def test_inpaint_flow_on_an_odd_crop() -> None:
     assert layer.size == crop.size
     assert (arr(layer)[..., 3][m == 0] == 0).all()
     assert arr(layer)[11, 19, 3] == 255
+
+
+# --- flatten_layer ----------------------------------------------------------------------------
+
+
+def test_flatten_layer_table() -> None:
+    """Over an RGBA original: alpha 0 keeps the original exactly (a transparent pixel's colour
+    too), 255 is the layer, between composites over; the result keeps the original's mode."""
+    original = Image.fromarray(
+        np.array([[(10, 20, 30, 0), (10, 20, 30, 100), (10, 20, 30, 255), (1, 2, 3, 0)]], np.uint8),
+        "RGBA",
+    )
+    layer = Image.fromarray(
+        np.array(
+            [[(90, 80, 70, 0), (90, 80, 70, 0), (90, 80, 70, 128), (90, 80, 70, 255)]], np.uint8
+        ),
+        "RGBA",
+    )
+    out = flatten_layer(original, layer)
+    assert out.mode == "RGBA"
+    pixels = [out.getpixel((x, 0)) for x in range(4)]
+    assert pixels[:2] == [(10, 20, 30, 0), (10, 20, 30, 100)]
+    assert pixels[2] == Image.alpha_composite(original, layer).getpixel((2, 0))
+    assert pixels[3] == (90, 80, 70, 255)
+    assert flatten_layer(original.convert("RGB"), layer).mode == "RGB"
+
+
+@FAST
+@given(masks(), st.booleans())
+def test_flatten_layer_of_an_inpaint_keeps_everything_outside_the_mask(
+    m: np.ndarray, transparent: bool
+) -> None:
+    h, w = m.shape
+    rng = np.random.default_rng(h * 31 + w)
+    pixels = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    if not transparent:
+        pixels[..., 3] = 255
+    original = Image.fromarray(pixels, "RGBA")
+    generated = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+    blend = blend_mask(L(m))
+    out = arr(flatten_layer(original, composite_inpaint(original, generated, blend)))
+    keep = arr(blend) == 0
+    assert np.array_equal(out[keep], pixels[keep])
+    full = arr(blend) == 255
+    assert np.array_equal(out[full][:, :3], arr(generated)[full])
+
+
+def test_flatten_layer_at_a_place_and_out_of_bounds() -> None:
+    original = Image.new("RGB", (6, 4), (0, 0, 255))
+    layer = Image.new("RGBA", (2, 2), (255, 0, 0, 255))
+    out = arr(flatten_layer(original, layer, at=(3, 1)))
+    red = out[..., 0] == 255
+    assert red.sum() == 4 and red[1:3, 3:5].all()
+    with pytest.raises(InvalidRequest, match="does not fit"):
+        flatten_layer(original, layer, at=(5, 0))
 
 
 def test_blend_mask_in_bands_is_the_one_pass_result(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ How the engine uses these for an inpaint job on a crop of size (w, h):
     pipeline(image=image, mask_image=resize(inpaint_mask(mask), size), ...)
     generated = resize(result, (w, h))
     layer = composite_inpaint(crop, generated, blend_mask(mask))
+    picture = flatten_layer(whole_image, layer, at=crop_origin)  # CLI, A1111: the whole image
 
 The grow/feather defaults are in pixels of the image they are applied to (the crop).
 """
@@ -36,6 +37,7 @@ __all__ = [
     "blend_mask",
     "composite_inpaint",
     "feather_mask",
+    "flatten_layer",
     "grow_mask",
     "inpaint_mask",
     "keep_alpha",
@@ -347,3 +349,26 @@ def composite_inpaint(
 
 
 _ZERO_TO_255 = [255] + [0] * 255
+
+
+def flatten_layer(
+    original: Image.Image, layer: Image.Image, at: tuple[int, int] = (0, 0)
+) -> Image.Image:
+    """The whole picture: the RGBA `layer` (composite_inpaint's, alpha = blend) composited over
+    `original` with its top-left corner at `at`. Where the layer's alpha is 0 the pixels are
+    exactly the original's, alpha too (even fully transparent ones keep their colour). RGBA
+    when `original` has transparency, else RGB."""
+    _check_mode(layer, "layer", ("RGBA",))
+    x, y = at
+    if x < 0 or y < 0 or x + layer.width > original.width or y + layer.height > original.height:
+        raise InvalidRequest(
+            f"`layer` {_fmt(layer.size)} at {x},{y} does not fit in `original` "
+            f"{_fmt(original.size)}"
+        )
+    base = to_mode(original, "RGBA", "original")
+    box = (x, y, x + layer.width, y + layer.height)
+    under = base.crop(box)
+    over = Image.alpha_composite(under, layer)
+    over.paste(under, (0, 0), layer.getchannel("A").point(_ZERO_TO_255))  # untouched: exact
+    base.paste(over, box)
+    return base if _has_alpha(original) else base.convert("RGB")

@@ -113,6 +113,25 @@ def test_inpaint_keeps_the_input_size(cli: RunCli, tmp_path: Path) -> None:
     assert read_parameters(out)["task"] == "inpaint"
 
 
+def test_inpaint_writes_the_whole_picture(cli: RunCli, tmp_path: Path) -> None:
+    """The file is the input with the masked part regenerated, not the plug-ins' layer: every
+    pixel outside the mask is the input's own, its alpha included."""
+    source, mask, out = tmp_path / "in.png", tmp_path / "mask.png", tmp_path / "out.png"
+    pixels = np.asarray(noise_image((64, 64)).convert("RGBA")).copy()
+    pixels[:, :10, 3] = 0  # transparent, with colours underneath
+    pixels[:, 10:20, 3] = 90
+    Image.fromarray(pixels, "RGBA").save(source)
+    box_mask((64, 64), (16, 16, 48, 48)).save(mask)
+    result = cli("inpaint", source, mask, "a window", *TINY, *FAST, "--strength", "1",
+                 "--seed", "4", "-o", out)  # fmt: skip
+    assert result.code == 0, result.err
+    written = _pixels(out)
+    outside = np.asarray(Image.open(mask)) == 0
+    assert np.array_equal(written[outside], pixels[outside])
+    assert (written[28:36, 28:36, 3] == 255).all()  # deep inside: the generated pixels, opaque
+    assert not np.array_equal(written[28:36, 28:36], pixels[28:36, 28:36])
+
+
 def test_models_lists_presets(cli: RunCli) -> None:
     result = cli("models")
     assert result.code == 0, result.err
@@ -130,6 +149,10 @@ def test_demo_writes_three_images(cli: RunCli, tmp_path: Path) -> None:
         assert read_parameters(path)["task"] == name
         with Image.open(path) as image:
             assert image.size == (64, 64)
+    # the inpaint is the whole picture: the txt2img image outside the mask
+    outside = np.asarray(Image.open(folder / "inpaint-mask.png")) == 0
+    inpaint, base = _pixels(folder / "inpaint.png"), _pixels(folder / "txt2img.png")
+    assert np.array_equal(inpaint[outside], base[outside]) and (inpaint[..., 3] == 255).all()
     assert str(folder) in result.out
     assert "noise" in result.out  # says clearly that the test model's images are noise
 

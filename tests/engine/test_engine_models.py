@@ -105,8 +105,10 @@ def test_a_hub_model_that_is_not_cached_offline_is_not_found_before_loading(
     check_model("nobody/cached", settings)
     cache_repo(hub_cache, get_preset("sdxl").repo)  # type: ignore[union-attr]
     check_model("sdxl", settings)
-    for name in (*TEST_MODELS, "mydiffusers", "org/name", "sub/deep/m.safetensors"):
+    for name in (*TEST_MODELS, "mydiffusers", "org/name"):
         check_model(name, settings)  # no hub involved: nothing to check
+    with pytest.raises(ModelNotFound, match="cannot read .* as a checkpoint"):
+        check_model("sub/deep/m.safetensors", settings)  # its header is not safetensors'
     with pytest.raises(ModelNotFound, match="unknown model"):
         check_model("no-such-model", settings)
 
@@ -221,3 +223,55 @@ def test_a_safety_checker_in_the_model_index_is_neither_loaded_nor_needed(tmp_pa
     result = engine.generate(GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64))
     assert result.images[0].image.size == (64, 64)
     assert engine._model.base.safety_checker is None  # type: ignore[union-attr]
+
+
+def _copy_of_the_tiny_model(folder: Path) -> Path:
+    import shutil
+
+    from paintbridge.engine.testmodel import ensure_test_model
+
+    shutil.copytree(ensure_test_model("test:tiny"), folder)
+    return folder
+
+
+def test_a_relative_folder_written_as_org_name_is_a_local_path_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`models/tinycopy` (relative to the current folder) is the folder, as `./models/tinycopy`
+    is, when paths are allowed (the CLI); a name that is no existing path stays a repo id."""
+    from paintbridge.engine import Engine, GenerationRequest
+
+    _copy_of_the_tiny_model(tmp_path / "models" / "tinycopy")
+    monkeypatch.chdir(tmp_path)
+    settings = EngineSettings(allow_any_path=True)
+    source = resolve_model("models/tinycopy", settings)
+    assert (source.kind, source.path) == ("folder", Path("models/tinycopy"))
+    assert resolve_model("./models/tinycopy", settings).path == source.path
+    assert resolve_model("models/elsewhere", settings).repo == "models/elsewhere"
+    # the server confines paths to its models folders: there the name is a repo id
+    assert resolve_model("models/tinycopy", EngineSettings()).kind == "repo"
+    request = GenerationRequest(task="txt2img", prompt="x", steps=1, width=64, height=64)
+    engine = Engine(EngineSettings(default_model="models/tinycopy", allow_any_path=True))
+    assert engine.generate(request).images and engine.loaded_model == "models/tinycopy"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("truncated", "a file cannot be read"), ("removed", "a file is missing")],
+)
+def test_a_damaged_weights_file_in_a_folder_is_named_as_such(
+    tmp_path: Path, damage: str, message: str
+) -> None:
+    from paintbridge.engine import Engine
+
+    folder = _copy_of_the_tiny_model(tmp_path / "tinycopy")
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    if damage == "removed":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100_000])
+    engine = Engine(EngineSettings(model_dirs=(tmp_path,)))
+    with pytest.raises(ModelNotFound, match=message) as caught:
+        engine.load("tinycopy")
+    other = "a file is missing" if damage == "truncated" else "cannot be read"
+    assert other not in caught.value.message

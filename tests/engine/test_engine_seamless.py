@@ -107,3 +107,96 @@ def test_generate_with_seamless_changes_the_image_and_restores(engine: Any) -> N
     assert tiled.images[0].image.tobytes() != plain.tobytes()
     assert _conv_state(engine._model.modules()) == before
     assert engine.generate(request).images[0].image.tobytes() == plain.tobytes()
+
+
+def _downsample_state(modules: list[Any]) -> list[tuple[int, Any, Any]]:
+    from diffusers.models.downsampling import Downsample2D
+
+    return [
+        (id(m), m.__dict__.get("padding", "absent"), m.conv.__dict__.get("_conv_forward"))
+        for root in modules
+        for m in root.modules()
+        if isinstance(m, Downsample2D)
+    ]
+
+
+def test_seamless_pads_a_downsample2d_circularly_on_the_tiled_axes_only() -> None:
+    """diffusers' Downsample2D with padding=0 (the VAE encoder's) pads right and bottom with
+    zeros in its own forward; within seamless those pads wrap on the tiled axes."""
+    import torch.nn.functional as F
+    from diffusers.models.downsampling import Downsample2D
+
+    torch.manual_seed(0)
+    down = Downsample2D(3, use_conv=True, out_channels=4, padding=0)
+    x = torch.randn(1, 3, 8, 10)
+    before = down(x)
+    for axes, x_mode, y_mode in [("x", "circular", "constant"), ("y", "constant", "circular")]:
+        padded = F.pad(F.pad(x, (0, 1, 0, 0), mode=x_mode), (0, 0, 0, 1), mode=y_mode)
+        with seamless([down], axes) as changed:
+            assert changed == 1
+            assert torch.allclose(down(x), down.conv(padded), atol=1e-6)
+        assert down.padding == 0 and "_conv_forward" not in down.conv.__dict__
+    with pytest.raises(RuntimeError, match="boom"), seamless([down], "xy"):
+        raise RuntimeError("boom")
+    assert down.padding == 0 and "_conv_forward" not in down.conv.__dict__
+    assert torch.equal(down(x), before)
+
+
+def _periodic_image(size: int) -> torch.Tensor:
+    """A smooth 3-channel picture whose period is its size on both axes (values in -1..1)."""
+    y, x = np.mgrid[0:size, 0:size] * (2 * np.pi / size)
+    channels = [np.sin(x) + 0.5 * np.cos(2 * y), np.cos(x + y), np.sin(y)]
+    return torch.tensor(np.stack(channels) * 0.5, dtype=torch.float32)[None]
+
+
+@pytest.mark.parametrize("axes", ["x", "y", "xy"])
+def test_seamless_vae_encoder_wraps_around_along_the_tiled_axes(
+    float32_engine: Engine, axes: str
+) -> None:
+    """img2img and inpaint encode the picture: shifting a periodic picture circularly shifts
+    its latents (8 px a latent cell) along a tiled axis, the right and bottom edges included."""
+    model = float32_engine._model
+    vae = model.base.vae
+    before = _downsample_state(model.modules())
+    picture = _periodic_image(64)
+    shift = 8 * SHIFT
+    with seamless(model.modules(), axes), torch.no_grad():
+        latents = vae.encode(picture).latent_dist.mean
+        shifted_x = vae.encode(torch.roll(picture, shift, dims=3)).latent_dist.mean
+        shifted_y = vae.encode(torch.roll(picture, shift, dims=2)).latent_dist.mean
+    assert _downsample_state(model.modules()) == before
+    error_x = (torch.roll(latents, SHIFT, dims=3) - shifted_x).abs().max().item()
+    error_y = (torch.roll(latents, SHIFT, dims=2) - shifted_y).abs().max().item()
+    assert bool(error_x < 1e-4) is ("x" in axes), error_x
+    assert bool(error_y < 1e-4) is ("y" in axes), error_y
+
+
+def test_seamless_decodes_whole_when_the_vae_tiles(float32_engine: Engine) -> None:
+    """low_memory tiles the VAE, whose tiles wrap only within themselves: a seamless image is
+    decoded (and encoded) whole, and the tiling is back on after the block, also after an
+    error."""
+    model = float32_engine._model
+    vae = model.base.vae
+    pipe = model.pipeline("txt2img")
+    latents = torch.randn((1, 4, 4, 16), generator=torch.Generator().manual_seed(0))
+    assert latents.shape[-1] > vae.tile_latent_min_size  # tiled decode, without seamless
+
+    def image(latents: torch.Tensor) -> np.ndarray:
+        out = pipe(prompt="a tiled floor", num_inference_steps=2, latents=latents,
+                   height=32, width=128, output_type="np")  # fmt: skip
+        return out.images[0]
+
+    try:
+        model.set_low_memory("on", 0)
+        with seamless(model.modules(), "x"):
+            assert not vae.use_tiling
+            wide = image(latents)
+            shifted = image(torch.roll(latents, SHIFT, dims=3))
+        assert vae.use_tiling
+        with pytest.raises(RuntimeError, match="boom"), seamless(model.modules(), "xy"):
+            raise RuntimeError("boom")
+        assert vae.use_tiling
+    finally:
+        model.set_low_memory("off", 0)
+    error = np.abs(np.roll(wide, 8 * SHIFT, axis=1) - shifted).max()
+    assert error < 1e-4, error

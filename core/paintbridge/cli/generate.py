@@ -174,7 +174,7 @@ def _generate_handler(args: argparse.Namespace) -> int:
         result = session.run(request, label=args.task)
     except Cancelled:
         return print_cancelled()
-    _save_all(result, outputs)
+    _save_all(result, outputs, request)
     if is_test_model(request.model):
         print(TEST_MODEL_NOTE.format(name=request.model), file=sys.stderr)
     return 0
@@ -220,7 +220,19 @@ def _parameters(result: GenerationResult, generated: GeneratedImage) -> dict[str
     return {**result.parameters, "seed": generated.seed}
 
 
-def _save_all(result: GenerationResult, outputs: list[Path]) -> None:
+def _picture(generated: GeneratedImage, request: GenerationRequest) -> Image.Image:
+    """What a file gets: the whole picture. The engine's inpaint result is a layer (alpha =
+    blend mask, the plug-ins' format); the file has it composited over the input image, so
+    every pixel outside the mask is the input's own, alpha included."""
+    if request.task != "inpaint":
+        return generated.image
+    from paintbridge.imageops import flatten_layer
+
+    assert request.image is not None
+    return flatten_layer(request.image, generated.image)
+
+
+def _save_all(result: GenerationResult, outputs: list[Path], request: GenerationRequest) -> None:
     from paintbridge.pngmeta import save_png
 
     if len(result.images) != len(outputs):
@@ -228,7 +240,7 @@ def _save_all(result: GenerationResult, outputs: list[Path]) -> None:
             f"the engine returned {len(result.images)} images for {len(outputs)} outputs"
         )
     for generated, path in zip(result.images, outputs, strict=True):
-        save_png(generated.image, path, _parameters(result, generated))
+        save_png(_picture(generated, request), path, _parameters(result, generated))
         print(f"wrote {path}  seed {generated.seed}")
 
 
@@ -343,7 +355,7 @@ def _demo_handler(args: argparse.Namespace) -> int:
         check_request(third, settings.limits)
         result = session.run(third, label="inpaint")
         out = result.images[0]
-        path = save_png(out.image, folder / "inpaint.png", _parameters(result, out))
+        path = save_png(_picture(out, third), folder / "inpaint.png", _parameters(result, out))
         written.append(("inpaint", path, out.seed))
     except Cancelled:
         _print_written(written)

@@ -81,7 +81,7 @@ class Engine:
         """Load `model` (default: settings.default_model), replacing the loaded one if different.
 
         Downloads a preset on first use when allowed. The loaded model stays as it was when the
-        name cannot be resolved.
+        name cannot be resolved or names a checkpoint whose header cannot be read.
         """
         with self._lock:
             self._load(model or self.settings.default_model)
@@ -166,8 +166,9 @@ class Engine:
         if self._model is not None and self._model.name == name:
             return self._model
         source = resolve_model(name, self.settings)
-        if task is not None:  # a model that cannot do the task must not replace the loaded one
-            check_task(source, task)
+        # A model that cannot do the task, or whose checkpoint cannot be read, must not replace
+        # the loaded one.
+        check_task(source, task)
         if self._model is not None:
             # Drop the old weights before the new ones arrive: never two models in memory.
             self._model = None

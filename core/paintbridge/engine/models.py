@@ -9,7 +9,9 @@ A model is named, in the order tried:
    folder or a single checkpoint file. Relative paths are looked up inside `model_dirs`.
 4. a bare name: a diffusers folder `<dir>/<name>` or a file `<dir>/<name>.safetensors` in one of
    `settings.model_dirs`.
-5. `org/name`: a folder `<dir>/org/name` if there is one, else that Hugging Face repo.
+5. `org/name`: with `settings.allow_any_path` (the CLI), an existing path `org/name` relative to
+   the current folder; else a folder `<dir>/org/name` if there is one; else that Hugging Face
+   repo. A local path wins over a repo id; a name that is no existing path stays a repo id.
 
 Paths are confined to `settings.model_dirs` (compared after normalising, so `..` cannot leave
 them; a symlink the user put inside a models folder is followed) unless
@@ -79,7 +81,7 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
     preset = get_preset(name)
     if preset is not None:
         return ModelSource(name, "preset", repo=preset.repo, preset=preset, native=preset.native)
-    if _looks_like_path(name):
+    if _looks_like_path(name) or ("/" in name and settings.allow_any_path and _exists_here(name)):
         return _local(name, _find_path(name, settings), settings)
     if "/" not in name:
         for folder in settings.model_dirs:
@@ -106,10 +108,9 @@ def check_model(name: str, settings: EngineSettings, task: str | None = None) ->
     """What a server checks before it queues a job for model `name`: the name resolves, the
     model can do `task` (when given), and a Hugging Face model is in the local cache or may be
     downloaded. No network, no torch: a test model passes by its name (resolving it does not
-    build it)."""
+    build it). A checkpoint file whose header cannot be read is refused too."""
     source = resolve_model(name, settings)
-    if task is not None:
-        check_task(source, task)
+    check_task(source, task)
     if source.repo is not None:
         hub.check_loadable(
             source.repo, label=f"model {name!r}", allow_download=settings.allow_download
@@ -119,7 +120,9 @@ def check_model(name: str, settings: EngineSettings, task: str | None = None) ->
 def model_tasks(source: ModelSource) -> tuple[str, ...]:
     """The tasks the model can do, as far as is known without loading it: a preset's or test
     model's by name, a local model's from its UNet config or checkpoint header; all of them for
-    a Hugging Face repo or a pickle file (loading the model tells)."""
+    a Hugging Face repo or a pickle file (loading the model tells). Raises ModelNotFound for a
+    .safetensors file that is not a readable Stable Diffusion checkpoint: loading it would fail
+    on the same header."""
     if source.preset is not None:
         return source.preset.tasks
     if source.kind == "test":
@@ -129,19 +132,17 @@ def model_tasks(source: ModelSource) -> tuple[str, ...]:
     if source.kind == "file" and source.path is not None:
         if source.path.suffix.lower() not in checkpoint.SAFE_SUFFIXES:
             return TASKS  # reading a pickle's keys would run it
-        try:
-            inpaint_only = checkpoint.inspect_checkpoint(source.path).inpaint_only
-        except ModelNotFound:
-            return TASKS  # not a readable model: loading it says why
+        inpaint_only = checkpoint.inspect_checkpoint(source.path).inpaint_only
         return ("inpaint",) if inpaint_only else TASKS
     return TASKS
 
 
-def check_task(source: ModelSource, task: str) -> None:
-    """Refuse `task` for a model that cannot do it (txt2img with an inpainting model) before
-    the model is loaded, so a doomed request never replaces the loaded model."""
+def check_task(source: ModelSource, task: str | None) -> None:
+    """Refuse `task` for a model that cannot do it (txt2img with an inpainting model), and any
+    task (or None) for a checkpoint whose header cannot be read, before the model is loaded, so
+    a doomed request never replaces the loaded model."""
     tasks = model_tasks(source)
-    if task in tasks:
+    if task is None or task in tasks:
         return
     if tasks == ("inpaint",):  # as LoadedModel.pipeline says it once the model is loaded
         raise InvalidRequest(
@@ -163,6 +164,14 @@ def _looks_like_path(name: str) -> bool:
         or name.lower().endswith(checkpoint.CHECKPOINT_SUFFIXES)
         or name in (".", "..")
     )
+
+
+def _exists_here(name: str) -> bool:
+    """Whether `name` is an existing path relative to the current folder (or `~`)."""
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):  # an unknown ~user, a name the OS refuses
+        return False
 
 
 def _dirs_text(settings: EngineSettings) -> str:

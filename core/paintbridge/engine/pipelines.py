@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 NOT_LOADED = ("safety_checker",)
 
 # Above this many generated pixels, low_memory="auto" slices attention and tiles the VAE:
-# more than SDXL's native 1024x1024, where a 12 GB GPU starts to run out of memory.
-LOW_MEMORY_PIXELS = 1024 * 1024
+# beyond SDXL's native 1024x1024, where a 12 GB GPU starts to run out of memory. With a 5%
+# margin: every task generates at about native**2 pixels (imageops.model_size), and rounding the
+# sides to multiples of 8 lands up to 1.7% above it (1368x768 for 16:9 is 0.2% over 1024**2),
+# which needs no more memory than 1024x1024 and should not get the slower paths.
+LOW_MEMORY_PIXELS = 1024 * 1024 * 105 // 100
 
 
 class LoadedModel:
@@ -315,12 +318,23 @@ class _load_errors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
         if exc is None or isinstance(exc, PaintbridgeError) or not isinstance(exc, Exception):
             return False
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and _is_missing_file(exc):
             raise ModelNotFound(
                 f"cannot load model {self.name!r}: {exc}: a file is missing; download the model "
                 "again or check the folder"
+            ) from exc
+        if isinstance(exc, OSError):
+            raise ModelNotFound(
+                f"cannot load model {self.name!r}: {exc}: a file cannot be read (it may be "
+                "incomplete or corrupt); download the model again"
             ) from exc
         raise GenerationFailed(
             f"cannot load model {self.name!r} ({type(exc).__name__}: {exc}): the model files "
             "may be incomplete or corrupt (download them again), or not a Stable Diffusion model"
         ) from exc
+
+
+def _is_missing_file(exc: OSError) -> bool:
+    """Whether a loading OSError says a file is not there (diffusers: "no file named ...")
+    rather than that one is there and cannot be read ("Unable to load weights from ...")."""
+    return isinstance(exc, FileNotFoundError) or "file named" in str(exc)

@@ -23,7 +23,7 @@ from paintbridge.engine.schedulers import DEFAULT, scheduler_names
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.hostkit.geometry import Box, context_box
-from paintbridge.imageops import to_mode
+from paintbridge.imageops import flatten_layer, to_mode
 from paintbridge.jobs import JobView
 from paintbridge.server.a1111_schemas import Img2ImgBody, Txt2ImgBody
 from paintbridge.server.payloads import TooLarge
@@ -218,14 +218,10 @@ class Crop:
 
 def paste_back(original: Image.Image, layer: Image.Image, crop: Crop | None) -> Image.Image:
     """The whole picture, as A1111 returns it: the inpaint `layer` (RGBA, alpha = blend)
-    composited over `original` at the crop's place (or over all of it)."""
-    base = original.convert("RGBA")
-    if crop is None:
-        out = Image.alpha_composite(base, layer.convert("RGBA"))
-    else:
-        out = base.copy()
-        out.alpha_composite(layer.convert("RGBA"), dest=(crop.box.x, crop.box.y))
-    return out if original.mode == "RGBA" else out.convert("RGB")
+    composited over `original` at the crop's place (or over all of it); imageops.flatten_layer,
+    as the CLI writes an inpaint."""
+    at = (0, 0) if crop is None else (crop.box.x, crop.box.y)
+    return flatten_layer(original, layer.convert("RGBA"), at)
 
 
 def info_object(
