@@ -73,6 +73,20 @@ class Gimp3Host(flow.Host):
             return None
         return Box(0, 0, self.image.get_width(), self.image.get_height())
 
+    def is_indexed(self):
+        return self.image.get_base_type() == Gimp.ImageBaseType.INDEXED
+
+    def locked_group(self):
+        group = self.layer.get_parent() if self.layer is not None else None
+        while group is not None:
+            if group.get_lock_content():
+                return group.get_name()
+            group = group.get_parent()
+        return None
+
+    def image_is_open(self):
+        return self.image.is_valid()
+
     def layer_box(self):
         x, y = _last(self.layer.get_offsets(), 2)
         return Box(x, y, self.layer.get_width(), self.layer.get_height())
@@ -95,6 +109,25 @@ class Gimp3Host(flow.Host):
         local = box.translate(-origin.x, -origin.y)
         return bytes(buffer.get(_gegl_rect(local), 1.0, RGBA_U8, Gegl.AbyssPolicy.NONE))
 
+    def read_layer_mask(self, box):
+        mask = self.layer.get_mask()
+        if mask is None or not self.layer.get_apply_mask():
+            return None
+        origin = self.layer_box()  # a layer mask lies exactly over its layer
+        local = box.translate(-origin.x, -origin.y)
+        buffer = mask.get_buffer()
+        return bytes(buffer.get(_gegl_rect(local), 1.0, MASK_U8, Gegl.AbyssPolicy.NONE))
+
+    def layer_look(self):
+        layer = self.layer
+        return {
+            "opacity": layer.get_opacity(),
+            "mode": layer.get_mode(),
+            "blend_space": layer.get_blend_space(),
+            "composite_space": layer.get_composite_space(),
+            "composite_mode": layer.get_composite_mode(),
+        }
+
     def _read_visible(self, box):
         copy = self.image.duplicate()
         try:
@@ -114,39 +147,47 @@ class Gimp3Host(flow.Host):
             return Gimp.ImageType.GRAYA_IMAGE
         return Gimp.ImageType.RGBA_IMAGE
 
-    def _new_layer(self, image, placement, name):
+    def _new_layer(self, image, placement, name, look=None):
+        """A layer for `placement`, filled and at its offsets but not yet in the image (so no
+        lock on a group can stop its pixels being written, and no error leaves it empty)."""
         box = placement.box
+        look = look or {}
         layer = Gimp.Layer.new(
             image,
             name,
             box.width,
             box.height,
             self._layer_type(image),
-            100.0,
-            Gimp.LayerMode.NORMAL,
+            look.get("opacity", 100.0),
+            look.get("mode", Gimp.LayerMode.NORMAL),
         )
+        # only what differs: a legacy mode's spaces cannot be set (and stay "auto")
+        if look and layer.get_blend_space() != look["blend_space"]:
+            layer.set_blend_space(look["blend_space"])
+        if look and layer.get_composite_space() != look["composite_space"]:
+            layer.set_composite_space(look["composite_space"])
+        if look and layer.get_composite_mode() != look["composite_mode"]:
+            layer.set_composite_mode(look["composite_mode"])
+        layer.set_offsets(box.x, box.y)
+        self._fill(layer, placement)
         return layer
 
     def _fill(self, layer, placement):
         box = placement.box
         buffer = layer.get_buffer()
         buffer.set(Gegl.Rectangle.new(0, 0, box.width, box.height), RGBA_U8, placement.rgba)
-        buffer.flush()
-        layer.update(0, 0, box.width, box.height)
+        buffer.flush()  # inserting the layer then redraws its area
 
-    def add_layers(self, placements, name):
+    def add_layers(self, placements, name, look=None):
         image = self.image
-        parent = self.layer.get_parent() if self.layer is not None else None
-        position = image.get_item_position(self.layer) if self.layer is not None else 0
-        layers = []
+        active = self.layer if self.layer is not None and self.layer.is_valid() else None
+        parent = active.get_parent() if active is not None else None
+        position = image.get_item_position(active) if active is not None else 0
+        layers = [self._new_layer(image, placement, name, look) for placement in placements]
         image.undo_group_start()
         try:
-            for placement in placements:
-                layer = self._new_layer(image, placement, name)
+            for layer in layers:
                 image.insert_layer(layer, parent, position)
-                layer.set_offsets(placement.box.x, placement.box.y)
-                self._fill(layer, placement)
-                layers.append(layer)
         finally:
             image.undo_group_end()
         if layers:
@@ -159,9 +200,7 @@ class Gimp3Host(flow.Host):
         image = Gimp.Image.new(first.width, first.height, Gimp.ImageBaseType.RGB)
         image.undo_disable()
         for placement in placements:
-            layer = self._new_layer(image, placement, name)
-            image.insert_layer(layer, None, 0)
-            self._fill(layer, placement)
+            image.insert_layer(self._new_layer(image, placement, name), None, 0)
         image.undo_enable()
         return image
 
@@ -348,11 +387,11 @@ class PaintbridgeGimp(Gimp.PlugIn):
         procedure = Gimp.ImageProcedure.new(
             self, name, Gimp.PDBProcType.PLUGIN, self.run_procedure, None
         )
+        # every image type: on an indexed image the command says to convert it first
+        procedure.set_image_types("*")
         if command == "generate":
-            procedure.set_image_types("*")
             procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
         else:
-            procedure.set_image_types("RGB*, GRAY*")
             procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label(label)
         procedure.add_menu_path(MENU)

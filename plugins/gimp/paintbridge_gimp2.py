@@ -19,6 +19,7 @@ from gimpfu import (  # noqa: E402
     CLIP_TO_IMAGE,
     GRAY,
     GRAYA_IMAGE,
+    INDEXED,
     NORMAL_MODE,
     PF_DRAWABLE,
     PF_FLOAT,
@@ -68,18 +69,24 @@ def _from_rgba(rgba, bpp):
     return bytes(out)
 
 
-def _read(drawable, box):
-    """RGBA8 of `box` in the drawable's own coordinates; what lies outside the drawable is
-    transparent (as GIMP 3 reads it)."""
+def _read_raw(drawable, box):
+    """The drawable's own bytes (bpp a pixel) of `box` in its own coordinates; what lies
+    outside the drawable is zeros (transparent, as GIMP 3 reads it)."""
+    bpp = drawable.bpp
     inside = box.intersect(Box(0, 0, drawable.width, drawable.height))
     if inside.is_empty:
-        return bytes(bytearray(box.width * box.height * 4))
+        return bytes(bytearray(box.width * box.height * bpp))
     region = drawable.get_pixel_rgn(inside.x, inside.y, inside.width, inside.height, False, False)
-    data = _to_rgba(region[inside.x : inside.right, inside.y : inside.bottom], drawable.bpp)
+    data = bytes(region[inside.x : inside.right, inside.y : inside.bottom])
     if inside == box:
         return data
     local = box.translate(-inside.x, -inside.y)
-    return crop_bytes(data, inside.width, inside.height, local, 4, fill=0)
+    return crop_bytes(data, inside.width, inside.height, local, bpp, fill=0)
+
+
+def _read(drawable, box):
+    """RGBA8 of `box` in the drawable's own coordinates (see _read_raw)."""
+    return _to_rgba(_read_raw(drawable, box), drawable.bpp)
 
 
 class Gimp2Host(flow.Host):
@@ -93,6 +100,20 @@ class Gimp2Host(flow.Host):
         if self.image is None:
             return None
         return Box(0, 0, self.image.width, self.image.height)
+
+    def is_indexed(self):
+        return self.image.base_type == INDEXED
+
+    def locked_group(self):
+        group = self.layer.parent if self.layer is not None else None
+        while group is not None:
+            if pdb.gimp_item_get_lock_content(group):
+                return group.name
+            group = group.parent
+        return None
+
+    def image_is_open(self):
+        return bool(pdb.gimp_image_is_valid(self.image))
 
     def layer_box(self):
         x, y = self.layer.offsets
@@ -129,8 +150,21 @@ class Gimp2Host(flow.Host):
         origin = self.layer_box()
         return _read(self.layer, box.translate(-origin.x, -origin.y))
 
-    def _new_layer(self, image, placement, name):
+    def read_layer_mask(self, box):
+        mask = self.layer.mask
+        if mask is None or not self.layer.apply_mask:
+            return None
+        origin = self.layer_box()  # a layer mask lies exactly over its layer
+        return _read_raw(mask, box.translate(-origin.x, -origin.y))
+
+    def layer_look(self):
+        return {"opacity": self.layer.opacity, "mode": self.layer.mode}
+
+    def _new_layer(self, image, placement, name, look=None):
+        """A layer for `placement`, filled and at its offsets but not yet in the image (so no
+        lock on a group can stop its pixels being written, and no error leaves it empty)."""
         box = placement.box
+        look = look or {}
         gray = image.base_type == GRAY
         layer = gimp.Layer(
             image,
@@ -138,31 +172,27 @@ class Gimp2Host(flow.Host):
             box.width,
             box.height,
             GRAYA_IMAGE if gray else RGBA_IMAGE,
-            100,
-            NORMAL_MODE,
+            look.get("opacity", 100),
+            look.get("mode", NORMAL_MODE),
         )
-        return layer
-
-    def _fill(self, layer, placement):
-        box = placement.box
+        layer.set_offsets(box.x, box.y)
         region = layer.get_pixel_rgn(0, 0, box.width, box.height, True, False)
         region[0 : box.width, 0 : box.height] = _from_rgba(placement.rgba, layer.bpp)
-        layer.flush()
-        layer.update(0, 0, box.width, box.height)
+        layer.flush()  # inserting the layer then redraws its area
+        return layer
 
-    def add_layers(self, placements, name):
+    def add_layers(self, placements, name, look=None):
         image = self.image
-        parent = self.layer.parent if self.layer is not None else None
-        position = pdb.gimp_image_get_item_position(image, self.layer) if self.layer else 0
-        layers = []
+        active = self.layer
+        if active is not None and not pdb.gimp_item_is_valid(active):
+            active = None  # deleted during the job: the top of the image
+        parent = active.parent if active is not None else None
+        position = pdb.gimp_image_get_item_position(image, active) if active is not None else 0
+        layers = [self._new_layer(image, placement, name, look) for placement in placements]
         pdb.gimp_image_undo_group_start(image)
         try:
-            for placement in placements:
-                layer = self._new_layer(image, placement, name)
+            for layer in layers:
                 pdb.gimp_image_insert_layer(image, layer, parent, position)
-                layer.set_offsets(placement.box.x, placement.box.y)
-                self._fill(layer, placement)
-                layers.append(layer)
         finally:
             pdb.gimp_image_undo_group_end(image)
         if layers:
@@ -175,9 +205,7 @@ class Gimp2Host(flow.Host):
         image = gimp.Image(first.width, first.height, RGB)
         pdb.gimp_image_undo_disable(image)
         for placement in placements:
-            layer = self._new_layer(image, placement, name)
-            pdb.gimp_image_insert_layer(image, layer, None, 0)
-            self._fill(layer, placement)
+            pdb.gimp_image_insert_layer(image, self._new_layer(image, placement, name), None, 0)
         pdb.gimp_image_undo_enable(image)
         gimp.Display(image)
         return image
@@ -298,7 +326,7 @@ _register(
     "Regenerate the selection from a prompt, as a new layer above the active one.",
     "_Fill Selection...",
     MENU,
-    "RGB*, GRAY*",
+    "*",  # on an indexed image the command says to convert it first
     IMAGE
     + PROMPTS
     + [
@@ -313,7 +341,7 @@ _register(
     "Redraw the active layer (or the selection within it) from a prompt, as a new layer.",
     "_Image to Image...",
     MENU,
-    "RGB*, GRAY*",
+    "*",  # on an indexed image the command says to convert it first
     IMAGE + PROMPTS + [(PF_SLIDER, "strength", "Strength", 0.75, (0.0, 1.0, 0.05))] + SERVER,
     image_to_image,
 )
@@ -322,7 +350,7 @@ _register(
     "Generate an image from a prompt into a new layer.",
     "_Generate...",
     MENU,
-    "RGB*, GRAY*",
+    "*",  # on an indexed image the command says to convert it first
     IMAGE + PROMPTS + SIZE + SERVER,
     generate,
 )

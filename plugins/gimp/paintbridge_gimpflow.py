@@ -19,6 +19,10 @@ DEFAULT_SIZE = 512  # txt2img size when there is no image to take it from
 LAYER_PREFIX = "Paintbridge"
 NOTHING_VISIBLE = "Nothing is visible: show a layer, or use the active layer."
 NOT_A_LAYER = "Select a layer first (not a channel or a layer mask)."
+INDEXED = (
+    "This image is indexed (a palette image): Paintbridge works on RGB and grayscale images. "
+    "Convert it first with Image > Mode > RGB, then run the command again."
+)
 
 
 class Settings(
@@ -66,6 +70,12 @@ class NoSelection(FlowError):
     default_code = "no_selection"
 
 
+class ImageClosed(FlowError):
+    """The image was closed while its job ran: the result is only in the server's history."""
+
+    default_code = "image_closed"
+
+
 class Host(object):
     """What a plug-in implements for the flow. Boxes are in image (canvas) coordinates.
 
@@ -73,10 +83,21 @@ class Host(object):
     layer_box()              the active layer's Box (its offsets and size)
     selection_box()          the selection's bounding Box, or None when nothing is selected
     read_selection(box)      box.width * box.height bytes of the selection (0-255)
+    is_indexed()             the image is indexed (a palette image)
+    locked_group()           the name of the layer group holding the active layer (its parent
+                             or one above) whose pixels are locked, or None: the new layer
+                             would go into it
     read_pixels(box, source) RGBA8 bytes of box: from the active layer ("layer", transparent
                              where the layer has no pixels) or the visible image ("visible")
-    add_layers(placements, name) one new layer per Placement above the active layer, all in
-                             one undo step; returns the new layers
+    read_layer_mask(box)     the active layer's mask over box (one byte a pixel, 255 = shown)
+                             when it has one that is applied, else None
+    layer_look()             the active layer's opacity, mode... as add_layers takes them
+    image_is_open()          the image is still open (the user may close it during the job)
+    add_layers(placements, name, look) one new layer per Placement above the active layer (at
+                             the top of the image when that layer is gone), all in one undo
+                             step, with `look` (from layer_look) or Normal 100%; a layer is
+                             filled before it goes into the image, so an error leaves none
+                             half-made; returns the new layers
     new_image(placements, name)  a new image holding them (Generate with no image open)
     """
 
@@ -115,13 +136,43 @@ def layer_name(command, settings, seed=None):
 
 
 def _run(client, job, progress, should_cancel):
+    """(job id, results)."""
+
     def on_progress(step, steps):
         if progress is not None:
             progress(step / steps if steps else 0.0, "step %d of %d" % (step, steps))
 
     if progress is not None:
         progress(0.0, "waiting for the paintbridge server")
-    return client.run(job, on_progress=on_progress, should_cancel=should_cancel)
+    job_id = client.submit(job)
+    return job_id, client.wait(job_id, on_progress=on_progress, should_cancel=should_cancel)
+
+
+def check_image(host):
+    """Stops before any job on an image the result could not go into: an indexed one, or a
+    layer group with locked pixels that would hold the new layer."""
+    if host.image_box() is None:
+        return
+    if host.is_indexed():
+        raise FlowError(INDEXED)
+    group = host.locked_group()
+    if group is not None:
+        raise FlowError(
+            'The new layer would go into the layer group "%s", whose pixels are locked. '
+            "Unlock them (the group's Lock pixels in the Layers dialog), or select a layer "
+            "outside the group, then run the command again." % (group,)
+        )
+
+
+def read_source(host, box, source):
+    """RGBA8 of box as the source shows it: the active layer with its alpha times its layer
+    mask (when it has one that is applied), or the visible image."""
+    rgba = host.read_pixels(box, source)
+    if source == "layer":
+        mask = host.read_layer_mask(box)
+        if mask is not None:
+            rgba = mask_alpha(rgba, mask)
+    return rgba
 
 
 def _layer_limit(host, settings):
@@ -140,9 +191,10 @@ def _layer_limit(host, settings):
     return canvas, limit, layer
 
 
-class Prepared(namedtuple("Prepared", "box job mask")):
+class Prepared(namedtuple("Prepared", "box job mask from_layer")):
     """A job ready to send: `box` is where its result goes (image coordinates); `mask`
-    (selection bytes over box, or None) is applied to img2img results' alpha."""
+    (selection bytes over box, or None) is applied to img2img results' alpha; `from_layer`:
+    the pixels came from the active layer, so the new layer takes its opacity and mode."""
 
     __slots__ = ()
 
@@ -168,10 +220,10 @@ def prepare_fill(host, settings):
             )
         full = b"\xff" * (limit.width * limit.height)
         plan = plan_fill_selection(full, limit.width, limit.height, canvas, layer, limit.x, limit.y)
-    rgba = host.read_pixels(plan.box, settings.source)
+    rgba = read_source(host, plan.box, settings.source)
     params = job_parameters(settings)
     job = inpaint_job(rgba, plan.mask, plan.box.width, plan.box.height, **params)
-    return Prepared(plan.box, job, None)
+    return Prepared(plan.box, job, None, settings.source == "layer")
 
 
 def prepare_img2img(host, settings):
@@ -190,10 +242,10 @@ def prepare_img2img(host, settings):
                 "select none to use the whole layer."
             )
         mask = host.read_selection(box)
-    rgba = host.read_pixels(box, settings.source)
+    rgba = read_source(host, box, settings.source)
     params = job_parameters(settings)
     job = img2img_job(rgba, box.width, box.height, strength=settings.strength, **params)
-    return Prepared(box, job, mask)
+    return Prepared(box, job, mask, settings.source == "layer")
 
 
 def generate_size(host, settings):
@@ -210,7 +262,7 @@ def prepare_generate(host, settings):
     params = job_parameters(settings)
     prompt = params.pop("prompt")
     job = txt2img_job(prompt, width, height, **params)
-    return Prepared(Box(0, 0, width, height), job, None)
+    return Prepared(Box(0, 0, width, height), job, None, False)
 
 
 COMMANDS = {"fill": prepare_fill, "img2img": prepare_img2img, "generate": prepare_generate}
@@ -218,34 +270,46 @@ COMMAND_TITLES = {"fill": "fill", "img2img": "img2img", "generate": "generate"}
 
 
 def run_command(command, host, settings, client=None, progress=None, should_cancel=None):
-    """Runs one command end to end: read, send, wait, write. Returns the new layers (or the
-    new image for Generate with no image open). Raises a PaintbridgeError before anything in
-    the image changes; writing happens only once every result is in."""
+    """Runs one command end to end: check, read, send, wait, write. Returns the new layers (or
+    the new image for Generate with no image open). Raises a PaintbridgeError before anything
+    in the image changes; writing happens only once every result is in."""
+    check_image(host)
+    had_image = host.image_box() is not None
     prepared = COMMANDS[command](host, settings)
+    look = host.layer_look() if prepared.from_layer else None  # kept if the layer goes
     client = client or connect(settings)
-    results = _run(client, prepared.job, progress, should_cancel)
+    job_id, results = _run(client, prepared.job, progress, should_cancel)
     if not results:
         raise ServerFault("The server finished the job but sent no image.")
+    if had_image and not host.image_is_open():
+        raise ImageClosed(
+            "The image was closed while the job ran, so the result was not placed. The "
+            "paintbridge server keeps it in its history: `paintbridge history export %s --out "
+            "DIR` saves it." % (job_id,)
+        )
     put = placements(prepared.box, results)
     if prepared.mask is not None:
         put = [p._replace(rgba=mask_alpha(p.rgba, prepared.mask)) for p in put]
     name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
     if progress is not None:
         progress(1.0, "adding the result")
-    if command == "generate" and host.image_box() is None:
+    if not had_image:
         return host.new_image(put, name)
-    return host.add_layers(put, name)
+    return host.add_layers(put, name, look)
 
 
 __all__ = [
     "DEFAULTS",
     "FlowError",
     "Host",
+    "INDEXED",
+    "ImageClosed",
     "NOTHING_VISIBLE",
     "NOT_A_LAYER",
     "NoSelection",
     "Prepared",
     "Settings",
+    "check_image",
     "connect",
     "generate_size",
     "job_parameters",
@@ -254,5 +318,6 @@ __all__ = [
     "prepare_fill",
     "prepare_generate",
     "prepare_img2img",
+    "read_source",
     "run_command",
 ]

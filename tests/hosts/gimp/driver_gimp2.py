@@ -279,6 +279,134 @@ def _generate_image():
     return {"displays": [list(d["size"]) for d in displays]}
 
 
+IDENTITY = {"model": "test:identity", "steps": 2}
+
+
+@case("indexed_image")
+def _indexed():
+    """Every command on an indexed image, with the server down: the message must come first."""
+    facts = {}
+    for proc, values in (
+        (FILL, common(source=0, whole=True)),
+        (IMG2IMG, common(strength=0.5)),
+        (GENERATE, common(width=0, height=0)),
+    ):
+        image, layer = make_image(48, 40, gimpfu.INDEXED, gimpfu.INDEXED_IMAGE)
+        del gimpfu.MESSAGES[:]
+        values["url"] = CONFIG["down_url"]
+        facts[proc] = run_case(proc, image, layer, **values)
+        facts[proc]["messages"] = list(gimpfu.MESSAGES)
+    facts["imagetypes"] = {n: p["imagetypes"] for n, p in gimpfu.REGISTERED.items()}
+    return facts
+
+
+@case("locked_group")
+def _locked_group():
+    """The active layer in a group inside a group whose pixels are locked; the server down."""
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    inner, outer = gimpfu.GroupLayer(image, "inner"), gimpfu.GroupLayer(image, "locked outer")
+    layer.parent, inner.parent, outer.lock_content = inner, outer, True
+    select_box(image, 4, 4, 10, 10)
+    return run_case(FILL, image, layer, **common(source=0, whole=False, url=CONFIG["down_url"]))
+
+
+def look_case(proc, opacity, mode, **values):
+    """`proc` with test:identity on a 64x64 layer of `opacity` and `mode`: the new layer's."""
+    image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    layer.opacity, layer.mode = opacity, mode
+    select_box(image, 8, 8, 24, 24)
+    facts = run_case(proc, image, layer, **common(**dict(IDENTITY, **values)))
+    new = [n for n in image.layers if n.name.startswith("Paintbridge")]
+    facts["look"] = [[n.opacity, n.mode] for n in new]
+    return facts
+
+
+@case("look_fill_from_layer")
+def _look_fill():
+    return look_case(FILL, 40.0, gimpfu.MULTIPLY_MODE, source=0, whole=False)
+
+
+@case("look_img2img_from_layer")
+def _look_img2img():
+    return look_case(IMG2IMG, 55.0, gimpfu.MULTIPLY_MODE, strength=1.0)
+
+
+@case("look_fill_from_visible")
+def _look_visible():
+    return look_case(FILL, 40.0, gimpfu.MULTIPLY_MODE, source=1, whole=False)
+
+
+def masked_layer(apply_mask):
+    """A 64x64 opaque RGBA layer whose mask hides x < 16, ramps over x 16..47, shows x >= 48."""
+    image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGBA_IMAGE)
+    mask = gimpfu.Channel(image, "mask", 64, 64)
+    ramp = [0 if x < 16 else 255 if x >= 48 else (x - 16) * 8 for x in range(64)]
+    mask.data = bytearray(ramp * 64)
+    layer.mask, layer.apply_mask = mask, apply_mask
+    return image, layer, bytes(mask.data)
+
+
+@case("img2img_layer_mask")
+def _mask():
+    """Image to Image with test:identity on a masked layer: the layer as it shows, so the new
+    layer's alpha is the mask's (the layer is opaque)."""
+    facts = {}
+    for apply_mask in (True, False):
+        image, layer, mask = masked_layer(apply_mask)
+        run_case(IMG2IMG, image, layer, **common(**dict(IDENTITY, strength=1.0)))
+        new = [n for n in image.layers if n.name.startswith("Paintbridge")]
+        facts["applied" if apply_mask else "disabled"] = {
+            "new_alpha_is_mask": bool(new) and bytes(new[0].rgba()[3::4]) == mask,
+            "new_alpha_opaque": bool(new) and set(bytearray(new[0].rgba()[3::4])) == {255},
+            "colour_kept": bool(new)
+            and all(
+                new[0].rgba()[4 * i : 4 * i + 3] == layer.rgba()[4 * i : 4 * i + 3]
+                for i, m in enumerate(bytearray(mask))
+                if m == 255
+            ),
+        }
+    return facts
+
+
+def during_job(action, **values):
+    """Fill Selection with test:identity; `action(image, layer)` runs at the job's first step
+    (the user closing the image or deleting the layer while the job runs)."""
+    image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 8, 8, 24, 24)
+    original = gimpfu.gimp.progress_set_text
+
+    def progress_set_text(text):
+        original(text)
+        if text.startswith("step ") and not done:
+            done.append(text)
+            action(image, layer)
+
+    done = []
+    gimpfu.gimp.progress_set_text = progress_set_text
+    try:
+        before = list(image.layers)
+        call(FILL, image, layer, **common(**dict(IDENTITY, source=0, whole=False, **values)))
+    finally:
+        gimpfu.gimp.progress_set_text = original
+    new = [n for n in image.layers if n not in before]
+    return {
+        "acted": bool(done),
+        "new": [{"position": image.layers.index(n), "name": n.name} for n in new],
+        "layers": [n.name for n in image.layers],
+        "undo_depth_after": image.undo_depth,
+    }
+
+
+@case("image_closed_during_job")
+def _closed():
+    return during_job(lambda image, layer: setattr(image, "deleted", True))
+
+
+@case("layer_deleted_during_job")
+def _layer_deleted():
+    return during_job(lambda image, layer: gimpfu.pdb.gimp_image_remove_layer(image, layer))
+
+
 @case("server_killed_mid_job", alone=True)
 def _server_killed():
     """Fill Selection with a long test:identity job on a server the test kills mid-job."""

@@ -488,6 +488,263 @@ def _identity_img2img_offset():
     return roundtrip("paintbridge-img2img", image, layer, strength=1.0)
 
 
+# -- images the result cannot go into, the source layer's look, changes during the job ------
+
+
+def indexed_image():
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    image.convert_indexed(
+        Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 16, False, False, ""
+    )
+    return image, layer
+
+
+@case("indexed_image")
+def _indexed():
+    """Every command on an indexed image, with the server down: the message must come first."""
+    facts = {}
+    for name in PROCEDURES:
+        image, layer = indexed_image()
+        Gimp.Selection.all(image)
+        facts[name] = new_layer_case(name, image, [layer], server_url=CONFIG["down_url"])
+        facts[name]["indexed"] = image.get_base_type() == Gimp.ImageBaseType.INDEXED
+        facts[name]["image_types"] = PDB.lookup_procedure(name).get_image_types()
+        image.delete()
+    return facts
+
+
+def all_layers(image):
+    """Every layer, groups' children included."""
+    found, todo = [], list(layers(image))
+    while todo:
+        item = todo.pop()
+        found.append(item)
+        if item.is_group():
+            todo.extend(item.get_children())
+    return found
+
+
+def group_image(lock):
+    """The 'paint' layer inside group "inner", inside group "outer"; `lock`: which group's
+    pixels are locked (None: neither)."""
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    outer, inner = Gimp.GroupLayer.new(image, "outer"), Gimp.GroupLayer.new(image, "inner")
+    image.insert_layer(outer, None, 0)
+    image.insert_layer(inner, outer, 0)
+    image.reorder_item(layer, inner, 0)
+    if lock is not None:
+        {"outer": outer, "inner": inner}[lock].set_lock_content(True)
+    return image, layer
+
+
+@case("locked_group")
+def _locked_group():
+    """Fill Selection and Generate on a layer in a group whose pixels are locked (the server
+    down: the message must come before any job)."""
+    facts = {}
+    for name, lock in (("paintbridge-fill-selection", "outer"), ("paintbridge-generate", "inner")):
+        image, layer = group_image(lock)
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 16, 16)
+        count = len(all_layers(image))
+        facts[name] = new_layer_case(name, image, [layer], server_url=CONFIG["down_url"])
+        facts[name].update(locked=lock, added_anywhere=len(all_layers(image)) - count)
+        image.delete()
+    return facts
+
+
+def look_case(command, source_look, **args):
+    """`command` with test:identity on a 64x64 layer given `source_look` (Gimp.Layer setter
+    name -> value, in order: a mode resets the spaces): the new layer's look, and whether it
+    shows as the source does (looks_like_the_source)."""
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    for setter, value in source_look.items():
+        getattr(layer, setter)(value)
+    if command == "paintbridge-fill-selection":
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 48, 48)
+    else:
+        Gimp.Selection.none(image)
+    facts = new_layer_case(command, image, [layer], prompt="identity", **dict(IDENTITY, **args))
+    facts.update(looks_like_the_source(image, layer))
+    image.delete()
+    return facts
+
+
+def look(layer):
+    return {
+        "opacity": layer.get_opacity(),
+        "mode": layer.get_mode().value_nick,
+        "blend_space": layer.get_blend_space().value_nick,
+        "composite_space": layer.get_composite_space().value_nick,
+        "composite_mode": layer.get_composite_mode().value_nick,
+    }
+
+
+def looks_like_the_source(image, layer, transparent_too=False):
+    """Compares the image showing the source layer alone with it showing the new layer alone,
+    in the new layer's box: where the new layer is opaque (and where it is fully transparent,
+    with `transparent_too`; not where its alpha is partial: the model saw those pixels over
+    gray, so their colour is not the source's)."""
+    new = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+    if len(new) != 1:
+        return {"new_look": None}
+    new = new[0]
+    x, y, w, h = layer_facts(image, new)["box"]
+    alpha = read_rgba(new, (0, 0, w, h))[3::4]
+    new.set_visible(False)
+    with_source = flattened(image)
+    new.set_visible(True)
+    layer.set_visible(False)
+    with_new = flattened(image)
+    layer.set_visible(True)
+    differences = []
+    for i, a in enumerate(alpha):
+        if a == 255 or (transparent_too and a == 0):
+            p = ((y + i // w) * image.get_width() + x + i % w) * 4
+            pair = zip(with_source[p : p + 4], with_new[p : p + 4])  # noqa: B905
+            differences.append(max(abs(s - n) for s, n in pair))
+    return {
+        "new_look": look(new),
+        "source_look": look(layer),
+        "compared": len(differences),
+        "max_difference": max(differences or [0]),
+    }
+
+
+@case("look_from_layer")
+def _look_from_layer():
+    faded = {"set_opacity": 40.0}
+    multiply = {"set_mode": Gimp.LayerMode.MULTIPLY, "set_opacity": 70.0}
+    spaces = {
+        "set_blend_space": Gimp.LayerColorSpace.RGB_PERCEPTUAL,
+        "set_composite_space": Gimp.LayerColorSpace.RGB_LINEAR,
+        "set_composite_mode": Gimp.LayerCompositeMode.CLIP_TO_BACKDROP,
+    }
+    return {
+        "fill_40_percent": look_case("paintbridge-fill-selection", faded),
+        "img2img_multiply": look_case("paintbridge-img2img", multiply, strength=1.0),
+        "img2img_overlay_spaces": look_case(
+            "paintbridge-img2img", dict(set_mode=Gimp.LayerMode.OVERLAY, **spaces), strength=1.0
+        ),
+        "fill_visible_40_percent": look_case("paintbridge-fill-selection", faded, source="visible"),
+    }
+
+
+def masked_image(apply_mask):
+    """A 64x64 opaque layer whose mask hides x < 16, ramps over x 16..47, shows x >= 48."""
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE)
+    mask = layer.create_mask(Gimp.AddMaskType.WHITE)
+    layer.add_mask(mask)
+    ramp = bytes(0 if x < 16 else 255 if x >= 48 else (x - 16) * 8 for x in range(64))
+    buffer = mask.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, 64, 64), "Y u8", ramp * 64)
+    buffer.flush()
+    layer.set_apply_mask(apply_mask)
+    return image, layer
+
+
+@case("layer_mask")
+def _layer_mask():
+    """Image to Image with test:identity on a masked layer, and Fill Selection over its hidden
+    part: what was sent is the layer as it shows."""
+    facts = {}
+    for apply_mask in (True, False):
+        image, layer = masked_image(apply_mask)
+        Gimp.Selection.none(image)
+        before = flattened(image)
+        entry = new_layer_case(
+            "paintbridge-img2img", image, [layer], prompt="identity", strength=1.0, **IDENTITY
+        )
+        entry.update(looks_like_the_source(image, layer, transparent_too=True))
+        new = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+        if new:
+            alpha = read_rgba(new[0], (0, 0, 64, 64))[3::4]
+            entry["alpha_by_column"] = list(alpha[:64])
+            rows = [alpha[r * 64 : r * 64 + 64] for r in range(64)]
+            entry["alpha_rows_alike"] = all(row == rows[0] for row in rows)
+        entry["image_unchanged"] = flattened(image) == before
+        facts["applied" if apply_mask else "disabled"] = entry
+        image.delete()
+    return facts
+
+
+def plugin_module():
+    """The installed plug-in, imported here (its Gimp3Host and flow, driven directly)."""
+    import importlib.util
+    import sys
+
+    folder = os.path.join(os.environ["HOME"], ".config/GIMP/3.0/plug-ins/paintbridge-gimp")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location("pb_gimp3", folder + "/paintbridge-gimp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def item_size(item):
+    return item.get_width(), item.get_height()
+
+
+def during_job(action, make=None):
+    """Fill Selection (test:identity) through the plug-in's own flow and host, in this
+    process; `action(image, layer)` runs at the job's first step, as a user would act while
+    the job runs. What came of it: the new layers, or the error."""
+    rgb = Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE
+    image, layer = make() if make else make_image(64, 64, *rgb)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 48, 48)
+    plugin = plugin_module()
+    host = plugin.Gimp3Host(image, layer)
+    settings = plugin.flow.DEFAULTS._replace(prompt="identity", **IDENTITY)
+    acted = []
+
+    def progress(_fraction, text):
+        if text.startswith("step ") and not acted:
+            acted.append(text)
+            action(image, layer)
+
+    facts = {}
+    try:
+        made = plugin.flow.run_command("fill", host, settings, progress=progress)
+        facts["new"] = [layer_facts(image, item) for item in made]
+        facts["new_parents"] = [item.get_parent() and item.get_parent().get_name() for item in made]
+        facts["new_locked_parent"] = [
+            bool(item.get_parent().get_lock_content()) if item.get_parent() else None
+            for item in made
+        ]
+        facts["new_filled"] = [
+            any(read_rgba(item, (0, 0, *item_size(item)))[3::4]) for item in made
+        ]
+        facts["top"] = [item.get_name() for item in layers(image)]
+    except Exception as exc:  # what the plug-in's run_procedure would see
+        facts["error_type"] = type(exc).__name__
+        facts["error"] = str(exc)
+        facts["paintbridge_error"] = isinstance(exc, plugin.PaintbridgeError)
+    facts["acted"] = bool(acted)
+    if image.is_valid():
+        facts["top"] = [item.get_name() for item in layers(image)]
+        image.delete()
+    return facts
+
+
+@case("image_closed_during_job", alone=True)
+def _closed():
+    return during_job(lambda image, layer: image.delete())
+
+
+@case("layer_deleted_during_job", alone=True)
+def _layer_deleted():
+    return during_job(lambda image, layer: image.remove_layer(layer))
+
+
+@case("group_locked_during_job", alone=True)
+def _locked_during():
+    """The user locks the group holding the layer while the job runs: the result still lands,
+    filled, in that group (GIMP lets a layer be put into it; its pixels were written before).
+    Without that order, GIMP kills the plug-in here (this driver)."""
+    lock = lambda image, layer: layer.get_parent().set_lock_content(True)  # noqa: E731
+    return during_job(lock, make=lambda: group_image(None))
+
+
 @case("server_killed_mid_job", alone=True)
 def _server_killed():
     """Fill Selection with a long test:identity job on a server the test kills mid-job."""

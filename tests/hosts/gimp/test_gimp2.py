@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -222,6 +223,70 @@ def test_generate_layer_and_new_image(gimp2_run):
     assert facts["messages"] == []
     assert [n["box"] for n in facts["new"]] == [[0, 0, 72, 48]]
     assert entry(gimp2_run, "generate_image")["displays"] == [[80, 48]]
+
+
+@pytest.mark.parametrize("proc", [FILL, IMG2IMG, GENERATE])
+def test_indexed_image_says_to_convert_it_before_any_job(gimp2_run, proc):
+    """The menu entries take any image; on an indexed one each says to convert it, before it
+    contacts the server (which is down here: no "Could not reach")."""
+    facts = entry(gimp2_run, "indexed_image")
+    assert facts["imagetypes"][proc] == "*"
+    case = facts[proc]
+    assert len(case["messages"]) == 1, case["messages"]
+    assert "indexed" in case["messages"][0] and "Image > Mode > RGB" in case["messages"][0]
+    assert case["new"] == [] and case["mutations"] == [] and case["undo_groups"] == 0
+
+
+def test_locked_group_is_named_before_any_job(gimp2_run):
+    facts = entry(gimp2_run, "locked_group")
+    assert len(facts["messages"]) == 1, facts["messages"]
+    assert '"locked outer"' in facts["messages"][0] and "locked" in facts["messages"][0]
+    assert "Could not reach" not in facts["messages"][0]
+    assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "look"),
+    [
+        ("look_fill_from_layer", [40.0, 3]),  # 3: MULTIPLY_MODE
+        ("look_img2img_from_layer", [55.0, 3]),
+        ("look_fill_from_visible", [100.0, 0]),  # from what the image shows: Normal 100%
+    ],
+)
+def test_new_layer_takes_the_source_layers_opacity_and_mode(gimp2_run, case, look):
+    facts = entry(gimp2_run, case)
+    assert facts["messages"] == []
+    assert facts["look"] == [look]
+
+
+def test_img2img_reads_the_layer_through_its_mask(gimp2_run):
+    facts = entry(gimp2_run, "img2img_layer_mask")
+    assert facts["messages"] == []
+    assert facts["applied"] == {
+        "new_alpha_is_mask": True,
+        "new_alpha_opaque": False,
+        "colour_kept": True,
+    }
+    # a disabled mask hides nothing
+    assert facts["disabled"]["new_alpha_opaque"] and facts["disabled"]["colour_kept"]
+
+
+def test_image_closed_during_the_job_points_to_the_history(gimp2_run):
+    facts = entry(gimp2_run, "image_closed_during_job")
+    assert facts["acted"]
+    assert len(facts["messages"]) == 1, facts["messages"]
+    message = facts["messages"][0]
+    assert "closed while the job ran" in message
+    assert re.search(r"`paintbridge history export [0-9a-f-]{8,} --out DIR`", message), message
+    assert facts["new"] == []
+
+
+def test_layer_deleted_during_the_job_puts_the_result_at_the_top(gimp2_run):
+    facts = entry(gimp2_run, "layer_deleted_during_job")
+    assert facts["acted"] and facts["messages"] == []
+    assert facts["layers"][1:] == ["background"]  # "paint" is gone
+    assert [n["position"] for n in facts["new"]] == [0]
+    assert facts["undo_depth_after"] == 0
 
 
 def test_server_killed_mid_job_is_a_message_and_changes_nothing(tmp_path, bundle):

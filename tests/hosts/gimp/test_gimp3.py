@@ -9,6 +9,7 @@ server.json the server wrote (copied where GIMP can read it), as a user's plug-i
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import socket
 import threading
@@ -308,3 +309,135 @@ def test_server_killed_mid_job_is_a_clean_error_and_leaves_the_image(gimp_fault_
     assert "paintbridge serve" in entry["error"] and "Traceback" not in entry["error"]
     assert entry["layers_after"] == entry["layers_before"]
     assert entry["pixels_unchanged"] and not entry["dirty"]
+
+
+@pytest.mark.parametrize("name", PROCEDURES)
+def test_indexed_image_says_to_convert_it_before_any_job(gimp_run, name):
+    """Every command takes any image type; on an indexed one it says to convert it, before
+    it contacts the server (which is down here: no "Could not reach")."""
+    entry = facts(gimp_run, "indexed_image")[name]
+    assert entry["indexed"] and entry["image_types"] == "*"
+    assert entry["status"] == "execution-error"
+    assert "indexed" in entry["error"] and "Image > Mode > RGB" in entry["error"]
+    assert entry["layers_after"] == entry["layers_before"] and not entry["dirty"]
+
+
+@pytest.mark.parametrize("name", ["paintbridge-fill-selection", "paintbridge-generate"])
+def test_a_locked_group_is_named_before_any_job(gimp_run, name):
+    """The new layer would go into a group whose pixels are locked (the layer's own group, or
+    one above it): a message naming it, before the job (the server is down here), nothing
+    added and nothing on the undo stack."""
+    entry = facts(gimp_run, "locked_group")[name]
+    assert entry["status"] == "execution-error"
+    assert f'layer group "{entry["locked"]}", whose pixels are locked' in entry["error"]
+    assert "Could not reach" not in entry["error"]
+    assert entry["added_anywhere"] == 0 and not entry["dirty"]
+
+
+LOOKS = {
+    # case -> the new layer's opacity and mode
+    "fill_40_percent": (40.0, "normal"),
+    "img2img_multiply": (70.0, "multiply"),
+    "img2img_overlay_spaces": (100.0, "overlay"),
+    "fill_visible_40_percent": (100.0, "normal"),  # from what the image shows
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOKS))
+def test_new_layer_takes_the_source_layers_look(gimp_run, case):
+    """From the active layer, the new layer has its opacity, mode, blend and composite space
+    and composite mode, so (test:identity) it shows as the source layer shows: the image with
+    the new layer alone visible equals it with the source layer alone visible. From the
+    visible image: Normal 100%."""
+    entry = facts(gimp_run, "look_from_layer")[case]
+    assert entry["status"] == "success", entry["error"]
+    opacity, mode = LOOKS[case]
+    new_look = entry["new_look"]
+    assert (new_look["opacity"], new_look["mode"]) == (pytest.approx(opacity, abs=0.01), mode)
+    if "visible" in case:
+        return
+    assert new_look == dict(entry["source_look"], opacity=pytest.approx(opacity, abs=0.01))
+    assert entry["compared"] >= 30 * 30  # the opaque part of a fill (inside its edge ramp)
+    assert entry["max_difference"] <= 1, entry
+
+
+def test_overlay_case_sets_spaces_that_are_not_the_default(gimp_run):
+    entry = facts(gimp_run, "look_from_layer")["img2img_overlay_spaces"]
+    assert entry["source_look"]["blend_space"] == "rgb-perceptual"
+    assert entry["source_look"]["composite_space"] == "rgb-linear"
+    assert entry["source_look"]["composite_mode"] == "clip-to-backdrop"
+
+
+def test_img2img_reads_the_layer_through_its_mask(gimp_run):
+    """A layer mask hides x < 16 and ramps over x 16..47: Image to Image (test:identity)
+    gives a layer whose alpha is the mask, which shows as the masked layer did."""
+    entry = facts(gimp_run, "layer_mask")["applied"]
+    assert entry["status"] == "success", entry["error"]
+    assert entry["alpha_rows_alike"]
+    columns = entry["alpha_by_column"]
+    assert columns[:16] == [0] * 16 and columns[48:] == [255] * 16
+    assert all(abs(a - (x - 16) * 8) <= 1 for x, a in enumerate(columns) if 16 <= x < 48)
+    # the hidden (x <= 16: alpha 0) and shown (x >= 48) parts look as before; not the ramp,
+    # which the model saw over gray
+    assert entry["compared"] == 33 * 64 and entry["max_difference"] <= 1, entry
+
+
+def test_a_disabled_layer_mask_hides_nothing(gimp_run):
+    entry = facts(gimp_run, "layer_mask")["disabled"]
+    assert entry["status"] == "success", entry["error"]
+    assert entry["alpha_by_column"] == [255] * 64 and entry["alpha_rows_alike"]
+
+
+@pytest.fixture(scope="module")
+def gimp_during_run(live_server):
+    """The cases where the user changes the image while the job runs, in their own GIMP run:
+    without add_layers' write-before-insert order, GIMP kills the driver in the last one."""
+    gimp, why = find_gimp3()
+    require_host(gimp is not None, why)
+    work = Workspace(gimp)
+    try:
+        work.install_bundle()
+        config_dir = work.path / "pbconfig"
+        config_dir.mkdir()
+        shutil.copy(live_server.config_dir / "server.json", config_dir / "server.json")
+        only = ["image_closed_during_job", "layer_deleted_during_job", "group_locked_during_job"]
+        results, log = work.run_batch(
+            HERE / "driver_gimp3.py",
+            {"down_url": closed_port_url(), "only": only},
+            env={"PAINTBRIDGE_CONFIG_DIR": work.gimp.inside(config_dir)},
+        )
+        yield results, log
+    finally:
+        work.remove()
+
+
+def during(gimp_during_run, name):
+    results, log = gimp_during_run
+    assert name in results, f"the driver stopped before {name}:\n{log}"
+    entry = facts(results, name)
+    assert entry["acted"]
+    return entry
+
+
+def test_image_closed_during_the_job_points_to_the_history(gimp_during_run):
+    entry = during(gimp_during_run, "image_closed_during_job")
+    assert entry["paintbridge_error"], entry  # a message in GIMP, not a traceback
+    assert "closed while the job ran" in entry["error"]
+    assert re.search(r"`paintbridge history export [0-9a-f-]{8,} --out DIR`", entry["error"])
+
+
+def test_layer_deleted_during_the_job_puts_the_result_at_the_top(gimp_during_run):
+    entry = during(gimp_during_run, "layer_deleted_during_job")
+    assert "error" not in entry, entry
+    # without asking GIMP about the deleted layer ("GIMP-Error: Calling error for procedure
+    # 'gimp-image-get-item-position': Item 'paint' (3) cannot be used...")
+    assert "Calling error" not in gimp_during_run[1], gimp_during_run[1]
+    assert [n["position"] for n in entry["new"]] == [0] and entry["new_filled"] == [True]
+    assert entry["top"] == [entry["new"][0]["name"], "background"]
+
+
+def test_group_locked_during_the_job_still_gets_a_filled_layer(gimp_during_run):
+    entry = during(gimp_during_run, "group_locked_during_job")
+    assert "error" not in entry, entry
+    assert entry["new_parents"] == ["inner"] and entry["new_locked_parent"] == [True]
+    assert entry["new_filled"] == [True]

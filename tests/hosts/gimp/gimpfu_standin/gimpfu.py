@@ -15,11 +15,12 @@ REGISTERED = {}  # procedure name -> dict of what register() got
 MESSAGES = []  # what gimp.message showed
 
 RGB, GRAY, INDEXED = 0, 1, 2
-RGB_IMAGE, RGBA_IMAGE, GRAY_IMAGE, GRAYA_IMAGE = 0, 1, 2, 3
-NORMAL_MODE = 0
+RGB_IMAGE, RGBA_IMAGE, GRAY_IMAGE, GRAYA_IMAGE, INDEXED_IMAGE, INDEXEDA_IMAGE = range(6)
+NORMAL_MODE, MULTIPLY_MODE = 0, 3
 EXPAND_AS_NECESSARY, CLIP_TO_IMAGE, CLIP_TO_BOTTOM_LAYER = 0, 1, 2
 (PF_INT, PF_FLOAT, PF_STRING, PF_IMAGE, PF_DRAWABLE, PF_TOGGLE, PF_OPTION, PF_SLIDER) = range(8)
-_BPP = {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2}
+_BPP = {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2, INDEXED_IMAGE: 1}
+_BPP[INDEXEDA_IMAGE] = 2
 
 
 def _record(_call, **details):
@@ -116,6 +117,7 @@ class Drawable(object):
         self.offsets = (0, 0)
         self.parent = None
         self.visible = True
+        self.removed = False
         self.data = bytearray(width * height * bpp)
 
     def get_pixel_rgn(self, x, y, w, h, dirty=True, shadow=False):
@@ -137,10 +139,23 @@ class Drawable(object):
 
 
 class Layer(Drawable):
+    """A layer; `mask` a Channel (its layer mask) or None, shown when `apply_mask`. The stand-in
+    keeps opacity, mode and the mask but composites (Image.flattened) without them."""
+
     def __init__(self, image, name, width, height, type, opacity=100, mode=NORMAL_MODE):
         Drawable.__init__(self, image, name, width, height, _BPP[type])
-        self.type = type
+        self.type, self.opacity, self.mode = type, float(opacity), mode
+        self.mask, self.apply_mask = None, True
         _record("gimp.Layer", name=name, size=(width, height), type=type)
+
+
+class GroupLayer(Layer):
+    """A layer group, only as a layer's `parent` (its pixels locked or not): the stand-in's
+    image stack is flat, and the plug-in must not put a layer into a locked group."""
+
+    def __init__(self, image, name):
+        Layer.__init__(self, image, name, image.width, image.height, RGBA_IMAGE)
+        self.lock_content = False
 
 
 class Channel(Drawable):
@@ -234,6 +249,20 @@ class _Pdb(object):
     def gimp_item_is_layer(self, item):
         return isinstance(item, Layer)
 
+    def gimp_item_is_valid(self, item):
+        return not item.removed and not item.image.deleted
+
+    def gimp_item_get_lock_content(self, item):
+        return getattr(item, "lock_content", False)
+
+    def gimp_image_is_valid(self, image):
+        return not image.deleted
+
+    def gimp_image_remove_layer(self, image, layer):
+        _record("pdb.gimp_image_remove_layer", name=layer.name)
+        image.layers.remove(layer)
+        layer.removed = True
+
     def gimp_image_get_item_position(self, image, item):
         return image.layers.index(item)
 
@@ -241,6 +270,8 @@ class _Pdb(object):
         _record("pdb.gimp_image_insert_layer", name=layer.name, position=position)
         if parent is not None:
             raise NotImplementedError("the stand-in has no layer groups")
+        if layer.removed or layer.image is not image or layer in image.layers:
+            raise RuntimeError("execution error: the layer cannot be inserted")
         image.layers.insert(position, layer)
         image._mutated("insert", layer)
 
