@@ -39,8 +39,8 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def gimp_run(live_server):
+def run_driver(live_server, **config):
+    """Runs driver_gimp3.py in one GIMP session against `live_server`; yields (results, log)."""
     gimp, why = find_gimp3()
     require_host(gimp is not None, why)
     work = Workspace(gimp)
@@ -49,15 +49,20 @@ def gimp_run(live_server):
         config_dir = work.path / "pbconfig"
         config_dir.mkdir()
         shutil.copy(live_server.config_dir / "server.json", config_dir / "server.json")
-        results, log = work.run_batch(
+        yield work.run_batch(
             HERE / "driver_gimp3.py",
-            {"down_url": closed_port_url()},
+            {"down_url": closed_port_url(), **config},
             env={"PAINTBRIDGE_CONFIG_DIR": work.gimp.inside(config_dir)},
         )
-        assert results.get("finished"), f"the driver stopped early:\n{log}"
-        yield results
     finally:
         work.remove()
+
+
+@pytest.fixture(scope="module")
+def gimp_run(live_server):
+    for results, log in run_driver(live_server):
+        assert results.get("finished"), f"the driver stopped early:\n{log}"
+        yield results
 
 
 def facts(gimp_run, name):
@@ -392,23 +397,8 @@ def test_a_disabled_layer_mask_hides_nothing(gimp_run):
 def gimp_during_run(live_server):
     """The cases where the user changes the image while the job runs, in their own GIMP run:
     without add_layers' write-before-insert order, GIMP kills the driver in the last one."""
-    gimp, why = find_gimp3()
-    require_host(gimp is not None, why)
-    work = Workspace(gimp)
-    try:
-        work.install_bundle()
-        config_dir = work.path / "pbconfig"
-        config_dir.mkdir()
-        shutil.copy(live_server.config_dir / "server.json", config_dir / "server.json")
-        only = ["image_closed_during_job", "layer_deleted_during_job", "group_locked_during_job"]
-        results, log = work.run_batch(
-            HERE / "driver_gimp3.py",
-            {"down_url": closed_port_url(), "only": only},
-            env={"PAINTBRIDGE_CONFIG_DIR": work.gimp.inside(config_dir)},
-        )
-        yield results, log
-    finally:
-        work.remove()
+    only = ["image_closed_during_job", "layer_deleted_during_job", "group_locked_during_job"]
+    yield from run_driver(live_server, only=only)
 
 
 def during(gimp_during_run, name):
