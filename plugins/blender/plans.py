@@ -70,6 +70,26 @@ def remember_seed(context, results):
             scene_settings(context).last_seed = result.seed
 
 
+def _finish_as_images(prompt, task, job, **record):
+    """The `finish` that makes each result a new image, its parameters (and `record`) kept."""
+
+    def finish(context, results):
+        made = [
+            images.new_result_image(
+                params.result_name(prompt, task),
+                result.width,
+                result.height,
+                result.rgba,
+                params.record(job, result.seed, **record),
+            )
+            for result in results
+        ]
+        remember_seed(context, results)
+        return made
+
+    return finish
+
+
 def plan_generate(context, seamless):
     """(job, finish) for txt2img at the settings' size."""
     settings = scene_settings(context)
@@ -81,22 +101,7 @@ def plan_generate(context, seamless):
         **params.job_parameters(settings.as_dict(), seamless),
     )
 
-    def finish(context, results):
-        made = []
-        for result in results:
-            made.append(
-                images.new_result_image(
-                    params.result_name(prompt, "txt2img"),
-                    result.width,
-                    result.height,
-                    result.rgba,
-                    params.record(job, result.seed),
-                )
-            )
-        remember_seed(context, results)
-        return made
-
-    return job, finish
+    return job, _finish_as_images(prompt, "txt2img", job)
 
 
 def plan_img2img(context, source):
@@ -111,23 +116,7 @@ def plan_img2img(context, source):
         prompt=prompt,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
-    source_name = source.name
-
-    def finish(context, results):
-        made = [
-            images.new_result_image(
-                params.result_name(prompt, "img2img"),
-                r.width,
-                r.height,
-                r.rgba,
-                params.record(job, r.seed, source=source_name),
-            )
-            for r in results
-        ]
-        remember_seed(context, results)
-        return made
-
-    return job, finish
+    return job, _finish_as_images(prompt, "img2img", job, source=source.name)
 
 
 def plan_inpaint(context, source):
