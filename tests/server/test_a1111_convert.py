@@ -217,3 +217,30 @@ def test_info_has_what_clients_parse() -> None:
     lenient = Txt2ImgBody.model_validate({"seed": -1.0, "steps": "3", "tiling": 0, "x": [1]})
     assert (lenient.seed, lenient.steps, lenient.tiling) == (-1, 3, False)
     assert lenient.model_extra == {"x": [1]}
+
+
+def test_infotexts_are_shaped_as_a1111_writes_them() -> None:
+    """No "Negative prompt:" line without one (A1111's create_infotext)."""
+    from paintbridge.jobs import JobView
+
+    view = JobView(
+        id="j", state="done", position=None, step=2, steps=2, error=None, seeds=(7,),
+        files=(), parameters={"steps": 2, "guidance": 7.0, "width": 64, "height": 64},
+    )  # fmt: skip
+    for negative, text in [
+        ("", "p\nSteps: 2, Sampler: Euler, CFG scale: 7.0, Seed: 7, Size: 64x64, Model: m"),
+        ("bad", "p\nNegative prompt: bad\nSteps: 2, Sampler: Euler, CFG scale: 7.0, Seed: 7, "
+                "Size: 64x64, Model: m"),
+    ]:  # fmt: skip
+        body = Txt2ImgBody(prompt="p", negative_prompt=negative)
+        info = conv.info_object(body, None, view, "Euler", "m", notes=[], ignored=[])
+        assert info["infotexts"] == [text]
+
+
+def test_send_images_and_an_empty_mask_read_as_a1111_reads_them() -> None:
+    """`send_images`/`save_images` are A1111 fields (not "ignored"); `"mask": ""` is no mask."""
+    body = Img2ImgBody.model_validate(
+        {"init_images": ["x"], "mask": "", "send_images": False, "save_images": True}
+    )
+    assert body.mask is None and body.send_images is False and body.model_extra == {}
+    assert Txt2ImgBody().send_images is True

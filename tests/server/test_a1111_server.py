@@ -233,6 +233,23 @@ def test_inpaint_only_masked_pastes_the_crop_back(server: ServerProcess) -> None
         assert layer.size[0] < 160 and layer.size[1] < 128
 
 
+def test_send_images_false_answers_no_images(server: ServerProcess) -> None:
+    """A1111 makes the images (kept in the history here) but sends none back."""
+    status, answer, _ = call(
+        server, "POST", "/sdapi/v1/txt2img", txt2img_body(send_images=False, seed=9)
+    )
+    assert status == 200 and answer["images"] == []
+    info = json.loads(answer["info"])
+    assert info["all_seeds"] == [9] and "send_images" not in info["ignored"]
+    assert History(server.history_dir).find(info["paintbridge_job"]).files
+
+
+def test_an_empty_mask_is_img2img(server: ServerProcess) -> None:
+    """Plug-ins send `"mask": ""` for no mask; A1111 decodes the mask only when it is truthy."""
+    (image,), info = generate(server, "img2img", img2img_body(gradient(64, 48)) | {"mask": ""})
+    assert image.size == (64, 48) and info["notes"] == []
+
+
 def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
     for body, words in [
         (img2img_body(gradient(8, 8)) | {"init_images": ["not base64!"]}, "init_images[0]"),
@@ -424,6 +441,8 @@ def test_the_lists_clients_read(server: ServerProcess) -> None:
     assert {"automatic", "karras"} <= {item["name"] for item in schedulers}
     assert call(server, "GET", "/sdapi/v1/upscalers")[1][0]["name"] == "None"
     assert call(server, "GET", "/sdapi/v1/loras")[1] == []
+    # SillyTavern lists upscalers from both routes and fails if either is missing
+    assert call(server, "GET", "/sdapi/v1/latent-upscale-modes")[:2] == (200, [])
 
 
 # --- authentication -----------------------------------------------------------------------------

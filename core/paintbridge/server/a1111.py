@@ -159,6 +159,11 @@ def _router() -> APIRouter:
         """Only A1111's "None": paintbridge has no upscalers."""
         return [UpscalerItem(name="None")]
 
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, Any]]:
+        """Empty: no hires fix (SillyTavern fails its upscaler list if this route is missing)."""
+        return []
+
     @router.get("/loras")
     def loras() -> list[dict[str, Any]]:
         """Empty: paintbridge does not load LoRAs (yet)."""
@@ -250,7 +255,11 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     if view.state == "failed":
         code, message = view.error or ("generation_failed", "the job failed")
         raise PaintbridgeError(_a1111_names(message), code=code)
-    images = _answer_images(view, original if task == "inpaint" else None, crop)
+    images = (
+        _answer_images(view, original if task == "inpaint" else None, crop)
+        if body.send_images
+        else []  # A1111: the images are made (and kept in the history), not sent
+    )
     if view.state == "cancelled":
         notes.append("the job was interrupted: no image was made")
     info = conv.info_object(body, edit, view, sampler_name, model, notes=notes, ignored=ignored)

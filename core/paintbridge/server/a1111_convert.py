@@ -242,9 +242,11 @@ def info_object(
     cfg = used.get("guidance", body.cfg_scale)
     width = used.get("width", body.width)
     height = used.get("height", body.height)
+    # A1111's create_infotext: no "Negative prompt:" line when there is none
+    negative = f"\nNegative prompt: {body.negative_prompt}" if body.negative_prompt else ""
     infotexts = [
-        f"{body.prompt}\nNegative prompt: {body.negative_prompt}\nSteps: {steps}, Sampler: "
-        f"{sampler_name}, CFG scale: {cfg}, Seed: {seed}, Size: {width}x{height}, Model: {model}"
+        f"{body.prompt}{negative}\nSteps: {steps}, Sampler: {sampler_name}, CFG scale: {cfg}, "
+        f"Seed: {seed}, Size: {width}x{height}, Model: {model}".strip()
         for seed in seeds
     ]
     return {

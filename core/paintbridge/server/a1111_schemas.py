@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "A1111Model",
@@ -55,6 +55,8 @@ class Txt2ImgBody(_Lenient):
     override_settings: dict[str, Any] = Field(
         default_factory=dict, description="only `sd_model_checkpoint` is used"
     )
+    send_images: bool = Field(default=True, description="false: `images` is empty, as in A1111")
+    save_images: bool = Field(default=False, description="ignored: the history keeps every image")
 
 
 class Img2ImgBody(Txt2ImgBody):
@@ -67,6 +69,12 @@ class Img2ImgBody(Txt2ImgBody):
     inpaint_full_res: bool = Field(default=False, description="repaint a crop around the mask")
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = Field(default=0, description="1: repaint the black part")
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _empty_mask_is_none(cls, value: Any) -> Any:
+        """A1111 decodes the mask only when it is truthy: `""` means img2img, not inpaint."""
+        return None if value == "" else value
 
 
 class ImagesAnswer(BaseModel):
