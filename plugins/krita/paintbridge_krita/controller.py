@@ -7,7 +7,15 @@ import traceback
 from PyQt5.QtCore import QObject, pyqtSignal
 
 from .hostkit.client import Client, PaintbridgeError
-from .logic import PLANNERS, PlanError, document_is_open, place_results
+from .logic import (
+    PLANNERS,
+    PlaceError,
+    PlanError,
+    check_unchanged,
+    document_is_open,
+    history_hint,
+    place_results,
+)
 from .params import Params, SettingsError
 from .runner import JobRunner, ServerStarter
 
@@ -15,7 +23,8 @@ REQUEST_TIMEOUT = 10  # seconds per request: the GUI waits at most this long on 
 
 
 class Controller(QObject):
-    """Signals: message(level, text) with level "info" or "error"; progress(step, steps, text);
+    """Signals: message(level, text) with level "info", "warning" (a result was added, but see
+    the text) or "error"; progress(step, steps, text);
     busy_changed(bool); done(list of new nodes); starting_changed(bool) while the local server
     starts. `last_error` keeps the latest error text."""
 
@@ -41,6 +50,7 @@ class Controller(QObject):
         self.starter.failed.connect(self._failed)
         self.last_error = None
         self.last_nodes = None
+        self._note = None  # a warning about the result being placed, said after "Done"
 
     @property
     def busy(self):
@@ -113,14 +123,21 @@ class Controller(QObject):
         self.runner.cancel()
 
     def _place(self, plan, results):
+        job_id = self.runner.job_id
+        self._note = None
         if not document_is_open(plan.document):
             raise PaintbridgeError(
-                "The document was closed before the result came; nothing was added (the image "
-                "is in paintbridge's history folder)."
+                "The document was closed before the result came, so nothing was added. "
+                + history_hint(job_id)
             )
         if not results:
             raise PaintbridgeError("The server finished the job but sent no image.")
-        nodes = place_results(plan, results)
+        try:
+            note = check_unchanged(plan)
+            nodes = place_results(plan, results)
+        except PlaceError as exc:
+            raise PlaceError("%s %s" % (exc, history_hint(job_id))) from None
+        self._note = note
         from krita import Krita
 
         active = Krita.instance().activeDocument()
@@ -131,6 +148,9 @@ class Controller(QObject):
     def _finished(self, nodes):
         self.last_nodes = nodes
         self.message.emit("info", "Done: added the layer %r." % nodes[-1].name())
+        note, self._note = self._note, None
+        if note:
+            self.message.emit("warning", note)
         self.done.emit(nodes)
 
     def _failed(self, text):

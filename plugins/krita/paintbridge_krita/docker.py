@@ -187,4 +187,5 @@ class PaintbridgeDocker(DockWidget):
         self.start_server.setText("Starting\u2026" if starting else "Start Server")
 
     def on_message(self, level, text):
-        self.status.setText(("Error: " if level == "error" else "") + text)
+        prefix = {"error": "Error: ", "warning": "Warning: "}.get(level, "")
+        self.status.setText(prefix + text)

@@ -87,7 +87,7 @@ class PaintbridgeExtension(Extension):
         ctrl.cancel()  # do not leave the server working for a closed Krita
 
     def _on_message(self, level, text):
-        if level != "error":
+        if level not in ("error", "warning"):
             return
         window = Krita.instance().activeWindow()
         parent = window.qwindow() if window is not None else None

@@ -40,6 +40,7 @@ class Plan(object):
         self.parameters = parameters
         self.mask = mask
         self.look = look
+        self.canvas = (document.width(), document.height()) if document is not None else None
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -60,8 +61,9 @@ def check_layer(document, node):
     model, depth = node.colorModel(), node.colorDepth()
     if (model, depth) != ("RGBA", "U8"):
         raise PlanError(
-            "Paintbridge works on 8-bit RGB/Alpha layers; this layer is %s %s. Convert it with "
-            "Image > Convert Image Color Space (RGB/Alpha, 8-bit integer)." % (model, depth)
+            "Paintbridge works on 8-bit RGB/Alpha layers; the layer %r is %s. Convert it with "
+            "Layer > Convert > Convert Layer Color Space (RGB/Alpha, 8-bit integer)."
+            % (node.name(), color_space_name(model, depth))
         )
 
 
@@ -70,10 +72,56 @@ def _check_document(document):
         raise PlanError("Open an image first.")
     if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8"):
         raise PlanError(
-            "Paintbridge works on 8-bit RGB/Alpha images; this one is %s %s. Convert it with "
+            "Paintbridge works on 8-bit RGB/Alpha images; this one is %s. Convert it with "
             "Image > Convert Image Color Space (RGB/Alpha, 8-bit integer)."
-            % (document.colorModel(), document.colorDepth())
+            % color_space_name(document.colorModel(), document.colorDepth())
         )
+
+
+COLOR_MODELS = {"RGBA": "RGB/Alpha", "GRAYA": "Grayscale/Alpha", "CMYKA": "CMYK/Alpha"}
+COLOR_DEPTHS = {
+    "U8": "8-bit integer",
+    "U16": "16-bit integer",
+    "F16": "16-bit float",
+    "F32": "32-bit float",
+}
+
+
+def color_space_name(model, depth):
+    """Krita's menu words for a colour space: ("GRAYA", "U16") -> "Grayscale/Alpha 16-bit
+    integer" (Krita's own code for one it does not know)."""
+    return "%s %s" % (COLOR_MODELS.get(model, model), COLOR_DEPTHS.get(depth, depth))
+
+
+def history_hint(job_id):
+    """Where a result that was not placed is: the server's history, and the command to save it."""
+    return (
+        "The server keeps the result in its history: `paintbridge history export %s --out DIR` "
+        "saves it." % (job_id or "JOB_ID")
+    )
+
+
+def check_unchanged(plan):
+    """What changed in the document since `plan` was made. Raises PlaceError when the image is
+    no longer 8-bit RGBA (Krita would take the result's bytes as too few and add an empty layer);
+    returns a note when the canvas changed size (cropped, resized or scaled: the result goes
+    where the job's area was, which may no longer be where the pixels are); else None."""
+    document = plan.document
+    space = (document.colorModel(), document.colorDepth())
+    if space != ("RGBA", "U8"):
+        raise PlaceError(
+            "The image was converted to %s while the job ran, so the result (8-bit RGB/Alpha) "
+            "was not added." % color_space_name(*space)
+        )
+    now = (document.width(), document.height())
+    if plan.canvas is None or now == plan.canvas:
+        return None
+    box = plan.box
+    return (
+        "The canvas changed size while the job ran (%dx%d, now %dx%d): the result was placed "
+        "where the job's area was then (x %d, y %d, %dx%d); move it if the image moved."
+        % (plan.canvas + now + (box.x, box.y, box.width, box.height))
+    )
 
 
 def _box(qrect):
@@ -248,10 +296,7 @@ def place_results(plan, results):
         if not _holds(parent, layer):
             document.refreshProjection()
             added = " (%d of %d added)" % (index, len(results)) if len(results) > 1 else ""
-            raise PlaceError(
-                "Krita did not add the layer %r to the image%s; the result is in paintbridge's "
-                "history folder." % (name, added)
-            )
+            raise PlaceError("Krita did not add the layer %r to the image%s." % (name, added))
         above = layer
         record_parameters(document, layer, dict(plan.parameters, seed=result.seed))
         nodes.append(layer)

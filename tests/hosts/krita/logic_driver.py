@@ -664,15 +664,90 @@ class Driver:
         doc.close()
 
     def scenario_closed_mid_job(self, s):
-        """The document closes while its job runs: nothing breaks, a clear message."""
+        """The document closes while its job runs: nothing breaks, a clear message that gives
+        the command that saves the result from the server's history."""
         doc, source = self.document(64, 64)
         ctrl = self.controller()
         s.check(ctrl.run("txt2img", doc, source), f"did not start: {ctrl.last_error}")
+        job_id = ctrl.runner.job_id
         doc.setModified(False)
         doc.close()
         s.check(self.wait(ctrl), "the job did not end")
         s.info["error"] = ctrl.last_error
         s.check("closed" in (ctrl.last_error or ""), "no 'closed' message")
+        command = f"paintbridge history export {job_id} --out"
+        s.check(command in (ctrl.last_error or ""), f"the message does not say {command!r}")
+
+    def scenario_converted_mid_job(self, s):
+        """The image is converted to 16-bit while its job runs: Krita would take the 8-bit
+        result as too few bytes and add an empty layer (and the docker said Done); now nothing
+        is added and the message says where the result is."""
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller()
+        count = len(self.names(doc))
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        job_id = ctrl.runner.job_id
+        doc.setColorSpace("RGBA", "U16", "")
+        doc.waitForDone()
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info.update(error=ctrl.last_error, layers=self.names(doc))
+        s.check("converted" in (ctrl.last_error or ""), "no 'converted' message")
+        s.check(f"history export {job_id}" in (ctrl.last_error or ""), "no history command")
+        s.check(len(self.names(doc)) == count, "a layer was added")
+        doc.setModified(False)
+        doc.close()
+
+    def scenario_cropped_mid_job(self, s):
+        """The canvas is cropped while the job runs: the result is still added, where the job's
+        area was (all Krita knows), and a warning says the canvas changed size."""
+        w, h, rect = 96, 80, (16, 8, 48, 40)
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, rect), 0, 0, w, h)
+        ctrl = self.controller()
+        messages = []
+        ctrl.message.connect(lambda level, text: messages.append((level, text)))
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        doc.crop(10, 4, 60, 50)
+        doc.waitForDone()
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info.update(messages=messages, error=ctrl.last_error)
+        s.check(ctrl.last_error is None, f"error: {ctrl.last_error}")
+        s.check(bool(ctrl.last_nodes), "no new layer")
+        warnings = [text for level, text in messages if level == "warning"]
+        s.check(
+            any("changed size" in text and "96x80" in text for text in warnings),
+            "no warning that the canvas changed size",
+        )
+        doc.setModified(False)
+        doc.close()
+
+    def scenario_other_document_mid_job(self, s):
+        """Another document is made and given a layer while the job runs, and the source layer
+        is locked in a locked group: the result still goes above its source, in its document."""
+        doc, _ = self.document(64, 64)
+        group = doc.createGroupLayer("locked group")
+        doc.rootNode().addChildNode(group, None)
+        source = doc.createNode("inner", "paintlayer")
+        group.addChildNode(source, None)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller()
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        group.setLocked(True)
+        source.setLocked(True)
+        other, other_source = self.document(64, 64)
+        other_count = len(self.names(other))
+        layer = None
+        if self.wait(ctrl):
+            layer = ctrl.last_nodes[-1] if ctrl.last_nodes else None
+        s.check(ctrl.last_error is None, f"error: {ctrl.last_error}")
+        s.check(layer is not None, "no new layer")
+        if layer is not None:
+            self.check_directly_above(s, source, layer)
+        s.check(len(self.names(other)) == other_count, "a layer went to the other document")
+        for d in (doc, other):
+            d.setModified(False)
+            d.close()
 
     def scenario_img2img_layer_kinds(self, s):
         """Image to Image and Fill Selection on layers without pixels of their own (Krita's
@@ -774,7 +849,7 @@ class Driver:
             logic._insert_point = insert_point
         s.info.update(error=ctrl.last_error, messages=messages)
         s.check("did not add" in (ctrl.last_error or ""), "no 'did not add' message")
-        s.check("history" in (ctrl.last_error or ""), "the message does not say where it is")
+        s.check("history export" in (ctrl.last_error or ""), "the message does not say where it is")
         s.check(not any(text.startswith("Done") for _level, text in messages), "said Done")
         doc.close()
 

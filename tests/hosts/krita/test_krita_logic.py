@@ -47,6 +47,9 @@ SCENARIOS = (
     "server_rejects",
     "cancel",
     "closed_mid_job",
+    "converted_mid_job",
+    "cropped_mid_job",
+    "other_document_mid_job",
     "start_server",
 )
 
