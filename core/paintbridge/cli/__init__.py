@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+        parser.print_help(sys.stderr)
+        return 2  # a usage error, as argparse's own
     try:
         return int(args.func(args) or 0)
     except PaintbridgeError as exc:

@@ -13,6 +13,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -211,13 +212,31 @@ def load_mask(path: Path, limits: Limits) -> Image.Image:
 # outputs
 
 
-def output_paths(output: Path, count: int) -> list[Path]:
-    """`out.png` for one image; `out-1.png`, `out-2.png`... for several."""
+def output_paths(output: Path, count: int, *, overwrite: bool = False) -> list[Path]:
+    """`out.png` for one image; `out-1.png`, `out-2.png`... for several. A file already there is
+    refused (before any model loads) unless `overwrite`."""
+    if output.is_dir():
+        raise InvalidRequest(
+            f"-o/--output {str(output)!r} is a folder: name the file to write, "
+            f"such as {str(output / 'image.png')!r}"
+        )
     if output.suffix.lower() != ".png":
-        raise InvalidRequest(f"-o/--output must name a .png file, got {str(output)!r}")
+        raise InvalidRequest(
+            f"-o/--output must name a .png file (paintbridge writes PNG, with the parameters "
+            f"inside), got {str(output)!r}"
+        )
     if count == 1:
-        return [output]
-    return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
+        paths = [output]
+    else:
+        paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
+    existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if existing and not overwrite:
+        raise InvalidRequest(
+            f"{', '.join(map(repr, existing))} already "
+            f"{'exists' if len(existing) == 1 else 'exist'}: pass --overwrite to replace "
+            f"{'it' if len(existing) == 1 else 'them'}, or choose another -o/--output"
+        )
+    return paths
 
 
 def prepare_output_folder(folder: Path) -> None:
@@ -255,17 +274,26 @@ def prepare_output_folder(folder: Path) -> None:
 
 
 class Progress:
-    """A tqdm bar on stderr fed by the engine's `progress(step, steps)` from the worker thread."""
+    """Step progress on stderr, fed by the engine's `progress(step, steps)` from the worker thread:
+    a tqdm bar on a terminal; elsewhere (a log file, a pipe) a plain line at the first step, then
+    at most every LINE_INTERVAL seconds, and at the last step, instead of a bar redrawn in place."""
 
-    def __init__(self, label: str) -> None:
+    LINE_INTERVAL = 5.0
+
+    def __init__(self, label: str, *, tty: bool | None = None) -> None:
         self.label = label
+        self.tty = stderr_is_a_terminal() if tty is None else tty
         self._bar: tqdm[Any] | None = None
+        self._last_line: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self, step: int, steps: int) -> None:
-        from tqdm import tqdm
-
         with self._lock:
+            if not self.tty:
+                self._line(step, steps)
+                return
+            from tqdm import tqdm
+
             if self._bar is None:
                 self._bar = tqdm(
                     total=steps, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True
@@ -274,11 +302,42 @@ class Progress:
                 self._bar.total = steps
             self._bar.update(step - self._bar.n)
 
+    def _line(self, step: int, steps: int) -> None:
+        now = time.monotonic()
+        due = self._last_line is None or now - self._last_line >= self.LINE_INTERVAL
+        if due or step >= steps:
+            print(f"{self.label}: step {step}/{steps}", file=sys.stderr, flush=True)
+            self._last_line = now
+
     def close(self) -> None:
         with self._lock:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+
+
+def stderr_is_a_terminal() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def quiet_library_progress_bars() -> None:
+    """When stderr is no terminal, turn off the progress bars diffusers, transformers and
+    huggingface_hub draw while loading (each redraw would be another line in a log)."""
+    if stderr_is_a_terminal():
+        return
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 @contextlib.contextmanager

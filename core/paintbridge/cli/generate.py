@@ -24,6 +24,7 @@ from paintbridge.cli.common import (
     positive_int,
     prepare_output_folder,
     print_cancelled,
+    quiet_library_progress_bars,
     run_cancellable,
 )
 from paintbridge.errors import Cancelled, InvalidRequest
@@ -107,7 +108,11 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="OUT.png",
-        help="where to write; with --count N: OUT-1.png ... OUT-N.png",
+        help="the PNG file to write (missing folders are created); with --count N: OUT-1.png "
+        "... OUT-N.png. A file already there is refused unless --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
     )
 
 
@@ -145,7 +150,7 @@ def _generate_handler(args: argparse.Namespace) -> int:
     from paintbridge.engine.types import GenerationRequest
 
     settings = engine_settings(args)
-    outputs = output_paths(args.output, args.count)
+    outputs = output_paths(args.output, args.count, overwrite=args.overwrite)
     image = load_image(args.image, settings.limits) if args.task != "txt2img" else None
     mask = load_mask(args.mask, settings.limits) if args.task == "inpaint" else None
     request = GenerationRequest(
@@ -206,6 +211,7 @@ class _Session:
             return
         name = self.model or "the default model"
         print(f"paintbridge: loading {name}...", file=sys.stderr, flush=True)
+        quiet_library_progress_bars()
         self.engine.load(self.model)
         print(
             f"paintbridge: {self.engine.loaded_model} on {self.engine.device} "
