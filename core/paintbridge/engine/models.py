@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.presets import Preset, get_preset, presets
@@ -156,8 +156,11 @@ def check_task(source: ModelSource, task: str | None) -> None:
 
 
 def _looks_like_path(name: str) -> bool:
+    windows = PureWindowsPath(name)
     return (
         os.path.isabs(name)
+        # `C:x`, `C:\\x`, `\\\\server\\share`: on Windows, `folder / name` would drop the folder
+        or bool(windows.drive or windows.root)
         or name.startswith(("./", "../", "~", ".\\", "..\\"))
         or "\\" in name
         or name.count("/") > 1
@@ -212,15 +215,27 @@ def _find_path(name: str, settings: EngineSettings) -> Path:
                 f"`model` path {name!r} is outside {_dirs_text(settings)}: move the model "
                 "there, or add its folder to the models folders"
             )
-        if candidate.exists():
+        if _exists(candidate):
             return candidate
     raise ModelNotFound(f"no model {name!r} in {_dirs_text(settings)}")
 
 
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; False for a name the OS refuses (too long, a NUL byte...), which a
+    client may send: that is an unknown model (404), not a server error."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _is_model(path: Path) -> bool:
-    if path.is_dir():
-        return (path / "model_index.json").is_file()
-    return path.is_file() and path.suffix.lower() in checkpoint.CHECKPOINT_SUFFIXES
+    try:
+        if path.is_dir():
+            return (path / "model_index.json").is_file()
+        return path.is_file() and path.suffix.lower() in checkpoint.CHECKPOINT_SUFFIXES
+    except (OSError, ValueError):  # a name the OS refuses: no model there
+        return False
 
 
 def _local(name: str, path: Path, settings: EngineSettings) -> ModelSource:

@@ -3,9 +3,10 @@
 A pure ASGI middleware, so a request is refused before its body is read: an unauthenticated
 client cannot make the server buffer anything, and an authenticated one at most `max_body`
 bytes (counted as they arrive, whatever Content-Length claims). Requests that need no token
-(the loopback-only AUTOMATIC1111 opt-out) are buffered as their bytes arrive, never sized in
-advance by the Content-Length they declare. It never adds CORS headers:
-a web page in the user's browser must not be able to read anything from this server.
+(the loopback-only AUTOMATIC1111 opt-out, never for a request a web page made) are buffered
+as their bytes arrive, never sized in advance by the Content-Length they declare. It never
+adds CORS headers: a web page in the user's browser must not be able to read anything from
+this server.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ class Guard:
     ) -> None:
         """`basic_prefix`: paths under it also take HTTP Basic, any user, the token as password
         (AUTOMATIC1111 clients). `open_prefix`: paths under it need no token unless the request
-        has an Origin header (a web page); only for a loopback-only server (ServerSettings)."""
+        comes from a web page (Origin, Referer, Sec-Fetch-Site); only for a loopback-only server
+        (ServerSettings)."""
         if not token:
             raise ValueError("the server needs a non-empty token")
         self.app = app
@@ -202,8 +204,8 @@ class Guard:
         if (scope.get("method"), path) in OPEN_ROUTES:
             return True
         # The AUTOMATIC1111 routes' loopback-only opt-out (server/a1111.py); never for a web page
-        return bool(self._open_prefix and path.startswith(self._open_prefix)) and (
-            "origin" not in headers
+        return bool(self._open_prefix and path.startswith(self._open_prefix)) and not (
+            _from_a_web_page(headers)
         )
 
     def _check_token(self, headers: Headers, path: str):
@@ -249,6 +251,15 @@ class Guard:
             "send a smaller image or crop",
             {"Connection": "close"},
         )
+
+
+def _from_a_web_page(headers: Headers) -> bool:
+    """Whether a browser sent the request on behalf of a page: it has an Origin (every
+    cross-origin POST), a Referer, or a Sec-Fetch-Site other than `none` (a request the user
+    made by typing the URL); browsers set these and a page's script cannot remove them.
+    Clients that are not browsers send none of them."""
+    site = headers.get("sec-fetch-site")
+    return "origin" in headers or "referer" in headers or (site is not None and site != "none")
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
