@@ -449,7 +449,7 @@ def write_launcher(config_dir: Path, command: list[str]) -> Path:
     """Writes hostkit.json ({"command": [...]}) so plug-ins can start the server themselves."""
     from paintbridge import __version__
 
-    config_dir.mkdir(parents=True, exist_ok=True)
+    config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it also holds server.json
     path = config_dir / "hostkit.json"
     path.write_text(
         json.dumps({"command": command, "version": __version__}, indent=2) + "\n",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 import textwrap
 import time
@@ -196,6 +197,8 @@ def test_launch_server_returns_at_once_and_check_finds_the_server(
     assert client.token == "auto" and client.timeout == 4
     info = json.loads((config / "server.json").read_text())
     assert info["pid"] == launch.process.pid and info["pythonpath"] is None
+    if os.name != "nt":  # the log names jobs and files: the user's alone
+        assert stat.S_IMODE((config / "server.log").stat().st_mode) == 0o600
     assert hostkit.try_local_client(str(config)) is not None
 
 

@@ -146,8 +146,9 @@ def _server_environment(config_dir):
 
 
 def spawn_detached(command, log_path, env=None):
-    """Starts `command` (a list) in the background so it outlives the host; output to log_path."""
-    log = open(log_path, "ab")
+    """Starts `command` (a list) in the background so it outlives the host; output to log_path
+    (created private, 0600: its lines name jobs and files)."""
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     devnull = open(os.devnull, "rb")
     kwargs = {"stdin": devnull, "stdout": log, "stderr": subprocess.STDOUT, "env": env}
     if sys.platform.startswith("win"):
@@ -283,7 +284,7 @@ def launch_server(config_dir=None, timeout=30):
             "`paintbridge serve`." % _NO_LAUNCHER
         )
     if not os.path.isdir(config_dir):
-        os.makedirs(config_dir)
+        os.makedirs(config_dir, 0o700)  # private, as paintbridge makes it
     log_path = os.path.join(config_dir, "server.log")
     env = _server_environment(config_dir)
     try:
