@@ -225,6 +225,31 @@ def test_decode_gray_and_rgb_color_key() -> None:
     assert decode_png(buffer.getvalue())[3][3::4] == bytes([0, 255, 0])
 
 
+def _png16(width: int, color: int, values: list[int], trns: list[int]) -> bytes:
+    """A one-row 16-bit PNG (filter 0) of `values` with the tRNS colour key `trns`."""
+    row = b"\x00" + struct.pack(f">{len(values)}H", *values)
+    header = struct.pack(">IIBBBBB", width, 1, 16, color, 0, 0, 0)
+    return b"".join(
+        [
+            pixels.PNG_SIGNATURE,
+            pixels._chunk(b"IHDR", header),
+            pixels._chunk(b"tRNS", struct.pack(f">{len(trns)}H", *trns)),
+            pixels._chunk(b"IDAT", zlib.compress(row)),
+            pixels._chunk(b"IEND", b""),
+        ]
+    )
+
+
+def test_decode_16_bit_color_key_matches_all_16_bits() -> None:
+    """A 16-bit tRNS key makes only the pixels equal to it in all 16 bits transparent, not
+    those that share its high bytes (0x1234 is not the key 0x1299)."""
+    gray = _png16(3, 0, [0x1234, 0x1299, 0x1299], [0x1299])
+    assert decode_png(gray)[3][3::4] == bytes([255, 0, 0])
+    assert decode_png(gray, None)[2] == "RGBA"
+    rgb = _png16(2, 2, [0x1234, 0x5678, 0x9ABC, 0x1299, 0x5699, 0x9A99], [0x1299, 0x5699, 0x9A99])
+    assert decode_png(rgb)[3] == bytes([0x12, 0x56, 0x9A, 255, 0x12, 0x56, 0x9A, 0])
+
+
 def test_decode_errors() -> None:
     with pytest.raises(ValueError, match="not a PNG"):
         decode_png(b"GIF89a....")

@@ -130,8 +130,48 @@ def test_placements() -> None:
     box = Box(10, 20, 2, 2)
     results = [Result(2, 2, bytes(16), 1), Result(2, 2, bytes(range(16)), 2)]
     assert placements(box, results) == [Placement(box, bytes(16)), Placement(box, bytes(range(16)))]
-    with pytest.raises(ValueError, match="crop was 2x2"):
-        placements(box, [Result(3, 2, bytes(24), 1)])
+
+
+def test_placements_of_a_result_of_another_size_is_a_server_fault() -> None:
+    """A result of another size than sent (a server that rounds to multiples of 8) is the
+    server breaking the protocol: a PaintbridgeError the adapters show, not a ValueError
+    traceback (GIMP's flow catches only PaintbridgeError)."""
+    with pytest.raises(hostkit.ServerFault, match="8x8 result for a 5x7 image") as info:
+        placements(Box(0, 0, 5, 7), [Result(8, 8, bytes(256), 1)])
+    assert "paintbridge server" in str(info.value)
+
+
+def test_plan_fill_selection_without_selected_pixels_on_the_layer() -> None:
+    """Two blobs either side of the layer: their bounds overlap it, no selected pixel does.
+    No plan (the server refuses an all-zero mask as "empty mask")."""
+    mask = bytearray(100 * 100)
+    mask[0] = mask[99 * 100 + 99] = 255
+    assert (
+        plan_fill_selection(bytes(mask), 100, 100, Box(0, 0, 100, 100), Box(40, 40, 20, 20)) is None
+    )
+    assert plan_fill_selection(bytes(mask), 100, 100, Box(40, 40, 20, 20)) is None
+
+
+def test_plan_fill_selection_bounds_only_what_is_selected_inside() -> None:
+    """A selection partly off the canvas plus a pixel far away off it: the plan is around the
+    selected pixels on the canvas, not the bounds of everything cut to the canvas."""
+    mask = bytearray(100 * 100)
+    for y in range(10, 20):
+        mask[y * 100 : y * 100 + 10] = b"\xff" * 10
+    mask[95 * 100 + 95] = 255
+    plan = plan_fill_selection(bytes(mask), 100, 100, Box(0, 0, 60, 60), mask_x=-5)
+    assert plan is not None and plan.selection == Box(0, 10, 5, 10)
+    assert plan.box == Box(0, 0, 56, 56)  # the 64 px minimum, cut to multiples of 8 on 60
+    assert max(plan.mask) == 255
+
+
+def test_plan_fill_selection_sends_a_selection_that_fits_unrounded() -> None:
+    """A 4095 x 4097 selection has fewer pixels than a server takes; rounding its sides up to
+    multiples of 8 (4096 x 4104) would not: the crop is the selection itself."""
+    side = 4200
+    mask = _mask(side, side, Box(3, 5, 4095, 4097))
+    plan = plan_fill_selection(mask, side, side, Box(0, 0, side, side))
+    assert plan is not None and plan.box == Box(3, 5, 4095, 4097)
 
 
 def test_public_surface() -> None:

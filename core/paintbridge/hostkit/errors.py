@@ -18,7 +18,16 @@ class PaintbridgeError(Exception):
         self.status = status
 
     def __str__(self):
-        return self.message
+        message = self.message if self.message is not None else ""
+        if str is bytes and not isinstance(message, bytes):  # Python 2 (GIMP 2.10): a unicode
+            # message (a server's, from JSON) as UTF-8, so "%s" % exc does not raise
+            # UnicodeEncodeError for a non-ASCII character
+            return message.encode("utf-8")
+        return message
+
+    def __unicode__(self):  # Python 2 only: unicode(exc), u"%s" % exc
+        message = self.message if self.message is not None else ""
+        return message.decode("utf-8", "replace") if isinstance(message, bytes) else message
 
 
 class NotRunning(PaintbridgeError):

@@ -119,8 +119,9 @@ def context_box(selection, canvas, padding=None, multiple=8, min_size=64, max_pi
     allows (on a canvas too small it shrinks to the largest multiple that still holds the
     selection, else to the canvas). The result always holds the clipped selection and lies inside
     the canvas; its (x, y) is where the result layer goes. With `max_pixels`, the padding shrinks
-    (to none at worst) until the box has at most that many pixels. Raises ValueError if the
-    selection misses the canvas.
+    (to none at worst) until the box has at most that many pixels; if rounding the sides up
+    still exceeds it, the box is the clipped selection itself when that fits. Raises ValueError
+    if the selection misses the canvas.
     """
     if multiple < 1 or min_size < 0:
         raise ValueError(
@@ -137,6 +138,8 @@ def context_box(selection, canvas, padding=None, multiple=8, min_size=64, max_pi
     while max_pixels is not None and box.width * box.height > max_pixels and padding > 0:
         padding = padding // 2 if padding > multiple else 0
         box = _padded(sel, canvas, padding, multiple, min_size)
+    if max_pixels is not None and box.width * box.height > max_pixels >= sel.area:
+        box = sel  # rounding the sides up to `multiple` alone went over: the selection fits
     return box
 
 

@@ -228,9 +228,10 @@ def decode_png(png, mode="RGBA"):
     """Decodes a non-interlaced PNG to (width, height, mode, data).
 
     Reads gray, gray+alpha, RGB, RGBA and palette images (with tRNS transparency), bit depths
-    1-16 (16-bit is cut to its high byte), all five filter types. `mode` is "RGBA" or "L"
-    (Pillow's luma, alpha dropped), or None for "L" when the image is gray without
-    transparency and "RGBA" otherwise. Raises ValueError with the reason for anything else.
+    1-16 (16-bit is cut to its high byte; a tRNS colour key matches all 16 bits), all five
+    filter types. `mode` is "RGBA" or "L" (Pillow's luma, alpha dropped), or None for "L" when
+    the image is gray without transparency and "RGBA" otherwise. Raises ValueError with the
+    reason for anything else.
     """
     if mode not in ("RGBA", "L", None):
         raise ValueError('mode must be "RGBA", "L" or None, got %r' % (mode,))
@@ -274,10 +275,12 @@ def decode_png(png, mode="RGBA"):
         message = "corrupt PNG file (image data does not decompress: %s)" % exc
         raise ValueError(message)  # noqa: B904
     samples = _unfilter(raw, stride, height, max(1, bits_per_pixel // 8))
-    key = None
+    key = key_alpha = None
     if depth == 16:
         if trns is not None and color in (0, 2):
-            key = bytes(trns[0::2])  # the high bytes of the 16-bit key
+            # the key matches all 16 bits: compared before the samples are cut to 8
+            size = 2 * samples_per_pixel
+            key_alpha = _key_alpha(bytes(samples), bytes(trns[:size]), size)
         samples = samples[0::2]
     elif depth < 8:
         samples = _unpack_bits(samples, width, height, stride, depth)
@@ -290,10 +293,10 @@ def decode_png(png, mode="RGBA"):
         key = bytes(trns[1::2])
     samples = bytes(samples)
 
-    if color == 0 and key is None and mode in ("L", None):
+    if color == 0 and key is None and key_alpha is None and mode in ("L", None):
         return width, height, "L", samples
     if color == 0:
-        alpha = None
+        alpha = key_alpha
         if key is not None:
             table = bytearray(b"\xff" * 256)
             table[bytearray(key)[0]] = 0
@@ -303,7 +306,11 @@ def decode_png(png, mode="RGBA"):
         rgba = gray_to_rgba(samples[0::2], samples[1::2])
     elif color == 2:
         rgba = rgb_to_rgba(samples)
-        if key is not None:
+        if key_alpha is not None:
+            rgba = bytearray(rgba)
+            rgba[3::4] = key_alpha
+            rgba = bytes(rgba)
+        elif key is not None:
             rgba = _apply_rgb_key(rgba, key)
     elif color == 6:
         rgba = samples
@@ -326,6 +333,12 @@ def _apply_palette(indices, palette, trns):
     for channel in range(4):
         out[channel::4] = indices.translate(bytes(tables[channel]))
     return bytes(out)
+
+
+def _key_alpha(samples, key, size):
+    """One alpha byte per pixel of `size` bytes: 0 where the pixel's bytes are `key`, else 255."""
+    starts = range(0, len(samples), size)
+    return bytes(bytearray(0 if samples[i : i + size] == key else 255 for i in starts))
 
 
 def _apply_rgb_key(rgba, key):

@@ -17,7 +17,7 @@ from __future__ import absolute_import, division, print_function
 
 from collections import namedtuple
 
-from .errors import RequestRejected
+from .errors import RequestRejected, ServerFault
 from .geometry import Box, context_box, crop_bytes, selection_bounds
 from .pixels import image_payload, mask_payload
 
@@ -136,9 +136,18 @@ def plan_fill_selection(
     bounds = selection_bounds(selection_mask, mask_width, mask_height)
     if bounds is None or limit.is_empty:
         return None
-    selected = bounds.translate(mask_x, mask_y).intersect(limit)
-    if selected.is_empty:
+    region = bounds.translate(mask_x, mask_y).intersect(limit)
+    if region.is_empty:
         return None
+    # the tight bounds of what is selected inside `limit`: bounds cut to it may hold none of
+    # the selected pixels (two blobs either side of a layer) or far more than them
+    inside = crop_bytes(
+        selection_mask, mask_width, mask_height, region.translate(-mask_x, -mask_y), 1
+    )
+    tight = selection_bounds(inside, region.width, region.height)
+    if tight is None:
+        return None
+    selected = tight.translate(region.x, region.y)
     box = context_box(selected, limit, padding, multiple, min_size, max_pixels)
     check_sendable(box.width, box.height)
     mask = crop_bytes(
@@ -155,13 +164,16 @@ class Placement(namedtuple("Placement", "box rgba")):
 
 
 def placements(box, results):
-    """One Placement per Result of a job sent for `box`; checks each result has the box's size."""
+    """One Placement per Result of a job sent for `box`, in the results' order; raises
+    ServerFault for a result that does not have the box's size (protocol v1 answers the size
+    sent)."""
     box = Box(*box)
     out = []
     for result in results:
         if (result.width, result.height) != (box.width, box.height):
-            raise ValueError(
-                "a result is %dx%d but the crop was %dx%d"
+            raise ServerFault(
+                "The server sent a %dx%d result for a %dx%d image, so it cannot be placed; "
+                "results must have the size sent. Update or restart the paintbridge server."
                 % (result.width, result.height, box.width, box.height)
             )
         out.append(Placement(box, result.rgba))
