@@ -268,12 +268,19 @@ def test_a_second_start_waits_for_the_server_still_starting(
 ) -> None:
     """Two editors start the server at once: the second start finds the port taken by the
     first, which is still loading, and gets that server once it is up."""
-    command = _fake_server_command(tmp_path) + ["--port", str(_free_port())]
+    port = _free_port()
+    command = _fake_server_command(tmp_path) + ["--port", str(port)]
     config = _config_with_launcher(tmp_path, command)
-    env = dict(os.environ, PAINTBRIDGE_CONFIG_DIR=str(config), FAKE_SERVER_DELAY="3")
+    env = dict(os.environ, PAINTBRIDGE_CONFIG_DIR=str(config), FAKE_SERVER_DELAY="5")
     first = spawn_detached(command, str(tmp_path / "first.log"), env)
     started.append(first)
-    time.sleep(0.5)  # listening, not yet announced
+    deadline = time.monotonic() + 60
+    while True:  # until it listens (it announces itself 5 s later)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert time.monotonic() < deadline and first.poll() is None, "the first never listened"
+        time.sleep(0.05)
     launch = hostkit.launch_server(str(config), timeout=4)
     launch.process.wait(30)  # the port is taken: the second server gives up at once
     client = launch.wait(start_timeout=60, interval=0.1)

@@ -213,7 +213,8 @@ def test_a_server_that_stops_mid_job_ends_the_job_at_once(tmp_path: Path) -> Non
         stopped = time.monotonic()
         with pytest.raises(NotRunning) as info:
             _poll_to_the_end(handle)
-        assert time.monotonic() - stopped < 2.0  # no waiting for a server that is gone
+        # no retrying for LOST_AFTER_S (10 s) a server that is gone; generous for a busy machine
+        assert time.monotonic() - stopped < 8.0
         assert info.value.message.startswith(
             "The paintbridge server stopped before the job finished; no image was made. Could "
             f"not reach the paintbridge server at {doomed.url}."
