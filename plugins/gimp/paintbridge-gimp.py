@@ -195,6 +195,9 @@ class Gimp3Host(flow.Host):
         Gimp.displays_flush()
         return layers
 
+    def notice(self, text):
+        Gimp.message("Paintbridge: " + text)
+
     def new_image(self, placements, name):
         first = placements[0].box
         image = Gimp.Image.new(first.width, first.height, Gimp.ImageBaseType.RGB)
@@ -426,6 +429,8 @@ class PaintbridgeGimp(Gimp.PlugIn):
             return _error(procedure, flow.NOT_A_LAYER)
         layer = layers[0] if layers else None
         host = Gimp3Host(image, layer)
+        if command != "generate" and len(layers) > 1:
+            host.notice(several_layers(layers))
         settings = settings_from_config(config)
         progress = Progress(title, interactive)
         try:
@@ -454,6 +459,11 @@ class PaintbridgeGimp(Gimp.PlugIn):
         finally:
             progress.close()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def several_layers(layers):
+    """The line saying which of several selected layers a command works on: the first."""
+    return '%d layers are selected: using "%s", the first.' % (len(layers), layers[0].get_name())
 
 
 def _error(procedure, message):

@@ -200,6 +200,9 @@ class Gimp2Host(flow.Host):
         gimp.displays_flush()
         return layers
 
+    def notice(self, text):
+        gimp.message("Paintbridge: %s" % (text,))
+
     def new_image(self, placements, name):
         first = placements[0].box
         image = gimp.Image(first.width, first.height, RGB)

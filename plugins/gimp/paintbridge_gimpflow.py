@@ -99,6 +99,7 @@ class Host(object):
                              filled before it goes into the image, so an error leaves none
                              half-made; returns the new layers
     new_image(placements, name)  a new image holding them (Generate with no image open)
+    notice(text)             shows text in GIMP's message area (the command went on)
     """
 
 
@@ -146,6 +147,19 @@ def _run(client, job, progress, should_cancel):
         progress(0.0, "waiting for the paintbridge server")
     job_id = client.submit(job)
     return job_id, client.wait(job_id, on_progress=on_progress, should_cancel=should_cancel)
+
+
+def canvas_changed(before, now, box):
+    """The note for a canvas that changed size (cropped, resized or scaled) while the job ran,
+    or None when it did not: the result goes where the job's area was, which may no longer be
+    over the pixels it was made from."""
+    if before is None or now is None or (now.width, now.height) == (before.width, before.height):
+        return None
+    return (
+        "The canvas changed size while the job ran (%dx%d, now %dx%d): the result was placed "
+        "where the job's area was then (x %d, y %d, %dx%d); move it if the image moved."
+        % (before.width, before.height, now.width, now.height, box.x, box.y, box.width, box.height)
+    )
 
 
 def check_image(host):
@@ -274,7 +288,8 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
     the new image for Generate with no image open). Raises a PaintbridgeError before anything
     in the image changes; writing happens only once every result is in."""
     check_image(host)
-    had_image = host.image_box() is not None
+    canvas = host.image_box()  # the size the job's area is measured in
+    had_image = canvas is not None
     prepared = COMMANDS[command](host, settings)
     look = host.layer_look() if prepared.from_layer else None  # kept if the layer goes
     client = client or connect(settings)
@@ -295,7 +310,11 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
         progress(1.0, "adding the result")
     if not had_image:
         return host.new_image(put, name)
-    return host.add_layers(put, name, look)
+    note = canvas_changed(canvas, host.image_box(), prepared.box)
+    made = host.add_layers(put, name, look)
+    if note is not None:
+        host.notice(note)
+    return made
 
 
 __all__ = [
@@ -309,6 +328,7 @@ __all__ = [
     "NoSelection",
     "Prepared",
     "Settings",
+    "canvas_changed",
     "check_image",
     "connect",
     "generate_size",

@@ -391,8 +391,16 @@ def during_job(action, **values):
     new = [n for n in image.layers if n not in before]
     return {
         "acted": bool(done),
-        "new": [{"position": image.layers.index(n), "name": n.name} for n in new],
+        "new": [
+            {
+                "position": image.layers.index(n),
+                "name": n.name,
+                "box": list(n.offsets) + [n.width, n.height],
+            }
+            for n in new
+        ],
         "layers": [n.name for n in image.layers],
+        "canvas": [image.width, image.height],
         "undo_depth_after": image.undo_depth,
     }
 
@@ -405,6 +413,12 @@ def _closed():
 @case("layer_deleted_during_job")
 def _layer_deleted():
     return during_job(lambda image, layer: gimpfu.pdb.gimp_image_remove_layer(image, layer))
+
+
+@case("canvas_cropped_during_job")
+def _cropped():
+    """The user crops the 64x64 image to 40x40 from (16, 16) while the job runs."""
+    return during_job(lambda image, layer: gimpfu.pdb.gimp_image_crop(image, 40, 40, 16, 16))
 
 
 @case("server_killed_mid_job", alone=True)

@@ -696,6 +696,14 @@ def during_job(action, make=None):
     host = plugin.Gimp3Host(image, layer)
     settings = plugin.flow.DEFAULTS._replace(prompt="identity", **IDENTITY)
     acted = []
+    notices = []
+    show = host.notice
+
+    def notice(text):  # recorded here, and still shown by the plug-in's own call
+        notices.append(text)
+        show(text)
+
+    host.notice = notice
 
     def progress(_fraction, text):
         if text.startswith("step ") and not acted:
@@ -720,7 +728,9 @@ def during_job(action, make=None):
         facts["error"] = str(exc)
         facts["paintbridge_error"] = isinstance(exc, plugin.PaintbridgeError)
     facts["acted"] = bool(acted)
+    facts["notices"] = notices
     if image.is_valid():
+        facts["canvas"] = [image.get_width(), image.get_height()]
         facts["top"] = [item.get_name() for item in layers(image)]
         image.delete()
     return facts
@@ -743,6 +753,30 @@ def _locked_during():
     Without that order, GIMP kills the plug-in here (this driver)."""
     lock = lambda image, layer: layer.get_parent().set_lock_content(True)  # noqa: E731
     return during_job(lock, make=lambda: group_image(None))
+
+
+@case("canvas_cropped_during_job", alone=True)
+def _cropped():
+    """The user crops the 64x64 image to 40x40 from (16, 16) while the job runs."""
+    return during_job(lambda image, layer: image.crop(40, 40, 16, 16))
+
+
+@case("several_layers_selected")
+def _several_layers():
+    """Fill Selection and Generate with two layers selected ("paint" first, below "top")."""
+    facts = {}
+    for name in ("paintbridge-fill-selection", "paintbridge-generate"):
+        rgb = Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE
+        image, paint = make_image(64, 64, *rgb)
+        rgba, normal = Gimp.ImageType.RGBA_IMAGE, Gimp.LayerMode.NORMAL
+        top = Gimp.Layer.new(image, "top", 64, 64, rgba, 100, normal)
+        image.insert_layer(top, None, 0)
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 24, 24)
+        entry = new_layer_case(name, image, [paint, top])
+        entry["paint_position"] = image.get_item_position(paint)
+        facts[name] = entry
+        image.delete()
+    return facts
 
 
 @case("server_killed_mid_job", alone=True)

@@ -289,6 +289,20 @@ def test_layer_deleted_during_the_job_puts_the_result_at_the_top(gimp2_run):
     assert facts["undo_depth_after"] == 0
 
 
+def test_canvas_cropped_during_the_job_places_the_result_and_says_so(gimp2_run):
+    """The canvas (stand-in: its size and the layers' offsets) changes at the first step: the
+    result still lands where the job's area was, and the message area says so."""
+    facts = entry(gimp2_run, "canvas_cropped_during_job")
+    assert facts["acted"] and facts["canvas"] == [40, 40]
+    box = context_box(Box(8, 8, 24, 24), Box(0, 0, 64, 64))
+    assert [n["box"] for n in facts["new"]] == [list(box)]
+    assert facts["messages"] == [
+        "Paintbridge: The canvas changed size while the job ran (64x64, now 40x40): the result "
+        f"was placed where the job's area was then (x {box.x}, y {box.y}, "
+        f"{box.width}x{box.height}); move it if the image moved."
+    ]
+
+
 def test_server_killed_mid_job_is_a_message_and_changes_nothing(tmp_path, bundle):
     """A 150-step test:identity job (7.5 s of steps) in Fill Selection, on a private server
     SIGKILLed 1 s into its steps: one message in GIMP's message area, nothing in the image."""

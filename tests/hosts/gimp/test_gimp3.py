@@ -59,10 +59,15 @@ def run_driver(live_server, **config):
 
 
 @pytest.fixture(scope="module")
-def gimp_run(live_server):
+def gimp_run_and_log(live_server):
     for results, log in run_driver(live_server):
         assert results.get("finished"), f"the driver stopped early:\n{log}"
-        yield results
+        yield results, log
+
+
+@pytest.fixture(scope="module")
+def gimp_run(gimp_run_and_log):
+    return gimp_run_and_log[0]
 
 
 def facts(gimp_run, name):
@@ -397,7 +402,12 @@ def test_a_disabled_layer_mask_hides_nothing(gimp_run):
 def gimp_during_run(live_server):
     """The cases where the user changes the image while the job runs, in their own GIMP run:
     without add_layers' write-before-insert order, GIMP kills the driver in the last one."""
-    only = ["image_closed_during_job", "layer_deleted_during_job", "group_locked_during_job"]
+    only = [
+        "image_closed_during_job",
+        "layer_deleted_during_job",
+        "group_locked_during_job",
+        "canvas_cropped_during_job",
+    ]
     yield from run_driver(live_server, only=only)
 
 
@@ -431,3 +441,36 @@ def test_group_locked_during_the_job_still_gets_a_filled_layer(gimp_during_run):
     assert "error" not in entry, entry
     assert entry["new_parents"] == ["inner"] and entry["new_locked_parent"] == [True]
     assert entry["new_filled"] == [True]
+
+
+def test_canvas_cropped_during_the_job_places_the_result_and_says_so(gimp_during_run):
+    """The user crops 64x64 to 40x40 at the first step: the result still lands where the job's
+    area was (nothing lost), and GIMP's message area says the canvas changed and where."""
+    entry = during(gimp_during_run, "canvas_cropped_during_job")
+    assert "error" not in entry, entry
+    assert entry["canvas"] == [40, 40]
+    box = context_box(Box(8, 8, 48, 48), Box(0, 0, 64, 64))
+    assert [n["box"] for n in entry["new"]] == [list(box)] and entry["new_filled"] == [True]
+    assert entry["notices"] == [
+        "The canvas changed size while the job ran (64x64, now 40x40): the result was placed "
+        f"where the job's area was then (x {box.x}, y {box.y}, {box.width}x{box.height}); "
+        "move it if the image moved."
+    ]
+    assert "The canvas changed size while the job ran" in gimp_during_run[1]  # GIMP showed it
+
+
+def test_the_cases_where_the_canvas_kept_its_size_say_nothing(gimp_during_run):
+    for name in ("layer_deleted_during_job", "group_locked_during_job"):
+        assert during(gimp_during_run, name)["notices"] == [], name
+
+
+def test_several_layers_selected_fill_says_which_layer_it_used(gimp_run_and_log):
+    """GIMP 3 passes every selected layer: Fill Selection works on the first ("paint", below
+    "top") and says so in the message area; Generate, which reads no layer, says nothing."""
+    results, log = gimp_run_and_log
+    entry = facts(results, "several_layers_selected")
+    fill = entry["paintbridge-fill-selection"]
+    assert fill["status"] == "success", fill["error"]
+    assert [n["position"] for n in fill["new"]] == [fill["paint_position"] - 1]
+    assert entry["paintbridge-generate"]["status"] == "success"
+    assert log.count('2 layers are selected: using "paint", the first.') == 1, log

@@ -263,6 +263,15 @@ class _Pdb(object):
         image.layers.remove(layer)
         layer.removed = True
 
+    def gimp_image_crop(self, image, new_width, new_height, offx, offy):
+        """Modelled cheaply: the canvas takes the new size and the layers move by the offset;
+        their pixels are not cut."""
+        _record("pdb.gimp_image_crop", size=(new_width, new_height), offset=(offx, offy))
+        image.width, image.height = new_width, new_height
+        for layer in image.layers:
+            x, y = layer.offsets
+            layer.offsets = (x - offx, y - offy)
+
     def gimp_image_get_item_position(self, image, item):
         return image.layers.index(item)
 
