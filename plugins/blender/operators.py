@@ -228,6 +228,13 @@ class PAINTBRIDGE_OT_generate_texture(_JobOperator, bpy.types.Operator):
 
     material_name: StringProperty(name="Material", description="Empty: the active material")
 
+    @classmethod
+    def poll(cls, context):
+        problem = plans.texture_target_problem(context)
+        if problem is not None:
+            cls.poll_message_set(problem)
+        return problem is None
+
     def plan(self, context):
         return plans.plan_texture(self, context)
 

@@ -174,18 +174,66 @@ def plan_inpaint(context, source):
     return job, finish
 
 
+GREASE_PENCIL_TYPES = ("GREASEPENCIL", "GPENCIL")  # Blender 4.3+ (GPv3), and before
+
+
+def object_shader_editor(space):
+    """True for a Shader Editor showing an object's material tree (not World or Line Style)."""
+    return (
+        getattr(space, "tree_type", "") == "ShaderNodeTree"
+        and getattr(space, "shader_type", "") == "OBJECT"
+    )
+
+
+def texture_target_problem(context):
+    """Why Generate Texture has nothing to write into here (for its poll), or None. Only what
+    the context alone rules out: a material named in `material_name` may still be usable."""
+    space = context.space_data
+    if getattr(space, "tree_type", "") == "ShaderNodeTree" and not object_shader_editor(space):
+        return (
+            "Generate Texture writes into an object's material: switch the Shader Editor from "
+            "%s to Object" % getattr(space, "shader_type", "?").replace("_", " ").title()
+        )
+    obj = context.object
+    if getattr(context, "material", None) is not None or (
+        obj is not None and (obj.active_material is not None or hasattr(obj.data, "materials"))
+    ):
+        return None
+    if len(bpy.data.materials) == 0:
+        return "Select an object that can have a material, or open a material"
+    return None
+
+
+def _shaded(material):
+    """The material, unless it is a Grease Pencil one: its strokes and fills are drawn from its
+    Grease Pencil settings, never from a node tree, so a texture wired there changes nothing."""
+    if material.is_grease_pencil:
+        raise UserError(
+            'The material "%s" is a Grease Pencil material, which does not use shader nodes: '
+            "a texture there would change nothing. Generate Texture works on a mesh's (or "
+            "curve's) material; select one, or name one in Material." % material.name
+        )
+    return material
+
+
 def _target_material(operator, context):
     if operator.material_name:
         material = bpy.data.materials.get(operator.material_name)
         if material is None:
             raise UserError('There is no material named "%s".' % operator.material_name)
-        return _editable(material, "material"), None
+        return _editable(_shaded(material), "material"), None
+    obj = context.object
+    if obj is not None and obj.type in GREASE_PENCIL_TYPES:
+        raise UserError(
+            'The object "%s" is Grease Pencil, whose strokes do not use shader nodes: a texture '
+            "there would change nothing. Select a mesh (or curve) object, or name a material in "
+            "Material." % obj.name
+        )
     material = getattr(context, "material", None)
     if material is not None:
-        return _editable(material, "material"), None
-    obj = context.object
+        return _editable(_shaded(material), "material"), None
     if obj is not None and obj.active_material is not None:
-        return _editable(obj.active_material, "material"), None
+        return _editable(_shaded(obj.active_material), "material"), None
     if obj is not None and obj.data is not None and hasattr(obj.data, "materials"):
         _editable(obj, "object")
         _editable(obj.data, "%s data" % obj.type.lower())

@@ -3,6 +3,7 @@ Add menu, and the material properties."""
 
 import bpy
 
+from . import plans
 from .operators import (
     PAINTBRIDGE_OT_cancel,
     PAINTBRIDGE_OT_generate,
@@ -26,8 +27,9 @@ def draw_image_menu(self, _context):
 
 
 def draw_node_add_menu(self, context):
-    space = context.space_data
-    if space is None or getattr(space, "tree_type", "") != "ShaderNodeTree":
+    """Generate Texture in the Shader Editor's Add menu, only where it shows an object's
+    material: a World or Line Style tree is not what the operator writes into."""
+    if not plans.object_shader_editor(context.space_data):
         return
     layout = self.layout
     layout.separator()

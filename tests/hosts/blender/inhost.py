@@ -1036,6 +1036,67 @@ def draw(draw_function, context=None):
     return owner.layout.log
 
 
+def node_editor(tree_type, shader_type):
+    """A stand-in context whose space is a node editor showing this kind of tree."""
+    space = types.SimpleNamespace(type="NODE_EDITOR", tree_type=tree_type, shader_type=shader_type)
+    return types.SimpleNamespace(space_data=space, object=bpy.context.object, material=None)
+
+
+@check
+def texture_poll(addon, data):
+    """Generate Texture's poll refuses, with a message, where it has nothing to write into: a
+    Shader Editor on a World or Line Style tree, or no object or material at all."""
+    plans = addon.plans
+    bpy.ops.mesh.primitive_cube_add()
+    for shader_type, shown in (("WORLD", "World"), ("LINESTYLE", "Linestyle")):
+        problem = plans.texture_target_problem(node_editor("ShaderNodeTree", shader_type))
+        assert problem and f"switch the Shader Editor from {shown}" in problem, problem
+    assert plans.texture_target_problem(node_editor("ShaderNodeTree", "OBJECT")) is None
+    assert bpy.ops.paintbridge.generate_texture.poll()  # an object that can have a material
+    bpy.ops.wm.read_homefile(use_empty=True)
+    for material in list(bpy.data.materials):
+        bpy.data.materials.remove(material)
+    assert bpy.context.object is None and len(bpy.data.materials) == 0
+    assert not bpy.ops.paintbridge.generate_texture.poll()
+    data["message"] = expect_error(bpy.ops.paintbridge.generate_texture, "poll()", "Select an")
+    bpy.data.materials.new("Any")  # a material that material_name can name
+    assert bpy.ops.paintbridge.generate_texture.poll()
+
+
+@check
+def texture_grease_pencil(addon, data):
+    """Grease Pencil strokes are drawn from the material's Grease Pencil settings, never from a
+    node tree: Generate Texture is refused before the job runs, nothing made or changed."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    settings()
+    bpy.ops.object.grease_pencil_add(type="STROKE")
+    pencil = bpy.context.object
+    assert pencil.type == "GREASEPENCIL" and pencil.active_material.is_grease_pencil
+    gp_material = pencil.active_material
+    messages = []
+
+    def refused(call, *fragments):
+        before = datablocks()
+        messages.append(expect_error(call, "Grease Pencil", *fragments))
+        assert datablocks() == before, (before, datablocks())
+        assert gp_material.node_tree is None or not any(
+            n.type == "TEX_IMAGE" for n in gp_material.node_tree.nodes
+        )
+
+    refused(bpy.ops.paintbridge.generate_texture, f'"{pencil.name}"')
+    # without a material: none is made for it
+    pencil.data.materials.clear()
+    refused(bpy.ops.paintbridge.generate_texture, f'"{pencil.name}"')
+    assert len(pencil.data.materials) == 0
+    # a Grease Pencil material named from a mesh
+    mesh_object("Mesh")
+    refused(
+        lambda: bpy.ops.paintbridge.generate_texture(material_name=gp_material.name),
+        f'material "{gp_material.name}"',
+    )
+    data["messages"] = messages
+
+
 @check
 def panels(addon, data):
     ui = addon.ui
@@ -1074,10 +1135,13 @@ def panels(addon, data):
         "paintbridge.img2img",
         "paintbridge.inpaint",
     ]
-    shader = types.SimpleNamespace(space_data=types.SimpleNamespace(tree_type="ShaderNodeTree"))
-    geometry = types.SimpleNamespace(space_data=types.SimpleNamespace(tree_type="GeometryNodeTree"))
-    assert ("operator", "paintbridge.generate_texture", True) in draw(ui.draw_node_add_menu, shader)
-    assert draw(ui.draw_node_add_menu, geometry) == []
+    assert ("operator", "paintbridge.generate_texture", True) in draw(
+        ui.draw_node_add_menu, node_editor("ShaderNodeTree", "OBJECT")
+    )
+    # only in an object's material tree: World and Line Style trees are not what it writes
+    for shader_type in ("WORLD", "LINESTYLE"):
+        assert draw(ui.draw_node_add_menu, node_editor("ShaderNodeTree", shader_type)) == []
+    assert draw(ui.draw_node_add_menu, node_editor("GeometryNodeTree", "OBJECT")) == []
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
     owner = types.SimpleNamespace(layout=LayoutStandIn(), bl_rna=prefs.bl_rna)
     type(prefs).draw(owner, bpy.context)

@@ -110,7 +110,16 @@ def run_check(
     return result["data"]
 
 
-@pytest.mark.parametrize("name", ["registered", "pixel_conversion", "panels"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "registered",
+        "pixel_conversion",
+        "panels",
+        "texture_poll",
+        "texture_grease_pencil",
+    ],
+)
 def test_without_server(name, blender, addon_dir, tmp_path):
     run_check(name, blender, addon_dir, tmp_path / "no-server", tmp_path)
 
