@@ -237,6 +237,25 @@ def test_infotexts_are_shaped_as_a1111_writes_them() -> None:
         assert info["infotexts"] == [text]
 
 
+def test_parse_infotext_reads_what_a1111_and_paintbridge_write() -> None:
+    text = (
+        "a lighthouse, at dusk\nsecond line\nNegative prompt: blurry, dark\nmore negative\n"
+        "Steps: 20, Sampler: DPM++ 2M, CFG scale: 7.5, Seed: 42, Size: 512x768, "
+        'Lora hashes: "a: 1, b: 2", Model: sd'
+    )
+    assert conv.parse_infotext(text) == {
+        "Prompt": "a lighthouse, at dusk\nsecond line",
+        "Negative prompt": "blurry, dark\nmore negative",
+        "Steps": "20", "Sampler": "DPM++ 2M", "CFG scale": "7.5", "Seed": "42",
+        "Size": "512x768", "Size-1": "512", "Size-2": "768", "Lora hashes": "a: 1, b: 2",
+        "Model": "sd",
+    }  # fmt: skip
+    # A last line that is not settings is part of the prompt; no text, no parameters.
+    assert conv.parse_infotext("just: a prompt") == {"Prompt": "just: a prompt",
+                                                    "Negative prompt": ""}  # fmt: skip
+    assert conv.parse_infotext("  \n") == {}
+
+
 def test_send_images_and_an_empty_mask_read_as_a1111_reads_them() -> None:
     """`send_images`/`save_images` are A1111 fields (not "ignored"); `"mask": ""` is no mask."""
     body = Img2ImgBody.model_validate(

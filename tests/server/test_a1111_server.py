@@ -443,6 +443,49 @@ def test_the_lists_clients_read(server: ServerProcess) -> None:
     assert call(server, "GET", "/sdapi/v1/loras")[1] == []
     # SillyTavern lists upscalers from both routes and fails if either is missing
     assert call(server, "GET", "/sdapi/v1/latent-upscale-modes")[:2] == (200, [])
+    # what front ends probe on connect: a 404 makes some of them give up
+    for path in ("sd-vae", "sd-modules", "hypernetworks", "face-restorers", "realesrgan-models",
+                 "prompt-styles", "extensions", "script-info"):  # fmt: skip
+        assert call(server, "GET", f"/sdapi/v1/{path}")[:2] == (200, []), path
+    assert call(server, "GET", "/sdapi/v1/scripts")[:2] == (200, {"txt2img": [], "img2img": []})
+    assert call(server, "GET", "/sdapi/v1/embeddings")[1] == {"loaded": {}, "skipped": {}}
+    flags = call(server, "GET", "/sdapi/v1/cmd-flags")[1]
+    assert (
+        flags["api"] is True
+        and flags["listen"] is False
+        and server.url.endswith(f":{flags['port']}")
+    )
+    memory = call(server, "GET", "/sdapi/v1/memory")[1]
+    assert 0 < memory["ram"]["free"] <= memory["ram"]["total"]
+    assert memory["ram"]["used"] == memory["ram"]["total"] - memory["ram"]["free"]
+    assert "error" in memory["cuda"]  # no GPU here
+    for path in ("refresh-checkpoints", "refresh-loras", "refresh-vae", "refresh-embeddings"):
+        assert call(server, "POST", f"/sdapi/v1/{path}")[0] == 200, path
+
+
+def test_png_info_reads_back_a_generated_image(server: ServerProcess) -> None:
+    status, answer, _ = call(server, "POST", "/sdapi/v1/txt2img", txt2img_body(seed=1234))
+    assert status == 200
+    status, info, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": answer["images"][0]})
+    assert status == 200, info
+    assert info["info"].startswith("a lighthouse at dusk\nNegative prompt: blurry\n")
+    parameters = info["parameters"]
+    assert parameters["Prompt"] == "a lighthouse at dusk"
+    assert parameters["Negative prompt"] == "blurry"
+    assert (parameters["Seed"], parameters["Steps"]) == ("1234", "2")
+    assert (parameters["Size-1"], parameters["Size-2"]) == ("64", "64")
+    # A PNG without parameters; a data: URL; not an image; too large to read.
+    plain = png_b64(Image.new("RGB", (8, 8)), data_url=True)
+    assert call(server, "POST", "/sdapi/v1/png-info", {"image": plain})[1] == {
+        "info": "", "items": {}, "parameters": {}
+    }  # fmt: skip
+    bad = base64.b64encode(b"not a png").decode()
+    status, error, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": bad})
+    assert status == 400 and "`image` is not a readable image" in error["error"]["message"]
+    assert call(server, "POST", "/sdapi/v1/png-info", {})[0] == 400
+    huge = png_b64(Image.new("L", (8200, 16)))
+    status, error, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": huge})
+    assert status == 413 and "8200x16" in error["error"]["message"]
 
 
 # --- authentication -----------------------------------------------------------------------------

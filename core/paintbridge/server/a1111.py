@@ -27,6 +27,7 @@ from paintbridge.engine.models import check_model
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.imageops import to_mode
 from paintbridge.jobs import JobNotFound, JobView
+from paintbridge.server import a1111_catalog
 from paintbridge.server import a1111_convert as conv
 from paintbridge.server.a1111_schemas import (
     A1111Model,
@@ -34,10 +35,7 @@ from paintbridge.server.a1111_schemas import (
     Img2ImgBody,
     ProgressAnswer,
     ProgressState,
-    SamplerItem,
-    SchedulerItem,
     Txt2ImgBody,
-    UpscalerItem,
 )
 
 __all__ = ["A1111State", "install"]
@@ -145,46 +143,7 @@ def _router() -> APIRouter:
             for info in list_models(_runtime(request).settings.engine)
         ]
 
-    @router.get("/samplers", response_model=list[SamplerItem])
-    def samplers() -> list[SamplerItem]:
-        """The A1111 sampler names this server maps to its schedulers."""
-        return [SamplerItem(name=name, aliases=[]) for name in conv.A1111_SAMPLERS]
-
-    @router.get("/schedulers", response_model=list[SchedulerItem])
-    def schedulers() -> list[SchedulerItem]:
-        return [SchedulerItem(name=n, label=label) for n, label in conv.A1111_SCHEDULERS.items()]
-
-    @router.get("/upscalers", response_model=list[UpscalerItem])
-    def upscalers() -> list[UpscalerItem]:
-        """Only A1111's "None": paintbridge has no upscalers."""
-        return [UpscalerItem(name="None")]
-
-    @router.get("/latent-upscale-modes")
-    def latent_upscale_modes() -> list[dict[str, Any]]:
-        """Empty: no hires fix (SillyTavern fails its upscaler list if this route is missing)."""
-        return []
-
-    @router.get("/loras")
-    def loras() -> list[dict[str, Any]]:
-        """Empty: paintbridge does not load LoRAs (yet)."""
-        return []
-
-    @router.get("/sd-vae")
-    def sd_vae() -> list[dict[str, Any]]:
-        return []
-
-    @router.get("/embeddings")
-    def embeddings() -> dict[str, Any]:
-        return {"loaded": {}, "skipped": {}}
-
-    @router.post("/refresh-checkpoints")
-    def refresh_checkpoints() -> None:
-        """Nothing to do: /sd-models reads the models folders on every call."""
-
-    @router.post("/refresh-loras")
-    def refresh_loras() -> None:
-        """Nothing to do."""
-
+    router.include_router(a1111_catalog.router())
     return router
 
 

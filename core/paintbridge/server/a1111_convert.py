@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ __all__ = [
     "A1111_SCHEDULERS",
     "A1111_SAMPLERS",
     "Crop",
+    "b64_bytes",
     "check_size",
     "decode_a1111_image",
     "info_object",
     "model_name",
+    "parse_infotext",
     "paste_back",
     "prepare_mask",
     "resolve_sampler",
@@ -110,7 +113,8 @@ def model_name(title: str) -> str:
     return name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
 
 
-def _b64(text: str, field: str) -> bytes:
+def b64_bytes(text: str, field: str) -> bytes:
+    """The bytes of a base64 text or a base64 data: URL."""
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
@@ -126,7 +130,7 @@ def _b64(text: str, field: str) -> bytes:
 def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
     """A base64 PNG/JPEG/WebP (or data: URL) as an RGBA or L... image, size checked first,
     turned upright by its EXIF orientation as A1111 does."""
-    raw = _b64(text, field)
+    raw = b64_bytes(text, field)
     try:
         with Image.open(io.BytesIO(raw), formats=["PNG", "JPEG", "WEBP"]) as opened:
             width, height = opened.size
@@ -281,3 +285,44 @@ def info_object(
         "ignored": ignored,
         "notes": notes,
     }
+
+
+# One "Key: value" of an infotext's last line; a value with commas in it comes quoted.
+_INFO_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"(\d+)x(\d+)")
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """An A1111 `parameters` text read as A1111's png-info reads it: "Prompt", "Negative
+    prompt", then each "Key: value" of the last line, as strings ("Size: 512x768" also gives
+    "Size-1" and "Size-2"). `{}` for an empty text."""
+    if not text.strip():
+        return {}
+    lines = text.strip().split("\n")
+    pairs = _INFO_PAIR.findall(lines[-1])
+    if len(pairs) >= 3:  # A1111's test that the last line holds the settings
+        lines = lines[:-1]
+    else:
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    for line in lines:
+        if line.startswith("Negative prompt:") and not negative:
+            negative.append(line[len("Negative prompt:") :].strip())
+        elif negative:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    result = {"Prompt": "\n".join(prompt).strip(), "Negative prompt": "\n".join(negative).strip()}
+    for key, value in pairs:
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = str(json.loads(value))
+            except ValueError:
+                pass
+        result[key] = value
+        size = _SIZE.fullmatch(value)
+        if size:
+            result[f"{key}-1"], result[f"{key}-2"] = size.groups()
+    return result
