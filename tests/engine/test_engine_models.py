@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from paintbridge.engine import EngineSettings, list_models, scheduler_names
 from paintbridge.engine.models import check_model, resolve_model
 from paintbridge.engine.presets import default_preset_name, get_preset, presets
 from paintbridge.engine.testmodel import TEST_MODELS
 from paintbridge.errors import InvalidRequest, ModelNotFound, UnsafeModelFile
+
+_UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 @pytest.fixture
@@ -25,6 +29,7 @@ def models(tmp_path: Path) -> Path:
     (folder / "mydiffusers" / "unet" / "config.json").write_text(
         json.dumps({"in_channels": 4, "sample_size": 128, "cross_attention_dim": 2048})
     )
+    save_file({"w": np.zeros(1, np.float32)}, folder / "mydiffusers" / "unet" / _UNET_WEIGHTS)
     (folder / "org" / "name").mkdir(parents=True)
     (folder / "org" / "name" / "model_index.json").write_text("{}")
     (folder / "sub" / "deep").mkdir(parents=True)
@@ -275,3 +280,34 @@ def test_a_damaged_weights_file_in_a_folder_is_named_as_such(
         engine.load("tinycopy")
     other = "a file is missing" if damage == "truncated" else "cannot be read"
     assert other not in caught.value.message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "removed"])
+def test_a_damaged_folder_leaves_the_loaded_model(tmp_path: Path, damage: str) -> None:
+    """Cut-off or missing weights in a diffusers folder are found from the headers, before the
+    loaded model is dropped, for generate, load and check_model (the server's submit check)."""
+    from dataclasses import replace
+
+    from paintbridge.engine import Engine, GenerationRequest
+    from paintbridge.engine.models import check_model
+
+    folder = _copy_of_the_tiny_model(tmp_path / "tinycopy")
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    if damage == "removed":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:-1])
+    settings = EngineSettings(model_dirs=(tmp_path,), default_model="test:tiny")
+    engine = Engine(settings)
+    engine.load()
+    message = "a file is missing" if damage == "removed" else "vae/.* a file cannot be read"
+    request = GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64)
+    with pytest.raises(ModelNotFound, match=message):
+        engine.generate(replace(request, model="tinycopy"))
+    assert engine.loaded_model == "test:tiny"
+    with pytest.raises(ModelNotFound, match=message):
+        engine.load("tinycopy")
+    assert engine.loaded_model == "test:tiny"
+    with pytest.raises(ModelNotFound, match=message):
+        check_model("tinycopy", settings, "txt2img")
+    assert engine.generate(request).images

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from engine_support import box_mask, rgba_image
 from PIL import Image
+from safetensors.numpy import save_file
 
 from paintbridge.engine import EngineSettings, GenerationRequest, Limits, check_request
 from paintbridge.engine.models import check_model, check_task, model_tasks, resolve_model
@@ -144,12 +145,11 @@ def _folder_model(root: Path, in_channels: int) -> Path:
     (root / "unet").mkdir(parents=True)
     (root / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     (root / "unet" / "config.json").write_text(json.dumps({"in_channels": in_channels}))
+    save_file({"w": np.zeros(1, "f4")}, root / "unet" / "diffusion_pytorch_model.safetensors")
     return root
 
 
 def _checkpoint(path: Path, in_channels: int) -> Path:
-    from safetensors.numpy import save_file
-
     tensors = {
         "cond_stage_model.transformer.text_model.final_layer_norm.weight": np.zeros(2, "f4"),
         "model.diffusion_model.input_blocks.0.0.weight": np.zeros((2, in_channels, 1, 1), "f4"),

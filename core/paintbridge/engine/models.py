@@ -128,6 +128,7 @@ def model_tasks(source: ModelSource) -> tuple[str, ...]:
     if source.kind == "test":
         return _tasks_for(source.name)
     if source.kind == "folder" and source.path is not None:
+        _check_folder_weights(source.name, source.path)
         return _folder_info(source.path).tasks
     if source.kind == "file" and source.path is not None:
         if source.path.suffix.lower() not in checkpoint.SAFE_SUFFIXES:
@@ -323,6 +324,43 @@ def _local_info(entry: Path, settings: EngineSettings) -> ModelInfo | None:
             name, "local", description, tasks, NATIVE[info.architecture], info.architecture
         )
     return None
+
+
+# The components of a diffusers folder that hold weights the engine loads.
+_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+
+
+def _check_folder_weights(name: str, folder: Path) -> None:
+    """Raise ModelNotFound for a diffusers folder whose UNet, VAE or text encoder weights are
+    missing, or whose .safetensors files have a header that cannot be read or does not cover
+    the file (a cut-off download): loading it would fail after the loaded model was dropped.
+    Only headers are read."""
+    from safetensors import safe_open
+
+    for component in _WEIGHT_COMPONENTS:
+        part = folder / component
+        if not (part / "config.json").is_file():
+            continue  # not in this model (text_encoder_2), or diffusers names what is missing
+        files = [p for p in part.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES)]
+        if not files:
+            raise ModelNotFound(
+                f"cannot load model {name!r}: {component}/ has no weights file: a file is "
+                "missing; download the model again or check the folder"
+            )
+        for path in files:
+            if path.suffix != ".safetensors":
+                continue
+            try:
+                with safe_open(str(path), framework="pt"):
+                    pass
+            except Exception as exc:  # SafetensorError, OSError
+                raise ModelNotFound(
+                    f"cannot load model {name!r}: {component}/{path.name}: {exc}: a file cannot "
+                    "be read (it may be incomplete or corrupt); download the model again"
+                ) from exc
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
 def _folder_info(folder: Path) -> ModelInfo:
