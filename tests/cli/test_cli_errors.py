@@ -227,3 +227,18 @@ def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     assert "wrote" not in stdout
     assert list(tmp_path.iterdir()) == []  # no image, no temp file
     assert time.monotonic() - sent < 30  # stopped at a step, not at the end of 1200
+
+
+def test_ctrl_c_while_the_subcommands_import_is_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in the first moments (build_parser imports every subcommand) is the same clean
+    "interrupted" as later, not a traceback."""
+    import paintbridge.cli as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "paintbridge: interrupted\n"

@@ -40,12 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _never_fail_to_print()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2  # a usage error, as argparse's own
     try:
+        parser = build_parser()  # imports the subcommands: Ctrl-C may come here too
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2  # a usage error, as argparse's own
         return int(args.func(args) or 0)
     except PaintbridgeError as exc:
         print(f"paintbridge: error: {exc.message}", file=sys.stderr)
