@@ -87,7 +87,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "generated mask) into a folder. The default model is a tiny test model: it runs "
         "anywhere in seconds, and its images are noise.",
     )
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder (default out/demo)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder (default out/demo); its txt2img, img2img, inpaint and inpaint-mask PNGs are "
+        "replaced",
+    )
     p.add_argument("--prompt", default="a lighthouse on a cliff at sunset, oil painting")
     _add_sampling_options(p, size=True, strength=False, count=False)
     add_engine_options(p)
