@@ -53,10 +53,13 @@ RENDERED = ("RENDER_RESULT", "COMPOSITING")  # Render Result and Viewer Node: no
 
 
 def read_source(image, scene):
-    """read_rgba8 of any image a user can open: a Render Result or Viewer Node is saved to a
-    temporary PNG as Blender shows it (the scene's view transform) and read from there; an image
+    """read_rgba8 of any image a user can open: a Render Result, Viewer Node or multilayer EXR
+    (none of which has `pixels`) is saved to a temporary PNG as Blender shows it (the scene's
+    view transform) and read from there; an image
     sequence, movie or UDIM image is refused with what to do (ValueError)."""
-    if image.type in RENDERED:
+    if image.type not in RENDERED:
+        image.size[0]  # loads the file: only then does a multilayer EXR say it is one
+    if image.type in RENDERED or image.type == "MULTILAYER":
         return read_render(image, scene)
     if image.source in ("SEQUENCE", "MOVIE", "TILED"):
         raise ValueError(no_pixels_message(image))
@@ -81,10 +84,10 @@ def _restore_format(settings, saved):
 
 
 def read_render(image, scene):
-    """The pixels of a Render Result (or Viewer Node) as the Image Editor shows them: Blender
-    keeps no `pixels` for them, so `save_render` writes an 8-bit RGBA PNG with the scene's
-    colour management, which is read back. The scene's output settings are changed for that
-    moment only and put back as they were; the file and its datablock are removed."""
+    """The pixels of a Render Result, Viewer Node or multilayer EXR as the Image Editor shows
+    them: Blender keeps no `pixels` for them, so `save_render` writes an 8-bit RGBA PNG with
+    the scene's colour management, which is read back. The scene's output settings are changed
+    for that moment only and put back as they were; the file and its datablock are removed."""
     settings = scene.render.image_settings
     saved = _format_settings(settings)
     folder = tempfile.mkdtemp(prefix="paintbridge-")
@@ -128,11 +131,24 @@ def premultiplied(image):
     )
 
 
-def new_result_image(name, width, height, rgba, record):
-    """A new byte (sRGB) image with these pixels, packed into the .blend, kept by a fake user
-    (so saving keeps it even when nothing shows it), its parameters as custom properties."""
+def data_colorspace(image):
+    """The colour space of a data image (Non-Color: normal, roughness and height maps), None
+    for a colour image or a render. A result made from a data image holds data too: tagged
+    sRGB, Blender would decode its values as colours."""
+    if image.type in RENDERED:
+        return None
+    settings = image.colorspace_settings
+    return settings.name if settings.is_data else None
+
+
+def new_result_image(name, width, height, rgba, record, colorspace=None):
+    """A new byte image with these pixels (sRGB, or `colorspace` for a data image's result),
+    packed into the .blend, kept by a fake user (so saving keeps it even when nothing shows
+    it), its parameters as custom properties."""
     image = bpy.data.images.new(name, width, height, alpha=True)
     try:
+        if colorspace is not None:
+            image.colorspace_settings.name = colorspace
         image.pixels.foreach_set(convert.rgba8_to_pixels(rgba, width, height))
         image.update()
         image.pack()

@@ -120,7 +120,8 @@ class _JobOperator:
 
     def modal(self, context, event):
         session = plans.session(context)
-        if event.type == "ESC" or session.cancel_requested:
+        # Esc's press only: its release may be what is left of cancelling a move or a select
+        if (event.type == "ESC" and event.value == "PRESS") or session.cancel_requested:
             try:
                 self._handle.cancel()
             except hk.PaintbridgeError:

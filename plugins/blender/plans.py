@@ -70,7 +70,7 @@ def remember_seed(context, results):
             scene_settings(context).last_seed = result.seed
 
 
-def _finish_as_images(prompt, task, job, **record):
+def _finish_as_images(prompt, task, job, colorspace=None, **record):
     """The `finish` that makes each result a new image, its parameters (and `record`) kept."""
 
     def finish(context, results):
@@ -81,6 +81,7 @@ def _finish_as_images(prompt, task, job, **record):
                 result.height,
                 result.rgba,
                 params.record(job, result.seed, **record),
+                colorspace,
             )
             for result in results
         ]
@@ -116,7 +117,8 @@ def plan_img2img(context, source):
         prompt=prompt,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
-    return job, _finish_as_images(prompt, "img2img", job, source=source.name)
+    colorspace = images.data_colorspace(source)
+    return job, _finish_as_images(prompt, "img2img", job, colorspace, source=source.name)
 
 
 def plan_inpaint(context, source):
@@ -140,17 +142,20 @@ def plan_inpaint(context, source):
             "Nothing to inpaint: erase part of the image to transparent, or choose a mask image "
             "that is white where the image should change."
         )
-    box = tuple(plan.box)
+    box, box_mask = tuple(plan.box), plan.mask
+    if settings.seamless != "none":
+        # a crop would be made to tile with its own edges, never with the image's far side
+        box, box_mask = (0, 0, width, height), mask
     job = tasks.inpaint_job(
         convert.crop(rgba, width, height, box),
-        plan.mask,
+        box_mask,
         box[2],
         box[3],
         prompt=prompt,
         strength=settings.strength,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
-    source_name = source.name
+    source_name, colorspace = source.name, images.data_colorspace(source)
     mask_name = mask_image.name if mask_image is not None else None
 
     def finish(context, results):
@@ -158,14 +163,14 @@ def plan_inpaint(context, source):
         placed = tasks.placements(box, results)  # checks every result has the crop's size
         for index, result in enumerate(results):
             region = convert.composite_over(
-                convert.crop(rgba, width, height, box), placed[index].rgba, plan.mask
+                convert.crop(rgba, width, height, box), placed[index].rgba, box_mask
             )
             whole = convert.paste(rgba, width, height, box, region)
             record = params.record(job, result.seed, source=source_name, mask=mask_name)
             record["box"] = list(box)
             made.append(
                 images.new_result_image(
-                    params.result_name(prompt, "inpaint"), width, height, whole, record
+                    params.result_name(prompt, "inpaint"), width, height, whole, record, colorspace
                 )
             )
         remember_seed(context, results)
@@ -259,15 +264,27 @@ def _editable(datablock, kind):
     )
 
 
-def _finder(collection, datablock):
+def _usable(material):
+    """Whether a texture can be wired into `material` and kept: a local, node-based one."""
+    return (
+        material is not None
+        and not material.is_grease_pencil
+        and material.library is None
+        and material.override_library is None
+    )
+
+
+def _finder(collection_name, datablock):
     """A function that finds `datablock` again later, None once it is gone: by its
     session_uid, which stays the same when it is renamed (or reallocated by undo), then by the
-    name it had."""
+    name it had. The collection is looked up anew on every call: undo replaces Blender's data,
+    and a collection kept from before points at freed memory (Blender crashed)."""
     if datablock is None:
         return lambda: None
     uid, name = datablock.session_uid, datablock.name
 
     def find():
+        collection = getattr(bpy.data, collection_name)
         found = next((d for d in collection if d.session_uid == uid), None)
         return found if found is not None else collection.get(name)
 
@@ -276,8 +293,8 @@ def _finder(collection, datablock):
 
 def plan_texture(operator, context):
     material, owner = _target_material(operator, context)
-    find_material = _finder(bpy.data.materials, material)
-    find_owner = _finder(bpy.data.objects, owner)
+    find_material = _finder("materials", material)
+    find_owner = _finder("objects", owner)
     planned = 'material "%s"' % material.name if material else 'object "%s"' % owner.name
     job, make_images = plan_generate(context, scene_settings(context).texture_seamless)
 
@@ -289,7 +306,9 @@ def plan_texture(operator, context):
             record["material"] = record["texture_node"] = record["linked_to"] = ""
             record["target_gone"] = planned
             return made
-        if target is None:
+        if target is None and _usable(obj.active_material):
+            target = obj.active_material  # the user gave the object one while the job ran
+        elif target is None:
             target = bpy.data.materials.new(made[0].name)
             if obj.material_slots and obj.active_material is None:
                 obj.active_material = target  # fill the empty active slot: its faces use it

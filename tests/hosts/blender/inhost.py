@@ -361,6 +361,45 @@ def inpaint(addon, data):
     assert new_images(before | {"small"}) == []
 
 
+@check
+def inpaint_data_and_seamless(addon, data):
+    """A result of a Non-Color (data) image is Non-Color too, for inpaint and img2img alike;
+    a seamless inpaint sends the whole image, so the fill tiles with the image's far side,
+    not with the edges of a crop."""
+    settings(strength=1.0, steps=2)
+    normal = np.zeros((64, 64, 4), np.uint8)
+    normal[...] = (128, 128, 255, 255)
+    normal[30:34, 30:34, 3] = 0
+    source = byte_image("normal", 64, 64, normal)
+    source.colorspace_settings.name = "Non-Color"
+    source.pixels.foreach_set((normal[::-1].astype(np.float32) / 255).ravel())
+    for operator in (bpy.ops.paintbridge.inpaint, bpy.ops.paintbridge.img2img):
+        made = run_and_take(operator, image_name="normal")
+        assert made.colorspace_settings.name == "Non-Color", made.colorspace_settings.name
+    inpainted = run_and_take(bpy.ops.paintbridge.inpaint, image_name="normal")
+    out = np.frombuffer(addon.images.read_rgba8(inpainted)[2], np.uint8).reshape(64, 64, 4)
+    keep = normal[..., 3] == 255
+    assert np.array_equal(out[keep], normal[keep]), "data values outside the hole changed"
+    colour = run_and_take(
+        bpy.ops.paintbridge.inpaint, image_name=byte_image("c", 64, 64, normal).name
+    )
+    assert colour.colorspace_settings.name == "sRGB"
+    # seamless: the hole near the right edge is filled knowing the left edge
+    tile = pattern(256, 256, 3)
+    tile[100:120, 230:250, 3] = 0
+    byte_image("tile", 256, 256, tile)
+    settings(seamless="xy")
+    made = run_and_take(bpy.ops.paintbridge.inpaint, image_name="tile")
+    record = made["paintbridge"].to_dict()
+    assert record["seamless"] == "xy" and list(record["box"]) == [0, 0, 256, 256], record
+    out = np.frombuffer(addon.images.read_rgba8(made)[2], np.uint8).reshape(256, 256, 4)
+    keep = tile[..., 3] == 255
+    assert np.array_equal(out[keep], tile[keep]), "pixels outside the hole changed"
+    settings(seamless="none")
+    made = run_and_take(bpy.ops.paintbridge.inpaint, image_name="tile")
+    assert list(made["paintbridge"]["box"]) != [0, 0, 256, 256]  # a crop, without seamless
+
+
 def write_png(path, rgba_top_down, depth):
     """An RGBA PNG file of these 8-bit pixels, at 8 or 16 bits a channel (16: v * 257, the same
     values exactly). Written here: Blender's Python has no Pillow."""
@@ -685,9 +724,9 @@ class ModalDriver:
         self.op.report = lambda level, text: self.reports.append((sorted(level)[0], text))
 
     @staticmethod
-    def event(kind):
+    def event(kind, value="PRESS"):
         # Only what a real bpy.types.Event has: it has no `timer` (reading one raised in the UI)
-        return types.SimpleNamespace(type=kind)
+        return types.SimpleNamespace(type=kind, value=value if kind != "TIMER" else "NOTHING")
 
     def invoke(self, context):
         # invoke() would take the synchronous path in background mode: do what it does in the UI
@@ -734,6 +773,8 @@ def modal(addon, data):
     deadline = time.time() + 120
     while driver.op._handle.poll().state == "queued" and time.time() < deadline:
         time.sleep(0.1)
+    # the release of an Esc that cancelled something else (a move, a box select) is not ours
+    assert driver.op.modal(context, driver.event("ESC", "RELEASE")) == {"PASS_THROUGH"}
     assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
     assert driver.reports[-1][0] == "WARNING" and "Cancelled" in driver.reports[-1][1]
     client = driver.make_client(context)
@@ -1284,6 +1325,17 @@ def render_result(addon, data):
     assert gap.max() <= 2 / 255, (worst, got[worst] * 255, want[worst] * 255)
     assert np.all(got[:, 3] == 1.0)
     data["pixel"] = (got[0] * 255).round().tolist()
+    # a multilayer EXR (how renders are often kept) has no `pixels` either: read as shown too
+    if hasattr(output, "media_type"):  # Blender 5.0: a kind of file apart from its format
+        output.media_type = "MULTI_LAYER_IMAGE"
+    output.file_format = "OPEN_EXR_MULTILAYER"
+    layered = os.path.join(os.environ["PB_TMP"], "layers.exr")
+    render.save_render(layered, scene=scene)
+    multilayer = bpy.data.images.load(layered)
+    from_layers = run_and_take(bpy.ops.paintbridge.img2img, image_name=multilayer.name)
+    assert multilayer.type == "MULTILAYER", multilayer.type  # known once loaded
+    assert tuple(from_layers.size) == (24, 16)
+    assert np.abs(as_srgb(from_layers) - as_srgb(made)).max() <= 1 / 255
     # inpaint reads it the same way (an opaque render: a mask image says where)
     mask = np.zeros((16, 24, 4), np.uint8)
     mask[..., 3] = 255
@@ -1411,6 +1463,55 @@ def texture_target_renamed(addon, data):
     level, text = run(lambda: bpy.data.objects.remove(bpy.data.objects["Plain"]))
     assert datablocks()["materials"] == before["materials"], datablocks()
     assert level == "WARNING" and 'object "Plain"' in text, text
+
+
+@check
+def texture_target_changes(addon, data):
+    """Undo while Generate Texture runs (Blender replaces its data: the add-on had kept a
+    collection from before and crashed Blender), and a material given to a bare object while
+    the job runs (the texture goes into it, not into an extra slot no face uses)."""
+    ops = addon.operators
+    context = bpy.context
+    settings(width=64, height=64, prompt="moss", steps=2)
+    bpy.ops.ed.undo_push(message="start")
+    material = bpy.data.materials.new("Mine")
+    material.use_nodes = True
+    mesh_object("Wall", material)
+    bpy.ops.ed.undo_push(message="wall")
+
+    def run(while_running):
+        driver = ModalDriver(ops.PAINTBRIDGE_OT_generate_texture, material_name="")
+        driver.op.summary = types.MethodType(ops.PAINTBRIDGE_OT_generate_texture.summary, driver.op)
+        driver.invoke(context)
+        while_running()
+        deadline = time.time() + 120
+        answer = {"PASS_THROUGH"}
+        while answer == {"PASS_THROUGH"} and time.time() < deadline:
+            time.sleep(0.1)
+            answer = driver.op.modal(context, driver.event("TIMER"))
+        assert answer == {"FINISHED"}, (answer, driver.reports)
+        return driver.reports[-1]
+
+    def undo():
+        bpy.data.materials["Mine"].diffuse_color = (1, 0, 0, 1)
+        bpy.ops.ed.undo_push(message="colour")
+        bpy.ops.ed.undo()
+
+    level, text = run(undo)
+    assert level == "INFO" and 'material "Mine"' in text, (level, text)
+    assert node_image_name(bpy.data.materials["Mine"]) is not None
+    # a bare object, then Material > New while the job runs
+    plain = mesh_object("Plain")
+
+    def add_material():
+        made = bpy.data.materials.new("UserMat")
+        made.use_nodes = True
+        plain.active_material = made
+
+    level, text = run(add_material)
+    assert level == "INFO" and 'material "UserMat"' in text, (level, text)
+    assert [slot.material.name for slot in plain.material_slots] == ["UserMat"]
+    assert node_image_name(bpy.data.materials["UserMat"]) is not None
 
 
 @check
