@@ -318,3 +318,39 @@ def test_a_waiting_get_reports_fast_steps_a_few_times_a_second(recorder: Recorde
         assert queue.wait(job_id, timeout=10).state == "cancelled"
     finally:
         queue.stop()
+
+
+def test_idle_seconds_beyond_a_lock_wait_never_give_memory_back(
+    generator: ScriptedGenerator, recorder: Recorder, given_back: threading.Semaphore
+) -> None:
+    """`serve --keep-memory-seconds inf` made the worker die on its first wait (OverflowError):
+    jobs were accepted and queued forever."""
+    queue = JobQueue(generator, recorder, idle_seconds=float("inf"))
+    queue.start()
+    generator.go.set()
+    try:
+        assert queue.wait(queue.submit(req("p")), timeout=10).state == "done"
+        assert not given_back.acquire(timeout=0.5)
+    finally:
+        queue.stop()
+
+
+class WorkerKiller(BaseException):
+    """Not an Exception: escapes the per-job handling, as a bug in the worker itself would."""
+
+
+def test_a_dead_worker_fails_what_waits_and_refuses_new_jobs(
+    queue: JobQueue, generator: ScriptedGenerator
+) -> None:
+    from paintbridge.errors import PaintbridgeError
+
+    generator.fail_prompts["boom"] = WorkerKiller()
+    first = queue.submit(req("boom"))
+    second = queue.submit(req("after"))
+    for job_id in (first, second):
+        view = queue.wait(job_id, timeout=10)
+        assert view.state == "failed" and view.error is not None
+        assert view.error[0] == "server_fault" and "restart the server" in view.error[1]
+    with pytest.raises(PaintbridgeError, match="restart the server") as refused:
+        queue.submit(req("later"))
+    assert refused.value.code == "server_fault"

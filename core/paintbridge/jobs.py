@@ -45,6 +45,11 @@ STEP_PACE = 0.25
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
+WORKER_DIED = (
+    "the server's job worker stopped, so no job can run: restart the server (its log says why)"
+)
+
+
 class QueueFull(PaintbridgeError):
     """Too many jobs are waiting; `retry_after` (seconds) says when to try again."""
 
@@ -131,7 +136,8 @@ class JobQueue:
         self.max_queued = max_queued
         self._keep_seconds = keep_seconds
         self._keep_count = keep_count
-        self._idle_seconds = idle_seconds
+        # beyond what a lock wait takes (about 292 years): never given back
+        self._idle_seconds = idle_seconds if idle_seconds < threading.TIMEOUT_MAX else None
         self._clock = clock
         self._lock = threading.Condition()
         self._queued: deque[Job] = deque()
@@ -141,13 +147,16 @@ class JobQueue:
         self._closed = False
         self._job_seconds = 5.0  # running average of job durations, for Retry-After
         self._thread: threading.Thread | None = None
+        self._worker_died = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._work, name="paintbridge-worker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work_or_report, name="paintbridge-worker", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -178,6 +187,8 @@ class JobQueue:
         with self._lock:
             if self._closed:
                 raise PaintbridgeError("the server is shutting down", code="shutting_down")
+            if self._worker_died:
+                raise PaintbridgeError(WORKER_DIED, code="server_fault")
             if len(self._queued) >= self.max_queued:
                 retry = self._retry_after()
                 raise QueueFull(
@@ -306,6 +317,23 @@ class JobQueue:
         return max(1, min(600, math.ceil(self._job_seconds)))
 
     # -- the worker --------------------------------------------------------------------------
+
+    def _work_or_report(self) -> None:
+        """The worker, and what follows if it ever stops by an error of its own (not a job's:
+        those fail the job only): every job waiting fails with a message saying what to do,
+        later submits are refused with it, instead of jobs queued forever."""
+        try:
+            self._work()
+        except BaseException:
+            log.critical("the job worker stopped: %s", WORKER_DIED, exc_info=True)
+            with self._lock:
+                self._worker_died = True
+                failure = ("server_fault", WORKER_DIED)
+                if self._running is not None:
+                    self._finish(self._running, "failed", failure)
+                    self._running = None
+                while self._queued:
+                    self._finish(self._queued.popleft(), "failed", failure)
 
     def _work(self) -> None:
         # Memory the last job freed stays in the process for the next one (engine/allocator.py:

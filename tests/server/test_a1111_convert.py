@@ -256,6 +256,18 @@ def test_parse_infotext_reads_what_a1111_and_paintbridge_write() -> None:
     assert conv.parse_infotext("  \n") == {}
 
 
+@pytest.mark.parametrize("line", [" " * 65_000, "a" * 65_000, "a " * 32_500])
+def test_parse_infotext_is_linear_in_the_text(line: str) -> None:
+    """A1111's own pattern is quadratic on a settings line without a colon: 20-60 s for each of
+    these (measured), holding the GIL, so every route of the server stalled; now well under a
+    second. The bound only tells quadratic from linear, it is no speed target."""
+    import time
+
+    started = time.monotonic()
+    assert conv.parse_infotext("p\n" + line)["Prompt"] == ("p\n" + line).strip()
+    assert time.monotonic() - started < 10
+
+
 def test_send_images_and_an_empty_mask_read_as_a1111_reads_them() -> None:
     """`send_images`/`save_images` are A1111 fields (not "ignored"); `"mask": ""` is no mask."""
     body = Img2ImgBody.model_validate(

@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=60.0,
         metavar="S",
         help="on a CPU, memory a job freed is kept for the next job (faster) until no job has "
-        "come for S seconds (default 60; 0: given back after every job)",
+        "come for S seconds (default 60; 0: given back after every job; inf: never)",
     )
     jobs.add_argument(
         "--max-body-mb",

@@ -287,8 +287,11 @@ def info_object(
     }
 
 
-# One "Key: value" of an infotext's last line; a value with commas in it comes quoted.
-_INFO_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# One "Key: value" of an infotext's last line; a value with commas in it comes quoted. A1111's
+# own pattern (a leading \s*, keys of any length) takes time quadratic in the line's length on
+# lines without a colon: minutes for one request, holding the GIL. Bounded keys keep it linear.
+_INFO_PAIR = re.compile(r'(\w[\w \-/]{0,99}):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_LONGEST_SETTINGS = 65536  # characters of a last line read as settings
 _SIZE = re.compile(r"(\d+)x(\d+)")
 
 
@@ -299,7 +302,7 @@ def parse_infotext(text: str) -> dict[str, str]:
     if not text.strip():
         return {}
     lines = text.strip().split("\n")
-    pairs = _INFO_PAIR.findall(lines[-1])
+    pairs = _INFO_PAIR.findall(lines[-1]) if len(lines[-1]) <= _LONGEST_SETTINGS else []
     if len(pairs) >= 3:  # A1111's test that the last line holds the settings
         lines = lines[:-1]
     else:

@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "misdirected": 421,
     "queue_full": 429,
     "shutting_down": 503,
+    "server_fault": 503,
 }
 _CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
