@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from engine_support import box_mask, rgba_image
 
-from paintbridge.engine import Engine, EngineSettings, GenerationRequest
+from paintbridge.engine import Engine, EngineSettings, GenerationRequest, Limits, check_request
 from paintbridge.errors import Cancelled, GenerationFailed, InvalidRequest, ModelNotFound
 
 TXT = GenerationRequest(task="txt2img", prompt="a red door", steps=2, seed=11)
@@ -212,6 +212,15 @@ def test_scheduler_by_name(engine: Engine) -> None:
     assert calls == [(1, 3), (2, 3), (3, 3)]
     with pytest.raises(InvalidRequest, match="`scheduler` must be one of .*dpm\\+\\+_karras"):
         engine.generate(replace(TXT, scheduler="k_lms_fancy"))
+
+
+def test_lcm_runs_up_to_its_schedule_and_refuses_more_steps_up_front(engine: Engine) -> None:
+    """LCM's schedule has 50 steps: 60 failed inside diffusers mid-job, blaming the model."""
+    assert engine.generate(replace(TXT, scheduler="lcm", steps=50)).images
+    inpaint = GenerationRequest("inpaint", "x", image=IMAGE, mask=MASK, scheduler="lcm", steps=150)
+    for request in (replace(TXT, scheduler="lcm", steps=60), inpaint):
+        with pytest.raises(InvalidRequest, match="`steps` must be at most 50 with the lcm"):
+            check_request(request, Limits())
 
 
 def test_unknown_model_leaves_the_loaded_one(engine: Engine) -> None:

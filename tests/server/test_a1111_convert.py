@@ -82,6 +82,12 @@ def test_decode_png_jpeg_and_data_urls() -> None:
     assert png.size == (5, 3) and png.getpixel((0, 0)) == (255, 0, 0)
     jpeg = encoded(Image.new("RGB", (8, 8), "white"), "JPEG")
     assert conv.decode_a1111_image(f"data:image/jpeg;base64,{jpeg}", "x", limits).size == (8, 8)
+    # MIME base64 (76-character lines), as `base64 file.png` or Java's encoder write it
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), "blue").save(out, format="PNG", compress_level=0)
+    mime = base64.encodebytes(out.getvalue()).decode()
+    assert "\n" in mime and conv.decode_a1111_image(mime, "x", limits).size == (40, 40)
+    assert conv.decode_a1111_image(mime.replace("\n", "\r\n"), "x", limits).size == (40, 40)
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,10 @@ def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
         (txt2img_body(batch_size=-2, n_iter=-4), "batch_size"),  # a product in range
         (txt2img_body(cfg_scale=99), "cfg_scale"),
         (txt2img_body(steps="many"), "steps"),
+        # fields an answer sends back: refused before the job runs (a 500 after it, before)
+        (txt2img_body(sampler_name="\ud800"), "lone surrogate"),
+        (txt2img_body(override_settings={"sd_vae": "\udfff"}), "lone surrogate"),
+        (txt2img_body(override_settings={"a": json.loads("[" * 300 + "]" * 300)}), "too deep"),
     ]:
         route = "img2img" if "init_images" in body else "txt2img"
         status, answer, _ = call(server, "POST", f"/sdapi/v1/{route}", body)

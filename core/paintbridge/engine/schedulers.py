@@ -43,8 +43,10 @@ _SCHEDULERS: dict[str, _Kind] = {
     "pndm": _Kind("PNDMScheduler", {"skip_prk_steps": True}),
     "unipc": _Kind("UniPCMultistepScheduler"),
     "heun": _Kind("HeunDiscreteScheduler", {"use_karras_sigmas": False}),
-    "lcm": _Kind("LCMScheduler"),
+    "lcm": _Kind("LCMScheduler", {"original_inference_steps": 50}),
 }
+# LCM picks its steps from a schedule of `original_inference_steps`: no more can be run.
+LCM_MAX_STEPS = 50
 
 
 def _installed(package: str | None) -> bool:
@@ -67,6 +69,16 @@ def check_scheduler_name(name: str) -> None:
         raise InvalidRequest(
             f"`scheduler` {name!r} needs the {kind.needs} package: `pip install {kind.needs}`, "
             f"or pick one of {', '.join(scheduler_names())}"
+        )
+
+
+def check_scheduler_steps(name: str, steps: int) -> None:
+    """Raise InvalidRequest for more `steps` than scheduler `name` can run (only LCM has a
+    limit; diffusers fails in the middle of the job with its own words otherwise)."""
+    if name == "lcm" and steps > LCM_MAX_STEPS:
+        raise InvalidRequest(
+            f"`steps` must be at most {LCM_MAX_STEPS} with the lcm scheduler (its schedule has "
+            f"{LCM_MAX_STEPS}; LCM models need 4-8), got {steps}"
         )
 
 

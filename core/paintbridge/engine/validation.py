@@ -9,7 +9,7 @@ import math
 
 from PIL import Image
 
-from paintbridge.engine.schedulers import check_scheduler_name
+from paintbridge.engine.schedulers import check_scheduler_name, check_scheduler_steps
 from paintbridge.engine.types import SEAMLESS_AXES, TASKS, GenerationRequest, Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.imageops import mask_is_empty, to_mask
@@ -36,6 +36,8 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
     _check_size(request.width, request.height, limits)
     if request.steps is not None:
         _check_int("steps", request.steps, 1, limits.max_steps)
+        if request.scheduler is not None:
+            check_scheduler_steps(request.scheduler, request.steps)
     if request.guidance is not None:
         _check_float("guidance", request.guidance, 0.0, limits.max_guidance)
     _check_float("strength", request.strength, 0.0, 1.0)

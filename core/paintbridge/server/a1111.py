@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from PIL import Image
+from pydantic_core import PydanticSerializationError
 
 from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
@@ -201,6 +202,7 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
         raise InvalidRequest(_a1111_names(exc.message)) from exc
     fields = set(type(body).model_fields)  # not the extras: they may hold whole images
     parameters = body.model_dump(include=fields - {"init_images", "mask"})
+    _check_echo(parameters)
     parameters.update(api="a1111", task=task, model=model)
     job_id = rt.jobs.submit(generation, parameters)
     tracked = _Tracked(job_id, datetime.now().strftime("%Y%m%d%H%M%S"))
@@ -226,6 +228,19 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     if edit is not None:
         answer_parameters.update(init_images=None, mask=None)
     return ImagesAnswer(images=images, parameters=answer_parameters, info=json.dumps(info))
+
+
+def _check_echo(parameters: dict[str, Any]) -> None:
+    """The fields an answer sends back (and the job's history keeps) must make JSON: a lone
+    surrogate in a string, or `override_settings` nested hundreds deep, failed only once the
+    images were made, as a 500 with no answer."""
+    try:
+        ImagesAnswer(images=[], parameters=parameters, info="").model_dump_json()
+    except (PydanticSerializationError, ValueError, RecursionError) as exc:
+        raise InvalidRequest(
+            f"the request cannot be answered: one of its fields ({exc}) is text with a lone "
+            "surrogate (send UTF-8) or JSON nested too deep; fix that field"
+        ) from exc
 
 
 def _edit_inputs(

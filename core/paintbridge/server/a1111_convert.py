@@ -113,14 +113,21 @@ def model_name(title: str) -> str:
     return name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
 def b64_bytes(text: str, field: str) -> bytes:
-    """The bytes of a base64 text or a base64 data: URL."""
+    """The bytes of a base64 text or a base64 data: URL; line breaks and spaces in it are
+    dropped, as A1111 does (MIME base64, `base64 file.png`)."""
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
             raise InvalidRequest(f"`{field}` is a data: URL without base64 data")
+    text = text.strip()
+    if "\n" in text or "\r" in text or " " in text or "\t" in text:
+        text = _WHITESPACE.sub("", text)
     try:
-        return base64.b64decode(text.strip(), validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequest(
             f"`{field}` is not base64 ({exc}): send a PNG file in base64 or a data: URL"
