@@ -170,6 +170,20 @@ def test_serve_refuses_a_device_before_serving(
     assert not (tmp_path / "config" / "server.json").exists()
 
 
+def test_serve_refuses_a_config_folder_it_cannot_write_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """server.json is written in the app's startup: an unwritable folder was "serving on",
+    then a traceback and exit 3."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PAINTBRIDGE_CONFIG_DIR", str(blocker / "config"))
+    result = run_subprocess("serve", "--port", "0", "--model", "test:tiny", timeout=120)
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err and "serving on" not in result.err
+    assert "cannot write" in result.err and "PAINTBRIDGE_CONFIG_DIR" in result.err, result.err
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
 def test_serve_refuses_a_body_limit_that_is_not_a_positive_number(cli: RunCli, value: str) -> None:
     result = cli("serve", "--port", "0", "--model", "test:tiny", f"--max-body-mb={value}")

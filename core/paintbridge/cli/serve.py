@@ -181,6 +181,8 @@ def handler(args: argparse.Namespace) -> int:
         settings = build_settings(args, sock.getsockname()[1])
         # Else every job would run to its end and then fail to keep its image.
         History(settings.history_dir).check_writable()
+        if settings.discovery_file is not None:
+            disc.check_writable(settings.discovery_file)
         if not is_loopback(settings.host):
             print(
                 f"paintbridge: warning: listening on {settings.host}, reachable from other "

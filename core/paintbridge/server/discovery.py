@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import PaintbridgeError
 
-__all__ = ["pid_alive", "read", "remove_if_ours", "write"]
+__all__ = ["check_writable", "pid_alive", "read", "remove_if_ours", "write"]
 
 
 def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
@@ -27,17 +28,34 @@ def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
     return info
 
 
+def check_writable(path: Path) -> None:
+    """Raise PaintbridgeError (config_not_writable) unless the discovery file can be written:
+    checked before serving, since the file is written in the app's startup, where a failure
+    was "serving on" and then a traceback."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".paintbridge-probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _not_writable(path, exc) from exc
+
+
 def _write_info(path: Path, info: dict[str, Any]) -> None:
     data = (json.dumps(info, indent=2) + "\n").encode()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(path, data, mode=0o600)
     except OSError as exc:
-        raise PaintbridgeError(
-            f"cannot write {str(path)!r}: {exc.strerror or exc} "
-            "(set PAINTBRIDGE_CONFIG_DIR to a writable folder)",
-            code="config_not_writable",
-        ) from exc
+        raise _not_writable(path, exc) from exc
+
+
+def _not_writable(path: Path, exc: OSError) -> PaintbridgeError:
+    return PaintbridgeError(
+        f"cannot write {str(path)!r}: {exc.strerror or exc} "
+        "(set PAINTBRIDGE_CONFIG_DIR to a writable folder)",
+        code="config_not_writable",
+    )
 
 
 def read(path: Path) -> dict[str, Any] | None:
