@@ -184,6 +184,14 @@ def test_serve_refuses_a_config_folder_it_cannot_write_before_serving(
     assert "cannot write" in result.err and "PAINTBRIDGE_CONFIG_DIR" in result.err, result.err
 
 
+@pytest.mark.parametrize("token", ["pässwörd", "tab\there"])
+def test_serve_refuses_a_token_that_is_not_printable_ascii(cli: RunCli, token: str) -> None:
+    """Clients send a non-ASCII token as UTF-8 or Latin-1: it worked from some, not others."""
+    result = cli("serve", "--port", "0", "--model", "test:tiny", "--token", token)
+    assert result.code == 2
+    assert "must be printable ASCII" in result.err, result.err
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
 def test_serve_refuses_a_body_limit_that_is_not_a_positive_number(cli: RunCli, value: str) -> None:
     result = cli("serve", "--port", "0", "--model", "test:tiny", f"--max-body-mb={value}")

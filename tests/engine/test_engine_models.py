@@ -311,3 +311,18 @@ def test_a_damaged_folder_leaves_the_loaded_model(tmp_path: Path, damage: str) -
     with pytest.raises(ModelNotFound, match=message):
         check_model("tinycopy", settings, "txt2img")
     assert engine.generate(request).images
+
+
+def test_a_model_whose_name_is_not_utf8_is_left_out_of_the_list(models: Path) -> None:
+    """A folder named in another encoding (bytes that are not UTF-8) made /v1/models and
+    /sdapi/v1/sd-models a 500 for every plug-in: it is skipped (and logged)."""
+    import os
+
+    os.mkdir(os.path.join(os.fsencode(models), b"mod\xe8le"))
+    (
+        Path(os.fsdecode(os.path.join(os.fsencode(models), b"mod\xe8le"))) / "model_index.json"
+    ).write_text("{}")
+    names = [info.name for info in list_models(EngineSettings(model_dirs=(models,)))]
+    assert "mydiffusers" in names
+    for name in names:
+        name.encode("utf-8")

@@ -100,6 +100,13 @@ def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
     if args.token is not None and not args.token.strip():
         raise InvalidRequest("--token must not be empty: omit it to get a random token")
     token = args.token.strip() if args.token else secrets.token_urlsafe(32)
+    if not (token.isascii() and token.isprintable()):
+        # HTTP headers carry bytes: clients encode other characters differently (UTF-8 or
+        # Latin-1), so such a token worked from one client and not from the next
+        raise InvalidRequest(
+            "--token (or $PAINTBRIDGE_TOKEN) must be printable ASCII: letters, digits and "
+            "punctuation; omit it to get a random token"
+        )
     engine = engine_settings(args)
     # Clients must not name files anywhere on this machine: only inside the models folders.
     engine = dataclasses.replace(

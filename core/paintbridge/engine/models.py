@@ -21,6 +21,7 @@ them; a symlink the user put inside a models folder is followed) unless
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -30,6 +31,8 @@ from paintbridge.engine.presets import Preset, get_preset, presets
 from paintbridge.engine.testmodel import TEST_MODEL_NATIVE, TEST_MODELS
 from paintbridge.engine.types import TASKS, EngineSettings
 from paintbridge.errors import InvalidRequest, ModelNotFound
+
+log = logging.getLogger(__name__)
 
 NATIVE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
 # The UNet's cross-attention width tells the family: CLIP ViT-L, OpenCLIP ViT-H, both for XL.
@@ -277,11 +280,22 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):
+            if not _utf8(entry.name):  # no client could name it; it broke the whole answer
+                log.warning("model %r skipped: its name is not valid UTF-8", entry)
+                continue
             info = _local_info(entry, settings)
             if info is not None and info.name not in seen:
                 seen.add(info.name)
                 found.append(info)
     return found
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name (surrogate escapes)
+        return False
+    return True
 
 
 def _tasks_for(name: str) -> tuple[str, ...]:
