@@ -22,7 +22,8 @@ from typing import Any, Literal, Protocol
 
 from paintbridge.engine.allocator import give_back_freed_memory
 from paintbridge.engine.types import GenerationRequest, GenerationResult, ProgressFn
-from paintbridge.errors import Cancelled, InvalidRequest, PaintbridgeError
+from paintbridge.engine.validation import check_unicode
+from paintbridge.errors import Cancelled, PaintbridgeError
 
 __all__ = [
     "FINISHED",
@@ -183,7 +184,7 @@ class JobQueue:
         """Queue `request` and return its job id; raises QueueFull when `max_queued` wait, and
         InvalidRequest for text that history (UTF-8) could not record."""
         for name in ("prompt", "negative_prompt"):
-            _check_text(name, getattr(request, name))
+            check_unicode(name, getattr(request, name))
         with self._lock:
             if self._closed:
                 raise PaintbridgeError("the server is shutting down", code="shutting_down")
@@ -398,18 +399,6 @@ class JobQueue:
             if job.steps:
                 job.step = job.steps
         return "done", None
-
-
-def _check_text(name: str, value: str) -> None:
-    """JSON may carry lone UTF-16 surrogates ("\\ud800"); no tokenizer, PNG chunk or history
-    line can hold one, so such a job would fail later and its status could not be sent."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(
-            f"`{name}` is not valid Unicode text: it holds a lone surrogate "
-            f"{value[exc.start : exc.end]!r} at character {exc.start}; send UTF-8 text"
-        ) from None
 
 
 def _forget_images(request: GenerationRequest) -> GenerationRequest:

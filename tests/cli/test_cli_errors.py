@@ -73,6 +73,8 @@ CASES: list[tuple[list[str], str]] = [
     (["generate", "p", "-o", "{out}.jpg"], r"must name a \.png file"),
     (["generate", "p", "-o", "{a-file}/x.png"], r"is a file, not a folder"),
     (["generate", "p", "--model-config", "{missing.png}", "-o", "{out}"], r"--model-config"),
+    # a prompt typed in Latin-1 on a UTF-8 system: bytes Python keeps as lone surrogates
+    (["generate", "caf\udce9", "-o", "{out}"], r"`prompt` is not valid Unicode text"),
 ]
 # model problems: the test-model arguments would override these, so they run without TINY
 MODEL_CASES: list[tuple[list[str], str]] = [
@@ -200,7 +202,7 @@ def test_serve_refuses_a_body_limit_that_is_not_a_positive_number(cli: RunCli, v
 
 
 def test_bad_input_in_a_real_subprocess(files: dict[str, Path]) -> None:
-    for args, pattern in (CASES[1], CASES[5], MODEL_CASES[2]):
+    for args, pattern in (CASES[1], CASES[5], CASES[-1], MODEL_CASES[2]):
         command, *rest = _fill(args, files)
         result = run_subprocess(command, "--steps", "2", *rest)
         _assert_clean_failure(result.code, result.err, pattern, files)

@@ -91,6 +91,20 @@ def _check_text(name: str, value: object, limits: Limits) -> None:
         raise InvalidRequest(
             f"`{name}` must be at most {limits.max_prompt_chars} characters, got {len(value)}"
         )
+    check_unicode(name, value)
+
+
+def check_unicode(name: str, value: str) -> None:
+    """Refuse lone UTF-16 surrogates: JSON may carry one ("\\ud800"), a command line one made
+    of bytes that are not UTF-8; no tokenizer, PNG chunk or history line can hold one, so
+    such a job would fail later (blaming the model) and its status could not be sent."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"`{name}` is not valid Unicode text: it holds a lone surrogate "
+            f"{value[exc.start : exc.end]!r} at character {exc.start}; send UTF-8 text"
+        ) from None
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
