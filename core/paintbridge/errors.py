@@ -6,6 +6,16 @@
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 120) -> str:
+    """`value` as a message shows what a client sent: its repr, cut short when long (a 100 kB
+    name was sent back whole in the error)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[: limit - 20]}...' ({size} characters)"
+
+
 class PaintbridgeError(Exception):
     """Base of every error the core raises on purpose."""
 

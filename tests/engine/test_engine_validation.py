@@ -184,3 +184,20 @@ def test_the_engine_keeps_its_model_when_the_next_cannot_do_the_task(engine: Any
     with pytest.raises(InvalidRequest, match="can only inpaint, got task 'txt2img'"):
         engine.generate(replace(TXT, model="test:tiny-inpaint", width=64, height=64, steps=2))
     assert engine.loaded_model == "test:tiny"
+
+
+def test_errors_show_a_long_name_cut_short() -> None:
+    """A 100 kB scheduler or model name was sent back whole in the error."""
+    from paintbridge.errors import ModelNotFound
+
+    long = "x" * 100_000
+    for request in (
+        GenerationRequest("txt2img", "p", scheduler=long),
+        GenerationRequest("txt2img", "p", seamless=long),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            check_request(request, Limits())
+        assert len(caught.value.message) < 600 and "(100000 characters)" in caught.value.message
+    with pytest.raises((InvalidRequest, ModelNotFound)) as missing:
+        resolve_model(long, EngineSettings())
+    assert len(missing.value.message) < 2000 and "(100000 characters)" in missing.value.message

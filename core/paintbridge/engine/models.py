@@ -30,7 +30,7 @@ from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.presets import Preset, get_preset, presets
 from paintbridge.engine.testmodel import TEST_MODEL_NATIVE, TEST_MODELS
 from paintbridge.engine.types import TASKS, EngineSettings
-from paintbridge.errors import InvalidRequest, ModelNotFound
+from paintbridge.errors import InvalidRequest, ModelNotFound, shown
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ class ModelSource:
 def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
     """Where the weights of model `name` are (see the module docstring). Touches no network."""
     if not isinstance(name, str) or not name.strip():
-        raise InvalidRequest(f"`model` must be a model name or path, got {name!r}")
+        raise InvalidRequest(f"`model` must be a model name or path, got {shown(name)}")
     if "://" in name or name.lower().startswith(("http:", "https:", "hf:", "file:")):
         raise InvalidRequest(
             f"`model` must be a preset, a Hugging Face repo id or a local path, not a URL, "
-            f"got {name!r}: download the file into your models folder and name it"
+            f"got {shown(name)}: download the file into your models folder and name it"
         )
     if name in TEST_MODELS:  # built (a few seconds, needs torch) when loaded, not here
         return ModelSource(name, "test", native=TEST_MODEL_NATIVE)
@@ -92,7 +92,7 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
                 if _is_model(candidate):
                     return _local(name, candidate, settings)
         raise ModelNotFound(
-            f"unknown model {name!r}: not a preset ({', '.join(presets())}), not a test model "
+            f"unknown model {shown(name)}: not a preset ({', '.join(presets())}), not a test model "
             f"({', '.join(TEST_MODELS)}), and no folder or .safetensors file of that name in "
             f"{_dirs_text(settings)}"
         )
@@ -102,8 +102,8 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
                 return _local(name, folder / name, settings)
         return ModelSource(name, "repo", repo=name)
     raise InvalidRequest(
-        f"`model` must be a preset, `org/name` or a local path, got {name!r}: see `paintbridge "
-        "models` for what is available"
+        f"`model` must be a preset, `org/name` or a local path, got {shown(name)}: see "
+        "`paintbridge models` for what is available"
     )
 
 
@@ -116,7 +116,7 @@ def check_model(name: str, settings: EngineSettings, task: str | None = None) ->
     check_task(source, task)
     if source.repo is not None:
         hub.check_loadable(
-            source.repo, label=f"model {name!r}", allow_download=settings.allow_download
+            source.repo, label=f"model {shown(name)}", allow_download=settings.allow_download
         )
 
 
@@ -208,7 +208,7 @@ def _find_path(name: str, settings: EngineSettings) -> Path:
         raise ModelNotFound(f"no model at {str(given.absolute())!r}: check the path")
     if ".." in Path(name.replace("\\", "/")).parts:
         raise InvalidRequest(
-            f"`model` must not contain `..`, got {name!r}: name a model inside "
+            f"`model` must not contain `..`, got {shown(name)}: name a model inside "
             f"{_dirs_text(settings)}"
         )
     given = Path(name).expanduser()
@@ -216,12 +216,12 @@ def _find_path(name: str, settings: EngineSettings) -> Path:
     for candidate in candidates:
         if not _inside(candidate, settings.model_dirs):
             raise InvalidRequest(
-                f"`model` path {name!r} is outside {_dirs_text(settings)}: move the model "
+                f"`model` path {shown(name)} is outside {_dirs_text(settings)}: move the model "
                 "there, or add its folder to the models folders"
             )
         if _exists(candidate):
             return candidate
-    raise ModelNotFound(f"no model {name!r} in {_dirs_text(settings)}")
+    raise ModelNotFound(f"no model {shown(name)} in {_dirs_text(settings)}")
 
 
 def _exists(path: Path) -> bool:

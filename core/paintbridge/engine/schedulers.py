@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
-from paintbridge.errors import InvalidRequest
+from paintbridge.errors import InvalidRequest, shown
 
 DEFAULT = "default"  # the scheduler the model ships with, unchanged
 
@@ -63,7 +63,7 @@ def check_scheduler_name(name: str) -> None:
     kind = _SCHEDULERS.get(name)
     if name != DEFAULT and kind is None:
         raise InvalidRequest(
-            f"`scheduler` must be one of {', '.join(scheduler_names())}, got {name!r}"
+            f"`scheduler` must be one of {', '.join(scheduler_names())}, got {shown(name)}"
         )
     if kind is not None and not _installed(kind.needs):
         raise InvalidRequest(

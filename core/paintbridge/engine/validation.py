@@ -11,7 +11,7 @@ from PIL import Image
 
 from paintbridge.engine.schedulers import check_scheduler_name, check_scheduler_steps
 from paintbridge.engine.types import SEAMLESS_AXES, TASKS, GenerationRequest, Limits
-from paintbridge.errors import InvalidRequest
+from paintbridge.errors import InvalidRequest, shown
 from paintbridge.imageops import mask_is_empty, to_mask
 
 MAX_SEED = 2**32 - 1
@@ -24,11 +24,13 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
     the model preset and are not checked here.
     """
     if request.task not in TASKS:
-        raise InvalidRequest(f"`task` must be one of {', '.join(TASKS)}, got {request.task!r}")
+        raise InvalidRequest(f"`task` must be one of {', '.join(TASKS)}, got {shown(request.task)}")
     _check_text("prompt", request.prompt, limits)
     _check_text("negative_prompt", request.negative_prompt, limits)
     if request.model is not None and (not isinstance(request.model, str) or not request.model):
-        raise InvalidRequest(f"`model` must be a non-empty name or None, got {request.model!r}")
+        raise InvalidRequest(
+            f"`model` must be a non-empty name or None, got {shown(request.model)}"
+        )
     if request.scheduler is not None:
         if not isinstance(request.scheduler, str):
             raise InvalidRequest(f"`scheduler` must be a name or None, got {request.scheduler!r}")
@@ -46,7 +48,7 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
         _check_int("seed", request.seed, 0, MAX_SEED)
     if request.seamless not in SEAMLESS_AXES:
         raise InvalidRequest(
-            f"`seamless` must be one of {', '.join(SEAMLESS_AXES)}, got {request.seamless!r}"
+            f"`seamless` must be one of {', '.join(SEAMLESS_AXES)}, got {shown(request.seamless)}"
         )
     if request.task in ("img2img", "inpaint"):
         check_denoising_steps(request.steps, request.strength, limits.max_steps)
