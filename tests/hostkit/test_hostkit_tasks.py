@@ -124,6 +124,10 @@ def test_too_large_to_send_is_refused_before_sending() -> None:
         img2img_job(bytes(9000 * 10 * 4), 9000, 10)
     with pytest.raises(RequestRejected, match="5000x5000 px"):
         inpaint_job(b"", b"", 5000, 5000)  # refused before the pixels are even looked at
+    # a canvas-sized Generate in the editors: the server's words named fields the user has not
+    with pytest.raises(RequestRejected, match="The area to generate is 5000x4000 px"):
+        tasks.txt2img_job("p", 5000, 4000)
+    assert tasks.txt2img_job("p", 4096, 4096)["width"] == 4096
 
 
 def test_placements() -> None:

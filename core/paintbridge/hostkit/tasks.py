@@ -60,6 +60,8 @@ def _job(task, prompt, params):
 
 def txt2img_job(prompt, width=None, height=None, **params):
     """A txt2img request; width/height None take the model's native size."""
+    if width is not None and height is not None:
+        check_sendable(width, height, "The area to generate")
     job = _job("txt2img", prompt, params)
     if width is not None:
         job["width"] = width
@@ -68,13 +70,13 @@ def txt2img_job(prompt, width=None, height=None, **params):
     return job
 
 
-def check_sendable(width, height):
+def check_sendable(width, height, what="The area to send"):
     """Raises RequestRejected (code "too_large") for an image larger than a server takes."""
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
         raise RequestRejected(
-            "The area to send is %dx%d px; paintbridge works on at most %.1f million pixels "
+            "%s is %dx%d px; paintbridge works on at most %.1f million pixels "
             "(4096x4096) and %d px a side at once. Select a smaller area, or scale the image "
-            "down and back up." % (width, height, MAX_PIXELS / 1e6, MAX_SIDE),
+            "down and back up." % (what, width, height, MAX_PIXELS / 1e6, MAX_SIDE),
             code="too_large",
         )
 

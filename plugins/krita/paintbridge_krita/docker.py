@@ -18,6 +18,7 @@ from PyQt5.QtWidgets import (
 
 from .extension import controller, save_settings
 from .hostkit.client import PaintbridgeError
+from .params import MAX_SEED
 
 DOCKER_ID = "paintbridge_docker"
 
@@ -48,6 +49,7 @@ class PaintbridgeDocker(DockWidget):
         model_row.addWidget(self.model, 1)
         model_row.addWidget(refresh)
         self.strength = QDoubleSpinBox()
+        self.strength.setObjectName("paintbridge_strength")
         self.strength.setRange(0.01, 1.0)
         self.strength.setSingleStep(0.05)
         self.strength.setValue(params.strength)
@@ -55,8 +57,11 @@ class PaintbridgeDocker(DockWidget):
         self.steps.setRange(0, 150)
         self.steps.setSpecialValueText("model default")
         self.steps.setValue(params.steps)
-        self.seed = QSpinBox()
-        self.seed.setRange(-1, 2**31 - 1)
+        # a QSpinBox stops at 2**31 - 1; the server's seeds go up to 2**32 - 1
+        self.seed = QDoubleSpinBox()
+        self.seed.setObjectName("paintbridge_seed")
+        self.seed.setDecimals(0)
+        self.seed.setRange(-1, MAX_SEED)
         self.seed.setSpecialValueText("random")
         self.seed.setValue(params.seed)
         self.server_url = QLineEdit(params.server_url)
@@ -122,6 +127,19 @@ class PaintbridgeDocker(DockWidget):
         layout.addStretch(1)
         self.setWidget(body)
 
+        # the menu actions and shortcuts run with ctrl.params, and Krita saves them on quit:
+        # they follow every edit, not only the docker's buttons
+        for changed in (
+            self.prompt.textChanged,
+            self.negative.textChanged,
+            self.model.currentTextChanged,
+            self.strength.valueChanged,
+            self.steps.valueChanged,
+            self.seed.valueChanged,
+            self.server_url.textChanged,
+            self.server_token.textChanged,
+        ):
+            changed.connect(self.sync_settings)
         self.ctrl.progress.connect(self.on_progress)
         self.ctrl.busy_changed.connect(self.on_busy)
         self.ctrl.message.connect(self.on_message)
@@ -132,17 +150,21 @@ class PaintbridgeDocker(DockWidget):
     def canvasChanged(self, canvas):
         pass
 
-    def read_settings(self):
+    def sync_settings(self, *_changed):
+        """The fields into the controller's settings."""
         self.ctrl.params.update(
             prompt=self.prompt.toPlainText().strip(),
             negative_prompt=self.negative.text().strip(),
             model=self.model.currentText().strip(),
             strength=round(self.strength.value(), 3),
             steps=self.steps.value(),
-            seed=self.seed.value(),
+            seed=int(self.seed.value()),
             server_url=self.server_url.text().strip(),
             server_token=self.server_token.text().strip(),
         )
+
+    def read_settings(self):
+        self.sync_settings()
         save_settings(self.ctrl.params)
 
     def start(self, task):

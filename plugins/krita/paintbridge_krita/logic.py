@@ -128,6 +128,31 @@ def _box(qrect):
     return Box(qrect.x(), qrect.y(), qrect.width(), qrect.height())
 
 
+def reads_projection(node):
+    """True when read_rgba reads the node's projection rather than its own pixels."""
+    return not (node.type() == "paintlayer" and not node.childNodes())
+
+
+def content_box(document, node):
+    """Where the node shows pixels, within the canvas. A paint layer with a filter or transform
+    mask can show them beyond its own pixels (a blur's soft edge, a moved copy), which
+    node.bounds() leaves out: then the projection's alpha over the canvas says."""
+    canvas = canvas_box(document)
+    own = canvas.intersect(_box(node.bounds()))
+    masks = [child.type() for child in node.childNodes()]
+    if node.type() != "paintlayer" or not any(m in _REACHING_MASKS for m in masks):
+        return own
+    document.waitForDone()
+    data = bytes(node.projectionPixelData(canvas.x, canvas.y, canvas.width, canvas.height))
+    if len(data) != canvas.width * canvas.height * 4:
+        return own
+    shown = selection_bounds(data[3::4], canvas.width, canvas.height)  # B,G,R,A: the alpha
+    return Box(0, 0, 0, 0) if shown is None else shown
+
+
+_REACHING_MASKS = ("filtermask", "transformmask")
+
+
 def read_rgba(document, node, box):
     """What the layer looks like in `box` (canvas coordinates) as RGBA8, rows top to bottom,
     before its own opacity and blending mode (see `look`): a paint layer's own pixels when it has
@@ -135,7 +160,7 @@ def read_rgba(document, node, box):
     mask filters; pixelData ignores both, so a hidden area would come back); the projection of
     any other layer (group, vector and text, clone, file, fill, filter), whose pixelData Krita
     gives empty or at one byte per pixel."""
-    if node.type() == "paintlayer" and not node.childNodes():
+    if not reads_projection(node):
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
         document.waitForDone()  # the projection may still be catching up with the last change
@@ -175,18 +200,27 @@ def plan_img2img(document, node, params):
     changes, partly where partly selected."""
     _check_document(document)
     check_layer(document, node)
-    limit = canvas_box(document).intersect(_box(node.bounds()))
+    limit = content_box(document, node)
     if limit.is_empty:
         raise PlanError("The layer %r is empty here; paint something first." % node.name())
     selected = _selection(document)
     box = limit if selected is None else selected[2].intersect(limit)
-    if box.is_empty:
-        raise PlanError("The selection does not cover any pixel of the layer %r." % node.name())
     mask = None
-    if selected is not None:
+    if selected is not None and not box.is_empty:
         sel_mask, sel_box = selected[0], selected[1]
         inside = box.translate(-sel_box.x, -sel_box.y)
         mask = crop_bytes(sel_mask, sel_box.width, sel_box.height, inside, 1, fill=0)
+        # the bounds cut to the layer may hold none of the selected pixels (two blobs either
+        # side of it), or far more than them: the tight box of what is selected there
+        tight = selection_bounds(mask, box.width, box.height)
+        if tight is None:
+            box = Box(0, 0, 0, 0)
+        elif (tight.width, tight.height) != (box.width, box.height):
+            mask = crop_bytes(mask, box.width, box.height, tight, 1)
+            box = tight.translate(box.x, box.y)
+    if box.is_empty:
+        raise PlanError("The selection does not cover any pixel of the layer %r." % node.name())
+    tasks.check_sendable(box.width, box.height)
     job = tasks.img2img_job(
         read_rgba(document, node, box),
         box.width,

@@ -4,6 +4,7 @@ No Krita and no Qt here, so the rules are tested anywhere.
 """
 
 TASKS = ("img2img", "inpaint", "txt2img")
+MAX_SEED = 2**32 - 1  # the server's seeds: 0 .. 2**32 - 1
 
 
 class SettingsError(ValueError):
@@ -59,8 +60,10 @@ class Params(object):
                 "Steps x strength must be at least 1 (the model runs int(steps x strength) "
                 "steps), got %d x %s: raise steps or strength." % (self.steps, self.strength)
             )
-        if self.seed < -1:
-            raise SettingsError("Seed must be -1 (random) or >= 0, got %r." % (self.seed,))
+        if not -1 <= self.seed <= MAX_SEED:
+            raise SettingsError(
+                "Seed must be -1 (random) or 0 to %d, got %r." % (MAX_SEED, self.seed)
+            )
 
     def job_parameters(self, task):
         """The keyword arguments for hostkit.tasks' job builders."""

@@ -86,6 +86,8 @@ class JobRunner(QObject):
                 text = "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
             else:
                 text = "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"
+            if self._cancel_requested:  # the server stops at its next step: say it is coming
+                text = "Cancelling\u2026 (%s)" % (text[0].lower() + text[1:],)
             self.progress.emit(status.step, status.steps, text)
             return
         try:

@@ -8,6 +8,7 @@ Standard library + PyQt5 + krita only (this is Krita's Python).
 
 import json
 import sys
+import time
 import traceback
 
 from pixelcheck import compare_identity, digest, pattern_alpha_bgra, pattern_bgra
@@ -651,8 +652,12 @@ class Driver:
         ctrl.message.connect(lambda level, text: messages.append((level, text)))
         s.check(ctrl.run("txt2img", doc, source), f"did not start: {ctrl.last_error}")
         job_id = ctrl.runner.job_id
+        texts = []
+        ctrl.progress.connect(lambda step, steps, text: texts.append(text))
         ctrl.cancel()
         s.check(self.wait(ctrl), "the job did not end")
+        s.info["progress"] = texts[:5]
+        s.check(all(t.startswith("Cancelling") for t in texts), f"progress after cancel {texts}")
         s.info["messages"] = messages
         s.check(ctrl.last_error is None, f"error: {ctrl.last_error}")
         s.check(any("cancelled" in text.lower() for _, text in messages), "no cancel message")
@@ -661,6 +666,32 @@ class Driver:
         state = client.status(job_id).get("state")
         s.info["server_state"] = state
         s.check(state == "cancelled", f"the server says {state!r}")
+        doc.close()
+
+    def scenario_cancel_while_running(self, s):
+        """Cancel once steps run: until the server stops at its next step, the polls keep
+        saying it is being cancelled (they went back to "Step n of N", as if Cancel did
+        nothing)."""
+        from PyQt5.QtCore import QEventLoop, QTimer
+
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller(model="test:identity", steps=150, strength=1.0)
+        texts = []
+        ctrl.progress.connect(lambda step, steps, text: texts.append(text))
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        deadline = time.time() + 60
+        while not any(t.startswith("Step") for t in texts) and time.time() < deadline:
+            loop = QEventLoop()
+            QTimer.singleShot(50, loop.quit)
+            loop.exec_()
+        s.check(any(t.startswith("Step") for t in texts), f"no step reported: {texts}")
+        mark = len(texts)
+        ctrl.cancel()
+        s.check(self.wait(ctrl), "the job did not end")
+        after = texts[mark:]
+        s.info["progress_after_cancel"] = after[:6]
+        s.check(bool(after) and all(t.startswith("Cancelling") for t in after), f"{after}")
         doc.close()
 
     def scenario_closed_mid_job(self, s):
@@ -851,6 +882,66 @@ class Driver:
         s.check("did not add" in (ctrl.last_error or ""), "no 'did not add' message")
         s.check("history export" in (ctrl.last_error or ""), "the message does not say where it is")
         s.check(not any(text.startswith("Done") for _level, text in messages), "said Done")
+        doc.close()
+
+    def scenario_img2img_selection_off_layer(self, s):
+        """A selection whose bounds span the layer but whose pixels miss it (two blobs either
+        side): an error, no job and no empty layer "done"; a selection partly over the layer
+        sends only the tight box of what is selected there."""
+        from krita import Selection
+
+        w, h = 128, 128
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, (40, 40, 40, 40)), 0, 0, w, h)
+        sel = Selection()
+        for x, y in ((0, 0), (96, 96)):
+            part = Selection()
+            part.select(x, y, 30, 30, 255)
+            sel.add(part)
+        doc.setSelection(sel)
+        self._expect_error(
+            s, self.controller(), "img2img", doc, source, ["does not cover any pixel"]
+        )
+        sel = Selection()
+        for x, y in ((0, 0), (60, 60)):  # the second blob covers the layer's corner 60..79
+            part = Selection()
+            part.select(x, y, 30, 30, 255)
+            sel.add(part)
+        doc.setSelection(sel)
+        layer = self.run_ok(s, self.controller(), "img2img", doc, source)
+        if layer is not None:
+            s.info["new_bounds"] = self.bounds(layer)
+            s.check(s.info["new_bounds"] == [60, 60, 20, 20], f"bounds {s.info['new_bounds']}")
+        doc.close()
+
+    def scenario_img2img_filter_mask(self, s):
+        """A blur filter mask draws past the layer's own pixels: Image to Image takes what
+        the layer shows, soft edge included (node.bounds() is only the layer's own pixels)."""
+        w = h = 96
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, (40, 40, 16, 16)), 0, 0, w, h)
+        blur = self.krita.filter("gaussian blur")
+        config = blur.configuration()
+        config.setProperty("horizRadius", 12)
+        config.setProperty("vertRadius", 12)
+        blur.setConfiguration(config)
+        source.addChildNode(doc.createFilterMask("blur", blur, source), None)
+        doc.refreshProjection()
+        doc.waitForDone()
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            x, y, bw, bh = s.info["new_bounds"] = self.bounds(layer)
+            s.check(x < 40 and y < 40 and x + bw > 56 and y + bh > 56, f"bounds {x, y, bw, bh}")
+        doc.close()
+
+    def scenario_generate_big_canvas(self, s):
+        """Generate on a canvas larger than a server takes: the plug-in's own words (the
+        server's named `width` * `height`, fields the docker does not have), no job."""
+        doc, source = self.document(5000, 4000)
+        self._expect_error(
+            s, self.controller(), "txt2img", doc, source, ["5000x4000", "Select a smaller area"]
+        )
         doc.close()
 
     def scenario_img2img_lasso(self, s):

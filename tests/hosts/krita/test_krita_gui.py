@@ -27,6 +27,7 @@ SCENARIOS = (
     "docker_generate",
     "docker_cancel",
     "menu_fill_corner",
+    "menu_uses_docker_fields",
     "undo",
     "server_killed",
     "docker_server_url",

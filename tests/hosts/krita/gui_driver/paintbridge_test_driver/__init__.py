@@ -126,9 +126,10 @@ class Docker:
         self.buttons = {b.text(): b for b in dock.findChildren(QAbstractButton) if b.text()}
         self.prompt = dock.findChild(QPlainTextEdit)
         self.model = dock.findChild(QComboBox)
-        self.strength = dock.findChild(QDoubleSpinBox)
+        self.strength = dock.findChild(QDoubleSpinBox, "paintbridge_strength")
+        self.seed = dock.findChild(QDoubleSpinBox, "paintbridge_seed")
         spins = {s.specialValueText(): s for s in dock.findChildren(QSpinBox)}
-        self.steps, self.seed = spins["model default"], spins["random"]
+        self.steps = spins["model default"]
         self.progress = dock.findChild(QProgressBar)
         self.status = [label for label in dock.findChildren(QLabel) if label.wordWrap()][0]
         self.server_url = dock.findChild(QLineEdit, "paintbridge_server_url")
@@ -440,6 +441,35 @@ class Driver:
             s.info["outside_changed"] = outside
             s.check(outside == 0, f"{outside} pixels outside the selection changed")
             s.check(after != before, "nothing changed")
+        self.close(doc)
+
+    def scenario_menu_uses_docker_fields(self, s):
+        """What is typed in the docker, without clicking its buttons, is what the menu actions
+        (and shortcuts) use, and what Krita saves on quit: they ran with the settings of the
+        last click (an empty prompt after a start). A seed above 2**31 fits (a QSpinBox cut
+        3088924361, a seed the server hands out, to 308892436)."""
+        from PyQt5.QtTest import QTest
+
+        doc, source = yield from self.document(64, 64)
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.prompt.setPlainText("typed, never clicked")
+        docker.model.setCurrentText("test:identity")
+        docker.steps.setValue(2)
+        docker.seed.clear()
+        QTest.keyClicks(docker.seed, "3088924361")
+        s.info["seed_text"] = docker.seed.text()
+        s.check(int(docker.seed.value()) == 3088924361, f"seed box {docker.seed.text()!r}")
+        end = self.job_end(120)
+        self.app.action("paintbridge_generate").trigger()
+        if s.check(self.ctrl.busy, f"the action started no job: {self.ctrl.last_error}"):
+            s.check((yield end), "the job did not end")
+            s.check(self.ctrl.last_error is None, f"error: {self.ctrl.last_error}")
+            layer = self.new_layer(s, doc, names)
+            if layer is not None:
+                s.info["name"] = layer.name()
+                s.check("typed, never clicked" in layer.name(), layer.name())
+                s.check("(seed 3088924361)" in layer.name(), layer.name())
         self.close(doc)
 
     def scenario_undo(self, s):
