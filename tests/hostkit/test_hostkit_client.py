@@ -513,6 +513,36 @@ def test_real_socket_timeout(http_server: tuple[str, type[_Handler]]) -> None:
     assert time.monotonic() - started < 0.9
 
 
+def test_a_status_poll_gives_up_sooner_than_other_requests(
+    http_server: tuple[str, type[_Handler]],
+) -> None:
+    """A GUI host polls on its own thread: a server that stops answering froze Krita for the
+    whole request timeout (10 s there, 30 s in Blender) on every poll. A status poll gives up
+    after STATUS_TIMEOUT (and is tried again, as any poll without an answer); other requests
+    keep the client's timeout."""
+    from paintbridge.hostkit import client as hk_client
+
+    url, handler = http_server
+
+    def hung(h: BaseHTTPRequestHandler, data: bytes) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(hk_client.STATUS_TIMEOUT + hk_client.LONG_POLL + 2)
+        return 200, {}, b'{"id": "j1", "state": "running"}'
+
+    handler.routes[("GET", "/v1/jobs/j1")] = hung
+    handler.routes[("POST", "/v1/jobs")] = _json(202, {"id": "j1", "state": "queued"})
+    client = Client(url, "t", timeout=30)
+    job = client.start({"task": "txt2img", "prompt": "x"})
+    started = time.monotonic()
+    status = job.poll()
+    took = time.monotonic() - started
+    assert status.state == "queued" and isinstance(job.trouble, Timeout)  # tried again later
+    assert took < hk_client.STATUS_TIMEOUT + hk_client.LONG_POLL + 1.5, took
+    assert "did not answer within" in job.trouble.message
+
+    handler.routes[("GET", "/v1/health")] = lambda h, d: time.sleep(5) or (200, {}, b"{}")
+    assert Client(url, "t", timeout=30).health() == {}  # 5 s: within the client's timeout
+
+
 def test_real_socket_connection_dropped() -> None:
     """A listener that accepts and closes at once (a crashed server) is 'not reachable'."""
     listener = socket.socket()

@@ -85,6 +85,10 @@ LONG_POLL = 0.5
 LOST_AFTER_S = 10.0
 LOST_AFTER_POLLS = 3
 RETRY_PAUSE = 0.5
+# How long a job's status (a few hundred bytes, answered from memory) may take. A GUI host polls
+# on its own thread: a server that stopped answering (hung, or a dropped network link) froze the
+# window for the whole request timeout (10-30 s) on every poll.
+STATUS_TIMEOUT = 3.0
 
 
 def poll_delays(first=POLL_FIRST, most=POLL_MOST):
@@ -305,6 +309,10 @@ class Client(object):
         self.token = token
         self.timeout = timeout
         self.transport = transport or UrllibTransport(self.url, timeout)
+        # status polls (with at most LONG_POLL of waiting for a change) give up sooner
+        self._status_transport = transport or UrllibTransport(
+            self.url, min(timeout, STATUS_TIMEOUT + LONG_POLL)
+        )
         self.token_source = token_source
 
     def __repr__(self):
@@ -325,15 +333,16 @@ class Client(object):
 
     # requests ------------------------------------------------------------------------------
 
-    def request(self, method, path, payload=None, auth=True):
+    def request(self, method, path, payload=None, auth=True, quick=False):
         """Sends one request and returns the decoded JSON answer; raises the PaintbridgeError
-        subclass matching a failure."""
+        subclass matching a failure. `quick`: a small answer the server has at hand (a job's
+        status), given up after STATUS_TIMEOUT s."""
         headers = {"Accept": "application/json"}
         body = None
         if payload is not None:
             body = json_body(payload)
             headers["Content-Type"] = "application/json"
-        status, _, data = self._send(method, path, body, headers, auth)
+        status, _, data = self._send(method, path, body, headers, auth, quick)
         try:
             # rebinding lets go of the bytes before parsing
             data = _json_text(data)
@@ -345,11 +354,12 @@ class Client(object):
                 status=status,
             )
 
-    def _send(self, method, path, body, headers, auth=True):
+    def _send(self, method, path, body, headers, auth=True, quick=False):
         """(status, headers, body bytes) of a 2xx answer; raises the matching error."""
         if auth and self.token:
             headers["Authorization"] = "Bearer %s" % self.token
-        status, response_headers, data = self.transport(method, path, body, headers)
+        transport = self._status_transport if quick else self.transport
+        status, response_headers, data = transport(method, path, body, headers)
         if 200 <= status < 300:
             return status, response_headers or {}, data
         raise self._error(status, response_headers or {}, data, method, path)
@@ -460,7 +470,7 @@ class Client(object):
         path = "/v1/jobs/%s?image_format=%s" % (quote(str(job_id), safe=""), image_format)
         if wait:
             path += "&wait=%g" % wait
-        return self.request("GET", path)
+        return self.request("GET", path, quick=wait <= LONG_POLL)
 
     def poll(self, job_id, wait=0):
         """The job's JobStatus (one request, which waits up to `wait` s for a change; when

@@ -262,8 +262,7 @@ class UrllibTransport(object):
     def _timeout(self):
         return Timeout(
             "The paintbridge server at %s did not answer within %s s. It may be busy loading a "
-            "model; try again, or raise the timeout in the plug-in settings."
-            % (self.base_url, self.timeout)
+            "model, or the connection dropped; try again." % (self.base_url, self.timeout)
         )
 
 
