@@ -26,6 +26,11 @@ def to_bytes(values):
     return (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def premultiply(array):
+    """Premultiplied alpha from straight: RGB times alpha (..., 4 floats)."""
+    return np.concatenate([array[..., :3] * array[..., 3:], array[..., 3:]], axis=-1)
+
+
 def unpremultiply(array):
     """Straight alpha from premultiplied: RGB divided by alpha (..., 4 floats), where alpha is
     above 0; a fully transparent pixel keeps its RGB."""
@@ -60,6 +65,24 @@ def rgba8_to_pixels(rgba, width, height, linear=False):
     if linear:
         values = np.concatenate([srgb_to_linear(values[..., :3]), values[..., 3:]], axis=-1)
     return np.ascontiguousarray(values, dtype=np.float32).ravel()
+
+
+def keep_unchanged(values, source_values, source_rgba, rgba, width, height):
+    """`values` (flat floats for `Image.pixels`, made from `rgba`) with every pixel whose
+    RGBA8 is the same as in `source_rgba` taken from `source_values`, the float source's own:
+    what an inpaint left alone keeps its exact float values (above 1.0 in an HDR image, more
+    than 8 bits in a height map), not their 8-bit reading."""
+    same = (
+        (
+            np.frombuffer(bytes(rgba), dtype=np.uint8).reshape(height, width, 4)
+            == np.frombuffer(bytes(source_rgba), dtype=np.uint8).reshape(height, width, 4)
+        )
+        .all(axis=-1)[::-1]
+        .ravel()
+    )  # Blender's rows run bottom to top
+    out = np.array(values, dtype=np.float32).reshape(-1, 4)
+    out[same] = np.asarray(source_values, dtype=np.float32).reshape(-1, 4)[same]
+    return out.ravel()
 
 
 def transparency_mask(rgba):

@@ -141,6 +141,50 @@ def data_colorspace(image):
     return settings.name if settings.is_data else None
 
 
+class FloatSource(object):
+    """A float image's own pixels, read once when a job is planned: an inpaint result of it is
+    a float image too, keeping them wherever the inpaint left a pixel alone."""
+
+    def __init__(self, image):
+        self.values = np.empty(len(image.pixels), dtype=np.float32)
+        image.pixels.foreach_get(self.values)
+        self.colorspace = image.colorspace_settings.name
+        self.alpha_mode = image.alpha_mode
+        self.linear = not image.colorspace_settings.is_data
+        self.premultiplied = premultiplied(image)
+
+    @classmethod
+    def of(cls, image):
+        """A FloatSource for a float image with pixels of its own, else None."""
+        if not image.is_float or image.type in RENDERED or image.type == "MULTILAYER":
+            return None
+        return cls(image)
+
+
+def new_float_result(name, width, height, rgba, record, source, source_rgba):
+    """new_result_image's float twin for an inpaint of a float image (`source`, a FloatSource;
+    `source_rgba` the RGBA8 reading that was sent): the changed pixels decoded from `rgba` as
+    the source holds its values, the others the source's own floats."""
+    array = convert.rgba8_to_pixels(rgba, width, height, source.linear).reshape(-1, 4)
+    if source.premultiplied:
+        array = convert.premultiply(array)
+    values = convert.keep_unchanged(array.ravel(), source.values, source_rgba, rgba, width, height)
+    image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+    try:
+        image.colorspace_settings.name = source.colorspace
+        image.alpha_mode = source.alpha_mode
+        image.pixels.foreach_set(values)
+        image.update()
+        image.file_format = "OPEN_EXR"  # packed as a PNG, the floats would be cut to 8 bits
+        image.pack()
+        image[RECORD_KEY] = record
+        image.use_fake_user = True
+    except Exception:
+        bpy.data.images.remove(image)  # nothing half-written
+        raise
+    return image
+
+
 def new_result_image(name, width, height, rgba, record, colorspace=None):
     """A new byte image with these pixels (sRGB, or `colorspace` for a data image's result),
     packed into the .blend, kept by a fake user (so saving keeps it even when nothing shows

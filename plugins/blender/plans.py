@@ -156,6 +156,7 @@ def plan_inpaint(context, source):
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
     source_name, colorspace = source.name, images.data_colorspace(source)
+    float_source = images.FloatSource.of(source)
     mask_name = mask_image.name if mask_image is not None else None
 
     def finish(context, results):
@@ -168,11 +169,13 @@ def plan_inpaint(context, source):
             whole = convert.paste(rgba, width, height, box, region)
             record = params.record(job, result.seed, source=source_name, mask=mask_name)
             record["box"] = list(box)
-            made.append(
-                images.new_result_image(
-                    params.result_name(prompt, "inpaint"), width, height, whole, record, colorspace
+            name = params.result_name(prompt, "inpaint")
+            if float_source is not None:
+                made.append(
+                    images.new_float_result(name, width, height, whole, record, float_source, rgba)
                 )
-            )
+            else:
+                made.append(images.new_result_image(name, width, height, whole, record, colorspace))
         remember_seed(context, results)
         return made
 

@@ -400,6 +400,43 @@ def inpaint_data_and_seamless(addon, data):
     assert list(made["paintbridge"]["box"]) != [0, 0, 256, 256]  # a crop, without seamless
 
 
+@check
+def inpaint_float_source(addon, data):
+    """Inpaint of a float image: the result is a float image too, holding the source's own
+    values wherever the inpaint left a pixel alone (an HDR's 4.0, a 32-bit height map's fine
+    steps), also once the .blend is saved and opened again (it was 8-bit sRGB, clipped)."""
+    settings(strength=1.0, steps=2)
+    w, h = 48, 32
+    hdr = bpy.data.images.new("hdr", w, h, alpha=True, float_buffer=True)
+    values = np.full((h, w, 4), 4.0, np.float32)
+    values[..., 3] = 1.0
+    values[10:14, 20:24] = 0.0  # a transparent hole (premultiplied: all zero)
+    hdr.pixels.foreach_set(values.ravel())
+    height = bpy.data.images.new("height", w, h, alpha=True, float_buffer=True)
+    height.colorspace_settings.name = "Non-Color"
+    ramp = np.linspace(0.0, 1.0, w * h, dtype=np.float32).reshape(h, w)
+    steps = np.stack([ramp, ramp, ramp, np.ones_like(ramp)], axis=-1)
+    steps[10:14, 20:24, 3] = 0.0
+    height.pixels.foreach_set(steps.ravel())
+    made = {}
+    for source, want in ((hdr, values), (height, steps)):
+        result = run_and_take(bpy.ops.paintbridge.inpaint, image_name=source.name)
+        assert result.is_float, source.name
+        assert result.colorspace_settings.name == source.colorspace_settings.name
+        got = pixels(result).reshape(h, w, 4)
+        keep = np.ones((h, w), bool)
+        keep[10:14, 20:24] = False
+        assert np.array_equal(got[keep], want[keep]), f"{source.name}: kept pixels changed"
+        assert np.all(got[10:14, 20:24, 3] > 0.99), f"{source.name}: the hole was not filled"
+        made[source.name] = result.name
+    path = os.path.join(os.environ["PB_TMP"], "floats.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    reopened = pixels(bpy.data.images[made["hdr"]]).reshape(h, w, 4)
+    assert abs(float(reopened[0, 0, 0]) - 4.0) < 1e-3, reopened[0, 0]
+    data["reopened_corner"] = reopened[0, 0].tolist()
+
+
 def write_png(path, rgba_top_down, depth):
     """An RGBA PNG file of these 8-bit pixels, at 8 or 16 bits a channel (16: v * 257, the same
     values exactly). Written here: Blender's Python has no Pillow."""

@@ -131,6 +131,7 @@ def test_without_server(name, blender, addon_dir, tmp_path):
         "img2img",
         "inpaint",
         "inpaint_data_and_seamless",
+        "inpaint_float_source",
         "texture",
         "texture_shaders",
         "modal",
