@@ -170,19 +170,14 @@ def new_float_result(name, width, height, rgba, record, source, source_rgba):
         array = convert.premultiply(array)
     values = convert.keep_unchanged(array.ravel(), source.values, source_rgba, rgba, width, height)
     image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
-    try:
+
+    def fill():
         image.colorspace_settings.name = source.colorspace
         image.alpha_mode = source.alpha_mode
         image.pixels.foreach_set(values)
-        image.update()
         image.file_format = "OPEN_EXR"  # packed as a PNG, the floats would be cut to 8 bits
-        image.pack()
-        image[RECORD_KEY] = record
-        image.use_fake_user = True
-    except Exception:
-        bpy.data.images.remove(image)  # nothing half-written
-        raise
-    return image
+
+    return _kept(image, fill, record)
 
 
 def new_result_image(name, width, height, rgba, record, colorspace=None):
@@ -190,16 +185,26 @@ def new_result_image(name, width, height, rgba, record, colorspace=None):
     packed into the .blend, kept by a fake user (so saving keeps it even when nothing shows
     it), its parameters as custom properties."""
     image = bpy.data.images.new(name, width, height, alpha=True)
-    try:
+
+    def fill():
         if colorspace is not None:
             image.colorspace_settings.name = colorspace
         image.pixels.foreach_set(convert.rgba8_to_pixels(rgba, width, height))
+
+    return _kept(image, fill, record)
+
+
+def _kept(image, fill, record):
+    """The new `image` after fill(), packed, with its record and a fake user; removed if any
+    of that fails: nothing half-written."""
+    try:
+        fill()
         image.update()
         image.pack()
         image[RECORD_KEY] = record
         image.use_fake_user = True
     except Exception:
-        bpy.data.images.remove(image)  # nothing half-written
+        bpy.data.images.remove(image)
         raise
     return image
 

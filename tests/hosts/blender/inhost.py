@@ -1437,6 +1437,22 @@ def start_server_url(addon, data):
     assert session.server == "error", session.server
 
 
+def texture_job(ops, context, while_running, material_name=""):
+    """Generate Texture through its modal path, calling while_running() once the job is
+    submitted; returns the last report (level, text)."""
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate_texture, material_name=material_name)
+    driver.op.summary = types.MethodType(ops.PAINTBRIDGE_OT_generate_texture.summary, driver.op)
+    driver.invoke(context)
+    while_running()
+    deadline = time.time() + 120
+    answer = {"PASS_THROUGH"}
+    while answer == {"PASS_THROUGH"} and time.time() < deadline:
+        time.sleep(0.1)
+        answer = driver.op.modal(context, driver.event("TIMER"))
+    assert answer == {"FINISHED"}, (answer, driver.reports)
+    return driver.reports[-1]
+
+
 @check
 def texture_target_renamed(addon, data):
     """The material renamed (or deleted) while Generate Texture runs: the texture still goes to
@@ -1450,20 +1466,8 @@ def texture_target_renamed(addon, data):
     material.use_nodes = True
     mesh_object("Wall", material)
 
-    def run(while_running, material_name="", texture_summary=True):
-        driver = ModalDriver(ops.PAINTBRIDGE_OT_generate_texture, material_name=material_name)
-        if texture_summary:
-            summary = ops.PAINTBRIDGE_OT_generate_texture.summary
-            driver.op.summary = types.MethodType(summary, driver.op)
-        driver.invoke(context)
-        while_running()
-        deadline = time.time() + 120
-        answer = {"PASS_THROUGH"}
-        while answer == {"PASS_THROUGH"} and time.time() < deadline:
-            time.sleep(0.1)
-            answer = driver.op.modal(context, driver.event("TIMER"))
-        assert answer == {"FINISHED"}, (answer, driver.reports)
-        return driver.reports[-1]
+    def run(while_running, material_name=""):
+        return texture_job(ops, context, while_running, material_name)
 
     before = datablocks()
 
@@ -1517,17 +1521,7 @@ def texture_target_changes(addon, data):
     bpy.ops.ed.undo_push(message="wall")
 
     def run(while_running):
-        driver = ModalDriver(ops.PAINTBRIDGE_OT_generate_texture, material_name="")
-        driver.op.summary = types.MethodType(ops.PAINTBRIDGE_OT_generate_texture.summary, driver.op)
-        driver.invoke(context)
-        while_running()
-        deadline = time.time() + 120
-        answer = {"PASS_THROUGH"}
-        while answer == {"PASS_THROUGH"} and time.time() < deadline:
-            time.sleep(0.1)
-            answer = driver.op.modal(context, driver.event("TIMER"))
-        assert answer == {"FINISHED"}, (answer, driver.reports)
-        return driver.reports[-1]
+        return texture_job(ops, context, while_running)
 
     def undo():
         bpy.data.materials["Mine"].diffuse_color = (1, 0, 0, 1)
