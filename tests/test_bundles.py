@@ -302,7 +302,10 @@ def test_install_dry_run_changes_nothing(
     assert main(["plugins", "install", "--krita", "--dest", str(dest), "--dry-run"]) == 0
     assert not dest.exists()
     assert not (isolated_dirs / "config" / "hostkit.json").exists()
-    assert "would write" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would write" in out
+    # everything the real install copies is named, the menu's .action beside pykrita too
+    assert f"paintbridge_krita.action -> {tmp_path / 'actions' / 'paintbridge_krita.action'}" in out
 
 
 def test_install_dest_needs_one_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,7 +39,7 @@ def test_parameters_text_a1111_layout() -> None:
     assert lines[0] == "a cat in a hat"
     assert lines[1] == "Negative prompt: blurry, low quality"
     assert lines[2] == (
-        "Steps: 20, Sampler: euler_a, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: sd15, "
+        "Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: sd15, "
         "Denoising strength: 0.75, Task: img2img, Seamless: none"
     )
     assert len(lines) == 3
@@ -50,7 +50,7 @@ def test_parameters_text_txt2img_drops_strength_and_empty_negative() -> None:
     text = pngmeta.parameters_text(params)
     assert "Negative prompt" not in text
     assert "Denoising strength" not in text
-    assert text.split("\n")[1].startswith("Steps: 20, Sampler: euler_a, CFG scale: 7.5, Seed: 42")
+    assert text.split("\n")[1].startswith("Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42")
 
 
 def test_parameters_text_quotes_values_with_commas_and_colons() -> None:
@@ -171,3 +171,10 @@ def test_save_png_file_mode_follows_umask(tmp_path: Path) -> None:
     os.umask(mask)
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_sampler_is_named_as_a1111_names_it() -> None:
+    for engine, a1111 in [("dpm++_karras", "DPM++ 2M Karras"), ("pndm", "PLMS"),
+                          ("default", "Default"), ("something_new", "something_new")]:  # fmt: skip
+        text = pngmeta.parameters_text({"prompt": "p", "scheduler": engine, "steps": 2})
+        assert text.endswith(f"Sampler: {a1111}"), text

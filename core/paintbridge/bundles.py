@@ -380,6 +380,9 @@ def install_krita(
         shutil.rmtree(staging)
     else:
         log.append(f"copy {KRITA_NAME}.desktop and {KRITA_NAME}/ -> {pykrita}")
+        with zipfile.ZipFile(bundle) as archive:
+            for name in sorted(n for n in archive.namelist() if n.endswith(".action")):
+                log.append(f"copy {name} -> {pykrita.parent / 'actions' / name}")
     if kritarc is not None:
         log.append(f"enable {KRITA_NAME} in {kritarc} ([python] enable_{KRITA_NAME}=true)")
         if not dry_run:

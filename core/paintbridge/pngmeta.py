@@ -7,7 +7,7 @@ Every PNG paintbridge writes carries two text chunks:
 
       a cat in a hat
       Negative prompt: blurry
-      Steps: 20, Sampler: euler_a, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: sd15
+      Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: sd15
 
 - `paintbridge`: an iTXt chunk with the full parameters as JSON, which `read_parameters` reads
   back exactly (the A1111 text is for people and other tools, the JSON is for us).
@@ -27,6 +27,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from paintbridge.atomicfile import write_atomic
+from paintbridge.engine.schedulers import A1111_NAMES
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 
 __all__ = [
@@ -108,7 +109,10 @@ def parameters_text(parameters: Mapping[str, Any]) -> str:
             if name in used:
                 continue
             if params.get(name) is not None:
-                fields.append(f"{label}: {_format_value(params[name])}")
+                value = params[name]
+                if label == "Sampler":  # A1111's name, so its tools know the sampler
+                    value = A1111_NAMES.get(str(value), value)
+                fields.append(f"{label}: {_format_value(value)}")
                 used.update(names)
                 break
         used.update(names)

@@ -266,3 +266,20 @@ def test_ctrl_c_while_the_subcommands_import_is_exit_130(
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["models"]) == 130
     assert capsys.readouterr().err == "paintbridge: interrupted\n"
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
+    """`paintbridge models | head`: the pipe closes before the list is written; that was a
+    BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [str(PAINTBRIDGE), "models", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has written anything
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -477,6 +477,7 @@ def test_png_info_reads_back_a_generated_image(server: ServerProcess) -> None:
     assert parameters["Prompt"] == "a lighthouse at dusk"
     assert parameters["Negative prompt"] == "blurry"
     assert (parameters["Seed"], parameters["Steps"]) == ("1234", "2")
+    assert parameters["Sampler"] == "Euler a"  # A1111's name, as the answer's infotexts say
     assert (parameters["Size-1"], parameters["Size-2"]) == ("64", "64")
     # A PNG without parameters; a data: URL; not an image; too large to read.
     plain = png_b64(Image.new("RGB", (8, 8)), data_url=True)

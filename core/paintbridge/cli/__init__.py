@@ -7,6 +7,7 @@ on stderr and exit code 2; a traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paintbridge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`paintbridge models | head`): stop quietly, as other tools do;
+        # stdout goes to devnull so the flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _never_fail_to_print() -> None:

@@ -49,14 +49,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
+def add_engine_options(
+    parser: argparse.ArgumentParser, default_model: str = "the default preset"
+) -> None:
     """--model, --device, --dtype, --low-memory, --cpu-offload, --cpu-threads, --compile,
     --allow-pickle, --model-config, --models-dir."""
     group = parser.add_argument_group("model and device")
     group.add_argument(
         "--model",
         help="preset name (see `paintbridge models`), a diffusers folder or a .safetensors file; "
-        "default: the default preset",
+        f"default: {default_model}",
     )
     group.add_argument(
         "--models-dir",
@@ -151,10 +153,19 @@ def is_test_model(name: str | None) -> bool:
     return bool(name) and str(name).startswith("test:")
 
 
-TEST_MODEL_NOTE = (
+_TEST_MODEL_NOTE = (
     "note: {name} is a test model with random weights: its images are noise, not pictures. "
     "Use a real model (see `paintbridge models`) for real images."
 )
+_IDENTITY_NOTE = (
+    "note: {name} is a test model: it gives the input image back unchanged (txt2img: noise). "
+    "Use a real model (see `paintbridge models`) for real images."
+)
+
+
+def test_model_note(name: str) -> str:
+    """What the CLI says when a test model made the images."""
+    return (_IDENTITY_NOTE if name == "test:identity" else _TEST_MODEL_NOTE).format(name=name)
 
 
 # ---------------------------------------------------------------------------------------------

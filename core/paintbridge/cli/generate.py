@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paintbridge.cli.common import (
-    TEST_MODEL_NOTE,
     add_engine_options,
     engine_settings,
     is_test_model,
@@ -26,6 +25,7 @@ from paintbridge.cli.common import (
     print_cancelled,
     quiet_library_progress_bars,
     run_cancellable,
+    test_model_note,
 )
 from paintbridge.errors import Cancelled, InvalidRequest
 
@@ -96,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--prompt", default="a lighthouse on a cliff at sunset, oil painting")
     _add_sampling_options(p, size=True, strength=False, count=False)
-    add_engine_options(p)
+    add_engine_options(p, default_model=DEMO_MODEL)
     p.set_defaults(func=_demo_handler, model=DEMO_MODEL)
 
 
@@ -187,7 +187,7 @@ def _generate_handler(args: argparse.Namespace) -> int:
         return print_cancelled()
     _save_all(result, outputs, request)
     if is_test_model(request.model):
-        print(TEST_MODEL_NOTE.format(name=request.model), file=sys.stderr)
+        print(test_model_note(request.model), file=sys.stderr)
     return 0
 
 
@@ -340,7 +340,7 @@ def _demo_handler(args: argparse.Namespace) -> int:
     check_request(first, settings.limits)
     prepare_output_folder(folder)
     if is_test_model(args.model):
-        print(TEST_MODEL_NOTE.format(name=args.model), file=sys.stderr)
+        print(test_model_note(args.model), file=sys.stderr)
 
     session = _Session(settings, args.model)
     written: list[tuple[str, Path, int]] = []
@@ -377,7 +377,7 @@ def _demo_handler(args: argparse.Namespace) -> int:
     _print_written(written)
     print(f"demo images are in {folder} (the inpaint mask is inpaint-mask.png)")
     if is_test_model(args.model):
-        print(TEST_MODEL_NOTE.format(name=args.model))
+        print(test_model_note(args.model))
     return 0
 
 

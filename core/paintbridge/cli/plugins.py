@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
         "--dest",
         type=Path,
         help="install into this folder instead (the host's plug-in folder of a custom profile: "
-        "Blender extensions/user_default or scripts/addons, GIMP plug-ins, Krita pykrita); "
-        "needs exactly one host flag",
+        "Blender extensions/user_default or scripts/addons, GIMP plug-ins, Krita pykrita, whose "
+        "shortcut file goes into the actions folder beside it); needs exactly one host flag",
     )
     install.add_argument(
         "--blender-version", help="the Blender version folder to use, e.g. 4.5 (default: newest)"

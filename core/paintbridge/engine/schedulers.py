@@ -45,6 +45,21 @@ _SCHEDULERS: dict[str, _Kind] = {
     "heun": _Kind("HeunDiscreteScheduler", {"use_karras_sigmas": False}),
     "lcm": _Kind("LCMScheduler", {"original_inference_steps": 50}),
 }
+# Engine name -> the sampler name AUTOMATIC1111 shows for it (its infotexts, PNG info).
+A1111_NAMES: dict[str, str] = {
+    DEFAULT: "Default",
+    "ddim": "DDIM",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpm++": "DPM++ 2M",
+    "dpm++_karras": "DPM++ 2M Karras",
+    "dpm++_sde_karras": "DPM++ SDE Karras",
+    "lms": "LMS",
+    "pndm": "PLMS",
+    "unipc": "UniPC",
+    "heun": "Heun",
+    "lcm": "LCM",
+}
 # LCM picks its steps from a schedule of `original_inference_steps`: no more can be run.
 LCM_MAX_STEPS = 50
 
