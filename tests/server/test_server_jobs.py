@@ -11,8 +11,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+from safetensors.numpy import save_file
 from server_support import ServerProcess, assert_no_server_bugs, wait_for
 
 from paintbridge import pngmeta
@@ -30,10 +32,14 @@ LONG = {"steps": 150, "count": 8}  # minutes of work: only ever cancelled
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("server")
     models = root / "models"
-    broken = models / "broken"
+    broken = models / "broken"  # readable files that do not hold a UNet: fails when loaded
     shutil.copytree(ensure_test_model("test:tiny"), broken)
     for weights in (broken / "unet").glob("*.safetensors"):
-        weights.write_bytes(b"\x00" * 64 + b"this is not a safetensors file")
+        save_file({"not.a.unet": np.zeros(1, np.float32)}, weights)
+    cut = models / "cut-off"  # a download cut short: refused at submit, from the header
+    shutil.copytree(ensure_test_model("test:tiny"), cut)
+    for weights in (cut / "unet").glob("*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:1000])
     process = ServerProcess(root, "--models-dir", str(models)).wait_ready()
     yield process
     process.stop()
@@ -221,10 +227,19 @@ def test_a_broken_model_fails_its_job_and_the_next_job_succeeds(server: ServerPr
     good = client.submit(txt2img(seed=3))
     with pytest.raises(hk.JobFailed) as failed:
         client.wait(bad, poll_interval=0.05)
-    assert failed.value.code in ("generation_failed", "model_not_found")
-    assert "broken" in failed.value.message
+    # diffusers leaves the weights its file lacks empty ("meta"); that failed mid-job saying
+    # "Cannot copy out of meta tensor", naming neither the model nor what to do
+    assert failed.value.code == "model_not_found", failed.value.message
+    assert "'broken'" in failed.value.message and "unet weights lack" in failed.value.message
     assert [r.seed for r in client.wait(good, poll_interval=0.05)] == [3]
     assert client.health()["model"] == "test:tiny"
+
+
+def test_a_cut_off_model_is_refused_at_submit(server: ServerProcess) -> None:
+    with pytest.raises(hk.RequestRejected) as refused:
+        server.client().submit(txt2img(model="cut-off"))
+    assert refused.value.status == 404 and refused.value.code == "model_not_found"
+    assert "a file cannot be read" in refused.value.message
 
 
 def test_a_client_that_disappears_still_gets_its_result_in_history(

@@ -245,12 +245,31 @@ def _from_pretrained(name: str, folder: Any, placement: Placement) -> Any:
     from diffusers import DiffusionPipeline
 
     with _load_errors(name):
-        return DiffusionPipeline.from_pretrained(
+        base = DiffusionPipeline.from_pretrained(
             folder,
             dtype=placement.torch_dtype,
             local_files_only=True,
             **components_to_skip(Path(folder)),
         )
+    return _complete(name, base)
+
+
+def _complete(name: str, base: Any) -> Any:
+    """`base`, unless a component's file lacked some of its weights: diffusers then leaves
+    those empty ("meta" tensors) with a warning, and the job failed later with words about meta
+    tensors that named neither the model nor the remedy."""
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(base, part, None)
+        if module is None or not hasattr(module, "named_parameters"):
+            continue
+        missing = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+        if missing:
+            raise ModelNotFound(
+                f"cannot load model {name!r}: its {part} weights lack {len(missing)} of its "
+                f"tensors (such as {missing[0]}): the files are incomplete or from another "
+                "model; download the model again"
+            )
+    return base
 
 
 def _from_single_file(source: ModelSource, placement: Placement, settings: EngineSettings) -> Any:
@@ -263,12 +282,13 @@ def _from_single_file(source: ModelSource, placement: Placement, settings: Engin
     cls = getattr(diffusers, f"StableDiffusion{xl}{kind}Pipeline")
     config = _single_file_config(source, info, settings)
     with _load_errors(source.name):
-        return cls.from_single_file(
+        base = cls.from_single_file(
             str(source.path),
             config=str(config),
             dtype=placement.torch_dtype,
             local_files_only=True,
         )
+    return _complete(source.name, base)
 
 
 def _single_file_config(
