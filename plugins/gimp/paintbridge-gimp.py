@@ -178,9 +178,11 @@ class Gimp3Host(flow.Host):
         buffer.set(Gegl.Rectangle.new(0, 0, box.width, box.height), RGBA_U8, placement.rgba)
         buffer.flush()  # inserting the layer then redraws its area
 
-    def add_layers(self, placements, name, look=None):
+    def add_layers(self, placements, name, look=None, on_top=False):
         image = self.image
         active = self.layer if self.layer is not None and self.layer.is_valid() else None
+        if on_top:
+            active = None
         parent = active.get_parent() if active is not None else None
         position = image.get_item_position(active) if active is not None else 0
         layers = [self._new_layer(image, placement, name, look) for placement in placements]

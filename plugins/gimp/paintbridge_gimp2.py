@@ -181,11 +181,11 @@ class Gimp2Host(flow.Host):
         layer.flush()  # inserting the layer then redraws its area
         return layer
 
-    def add_layers(self, placements, name, look=None):
+    def add_layers(self, placements, name, look=None, on_top=False):
         image = self.image
         active = self.layer
-        if active is not None and not pdb.gimp_item_is_valid(active):
-            active = None  # deleted during the job: the top of the image
+        if on_top or (active is not None and not pdb.gimp_item_is_valid(active)):
+            active = None  # the top of the image (the active layer was deleted during the job)
         parent = active.parent if active is not None else None
         position = pdb.gimp_image_get_item_position(image, active) if active is not None else 0
         layers = [self._new_layer(image, placement, name, look) for placement in placements]

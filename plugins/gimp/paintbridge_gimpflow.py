@@ -12,7 +12,14 @@ from collections import namedtuple
 from hostkit.client import Client, PaintbridgeError, ServerFault
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
-from hostkit.tasks import img2img_job, inpaint_job, placements, plan_fill_selection, txt2img_job
+from hostkit.tasks import (
+    img2img_job,
+    inpaint_job,
+    placements,
+    plan_fill_selection,
+    selected_part,
+    txt2img_job,
+)
 
 SOURCES = ("layer", "visible")
 DEFAULT_SIZE = 512  # txt2img size when there is no image to take it from
@@ -93,8 +100,9 @@ class Host(object):
                              when it has one that is applied, else None
     layer_look()             the active layer's opacity, mode... as add_layers takes them
     image_is_open()          the image is still open (the user may close it during the job)
-    add_layers(placements, name, look) one new layer per Placement above the active layer (at
-                             the top of the image when that layer is gone), all in one undo
+    add_layers(placements, name, look, on_top) one new layer per Placement above the active
+                             layer (at the top of the image when that layer is gone, or when
+                             `on_top`: a result of the visible image), all in one undo
                              step, with `look` (from layer_look) or Normal 100%; a layer is
                              filled before it goes into the image, so an error leaves none
                              half-made; returns the new layers
@@ -250,12 +258,13 @@ def prepare_img2img(host, settings):
     box = limit
     if selection is not None:
         box = selection.intersect(limit)
-        if box.is_empty:
+        part = None if box.is_empty else selected_part(host.read_selection(box), box)
+        if part is None:
             raise NoSelection(
                 "The selection does not touch the active layer. Select part of the layer, or "
                 "select none to use the whole layer."
             )
-        mask = host.read_selection(box)
+        box, mask = part
     rgba = read_source(host, box, settings.source)
     params = job_parameters(settings)
     job = img2img_job(rgba, box.width, box.height, strength=settings.strength, **params)
@@ -311,7 +320,10 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
     if not had_image:
         return host.new_image(put, name)
     note = canvas_changed(canvas, host.image_box(), prepared.box)
-    made = host.add_layers(put, name, look)
+    # a result read from the visible image already shows every layer above the active one:
+    # placed under them, they would show twice (a 50% layer above at 75%)
+    on_top = command != "generate" and settings.source == "visible"
+    made = host.add_layers(put, name, look, on_top)
     if note is not None:
         host.notice(note)
     return made

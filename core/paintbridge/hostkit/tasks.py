@@ -113,6 +113,20 @@ class FillPlan(namedtuple("FillPlan", "box selection mask")):
         return self.box.translate(-origin[0], -origin[1])
 
 
+def selected_part(mask, box):
+    """(Box, mask) of what is selected inside `box` (`mask`: its box.width * box.height bytes):
+    the tight bounds of the selected pixels, and the mask cut to them; None when none is. The
+    selection's bounding box cut to a layer may hold none of its pixels (two blobs either side
+    of the layer) or far more than them."""
+    box = Box(*box)
+    tight = selection_bounds(mask, box.width, box.height)
+    if tight is None:
+        return None
+    if (tight.width, tight.height) == (box.width, box.height):
+        return box, mask
+    return tight.translate(box.x, box.y), crop_bytes(mask, box.width, box.height, tight, 1)
+
+
 def plan_fill_selection(
     selection_mask,
     mask_width,

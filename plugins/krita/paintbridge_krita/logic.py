@@ -210,14 +210,7 @@ def plan_img2img(document, node, params):
         sel_mask, sel_box = selected[0], selected[1]
         inside = box.translate(-sel_box.x, -sel_box.y)
         mask = crop_bytes(sel_mask, sel_box.width, sel_box.height, inside, 1, fill=0)
-        # the bounds cut to the layer may hold none of the selected pixels (two blobs either
-        # side of it), or far more than them: the tight box of what is selected there
-        tight = selection_bounds(mask, box.width, box.height)
-        if tight is None:
-            box = Box(0, 0, 0, 0)
-        elif (tight.width, tight.height) != (box.width, box.height):
-            mask = crop_bytes(mask, box.width, box.height, tight, 1)
-            box = tight.translate(box.x, box.y)
+        box, mask = tasks.selected_part(mask, box) or (Box(0, 0, 0, 0), None)
     if box.is_empty:
         raise PlanError("The selection does not cover any pixel of the layer %r." % node.name())
     tasks.check_sendable(box.width, box.height)

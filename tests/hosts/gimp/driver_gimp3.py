@@ -348,6 +348,21 @@ def _img2img_selection():
     return facts
 
 
+@case("img2img_selection_off_layer")
+def _img2img_selection_off_layer():
+    """A selection whose bounds cover the layer but none of its pixels: refused, not a job
+    that ends in an empty layer."""
+    image, layer = make_image(
+        200, 200, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE, layer_box=(0, 0, 40, 40)
+    )
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 30, 30, 150, 150)
+    count = len(layers(image))
+    status, error = run("paintbridge-img2img", image, [layer], prompt="x", strength=0.9)
+    facts = {"status": status, "error": error, "layers_added": len(layers(image)) - count}
+    image.delete()
+    return facts
+
+
 @case("img2img_server_down")
 def _img2img_down():
     image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
@@ -414,6 +429,33 @@ def roundtrip(command, image, layer, **args):
             ("mask", read_mask(image, (x, y, w, h))),
         ):
             facts[name] = base64.b64encode(data).decode("ascii")
+    image.delete()
+    return facts
+
+
+@case("identity_fill_visible_under_translucent")
+def _identity_fill_visible_under_translucent():
+    """Fill from the visible image under a 50% layer, test:identity: the result already shows
+    that layer, so the image must look as before (placed under it, it showed twice)."""
+    image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
+    red = Gimp.Layer.new(image, "red", 64, 64, Gimp.ImageType.RGBA_IMAGE, 50, Gimp.LayerMode.NORMAL)
+    image.insert_layer(red, None, 0)
+    fill(red, bytes((255, 0, 0, 255)) * (64 * 64))
+    image.set_selected_layers([layer])
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 12, 30, 20)
+    before = flattened(image)
+    status, error = run(
+        "paintbridge-fill-selection",
+        image,
+        [layer],
+        prompt="identity",
+        source="visible",
+        **IDENTITY,
+    )
+    after = flattened(image)
+    worst = max(abs(a - b) for a, b in zip(before, after, strict=True))
+    facts = {"status": status, "error": error, "largest_change": worst}
+    facts["top_layer"] = image.get_layers()[0].get_name()
     image.delete()
     return facts
 

@@ -158,6 +158,21 @@ def test_fill_selection_without_selection_says_so_and_adds_nothing(gimp_run):
     assert entry["compare"]["inside_changed"] == entry["compare"]["outside_changed"] == 0
 
 
+def test_a_fill_of_the_visible_image_goes_on_top(gimp_run):
+    """Read from the visible image, the result already shows the layers above the active one:
+    it goes above them all (under a 50% red layer, the red showed twice)."""
+    entry = facts(gimp_run, "identity_fill_visible_under_translucent")
+    assert entry["status"] == "success", entry["error"]
+    assert entry["top_layer"].startswith("Paintbridge fill")
+    assert entry["largest_change"] <= 2, entry  # test:identity: the image looks as before
+
+
+def test_img2img_with_a_selection_missing_the_layer_says_so(gimp_run):
+    entry = facts(gimp_run, "img2img_selection_off_layer")
+    assert entry["status"] == "execution-error" and entry["layers_added"] == 0
+    assert "does not touch the active layer" in entry["error"]
+
+
 def test_fill_selection_without_selection_can_take_the_whole_layer(gimp_run):
     entry = facts(gimp_run, "fill_no_selection_whole_layer")
     assert entry["status"] == "success", entry["error"]
