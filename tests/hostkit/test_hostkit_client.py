@@ -132,6 +132,12 @@ def test_unauthorized_names_the_token_source() -> None:
     client = Client("http://h:1", "t", transport=transport, token_source="/x/server.json")
     with pytest.raises(Unauthorized, match="/x/server.json"):
         client.models()
+    # a token typed into the settings: not said to be written by `paintbridge serve`
+    transport = FakeTransport({("GET", "/v1/models"): [(401, {"error": {"code": "unauthorized"}})]})
+    with pytest.raises(Unauthorized) as typed:
+        Client("http://h:1", "t", transport=transport).models()
+    assert "comes from the plug-in settings: copy the token it was started with" in str(typed.value)
+    assert "writes each time" not in str(typed.value)
 
 
 def test_ok_status_with_non_json_body_is_a_server_fault() -> None:

@@ -372,13 +372,17 @@ class Client(object):
         except (ValueError, AttributeError, UnicodeDecodeError):
             pass
         if status == 401:
-            where = self.token_source or "the plug-in settings"
+            if self.token_source:
+                where = (
+                    "The token comes from %s, which `paintbridge serve` writes each time it "
+                    "starts; for a remote server, copy" % (self.token_source,)
+                )
+            else:  # typed into the plug-in's settings
+                where = "The token comes from the plug-in settings: copy"
             return Unauthorized(
-                "The paintbridge server at %s refused the token (%s). The token comes from %s, "
-                "which `paintbridge serve` writes each time it starts; for a remote server, copy "
-                "the token it was started with (--token or PAINTBRIDGE_TOKEN; also in its "
-                "server.json) into the plug-in settings."
-                % (self.url, message or "unauthorized", where),
+                "The paintbridge server at %s refused the token (%s). %s the token it was "
+                "started with (--token or PAINTBRIDGE_TOKEN; also in its server.json) into the "
+                "plug-in settings." % (self.url, message or "unauthorized", where),
                 code=code,
                 status=status,
             )
