@@ -259,7 +259,8 @@ def _add_common_arguments(procedure):
     procedure.add_string_argument(
         "token",
         "_Token",
-        "The remote server's token (the local one is found by itself)",
+        "The remote server's token (the local one is found by itself); kept for this server "
+        "in paintbridge's settings, not in the image: leave it empty after the first time",
         "",
         READWRITE,
     )
@@ -434,6 +435,10 @@ class PaintbridgeGimp(Gimp.PlugIn):
         if command != "generate" and len(layers) > 1:
             host.notice(several_layers(layers))
         settings = settings_from_config(config)
+        if settings.token:
+            # GIMP saves the arguments of a run into the image (a parasite, kept in the .xcf)
+            # and into its plug-in settings: not the token (hostkit keeps it, see connect)
+            config.set_property("token", "")
         progress = Progress(title, interactive)
         try:
             while True:

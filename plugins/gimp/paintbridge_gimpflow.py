@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 from collections import namedtuple
 
 from hostkit.client import Client, PaintbridgeError, ServerFault
+from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
 from hostkit.tasks import (
@@ -127,9 +128,12 @@ def connect(settings, timeout=30):
     """The hostkit Client: the URL and token in the settings, else the local server (started
     by hostkit through hostkit.json if it is not running)."""
     if settings.server_url:
-        return Client(
-            settings.server_url, settings.token or None, timeout=timeout, token_source=None
-        )
+        # GIMP 3 keeps no token in its saved settings (they go into .xcf files): the last one
+        # typed for this server is kept by hostkit, readable by this user only
+        if settings.token:
+            remember_token(settings.server_url, settings.token)
+        token = settings.token or remembered_token(settings.server_url)
+        return Client(settings.server_url, token or None, timeout=timeout, token_source=None)
     return Client.discover(timeout=timeout)
 
 

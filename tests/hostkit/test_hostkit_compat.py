@@ -58,6 +58,17 @@ answer = client.request("POST", "/v1/jobs", job)
 assert answer["length"] == answer["received"] > 1400000, answer
 assert answer["image_sha256"] == hashlib.sha256(big).hexdigest(), answer
 assert answer["mask_sha256"] == hashlib.sha256(big[: 600 * 500]).hexdigest(), answer
+# the local server found through server.json (JSON text is `unicode` on Python 2: it was
+# never taken for a URL there), and a remote server's token kept and read back
+import json, os, tempfile
+folder = tempfile.mkdtemp()
+with open(os.path.join(folder, "server.json"), "w") as handle:
+    handle.write(json.dumps({"url": sys.argv[2], "token": "tok"}))
+found = h.try_local_client(folder, 5)
+assert found is not None and found.url == sys.argv[2], found
+from hostkit.discovery import remember_token, remembered_token
+remember_token(sys.argv[2], "s3cret", folder)
+assert remembered_token(sys.argv[2], folder) == "s3cret"
 print("ok", sys.version_info[:2])
 """
 

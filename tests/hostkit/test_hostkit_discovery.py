@@ -319,3 +319,25 @@ def test_spawn_options_on_windows_python_before_37(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(discovery.sys, "version_info", (3, 11, 0))
     discovery.spawn_detached(["x"], os.devnull)
     assert seen["close_fds"] is True
+
+
+def test_a_remote_token_is_kept_for_this_user_only(tmp_path: Path) -> None:
+    """GIMP 3 saves a procedure's arguments into .xcf files: its plug-in keeps the token of a
+    remote server here instead (hostkit.discovery.remember_token)."""
+    from paintbridge.hostkit.discovery import TOKENS_FILE, remember_token, remembered_token
+
+    folder = tmp_path / "config"
+    assert remembered_token("https://gpu.example.org", str(folder)) is None
+    remember_token("https://gpu.example.org", "s3cret", str(folder))
+    remember_token("http://10.0.0.2:7860", "other", str(folder))
+    assert remembered_token("https://gpu.example.org", str(folder)) == "s3cret"
+    assert remembered_token("http://10.0.0.2:7860", str(folder)) == "other"
+    if os.name == "posix":
+        assert stat.S_IMODE((folder / TOKENS_FILE).stat().st_mode) == 0o600
+    (folder / TOKENS_FILE).write_text("{damaged")
+    assert remembered_token("https://gpu.example.org", str(folder)) is None
+    remember_token("https://gpu.example.org", "new", str(folder))  # a damaged file is replaced
+    assert remembered_token("https://gpu.example.org", str(folder)) == "new"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    remember_token("https://gpu.example.org", "t", str(blocker / "config"))  # no error raised

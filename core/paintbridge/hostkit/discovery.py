@@ -89,12 +89,55 @@ def _ntjoin(*parts):
     return ntpath.join(*parts)
 
 
+_TEXT = (str, type(""))  # JSON text is `unicode` on Python 2 (GIMP 2.10), not `str`
+
+
 def _read_json(path):
     try:
         with open(path, "rb") as handle:
             return json.loads(handle.read().decode("utf-8"))
     except (IOError, OSError, ValueError):
         return None
+
+
+# --- tokens of remote servers ----------------------------------------------------------------
+
+TOKENS_FILE = "remote-tokens.json"  # {server URL: token}, readable by this user only
+
+
+def remembered_token(url, config_dir=None):
+    """The token last used with the remote server at `url` (see remember_token), or None."""
+    data = _read_json(os.path.join(config_dir or user_config_dir(), TOKENS_FILE))
+    token = data.get(url) if isinstance(data, dict) else None
+    return token if isinstance(token, _TEXT) and token else None
+
+
+def remember_token(url, token, config_dir=None):
+    """Keeps `token` for `url` in the paintbridge config folder, in a file only this user can
+    read: for a host that saves a plug-in's settings where others read them (GIMP 3 stores a
+    procedure's arguments inside the .xcf files it saves). A failure is ignored: remembering is
+    a convenience; the token still works for this run."""
+    folder = config_dir or user_config_dir()
+    path = os.path.join(folder, TOKENS_FILE)
+    data = _read_json(path)
+    data = data if isinstance(data, dict) else {}
+    if data.get(url) == token:
+        return
+    data[url] = token
+    temporary = path + ".tmp"
+    try:
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o700)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(handle, json.dumps(data, indent=2).encode("utf-8"))
+        finally:
+            os.close(handle)
+        if os.name == "nt" and os.path.exists(path):
+            os.remove(path)  # os.rename does not replace on Windows (os.replace: Python 3 only)
+        os.rename(temporary, path)
+    except (IOError, OSError):
+        pass
 
 
 # --- the server named in server.json ---------------------------------------------------------
@@ -106,7 +149,7 @@ def _client_from_server_file(config_dir, timeout, client_class=None):
 
     path = os.path.join(config_dir, "server.json")
     info = _read_json(path)
-    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+    if not isinstance(info, dict) or not isinstance(info.get("url"), _TEXT):
         return None
     try:
         return client_class(info["url"], info.get("token"), timeout=timeout, token_source=path)

@@ -150,6 +150,16 @@ def _remembered():
     }
     ask("accept")  # the dialog opens with these values (nothing is remembered yet)
     first = run(image, layer, Gimp.RunMode.INTERACTIVE, **chosen)
+    # what GIMP saved of that run (the image's parasites, kept in the .xcf, and the plug-in
+    # settings files) holds no token; the runs below work with the one hostkit kept
+    token = CONFIG["token"].encode()
+    parasites = [image.get_parasite(name) for name in image.get_parasite_list()]
+    in_image = [p.get_name() for p in parasites if p is not None and token in bytes(p.get_data())]
+    folder = os.path.join(Gimp.directory(), "plug-in-settings")
+    saved = (
+        [os.path.join(folder, name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
+    )
+    in_files = [path for path in saved if token in open(path, "rb").read()]
     again = run(image, layer, Gimp.RunMode.WITH_LAST_VALS)
     # a script's run (NONINTERACTIVE) leaves what the dialog remembers alone, as GIMP intends
     script = run(image, layer, Gimp.RunMode.NONINTERACTIVE, **dict(chosen, prompt="a script"))
@@ -157,7 +167,16 @@ def _remembered():
     other, other_layer, other_display = new_image()
     elsewhere = run(other, other_layer, Gimp.RunMode.WITH_LAST_VALS)
     other_display.delete()
-    return {"interactive": first, "same_image": again, "script": script, "other_image": elsewhere}
+    return {
+        "interactive": first,
+        "same_image": again,
+        "script": script,
+        "other_image": elsewhere,
+        "parasites": [p.get_name() for p in parasites if p is not None],
+        "token_in_image": in_image,
+        "token_in_settings_files": in_files,
+        "settings_files": saved,
+    }
 
 
 results["finished"] = True

@@ -185,3 +185,7 @@ def test_dialog_values_are_remembered(gimp_gui_run):
         assert status == "success", (run, error)
         assert len(added) == 1 and re.fullmatch(name + r"( #\d+)?", added[0]), (run, added)
     assert runs["script"][0] == "success" and "a script" in runs["script"][2][0]
+    # the token (a remote server's) is in none of what GIMP saves: the image's parasites go
+    # into the .xcf files it writes, the settings files are readable by others
+    assert runs["parasites"], runs  # GIMP did save the run's arguments with the image
+    assert runs["token_in_image"] == [] and runs["token_in_settings_files"] == [], runs
