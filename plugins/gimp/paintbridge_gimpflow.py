@@ -14,6 +14,8 @@ from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
 from hostkit.tasks import (
+    MAX_PIXELS,
+    MAX_SIDE,
     img2img_job,
     inpaint_job,
     placements,
@@ -138,14 +140,20 @@ def connect(settings, timeout=30):
 
 
 def layer_name(command, settings, seed=None):
-    """The new layer's name: "Paintbridge fill: a red door (seed 42)", prompt cut at 40."""
-    prompt = (settings.prompt or "").strip().replace("\n", " ")
+    """The new layer's name: "Paintbridge fill: a red door (seed 42)", prompt cut at 40
+    characters (GIMP 2.10's Python-Fu passes text as UTF-8 bytes: cut as characters, not in the
+    middle of one, and given back as UTF-8 bytes)."""
+    prompt = settings.prompt or ""
+    as_bytes = isinstance(prompt, bytes)
+    if as_bytes:
+        prompt = prompt.decode("utf-8", "replace")
+    prompt = prompt.strip().replace("\n", " ")
     if len(prompt) > 40:
         prompt = prompt[:39] + "..."
     name = "%s %s: %s" % (LAYER_PREFIX, command, prompt or "(no prompt)")
     if seed is not None:
         name += " (seed %s)" % (seed,)
-    return name
+    return name.encode("utf-8") if as_bytes else name
 
 
 def _run(client, job, progress, should_cancel):
@@ -286,6 +294,19 @@ def generate_size(host, settings):
 def prepare_generate(host, settings):
     """Generate: txt2img at the chosen size, placed at the canvas's top-left."""
     width, height = generate_size(host, settings)
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise FlowError(
+            "Generate makes %dx%d px here (%s), more than paintbridge makes at once (%.1f "
+            "million pixels, 4096x4096, and %d px a side): set Width and Height in the dialog, "
+            "then scale the layer up (Layer > Scale Layer)."
+            % (
+                width,
+                height,
+                "the size chosen" if settings.width and settings.height else "the image's size",
+                MAX_PIXELS / 1e6,
+                MAX_SIDE,
+            )
+        )
     params = job_parameters(settings)
     prompt = params.pop("prompt")
     job = txt2img_job(prompt, width, height, **params)

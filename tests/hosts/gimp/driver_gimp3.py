@@ -348,6 +348,22 @@ def _img2img_selection():
     return facts
 
 
+@case("generate_on_a_photo_sized_image")
+def _generate_on_a_photo_sized_image():
+    """6000x4000 (a camera photo): more than a server makes at once; the message says what to
+    set in the dialog (it said to select a smaller area, which Generate does not use)."""
+    image = Gimp.Image.new(6000, 4000, Gimp.ImageBaseType.RGB)
+    layer = Gimp.Layer.new(
+        image, "photo", 6000, 4000, Gimp.ImageType.RGB_IMAGE, 100, Gimp.LayerMode.NORMAL
+    )
+    image.insert_layer(layer, None, 0)
+    count = len(layers(image))
+    status, error = run("paintbridge-generate", image, [layer], prompt="x")
+    facts = {"status": status, "error": error, "layers_added": len(layers(image)) - count}
+    image.delete()
+    return facts
+
+
 @case("img2img_selection_off_layer")
 def _img2img_selection_off_layer():
     """A selection whose bounds cover the layer but none of its pixels: refused, not a job

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.hosts.conftest import start_server, stop_server
+from tests.hosts.conftest import require_host, start_server, stop_server
 from tests.hosts.gimp.gimphost import kill_when_job_runs
 
 from paintbridge import bundles
@@ -114,6 +114,28 @@ def test_bundle_parses_on_python_27(bundle):
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+LONG_UTF8_PROMPT = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import paintbridge_gimpflow as flow
+settings = flow.DEFAULTS._replace(prompt="xxxxx" + "caf\xc3\xa9 " * 20)  # Python-Fu's bytes
+name = flow.layer_name("fill", settings, 7)
+assert name.decode("utf-8").endswith(u"caf\xe9... (seed 7)"), repr(name)
+print("ok")
+"""
+
+
+def test_a_long_utf8_prompt_makes_a_valid_layer_name_on_python_27(bundle, tmp_path):
+    """Python-Fu passes text as UTF-8 bytes: cutting the prompt at 39 bytes split a character,
+    and GIMP refuses a layer name that is not UTF-8 (after the job had run)."""
+    python = PYTHONS["python2.7"]
+    require_host(python is not None, "no Python 2.7 (GIMP 2.10's) on this machine")
+    script = tmp_path / "name.py"
+    script.write_text(LONG_UTF8_PROMPT)
+    done = subprocess.run([python, str(script), str(bundle)], capture_output=True, text=True)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
 
 
 def test_gimp2_bundle_layout(bundle):

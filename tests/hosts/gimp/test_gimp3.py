@@ -167,6 +167,12 @@ def test_a_fill_of_the_visible_image_goes_on_top(gimp_run):
     assert entry["largest_change"] <= 2, entry  # test:identity: the image looks as before
 
 
+def test_generate_on_a_photo_sized_image_says_to_set_a_size(gimp_run):
+    entry = facts(gimp_run, "generate_on_a_photo_sized_image")
+    assert entry["status"] == "execution-error" and entry["layers_added"] == 0
+    assert "6000x4000" in entry["error"] and "set Width and Height" in entry["error"]
+
+
 def test_img2img_with_a_selection_missing_the_layer_says_so(gimp_run):
     entry = facts(gimp_run, "img2img_selection_off_layer")
     assert entry["status"] == "execution-error" and entry["layers_added"] == 0
