@@ -89,7 +89,9 @@ def _ntjoin(*parts):
     return ntpath.join(*parts)
 
 
-_TEXT = (str, type(""))  # JSON text is `unicode` on Python 2 (GIMP 2.10), not `str`
+# JSON text is `unicode` on Python 2 (GIMP 2.10), not `str` (spelled so that no formatter
+# drops a u"" prefix, which made this `str` twice)
+_TEXT = (str, type(b"".decode("ascii")))
 
 
 def _read_json(path):
