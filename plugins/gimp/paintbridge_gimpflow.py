@@ -9,18 +9,20 @@ from __future__ import absolute_import, division, print_function
 
 from collections import namedtuple
 
-from hostkit.client import Client, PaintbridgeError, ServerFault
+from hostkit.client import Client, PaintbridgeError, ServerFault, kept_in_history
 from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
 from hostkit.tasks import (
     MAX_PIXELS,
     MAX_SIDE,
+    canvas_changed,
     img2img_job,
     inpaint_job,
     placements,
     plan_fill_selection,
     selected_part,
+    too_large,
     txt2img_job,
 )
 
@@ -169,19 +171,6 @@ def _run(client, job, progress, should_cancel):
     return job_id, client.wait(job_id, on_progress=on_progress, should_cancel=should_cancel)
 
 
-def canvas_changed(before, now, box):
-    """The note for a canvas that changed size (cropped, resized or scaled) while the job ran,
-    or None when it did not: the result goes where the job's area was, which may no longer be
-    over the pixels it was made from."""
-    if before is None or now is None or (now.width, now.height) == (before.width, before.height):
-        return None
-    return (
-        "The canvas changed size while the job ran (%dx%d, now %dx%d): the result was placed "
-        "where the job's area was then (x %d, y %d, %dx%d); move it if the image moved."
-        % (before.width, before.height, now.width, now.height, box.x, box.y, box.width, box.height)
-    )
-
-
 def check_image(host):
     """Stops before any job on an image the result could not go into: an indexed one, or a
     layer group with locked pixels that would hold the new layer."""
@@ -294,7 +283,7 @@ def generate_size(host, settings):
 def prepare_generate(host, settings):
     """Generate: txt2img at the chosen size, placed at the canvas's top-left."""
     width, height = generate_size(host, settings)
-    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+    if too_large(width, height):
         raise FlowError(
             "Generate makes %dx%d px here (%s), more than paintbridge makes at once (%.1f "
             "million pixels, 4096x4096, and %d px a side): set Width and Height in the dialog, "
@@ -332,9 +321,8 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
         raise ServerFault("The server finished the job but sent no image.")
     if had_image and not host.image_is_open():
         raise ImageClosed(
-            "The image was closed while the job ran, so the result was not placed. The "
-            "paintbridge server keeps it in its history: `paintbridge history export %s --out "
-            "DIR` saves it." % (job_id,)
+            "The image was closed while the job ran, so the result was not placed. "
+            + kept_in_history(job_id)
         )
     put = placements(prepared.box, results)
     if prepared.mask is not None:
@@ -344,7 +332,10 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
         progress(1.0, "adding the result")
     if not had_image:
         return host.new_image(put, name)
-    note = canvas_changed(canvas, host.image_box(), prepared.box)
+    now = host.image_box()
+    note = canvas_changed(
+        (canvas.width, canvas.height), now and (now.width, now.height), prepared.box
+    )
     # a result read from the visible image already shows every layer above the active one:
     # placed under them, they would show twice (a 50% layer above at 75%)
     on_top = command != "generate" and settings.source == "visible"
@@ -365,7 +356,6 @@ __all__ = [
     "NoSelection",
     "Prepared",
     "Settings",
-    "canvas_changed",
     "check_image",
     "connect",
     "generate_size",

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from paintbridge.engine import GenerationRequest
+from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 
 
 def rgba_image(width: int, height: int, *, alpha: bool = False) -> Image.Image:
@@ -24,6 +24,32 @@ def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> Image.I
     mask = Image.new("L", (width, height), 0)
     mask.paste(255, box)
     return mask
+
+
+def assert_refused_keeping_the_loaded_model(
+    settings: EngineSettings, name: str, error: type[Exception], message: str
+) -> None:
+    """Model `name` is refused (`error` matching `message`) by generate, load and check_model
+    (what the server asks at submit, for a task or none) before the model loaded first
+    (settings.default_model) is dropped: it stays loaded and still generates."""
+    import pytest
+
+    from paintbridge.engine.models import check_model
+
+    engine = Engine(settings)
+    engine.load()
+    loaded = engine.loaded_model
+    request = GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64)
+    with pytest.raises(error, match=message):
+        engine.generate(replace(request, model=name))
+    assert engine.loaded_model == loaded
+    with pytest.raises(error, match=message):
+        engine.load(name)
+    assert engine.loaded_model == loaded
+    for task in (None, "txt2img"):
+        with pytest.raises(error, match=message):
+            check_model(name, settings, task)
+    assert engine.generate(request).images
 
 
 def every_task(txt2img: GenerationRequest) -> tuple[GenerationRequest, ...]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_support import assert_refused_keeping_the_loaded_model
 from safetensors.numpy import save_file
 
 from paintbridge.engine import EngineSettings, list_models, scheduler_names
@@ -286,11 +287,6 @@ def test_a_damaged_weights_file_in_a_folder_is_named_as_such(
 def test_a_damaged_folder_leaves_the_loaded_model(tmp_path: Path, damage: str) -> None:
     """Cut-off or missing weights in a diffusers folder are found from the headers, before the
     loaded model is dropped, for generate, load and check_model (the server's submit check)."""
-    from dataclasses import replace
-
-    from paintbridge.engine import Engine, GenerationRequest
-    from paintbridge.engine.models import check_model
-
     folder = _copy_of_the_tiny_model(tmp_path / "tinycopy")
     weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
     if damage == "removed":
@@ -298,19 +294,8 @@ def test_a_damaged_folder_leaves_the_loaded_model(tmp_path: Path, damage: str) -
     else:
         weights.write_bytes(weights.read_bytes()[:-1])
     settings = EngineSettings(model_dirs=(tmp_path,), default_model="test:tiny")
-    engine = Engine(settings)
-    engine.load()
     message = "a file is missing" if damage == "removed" else "vae/.* a file cannot be read"
-    request = GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64)
-    with pytest.raises(ModelNotFound, match=message):
-        engine.generate(replace(request, model="tinycopy"))
-    assert engine.loaded_model == "test:tiny"
-    with pytest.raises(ModelNotFound, match=message):
-        engine.load("tinycopy")
-    assert engine.loaded_model == "test:tiny"
-    with pytest.raises(ModelNotFound, match=message):
-        check_model("tinycopy", settings, "txt2img")
-    assert engine.generate(request).images
+    assert_refused_keeping_the_loaded_model(settings, "tinycopy", ModelNotFound, message)
 
 
 def test_a_model_whose_name_is_not_utf8_is_left_out_of_the_list(models: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_support import assert_refused_keeping_the_loaded_model
 from safetensors.torch import load_file, save_file
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
@@ -126,22 +127,9 @@ def test_an_unreadable_checkpoint_leaves_the_loaded_model(
 ) -> None:
     """A corrupt or cut-off .safetensors is refused from its header before the loaded model is
     dropped, for generate and load alike, and by check_model (what the server asks at submit)."""
-    from paintbridge.engine.models import check_model
-
     whole = (checkpoint_dir / "tiny.safetensors").read_bytes()
     data = b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all" if damage == "garbage" else whole
     (tmp_path / "broken.safetensors").write_bytes(data[: len(data) // 2])
     settings = EngineSettings(default_model="test:tiny", model_dirs=(tmp_path,))
-    engine = Engine(settings)
-    engine.load()
     message = r"cannot read .*broken\.safetensors.* as a checkpoint"
-    with pytest.raises(ModelNotFound, match=message):
-        engine.generate(replace(TXT, model="broken"))
-    assert engine.loaded_model == "test:tiny"
-    with pytest.raises(ModelNotFound, match=message):
-        engine.load("broken")
-    assert engine.loaded_model == "test:tiny"
-    for task in (None, "txt2img"):
-        with pytest.raises(ModelNotFound, match=message):
-            check_model("broken", settings, task)
-    assert engine.generate(replace(TXT, width=64, height=64)).images
+    assert_refused_keeping_the_loaded_model(settings, "broken", ModelNotFound, message)

@@ -42,6 +42,16 @@ def test_resolve_sampler(sampler: str | None, schedule: str | None, engine, name
     assert notes == []
 
 
+def test_the_a1111_name_written_for_each_scheduler_reads_back_as_that_scheduler() -> None:
+    """PNG parameters name the engine's scheduler as A1111 does (schedulers.A1111_NAMES):
+    an A1111 client sending that name back gets the same scheduler."""
+    from paintbridge.engine.schedulers import A1111_NAMES, DEFAULT, scheduler_names
+
+    for engine, a1111 in A1111_NAMES.items():
+        if engine != DEFAULT and engine in scheduler_names():
+            assert conv.resolve_sampler(a1111, None, [])[0] == engine, a1111
+
+
 @pytest.mark.parametrize(
     ("sampler", "schedule", "engine", "word"),
     [

@@ -340,8 +340,10 @@ def _local_info(entry: Path, settings: EngineSettings) -> ModelInfo | None:
     return None
 
 
-# The components of a diffusers folder that hold weights the engine loads.
-_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+# The components of a diffusers pipeline that hold weights the engine loads.
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+# Their weight files, as diffusers and transformers name them (sharded ones by their index).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
 def _check_folder_weights(name: str, folder: Path) -> None:
@@ -351,7 +353,7 @@ def _check_folder_weights(name: str, folder: Path) -> None:
     Only headers are read."""
     from safetensors import safe_open
 
-    for component in _WEIGHT_COMPONENTS:
+    for component in WEIGHT_COMPONENTS:
         part = folder / component
         if not (part / "config.json").is_file():
             continue  # not in this model (text_encoder_2), or diffusers names what is missing
@@ -372,9 +374,6 @@ def _check_folder_weights(name: str, folder: Path) -> None:
                     f"cannot load model {name!r}: {component}/{path.name}: {exc}: a file cannot "
                     "be read (it may be incomplete or corrupt); download the model again"
                 ) from exc
-
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 
 
 def _folder_info(folder: Path) -> ModelInfo:

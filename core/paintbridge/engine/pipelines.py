@@ -14,7 +14,7 @@ from typing import Any
 
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.device import Placement
-from paintbridge.engine.models import ModelSource
+from paintbridge.engine.models import WEIGHT_COMPONENTS, ModelSource
 from paintbridge.engine.prepack import pack_weights
 from paintbridge.engine.presets import Preset, preset_for_architecture
 from paintbridge.engine.residuals import fuse_residuals
@@ -258,7 +258,7 @@ def _complete(name: str, base: Any) -> Any:
     """`base`, unless a component's file lacked some of its weights: diffusers then leaves
     those empty ("meta" tensors) with a warning, and the job failed later with words about meta
     tensors that named neither the model nor the remedy."""
-    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    for part in WEIGHT_COMPONENTS:
         module = getattr(base, part, None)
         if module is None or not hasattr(module, "named_parameters"):
             continue

@@ -53,7 +53,7 @@ A1111_NAMES: dict[str, str] = {
     "euler_a": "Euler a",
     "dpm++": "DPM++ 2M",
     "dpm++_karras": "DPM++ 2M Karras",
-    "dpm++_sde_karras": "DPM++ SDE Karras",
+    "dpm++_sde_karras": "DPM++ 2M SDE Karras",  # multistep SDE solver, Karras sigmas
     "lms": "LMS",
     "pndm": "PLMS",
     "unipc": "UniPC",

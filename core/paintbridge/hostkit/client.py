@@ -194,7 +194,8 @@ def server_lost(exc):
     )
 
 
-def _kept_in_history(job_id):
+def kept_in_history(job_id):
+    """Where a finished result that did not reach the plug-in is, and the command that saves it."""
     return (
         "The paintbridge server keeps every finished result in its history: `paintbridge history "
         "export %s --out DIR` on the server's machine saves it (`paintbridge history` lists the "
@@ -210,14 +211,14 @@ def contact_lost(exc, job_id, done):
         what = "its result could not be fetched"
         if refused:
             what = "the paintbridge server stopped before its result came"
-        message = "Job %s is done, but %s: %s %s" % (job_id, what, exc, _kept_in_history(job_id))
+        message = "Job %s is done, but %s: %s %s" % (job_id, what, exc, kept_in_history(job_id))
     elif refused:
         return server_lost(exc)
     else:
         message = (
             "Lost contact with the paintbridge server before job %s finished: %s If the server "
             "is still running, the job goes on there and its result is kept. %s"
-            % (job_id, exc, _kept_in_history(job_id))
+            % (job_id, exc, kept_in_history(job_id))
         )
     return type(exc)(message, code=exc.code, status=exc.status)
 

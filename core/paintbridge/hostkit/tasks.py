@@ -70,9 +70,14 @@ def txt2img_job(prompt, width=None, height=None, **params):
     return job
 
 
+def too_large(width, height):
+    """Whether a width x height image is larger than a server takes."""
+    return width * height > MAX_PIXELS or max(width, height) > MAX_SIDE
+
+
 def check_sendable(width, height, what="The area to send"):
     """Raises RequestRejected (code "too_large") for an image larger than a server takes."""
-    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+    if too_large(width, height):
         raise RequestRejected(
             "%s is %dx%d px; paintbridge works on at most %.1f million pixels "
             "(4096x4096) and %d px a side at once. Select a smaller area, or scale the image "
@@ -155,15 +160,13 @@ def plan_fill_selection(
     region = bounds.translate(mask_x, mask_y).intersect(limit)
     if region.is_empty:
         return None
-    # the tight bounds of what is selected inside `limit`: bounds cut to it may hold none of
-    # the selected pixels (two blobs either side of a layer) or far more than them
     inside = crop_bytes(
         selection_mask, mask_width, mask_height, region.translate(-mask_x, -mask_y), 1
     )
-    tight = selection_bounds(inside, region.width, region.height)
-    if tight is None:
+    part = selected_part(inside, region)
+    if part is None:
         return None
-    selected = tight.translate(region.x, region.y)
+    selected = part[0]
     box = context_box(selected, limit, padding, multiple, min_size, max_pixels)
     check_sendable(box.width, box.height)
     mask = crop_bytes(
@@ -177,6 +180,20 @@ class Placement(namedtuple("Placement", "box rgba")):
     box.height RGBA8 pixels (rows top to bottom)."""
 
     __slots__ = ()
+
+
+def canvas_changed(before, now, box):
+    """The note for a canvas that changed size (cropped, resized or scaled) while the job ran,
+    or None when it did not: `before` and `now` are (width, height) or None; the result goes
+    where the job's area (`box`) was, which may no longer be over the pixels it was made from."""
+    if before is None or now is None or tuple(now) == tuple(before):
+        return None
+    box = Box(*box)
+    return (
+        "The canvas changed size while the job ran (%dx%d, now %dx%d): the result was placed "
+        "where the job's area was then (x %d, y %d, %dx%d); move it if the image moved."
+        % (tuple(before) + tuple(now) + (box.x, box.y, box.width, box.height))
+    )
 
 
 def placements(box, results):

@@ -16,11 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from paintbridge import pngmeta
-from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.server import a1111_convert as conv
 from paintbridge.server.a1111_schemas import SamplerItem, SchedulerItem, UpscalerItem
-from paintbridge.server.payloads import TooLarge
 
 __all__ = ["router"]
 
@@ -97,7 +95,8 @@ def router() -> APIRouter:
         raw = conv.b64_bytes(body.image, "image")
         try:
             with Image.open(io.BytesIO(raw)) as image:
-                _check_size(image.size, request.app.state.runtime.settings.engine.limits)
+                limits = request.app.state.runtime.settings.engine.limits
+                conv.check_image_size(image.size, "image", limits)
                 image.load()  # text chunks after the pixels are read with them
                 items = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
@@ -111,15 +110,6 @@ def router() -> APIRouter:
         router.add_api_route(path, _nothing, methods=["POST"])
 
     return router
-
-
-def _check_size(size: tuple[int, int], limits: Limits) -> None:
-    width, height = size
-    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
-        raise TooLarge(
-            f"`image` is {width}x{height}; the server reads at most {limits.max_side} px a side "
-            f"and {limits.max_pixels} pixels"
-        )
 
 
 def _empty_list() -> list[Any]:

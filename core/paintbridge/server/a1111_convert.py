@@ -34,6 +34,7 @@ __all__ = [
     "A1111_SAMPLERS",
     "Crop",
     "b64_bytes",
+    "check_image_size",
     "check_size",
     "decode_a1111_image",
     "info_object",
@@ -134,6 +135,16 @@ def b64_bytes(text: str, field: str) -> bytes:
         ) from exc
 
 
+def check_image_size(size: tuple[int, int], field: str, limits: Limits) -> None:
+    """Raise TooLarge for an image (`field`, still undecoded) over the server's limits."""
+    width, height = size
+    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
+        raise TooLarge(
+            f"`{field}` is {width}x{height}; the server accepts at most {limits.max_side} "
+            f"px a side and {limits.max_pixels} pixels: send a smaller image"
+        )
+
+
 def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
     """A base64 PNG/JPEG/WebP (or data: URL) as an RGBA or L... image, size checked first,
     turned upright by its EXIF orientation as A1111 does."""
@@ -141,11 +152,7 @@ def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
     try:
         with Image.open(io.BytesIO(raw), formats=["PNG", "JPEG", "WEBP"]) as opened:
             width, height = opened.size
-            if max(width, height) > limits.max_side or width * height > limits.max_pixels:
-                raise TooLarge(
-                    f"`{field}` is {width}x{height}; the server accepts at most {limits.max_side} "
-                    f"px a side and {limits.max_pixels} pixels: send a smaller image"
-                )
+            check_image_size(opened.size, field, limits)
             opened.load()
             image = _upright(opened)
     except (TooLarge, InvalidRequest):

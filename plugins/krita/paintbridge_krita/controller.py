@@ -6,14 +6,13 @@ import traceback
 
 from PyQt5.QtCore import QObject, pyqtSignal
 
-from .hostkit.client import Client, PaintbridgeError
+from .hostkit.client import Client, PaintbridgeError, kept_in_history
 from .logic import (
     PLANNERS,
     PlaceError,
     PlanError,
     check_unchanged,
     document_is_open,
-    history_hint,
     place_results,
 )
 from .params import Params, SettingsError
@@ -128,7 +127,7 @@ class Controller(QObject):
         if not document_is_open(plan.document):
             raise PaintbridgeError(
                 "The document was closed before the result came, so nothing was added. "
-                + history_hint(job_id)
+                + kept_in_history(job_id or "JOB_ID")
             )
         if not results:
             raise PaintbridgeError("The server finished the job but sent no image.")
@@ -136,7 +135,7 @@ class Controller(QObject):
             note = check_unchanged(plan)
             nodes = place_results(plan, results)
         except PlaceError as exc:
-            raise PlaceError("%s %s" % (exc, history_hint(job_id))) from None
+            raise PlaceError("%s %s" % (exc, kept_in_history(job_id or "JOB_ID"))) from None
         self._note = note
         from krita import Krita
 

@@ -93,14 +93,6 @@ def color_space_name(model, depth):
     return "%s %s" % (COLOR_MODELS.get(model, model), COLOR_DEPTHS.get(depth, depth))
 
 
-def history_hint(job_id):
-    """Where a result that was not placed is: the server's history, and the command to save it."""
-    return (
-        "The server keeps the result in its history: `paintbridge history export %s --out DIR` "
-        "saves it." % (job_id or "JOB_ID")
-    )
-
-
 def check_unchanged(plan):
     """What changed in the document since `plan` was made. Raises PlaceError when the image is
     no longer 8-bit RGBA (Krita would take the result's bytes as too few and add an empty layer);
@@ -113,15 +105,7 @@ def check_unchanged(plan):
             "The image was converted to %s while the job ran, so the result (8-bit RGB/Alpha) "
             "was not added." % color_space_name(*space)
         )
-    now = (document.width(), document.height())
-    if plan.canvas is None or now == plan.canvas:
-        return None
-    box = plan.box
-    return (
-        "The canvas changed size while the job ran (%dx%d, now %dx%d): the result was placed "
-        "where the job's area was then (x %d, y %d, %dx%d); move it if the image moved."
-        % (plan.canvas + now + (box.x, box.y, box.width, box.height))
-    )
+    return tasks.canvas_changed(plan.canvas, (document.width(), document.height()), plan.box)
 
 
 def _box(qrect):
