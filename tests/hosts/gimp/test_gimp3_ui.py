@@ -4,18 +4,17 @@ batch mode cannot show (one undo step; the dialog's values remembered)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 from tests.hosts.conftest import require_host
 from tests.hosts.gimp.gimphost import HERE, Workspace, find_gimp3
+from tests.hosts.xvfb import XVFB, xvfb
 
 IMAGE_WINDOW = " – GIMP$"  # GIMP's image windows: "[Untitled]-1.0 (...) 64x64 – GIMP"
 FILL_DIALOG = "^Paintbridge: Fill Selection$"
@@ -23,28 +22,9 @@ FILL_DIALOG = "^Paintbridge: Fill Selection$"
 pytestmark = [pytest.mark.host]
 
 
-@contextlib.contextmanager
-def xvfb() -> Iterator[str]:
-    """An Xvfb server; its display (an abstract socket: reachable from inside the chroot too)."""
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        number = server.stdout.readline().decode().strip()
-        assert number, "Xvfb printed no display number"
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        server.stdout.close()
-
-
 @pytest.fixture
 def xvfb_display():
-    if not shutil.which("Xvfb"):
-        pytest.skip("Xvfb not installed (apt-get install xvfb)")
+    require_host(XVFB is not None, "Xvfb not installed (apt: xvfb)")
     with xvfb() as display:
         yield display
 
@@ -114,7 +94,7 @@ def gimp_gui_run(live_server):
     gimp, why = find_gimp3()
     require_host(gimp is not None, why)
     require_host(shutil.which("xdotool") is not None, "xdotool not installed (apt: xdotool)")
-    require_host(shutil.which("Xvfb") is not None, "Xvfb not installed (apt: xvfb)")
+    require_host(XVFB is not None, "Xvfb not installed (apt: xvfb)")
     with xvfb() as display:
         yield from run_gui(gimp, display, live_server)
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs Krita for the Krita host tests (root; Debian 12 or 13; idempotent).
 # Debian's krita has Python scripting built in; python3-pyqt5 is only recommended, so it is
-# named; xvfb + xauth run the GUI test (xvfb-run needs xauth).
+# named; xvfb runs the GUI test.
 set -euo pipefail
-packages=(krita python3-pyqt5 xvfb xauth)
+packages=(krita python3-pyqt5 xvfb)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -15,7 +15,6 @@ HOSTKIT = REPO / "core" / "paintbridge" / "hostkit"
 
 KRITARUNNER = shutil.which("kritarunner")
 KRITA = shutil.which("krita")
-XVFB_RUN = shutil.which("xvfb-run")
 
 
 def has_pyqt5() -> bool:

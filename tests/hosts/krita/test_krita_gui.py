@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from tests.hosts.conftest import require_host, start_server, stop_server
-from tests.hosts.krita.kritahost import HERE, KRITA, XVFB_RUN, has_pyqt5, krita_env, read_json
+from tests.hosts.krita.kritahost import HERE, KRITA, has_pyqt5, krita_env, read_json
+from tests.hosts.xvfb import XVFB, xvfb
 
 SCENARIOS = (
     "menu",
@@ -70,7 +71,7 @@ def install_with_cli(home: Path, root: Path) -> tuple[Path, str]:
 @pytest.fixture(scope="module")
 def gui_run(live_server, tmp_path_factory: pytest.TempPathFactory) -> dict:
     require_host(bool(KRITA), "krita not found (apt-get install krita)")
-    require_host(bool(XVFB_RUN), "xvfb-run not found (apt-get install xvfb xauth)")
+    require_host(XVFB is not None, "Xvfb not installed (apt-get install xvfb)")
     require_host(has_pyqt5(), "PyQt5 missing in the system python3 (apt-get install python3-pyqt5)")
     root = tmp_path_factory.mktemp("krita-gui")
     home = root / "home"
@@ -101,17 +102,18 @@ def gui_run(live_server, tmp_path_factory: pytest.TempPathFactory) -> dict:
             PAINTBRIDGE_KRITA_TEST_CONFIG=str(config),
         )
         env.pop("QT_QPA_PLATFORM", None)  # the GUI needs the X server Xvfb gives it
-        try:
-            proc = subprocess.run(
-                [XVFB_RUN, "-a", "-s", "-screen 0 1280x1024x24", KRITA, "--nosplash"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=480,
-            )
-            log = (proc.stdout + proc.stderr)[-6000:]
-        except subprocess.TimeoutExpired as exc:
-            log = f"krita did not exit in {exc.timeout} s"
+        with xvfb() as display:
+            try:
+                proc = subprocess.run(
+                    [KRITA, "--nosplash"],
+                    env=dict(env, DISPLAY=display),
+                    capture_output=True,
+                    text=True,
+                    timeout=480,
+                )
+                log = (proc.stdout + proc.stderr)[-6000:]
+            except subprocess.TimeoutExpired as exc:
+                log = f"krita did not exit in {exc.timeout} s"
     finally:
         stop_server(killable)
     result = read_json(out)
