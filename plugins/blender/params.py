@@ -3,10 +3,10 @@ parameters kept on every result image. No bpy in here (tested inside Blender all
 
 import random
 
+from .hostkit.tasks import MAX_FIELD_SEED, random_seed
+
 SEED_MODES = ("RANDOM", "FIXED", "REUSE")
-# Blender's int properties are 32-bit signed: the add-on picks random seeds itself, in this
-# range, so every seed it sends and records fits a property and can be typed back in.
-MAX_SEED = 2**31 - 1
+MAX_SEED = MAX_FIELD_SEED  # an IntProperty holds it: the add-on picks its random seeds below it
 SEAMLESS = ("none", "x", "y", "xy")
 NAME_LIMIT = 63  # bytes in a Blender ID name
 RECORD_KEY = "paintbridge"  # the custom property holding the parameters of a result image
@@ -16,7 +16,7 @@ def job_seed(mode, seed, last_seed, rng=random):
     """The seed to send: a random one in [0, MAX_SEED] for RANDOM, `seed` for FIXED, the last
     used seed for REUSE (random if nothing was generated yet, last_seed < 0)."""
     if mode == "RANDOM" or (mode == "REUSE" and last_seed < 0):
-        return rng.randint(0, MAX_SEED)
+        return random_seed(rng)
     if mode == "FIXED":
         return int(seed)
     if mode == "REUSE":

@@ -21,6 +21,7 @@ import paintbridge_gimpflow as flow  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
 from hostkit.geometry import Box  # noqa: E402
+from hostkit.tasks import MAX_FIELD_SEED  # noqa: E402
 
 RGBA_U8 = "R'G'B'A u8"
 MASK_U8 = "Y u8"
@@ -247,7 +248,13 @@ def _add_common_arguments(procedure):
         READWRITE,
     )
     procedure.add_int_argument(
-        "seed", "S_eed", "Random seed; -1 = a new one each time", -1, 2**31 - 1, -1, READWRITE
+        "seed",
+        "S_eed",
+        "Random seed; -1 = a new one each time",
+        -1,
+        MAX_FIELD_SEED,
+        -1,
+        READWRITE,
     )
     procedure.add_string_argument(
         "server-url",

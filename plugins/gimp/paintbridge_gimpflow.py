@@ -21,6 +21,7 @@ from hostkit.tasks import (
     inpaint_job,
     placements,
     plan_fill_selection,
+    random_seed,
     selected_part,
     too_large,
     txt2img_job,
@@ -117,14 +118,16 @@ class Host(object):
 
 
 def job_parameters(settings):
-    """The job fields for `settings`, with GIMP's "unset" values (0, -1, "") as None."""
+    """The job fields for `settings`, with GIMP's "unset" values (0, "") as None and seed -1 as
+    a random seed the Seed field can hold (so the one in the layer's name can be typed back)."""
+    seed = settings.seed if settings.seed is not None and settings.seed >= 0 else random_seed()
     return {
         "prompt": settings.prompt or "",
         "negative_prompt": settings.negative_prompt or None,
         "model": settings.model or None,
         "steps": settings.steps if settings.steps and settings.steps > 0 else None,
         "guidance": settings.guidance if settings.guidance and settings.guidance > 0 else None,
-        "seed": settings.seed if settings.seed is not None and settings.seed >= 0 else None,
+        "seed": seed,
     }
 
 

@@ -178,6 +178,15 @@ def test_plan_fill_selection_sends_a_selection_that_fits_unrounded() -> None:
     assert plan is not None and plan.box == Box(3, 5, 4095, 4097)
 
 
+def test_random_seeds_fit_a_32_bit_signed_field() -> None:
+    class Extremes:
+        def randint(self, low: int, high: int) -> int:
+            return high
+
+    assert tasks.random_seed(Extremes()) == tasks.MAX_FIELD_SEED == 2**31 - 1
+    assert all(0 <= tasks.random_seed() <= 2**31 - 1 for _ in range(1000))
+
+
 def test_public_surface() -> None:
     assert hostkit.__version__ == paintbridge.__version__
     for name in hostkit.__all__:

@@ -15,6 +15,7 @@ Standard library only, Python 2.7 and 3.8+.
 
 from __future__ import absolute_import, division, print_function
 
+import random
 from collections import namedtuple
 
 from .errors import RequestRejected, ServerFault
@@ -39,6 +40,16 @@ JOB_PARAMETERS = (
     "scheduler",
 )
 SEAMLESS = ("none", "x", "y", "xy")
+
+# Blender's and GIMP's int fields are 32-bit signed, the server's seeds go to 2**32 - 1: a
+# plug-in with such a field picks its random seeds itself, in this range, so the seed a result
+# is named with can be typed back into the field it came from.
+MAX_FIELD_SEED = 2**31 - 1
+
+
+def random_seed(rng=random):
+    """A random seed in [0, MAX_FIELD_SEED]."""
+    return rng.randint(0, MAX_FIELD_SEED)
 
 
 def _job(task, prompt, params):

@@ -9,6 +9,7 @@ server.json the server wrote (copied where GIMP can read it), as a user's plug-i
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import socket
@@ -133,6 +134,14 @@ def test_fill_selection_changes_only_the_selection(gimp_run, case):
     assert counts["inside_changed"] >= 0.9 * counts["inside"], counts
     assert entry["selection_unchanged"]
     assert entry["undo_enabled"] and entry["dirty"]
+
+
+def test_random_seeds_in_layer_names_can_be_typed_into_the_seed_field(gimp_run):
+    """GIMP's Seed argument is a 32-bit int; the server's random seeds go to 2**32 - 1, so the
+    plug-in picks them (each layer here had seed -1: half would be out of the field's range)."""
+    seeds = [int(seed) for seed in re.findall(r"\(seed (\d+)\)", json.dumps(gimp_run))]
+    assert len(seeds) >= 8, seeds
+    assert max(seeds) <= 2**31 - 1, seeds
 
 
 def test_fill_selection_at_the_canvas_corner_is_clipped_to_the_canvas(gimp_run):
