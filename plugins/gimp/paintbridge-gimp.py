@@ -436,7 +436,7 @@ class PaintbridgeGimp(Gimp.PlugIn):
         if command == "generate" and not layers and image is not None:
             layers = image.get_selected_layers()
         if command != "generate" and not layers:
-            return _error(procedure, flow.NOT_A_LAYER)
+            return _stopped(procedure, image, interactive, flow.NOT_A_LAYER)
         layer = layers[0] if layers else None
         host = Gimp3Host(image, layer)
         if command != "generate" and len(layers) > 1:
@@ -464,12 +464,12 @@ class PaintbridgeGimp(Gimp.PlugIn):
                     if not (interactive and command == "fill" and not settings.whole_layer):
                         raise
                     if not _ask_whole_layer():
-                        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+                        return _stopped(procedure, image, interactive)
                     settings = settings._replace(whole_layer=True)
         except Cancelled:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+            return _stopped(procedure, image, interactive)
         except PaintbridgeError as exc:
-            return _error(procedure, str(exc))
+            return _stopped(procedure, image, interactive, str(exc))
         finally:
             progress.close()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
@@ -480,8 +480,19 @@ def several_layers(layers):
     return '%d layers are selected: using "%s", the first.' % (len(layers), layers[0].get_name())
 
 
-def _error(procedure, message):
-    """An EXECUTION_ERROR whose message GIMP shows in its message area."""
+def _stopped(procedure, image, interactive, message=None):
+    """The return values of a run that stopped after its dialog was accepted: cancelled
+    (message None) or failed. libgimp keeps the dialog's values for the next run only after a
+    SUCCESS, so an interactive run shows its message itself and ends as one: the prompt typed
+    for a job the server refused, or cancelled to change it, is in the dialog next time. (Not
+    when the image was closed meanwhile: libgimp would record the values on it and fail.)"""
+    if interactive and (image is None or image.is_valid()):
+        if message is not None:
+            Gimp.message("Paintbridge: " + message)
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+    if message is None:
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+    # an EXECUTION_ERROR's message is shown by GIMP (and returned to a script)
     return procedure.new_return_values(
         Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error("Paintbridge: " + message)
     )

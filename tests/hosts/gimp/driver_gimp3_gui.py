@@ -179,5 +179,29 @@ def _remembered():
     }
 
 
+@step("remembered_after_failure")
+def _remembered_after_failure():
+    """An interactive run that fails after its dialog was accepted (a layer mask is active: the
+    plug-in says to pick a layer) on an image with no record yet: GIMP records the dialog's
+    values all the same (the image's parasite), and the message reaches the user."""
+    Gimp.message_set_handler(Gimp.MessageHandlerType.CONSOLE)  # into GIMP's log, not a dialog
+    image, layer, display = new_image()
+    mask = layer.create_mask(Gimp.AddMaskType.WHITE)
+    layer.add_mask(mask)
+    before = list(image.get_parasite_list())
+    ask("accept")  # the dialog shows the values remembered from the step above
+    status, error, added = run(image, mask, Gimp.RunMode.INTERACTIVE)
+    parasites = [image.get_parasite(name) for name in image.get_parasite_list()]
+    on_image = [bytes(p.get_data()).decode("utf-8", "replace") for p in parasites if p]
+    display.delete()
+    return {
+        "status": status,
+        "error": error,
+        "added": added,
+        "parasites_before": before,
+        "image_record": on_image,
+    }
+
+
 results["finished"] = True
 save()

@@ -128,6 +128,7 @@ def run_gui(gimp, display: str, live_server):
         assert result.is_file(), f"GIMP wrote no result (exit {process.returncode}):\n{log}"
         facts = json.loads(result.read_text())
         assert facts.get("finished"), f"the driver stopped early ({answered}):\n{log}"
+        facts["gimp_log"] = log
         yield facts, answered
     finally:
         work.remove()
@@ -169,3 +170,17 @@ def test_dialog_values_are_remembered(gimp_gui_run):
     # into the .xcf files it writes, the settings files are readable by others
     assert runs["parasites"], runs  # GIMP did save the run's arguments with the image
     assert runs["token_in_image"] == [] and runs["token_in_settings_files"] == [], runs
+
+
+@pytest.mark.slow
+def test_dialog_values_are_kept_when_the_run_fails(gimp_gui_run):
+    """Accepted in the dialog, then failed: no layer, the message in GIMP's messages, and the
+    values recorded for the next run all the same (libgimp records them only after a SUCCESS,
+    so the plug-in shows the message itself and ends the interactive run as one)."""
+    facts, answered = gimp_gui_run
+    failed = facts["remembered_after_failure"]
+    assert failed["ok"], failed.get("error")
+    assert answered[2][0] == "accept" and answered[2][1], answered
+    assert failed["added"] == [] and failed["parasites_before"] == []
+    assert "Paintbridge: Select a layer first" in facts["gimp_log"]
+    assert any("a remembered tower" in text for text in failed["image_record"]), failed
