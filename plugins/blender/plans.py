@@ -105,10 +105,22 @@ def plan_generate(context, seamless):
     return job, _finish_as_images(prompt, "txt2img", job)
 
 
+def _check_whole_image(source, width, height):
+    """Refuses an image sent whole that is larger than a server takes, with Blender's way out
+    (hostkit's message says to select a smaller area, which Blender's Image Editor has not)."""
+    if tasks.too_large(width, height):
+        raise UserError(
+            '"%s" is %d x %d px; paintbridge works on at most %.1f million pixels (4096 x 4096) '
+            "and %d px a side. Work on a scaled-down copy (Image > Resize) and scale the result "
+            "back up." % (source.name, width, height, tasks.MAX_PIXELS / 1e6, tasks.MAX_SIDE)
+        )
+
+
 def plan_img2img(context, source):
     settings = scene_settings(context)
     prompt = _prompt(settings)
     width, height, rgba = images.read_source(source, context.scene)
+    _check_whole_image(source, width, height)
     job = tasks.img2img_job(
         rgba,
         width,
@@ -145,6 +157,7 @@ def plan_inpaint(context, source):
     box, box_mask = tuple(plan.box), plan.mask
     if settings.seamless != "none":
         # a crop would be made to tile with its own edges, never with the image's far side
+        _check_whole_image(source, width, height)
         box, box_mask = (0, 0, width, height), mask
     job = tasks.inpaint_job(
         convert.crop(rgba, width, height, box),

@@ -358,7 +358,20 @@ def inpaint(addon, data):
     # a mask of another size too
     bpy.context.scene.paintbridge.mask_image = byte_image("small", 8, 8, pattern(8, 8))
     expect_error(lambda: bpy.ops.paintbridge.inpaint(image_name="opaque"), "same size")
-    assert new_images(before | {"small"}) == []
+    # an image wider than a server takes, sent whole: what to do in Blender (no "select")
+    bpy.context.scene.paintbridge.mask_image = None
+    wide = pattern(8200, 2)
+    wide[:, :100, 3] = 0
+    byte_image("wide", 8200, 2, wide)
+    for call in (
+        lambda: bpy.ops.paintbridge.img2img(image_name="wide"),
+        lambda: bpy.ops.paintbridge.inpaint(image_name="wide"),  # seamless: sent whole
+    ):
+        bpy.context.scene.paintbridge.seamless = "xy"
+        message = expect_error(call, '"wide" is 8200 x 2 px', "Image > Resize")
+        assert "elect" not in message, message
+    bpy.context.scene.paintbridge.seamless = "none"
+    assert new_images(before | {"small", "wide"}) == []
 
 
 @check
