@@ -115,7 +115,9 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
 
 def test_in_process_routes(app_client: TestClient) -> None:
     assert app_client.get("/v1/live").json() == {"ok": True}
+    assert app_client.head("/v1/live").status_code == 200  # health checkers probe with HEAD
     assert app_client.get("/v1/health").status_code == 401
+    assert app_client.head("/v1/health").status_code == 401
     health = app_client.get("/v1/health", headers=AUTH).json()
     assert health["queue"] == {"length": 0, "max": 1} and health["model"] is None
     models = app_client.get("/v1/models", headers=AUTH).json()

@@ -200,7 +200,7 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
 
 
 def _add_routes(app: FastAPI) -> None:
-    @app.get("/v1/live", response_model=Live, tags=["service"])
+    @app.api_route("/v1/live", methods=["GET", "HEAD"], response_model=Live, tags=["service"])
     def live() -> Live:
         """Is a paintbridge server listening here? The only route without a token."""
         return Live(ok=True)

@@ -27,7 +27,7 @@ __all__ = ["LOOPBACK_NAMES", "Guard", "allowed_host_names", "is_loopback", "spli
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 log = logging.getLogger("paintbridge.server")
-OPEN_ROUTES = frozenset({("GET", "/v1/live")})
+OPEN_ROUTES = frozenset({("GET", "/v1/live"), ("HEAD", "/v1/live")})  # HEAD: uptime monitors
 
 
 def is_loopback(host: str) -> bool:
