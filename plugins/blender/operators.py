@@ -105,7 +105,8 @@ class _JobOperator:
             return {"CANCELLED"}
         try:
             job, self._finish = self.plan(context)
-            self._handle = plans.client(context, background=False).start(job)
+            # followed from a background thread: the timer's polls below never wait on it
+            self._handle = plans.client(context, background=False).watch(job)
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         session.running, session.cancel_requested, session.progress = True, False, 0.0
@@ -166,6 +167,8 @@ class _JobOperator:
         _redraw(context)
 
     def _cleanup(self, context):
+        if getattr(self, "_handle", None) is not None:
+            self._handle.close()
         wm = context.window_manager
         if getattr(self, "_timer", None) is not None:
             wm.event_timer_remove(self._timer)

@@ -325,6 +325,85 @@ def test_job_handle_polls_without_blocking() -> None:
     assert len(transport.calls) == 6  # submit, 3 polls, the result, cancel
 
 
+class HeldTransport(FakeTransport):
+    """A FakeTransport whose status requests wait until `release` is set (a slow or hung server)."""
+
+    def __init__(self, script: dict[tuple[str, str], list[tuple[int, Any]]]) -> None:
+        super().__init__(script)
+        self.release = threading.Event()
+
+    def __call__(self, method: str, path: str, body: bytes | None, headers: dict[str, str]):
+        if method == "GET" and "/results/" not in path:
+            assert self.release.wait(30), "never released"
+        return super().__call__(method, path, body, headers)
+
+
+def _until(condition: Callable[[], Any], seconds: float = 10.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def test_a_watched_job_is_polled_off_the_callers_thread() -> None:
+    """While the server holds every status request, the watch's poll() still answers (a
+    JobHandle's would wait with it); once answers come, the watch has them, results included."""
+    transport = HeldTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued", "position": 1})],
+            ("GET", "/v1/jobs/j1"): [
+                (200, _job("running", 2)),
+                (200, _job("done", 4, results=[_result()])),
+            ],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    assert watch.id == "j1"
+    answered = []
+    caller = threading.Thread(target=lambda: answered.append(watch.poll()))
+    caller.start()
+    caller.join(5)
+    assert answered and answered[0].state == "queued" and not answered[0].finished
+    transport.release.set()
+    done = _until(lambda: watch.poll().finished and watch.poll())
+    assert done.done and done.results[0].rgba == RGBA and done.results[0].seed == 42
+    gets = [path for method, path, _, _ in transport.calls if method == "GET"]
+    assert "wait=" in gets[1]  # after the first answer, each poll waits on the server
+
+
+def test_a_watched_job_that_fails_or_is_given_up_raises_from_poll() -> None:
+    client, _ = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(404, {"error": {"code": "not_found", "message": "gone"}})],
+        }
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    with pytest.raises(PaintbridgeError, match="gone"):
+        _until(lambda: watch.poll().finished)
+
+
+def test_a_closed_watch_stops_polling() -> None:
+    client, transport = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("queued", 0, 0))],
+        }
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    _until(lambda: len(transport.calls) >= 3)
+    watch.close()
+    time.sleep(0.5)  # a poll under way may still end
+    count = len(transport.calls)
+    time.sleep(1.0)
+    assert len(transport.calls) == count
+
+
 def test_job_status_failed_raise_for_state() -> None:
     status = JobStatus(_job("failed", error={"code": "x", "message": "boom"}))
     assert status.finished and not status.done

@@ -10,7 +10,7 @@ or start the local server), client (Client, jobs and their results), geometry, p
 
 from __future__ import absolute_import, division, print_function
 
-from .client import Client, JobHandle, JobStatus, Result
+from .client import Client, JobHandle, JobStatus, JobWatch, Result
 from .discovery import ServerLaunch, launch_server, try_local_client, user_config_dir
 from .errors import (
     Cancelled,
@@ -62,6 +62,7 @@ __all__ = [
     "JobFailed",
     "JobHandle",
     "JobStatus",
+    "JobWatch",
     "NotRunning",
     "PaintbridgeError",
     "Placement",

@@ -12,7 +12,10 @@ whose message a user can act on.
 
 from __future__ import absolute_import, division, print_function
 
+import atexit
+import itertools
 import json
+import threading
 import time
 
 from .discovery import (
@@ -290,8 +293,87 @@ class JobHandle(object):
         """Asks the server to cancel; a running job stops at its next step."""
         return self.client.cancel(self.id)
 
+    def close(self):
+        """Stops following the job (a JobWatch's thread); the server runs it on regardless."""
+
     def __repr__(self):
-        return "JobHandle(%r)" % (self.id,)
+        return "%s(%r)" % (type(self).__name__, self.id)
+
+
+class JobWatch(JobHandle):
+    """A JobHandle followed from a background thread, for GUI hosts: `poll()` answers at once
+    with the latest status, and no request of the job's runs on the caller's thread but
+    `cancel()`, so a remote server's round trips, a large result's download or a server that
+    hangs never stall the GUI. The thread long-polls (each answer comes when the job's state or
+    step changes), fetches the results and ends with the job, or at `close()`. A job it gives
+    up (see JobHandle.poll) is raised by the next poll()."""
+
+    def __init__(self, client, job_id):
+        JobHandle.__init__(self, client, job_id)
+        self._error = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="paintbridge job %s" % (job_id,))
+        self._thread.daemon = True  # never keeps the editor from quitting (see _close_watches)
+        _WATCHES.add(self)
+        self._thread.start()
+
+    def _follow(self):
+        try:
+            for status in _follow(self._contact, self._closed.wait, poll_delays()):
+                if self._closed.is_set():
+                    return
+                if status is not None:
+                    self.last = status
+        except PaintbridgeError as exc:
+            self._error = exc
+        except Exception as exc:  # a bug here must still end the job for the GUI
+            self._error = ServerFault("Following job %s failed: %r" % (self.id, exc))
+        finally:
+            _WATCHES.discard(self)
+
+    def poll(self):
+        if self._error is not None:
+            raise self._error
+        if self.last is None:  # no answer to the first poll yet
+            return JobStatus({"id": self.id, "state": "queued"})
+        return self.last
+
+    def close(self):
+        self._closed.set()
+
+
+_WATCHES = set()  # the JobWatches whose thread runs
+
+
+@atexit.register
+def _close_watches():
+    """Ends the watches' threads before the interpreter goes: Blender hung on exit when a
+    daemon thread was still in a request then (a job followed when the editor quit)."""
+    watches = list(_WATCHES)
+    for watch in watches:
+        watch.close()
+    for watch in watches:
+        watch._thread.join(STATUS_TIMEOUT + LONG_POLL)
+
+
+def _follow(contact, pause, delays):
+    """Yields the job's JobStatus after each poll, None after one that got no answer (the next
+    comes RETRY_PAUSE s later), until a finished one. Each poll but the first waits on the
+    server for a change (LONG_POLL); from a server that answers at once instead, `delays` gives
+    the pauses. `pause(seconds)` sleeps; errors are _Contact.poll's."""
+    previous = None  # (state, step) of the previous answer
+    while True:
+        asked = time.time()
+        status = contact.poll(LONG_POLL if previous is not None else 0)
+        yield status
+        if status is None:
+            pause(max(0.0, RETRY_PAUSE - (time.time() - asked)))
+            continue
+        if status.finished:
+            return
+        if (status.state, status.step) == previous:  # nothing new, and the server did not wait
+            pause(max(0.0, next(delays) - (time.time() - asked)))
+        previous = (status.state, status.step)
 
 
 # --- client ----------------------------------------------------------------------------------
@@ -518,6 +600,10 @@ class Client(object):
         """Submits `job` and returns a JobHandle to poll from a timer."""
         return JobHandle(self, self.submit(job))
 
+    def watch(self, job):
+        """Submits `job` and returns a JobWatch: polled from a timer, it never waits."""
+        return JobWatch(self, self.submit(job))
+
     def wait(self, job_id, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """Blocks until the job finishes and returns its list of Result.
 
@@ -531,12 +617,8 @@ class Client(object):
         that gets no answer is tried again as JobHandle.poll says, RETRY_PAUSE s later."""
         started = time.time()
         seen = None
-        last = None  # (state, step) of the previous answer
-        delays = poll_delays() if poll_interval is None else None
-        contact = _Contact(self, job_id)
-        while True:
-            asked = time.time()
-            status = contact.poll(LONG_POLL if last is not None else 0)
+        delays = poll_delays() if poll_interval is None else itertools.repeat(poll_interval)
+        for status in _follow(_Contact(self, job_id), time.sleep, delays):
             if status is not None:
                 if on_progress is not None and (status.step, status.steps) != seen:
                     seen = (status.step, status.steps)
@@ -553,13 +635,6 @@ class Client(object):
                     "The job did not finish within %s s and was cancelled. Try fewer steps or a "
                     "smaller selection, or raise the timeout." % (timeout,)
                 )
-            if status is None:  # no answer: try again a little later
-                time.sleep(max(0.0, RETRY_PAUSE - (time.time() - asked)))
-                continue
-            if (status.state, status.step) == last:  # nothing new, and the server did not wait
-                pause = next(delays) if delays is not None else poll_interval
-                time.sleep(max(0.0, pause - (time.time() - asked)))
-            last = (status.state, status.step)
 
     def run(self, job, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """submit + wait: the list of Result for `job`."""

@@ -1,6 +1,8 @@
-"""Runs one job, or starts the local server, without freezing Krita: a QTimer on the GUI thread
-polls the server, one short request per tick (hostkit's JobHandle.poll, ServerLaunch.check), so
-Krita API calls stay on the GUI thread and no thread is needed.
+"""Runs one job, or starts the local server, without freezing Krita. A job is followed by
+hostkit's JobWatch from a background thread (long polls, the results' download); a QTimer on
+the GUI thread reads its latest status, so Krita API calls stay on the GUI thread and the only
+requests made there are the job's submission and a cancel. The server start is polled from the
+timer (ServerLaunch.check, one short local request per tick).
 """
 
 import time
@@ -46,7 +48,7 @@ class JobRunner(QObject):
         """Submits the job (one request); raises PaintbridgeError if the server refuses it."""
         if self.busy:
             raise PaintbridgeError("A paintbridge job is already running; wait or cancel it.")
-        self._handle = client.start(job)
+        self._handle = client.watch(job)
         self._on_done = on_done
         self._cancel_requested = False
         self._timer.start()
@@ -111,6 +113,8 @@ class JobRunner(QObject):
 
     def _stop(self):
         self._timer.stop()
+        if self._handle is not None:
+            self._handle.close()
         self._handle = None
         self._on_done = None
 

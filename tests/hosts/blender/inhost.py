@@ -782,7 +782,7 @@ class ModalDriver:
         # invoke() would take the synchronous path in background mode: do what it does in the UI
         session = context.window_manager.paintbridge
         job, self.op._finish = self.op.plan(context)
-        self.op._handle = self.make_client(context).start(job)
+        self.op._handle = self.make_client(context).watch(job)
         session.running = True
         self.op._timer = context.window_manager.event_timer_add(0.2, window=context.window)
 
