@@ -121,9 +121,12 @@ class Gimp3Host(flow.Host):
 
     def layer_look(self):
         layer = self.layer
+        mode = layer.get_mode()
+        if mode == Gimp.LayerMode.PASS_THROUGH:  # a group's own mode, which no layer can have
+            mode = Gimp.LayerMode.NORMAL
         return {
             "opacity": layer.get_opacity(),
-            "mode": layer.get_mode(),
+            "mode": mode,
             "blend_space": layer.get_blend_space(),
             "composite_space": layer.get_composite_space(),
             "composite_mode": layer.get_composite_mode(),

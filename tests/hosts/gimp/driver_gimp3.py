@@ -668,6 +668,24 @@ def looks_like_the_source(image, layer, transparent_too=False):
     }
 
 
+def group_look_case():
+    """Fill Selection with a layer group active, at 60% in the mode GIMP's Layers dialog gives
+    new groups (pass through, which only a group can have)."""
+    image, layer = group_image(None)
+    group = layer.get_parent()
+    group.set_mode(Gimp.LayerMode.PASS_THROUGH)
+    group.set_opacity(60.0)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 48, 48)
+    facts = new_layer_case(
+        "paintbridge-fill-selection", image, [group], prompt="identity", **IDENTITY
+    )
+    facts["group_mode"] = group.get_mode().value_nick
+    new = [item for item in all_layers(image) if item.get_name().startswith("Paintbridge")]
+    facts["new_look"] = look(new[0]) if len(new) == 1 else None
+    image.delete()
+    return facts
+
+
 @case("look_from_layer")
 def _look_from_layer():
     faded = {"set_opacity": 40.0}
@@ -684,6 +702,7 @@ def _look_from_layer():
             "paintbridge-img2img", dict(set_mode=Gimp.LayerMode.OVERLAY, **spaces), strength=1.0
         ),
         "fill_visible_40_percent": look_case("paintbridge-fill-selection", faded, source="visible"),
+        "fill_group_pass_through": group_look_case(),
     }
 
 

@@ -504,3 +504,15 @@ def test_several_layers_selected_fill_says_which_layer_it_used(gimp_run_and_log)
     assert [n["position"] for n in fill["new"]] == [fill["paint_position"] - 1]
     assert entry["paintbridge-generate"]["status"] == "success"
     assert log.count('2 layers are selected: using "paint", the first.') == 1, log
+
+
+def test_a_fill_of_a_pass_through_group_is_a_normal_layer(gimp_run_and_log):
+    """A group's own mode (pass through) is not one a layer can have: the new layer is Normal,
+    with the group's opacity, and GIMP is not asked for the impossible (it printed a CRITICAL)."""
+    facts_by_case, log = gimp_run_and_log
+    entry = facts(facts_by_case, "look_from_layer")["fill_group_pass_through"]
+    assert entry["status"] == "success", entry["error"]
+    assert entry["group_mode"] == "pass-through"
+    new_look = entry["new_look"]
+    assert (new_look["mode"], new_look["opacity"]) == ("normal", pytest.approx(60.0, abs=0.01))
+    assert "gimp_layer_set_mode: assertion" not in log, log
