@@ -291,3 +291,37 @@ def test_send_images_and_an_empty_mask_read_as_a1111_reads_them() -> None:
     )
     assert body.mask is None and body.send_images is False and body.model_extra == {}
     assert Txt2ImgBody().send_images is True
+
+
+@pytest.mark.parametrize(
+    ("strength", "steps", "used"),
+    [(0.0, 10, 0.1), (0.05, 10, 0.1), (0.01, 49, 1 / 49), (0.5, 10, 0.5), (0.1, 10, 0.1)],
+)
+def test_a_strength_that_runs_no_step_is_raised_to_one(strength, steps, used) -> None:
+    notes: list[str] = []
+    raised = conv.one_step_strength(strength, steps, notes)
+    assert raised == pytest.approx(used, rel=1e-9) and int(steps * raised) >= 1
+    assert bool(notes) == (strength != used)
+
+
+@pytest.mark.parametrize("strength", [-0.5, 1.5, float("nan")])
+def test_a_strength_out_of_range_is_left_for_check_request(strength: float) -> None:
+    notes: list[str] = []
+    assert conv.one_step_strength(strength, 10, notes) is strength and notes == []
+
+
+@pytest.mark.parametrize(
+    ("seed", "used"), [(-1, None), (0, 0), (2**32 - 1, 2**32 - 1), (2**32, 0), (-2, 2**32 - 2)]
+)
+def test_engine_seed_takes_any_integer_modulo_2_32(seed: int, used: int | None) -> None:
+    notes: list[str] = []
+    assert conv.engine_seed(seed, notes) == used
+    assert bool(notes) == (seed not in (-1, used))
+
+
+def test_flatten_puts_transparency_on_white() -> None:
+    layer = Image.new("LA", (4, 2), (0, 0))
+    layer.putpixel((0, 0), (10, 255))
+    flat = conv.flatten(layer)
+    assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (10, 10, 10)
+    assert flat.getpixel((3, 1)) == (255, 255, 255)

@@ -13,6 +13,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -270,6 +271,74 @@ def test_bad_input_is_a_4xx_error(server: ServerProcess) -> None:
 
 
 IDENTITY = {"override_settings": {"sd_model_checkpoint": "test:identity"}}
+
+
+def test_transparency_is_flattened_onto_white_and_answers_are_rgb(server: ServerProcess) -> None:
+    """A1111 flattens every init image onto white (AI Render sends RGBA renders with a
+    transparent background, stable-gimpfusion GIMP layers with alpha) and answers RGB PNGs."""
+    render = Image.new("RGBA", (32, 32), (200, 30, 30, 0))  # transparent, its colour red
+    render.paste((20, 20, 200, 255), (0, 0, 16, 32))  # an opaque blue left half
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (0, 0, 8, 8))
+    for body in (img2img_body(render, **IDENTITY), img2img_body(render, mask, **IDENTITY)):
+        (image,), _ = generate(server, "img2img", body)
+        assert image.mode == "RGB"
+        assert min(image.getpixel((24, 16))) >= 250, image.getpixel((24, 16))  # white
+        blue = image.getpixel((8, 24))
+        assert blue[2] > 150 > blue[0], blue
+    (image,), _ = generate(server, "txt2img", txt2img_body())
+    assert image.mode == "RGB"
+
+
+def test_a_strength_too_low_for_one_step_is_raised(server: ServerProcess) -> None:
+    """A1111 always runs at least one step: 0 and 0.05 at 10 steps were a 400."""
+    for strength, steps, used in [(0.0, 10, 0.1), (0.05, 10, 0.1), (0.0, None, 1 / 25)]:
+        body = img2img_body(gradient(32, 32), denoising_strength=strength, steps=steps, seed=2)
+        (image,), info = generate(server, "img2img", body)
+        assert image.size == (32, 32)
+        assert info["denoising_strength"] == pytest.approx(used, rel=1e-9), info
+        assert any(f"denoising_strength {strength:g}" in note for note in info["notes"]), info
+    (_,), info = generate(server, "img2img", img2img_body(gradient(32, 32), seed=2))
+    assert info["denoising_strength"] == 0.75 and info["notes"] == []
+
+
+def test_inpaint_answers_carry_parameters_and_the_whole_size(server: ServerProcess) -> None:
+    """Auto-Photoshop reads the seed back with /png-info; an "only masked" inpaint's info
+    gives the whole picture's size, not the crop's."""
+    mask = Image.new("L", (160, 128), 0)
+    mask.paste(255, (100, 80, 120, 100))
+    body = img2img_body(gradient(160, 128), mask, inpaint_full_res=True, seed=21)
+    status, answer, _ = call(server, "POST", "/sdapi/v1/img2img", body)
+    assert status == 200, answer
+    info = json.loads(answer["info"])
+    assert (info["width"], info["height"]) == (160, 128)
+    assert "Size: 160x128" in info["infotexts"][0]
+    status, png, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": answer["images"][0]})
+    assert status == 200 and png["info"], png
+    assert png["parameters"]["Seed"] == "21"
+    assert (png["parameters"]["Size-1"], png["parameters"]["Size-2"]) == ("160", "128")
+
+
+def test_an_all_black_mask_is_img2img_of_the_whole_image(server: ServerProcess) -> None:
+    """A1111 falls back to img2img without a mask (it was a 400 "the mask is empty")."""
+    body = img2img_body(gradient(32, 32), Image.new("L", (32, 32), 0), seed=6)
+    (image,), info = generate(server, "img2img", body)
+    assert image.size == (32, 32) and any("mask is empty" in note for note in info["notes"])
+    assert History(server.history_dir).find(info["paintbridge_job"]).parameters["task"] == (
+        "img2img"
+    )
+    # an inpainting model cannot img2img: it repaints the whole picture
+    inpainting = {"override_settings": {"sd_model_checkpoint": "test:tiny-inpaint"}}
+    (image,), info = generate(server, "img2img", body | inpainting)
+    assert image.size == (32, 32) and any("mask is empty" in note for note in info["notes"])
+
+
+def test_any_integer_seed_is_taken_modulo_2_32(server: ServerProcess) -> None:
+    """A1111 accepts any integer seed; -1 stays random."""
+    for seed, used in [(2**32, 0), (-2, 2**32 - 2), (2**40 + 5, 5)]:
+        (_,), info = generate(server, "txt2img", txt2img_body(seed=seed))
+        assert info["all_seeds"] == [used]
+        assert any(f"seed {seed} is outside" in note for note in info["notes"]), info
 
 
 def test_null_means_the_default(server: ServerProcess) -> None:
@@ -548,3 +617,40 @@ def test_routes_are_off_without_the_flag(tmp_path_factory: pytest.TempPathFactor
         assert answer.status_code == 401  # Basic is not accepted either
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         assert client.post("/sdapi/v1/txt2img", json={}, headers=bearer).status_code == 404
+
+
+def test_options_names_the_model_as_sd_models_lists_it(tmp_path: Path) -> None:
+    """stable-gimpfusion looks /options' sd_model_checkpoint up in /sd-models' titles: `--model
+    mymodel.safetensors` is listed as `mymodel`, and a model by its path was not listed."""
+    from fastapi.testclient import TestClient
+    from safetensors.numpy import save_file
+
+    from paintbridge.engine.types import EngineSettings
+    from paintbridge.server import ServerSettings, create_app
+
+    models = tmp_path / "models"
+    models.mkdir()
+    sd1 = {
+        "cond_stage_model.transformer.w": np.zeros(1, np.float32),
+        "model.diffusion_model.input_blocks.0.0.weight": np.zeros((1, 4, 1, 1), np.float32),
+    }
+    for name in ("mymodel", "other"):
+        save_file(sd1, models / f"{name}.safetensors")
+    for default in ("mymodel.safetensors", str(models / "other.safetensors")):
+        engine = EngineSettings(default_model=default, model_dirs=(models,))
+        settings = ServerSettings(
+            token=TOKEN, a1111=True, engine=engine, history_dir=tmp_path / "history"
+        )
+        app = create_app(settings, engine=object())  # type: ignore[arg-type]
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            checkpoint = client.get("/sdapi/v1/options", headers=AUTH).json()["sd_model_checkpoint"]
+            titles = [
+                model["title"] for model in client.get("/sdapi/v1/sd-models", headers=AUTH).json()
+            ]
+            assert checkpoint in titles, (checkpoint, titles)
+            # sent back, it is the server's own model (not loaded again under another name)
+            answer = client.post(
+                "/sdapi/v1/options", json={"sd_model_checkpoint": checkpoint}, headers=AUTH
+            )
+            assert answer.status_code == 200, answer.text
+            assert app.state.a1111.checkpoint == default

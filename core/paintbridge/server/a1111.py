@@ -10,7 +10,6 @@ as password); errors keep the server's `{"error": ...}` shape with a 4xx status.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 import threading
@@ -24,9 +23,10 @@ from pydantic_core import PydanticSerializationError
 
 from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
-from paintbridge.engine.models import check_model
+from paintbridge.engine.models import check_model, model_tasks, resolve_model
+from paintbridge.engine.plan import FALLBACK_STEPS
 from paintbridge.errors import InvalidRequest, PaintbridgeError
-from paintbridge.imageops import to_mode
+from paintbridge.imageops import mask_is_empty
 from paintbridge.jobs import JobNotFound, JobView
 from paintbridge.server import a1111_catalog
 from paintbridge.server import a1111_convert as conv
@@ -120,7 +120,9 @@ def _router() -> APIRouter:
         """The settings A1111 clients read; only `sd_model_checkpoint` means anything here."""
         rt, st = _runtime(request), _state(request)
         return {
-            "sd_model_checkpoint": st.checkpoint or rt.settings.engine.default_model,
+            "sd_model_checkpoint": conv.model_name(
+                st.checkpoint or rt.settings.engine.default_model
+            ),
             "sd_checkpoint_hash": None,
             "samples_format": "png",
         }
@@ -132,17 +134,21 @@ def _router() -> APIRouter:
         if name is not None:
             if not isinstance(name, str) or not name.strip():
                 raise InvalidRequest(f"`sd_model_checkpoint` must be a model name, got {name!r}")
-            model = conv.model_name(name)
+            model = _model(name, _runtime(request), _state(request))
             check_model(model, _runtime(request).settings.engine)
             _state(request).checkpoint = model
 
     @router.get("/sd-models", response_model=list[A1111Model])
     def sd_models(request: Request) -> list[A1111Model]:
-        """The models this server can load, by the names sd_model_checkpoint takes."""
-        return [
-            A1111Model(title=info.name, model_name=info.name, filename=info.name)
-            for info in list_models(_runtime(request).settings.engine)
-        ]
+        """The models this server can load, by the names sd_model_checkpoint takes: the
+        server's own and the selected one too where the models folders do not hold them."""
+        rt, st = _runtime(request), _state(request)
+        names = [info.name for info in list_models(rt.settings.engine)]
+        for current in (rt.settings.engine.default_model, st.checkpoint):
+            # a client looks the name /options gives up in this list (stable-gimpfusion)
+            if current is not None and conv.model_name(current) not in names:
+                names.append(conv.model_name(current))
+        return [A1111Model(title=name, model_name=name, filename=name) for name in names]
 
     router.include_router(a1111_catalog.router())
     return router
@@ -159,7 +165,7 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     model = st.checkpoint or rt.settings.engine.default_model
     for key, value in body.override_settings.items():
         if key == "sd_model_checkpoint" and isinstance(value, str) and value.strip():
-            model = conv.model_name(value)
+            model = _model(value, rt, st)
         else:
             ignored.append(f"override_settings.{key}")
     task = "txt2img" if edit is None else "img2img" if edit.mask is None else "inpaint"
@@ -170,15 +176,22 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
             f"`batch_size` * `n_iter` must be in [1, {limits.max_count}], got "
             f"{body.batch_size} * {body.n_iter}"
         )
-    if body.seed < -1:
-        raise InvalidRequest(f"`seed` must be -1 (random) or in [0, 4294967295], got {body.seed}")
+    seed = conv.engine_seed(body.seed, notes)
     scheduler, sampler_name = conv.resolve_sampler(
         body.sampler_name or body.sampler_index, body.scheduler, notes
     )
     image = mask = original = None
     crop: conv.Crop | None = None
+    strength = 0.75
     if edit is not None:
         original, image, mask, crop = _edit_inputs(edit, limits, notes)
+        if task == "inpaint" and mask is None:  # the mask was empty: A1111 does img2img
+            if "img2img" in model_tasks(resolve_model(model, rt.settings.engine)):
+                task = "img2img"
+            else:  # an inpainting model can only repaint the whole picture as an inpaint
+                mask = Image.new("L", image.size, 255)
+        steps = body.steps if body.steps is not None else _default_steps(model, rt)
+        strength = conv.one_step_strength(edit.denoising_strength, steps, notes)
     generation = GenerationRequest(
         task=task,  # type: ignore[arg-type]
         prompt=body.prompt,
@@ -188,8 +201,8 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
         height=body.height if task == "txt2img" else None,
         steps=body.steps,
         guidance=body.cfg_scale,
-        strength=edit.denoising_strength if edit is not None else 0.75,
-        seed=None if body.seed == -1 else body.seed,
+        strength=strength,
+        seed=seed,
         count=count,
         seamless="xy" if body.tiling else "none",
         scheduler=scheduler,
@@ -216,14 +229,24 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     if view.state == "failed":
         code, message = view.error or ("generation_failed", "the job failed")
         raise PaintbridgeError(_a1111_names(message), code=code)
+    pasted = original if task == "inpaint" else None
     images = (
-        _answer_images(view, original if task == "inpaint" else None, crop)
+        _answer_images(view, pasted, crop)
         if body.send_images
         else []  # A1111: the images are made (and kept in the history), not sent
     )
     if view.state == "cancelled":
         notes.append("the job was interrupted: no image was made")
-    info = conv.info_object(body, edit, view, sampler_name, model, notes=notes, ignored=ignored)
+    info = conv.info_object(
+        body,
+        edit,
+        view,
+        sampler_name,
+        model,
+        notes=notes,
+        ignored=ignored,
+        size=pasted.size if pasted is not None else None,
+    )
     answer_parameters = body.model_dump(include=fields)
     if edit is not None:
         answer_parameters.update(init_images=None, mask=None)
@@ -251,8 +274,8 @@ def _edit_inputs(
         raise InvalidRequest("`init_images` must hold one image (base64 PNG) for img2img")
     if len(edit.init_images) > 1:
         notes.append(f"only the first of the {len(edit.init_images)} init_images was used")
-    image = conv.decode_a1111_image(edit.init_images[0], "init_images[0]", limits)
-    image = to_mode(image, "RGBA", "init_images[0]") if image.mode not in ("RGB", "RGBA") else image
+    # A1111 flattens init images onto white: a render's transparent background comes back white
+    image = conv.flatten(conv.decode_a1111_image(edit.init_images[0], "init_images[0]", limits))
     if edit.resize_mode != 0:
         notes.append(f"resize_mode {edit.resize_mode} is not supported: 0 (just resize) was used")
     wanted = (edit.width or image.width, edit.height or image.height)
@@ -274,10 +297,30 @@ def _edit_inputs(
         invert=bool(edit.inpainting_mask_invert),
         notes=notes,
     )
+    if mask_is_empty(mask):
+        notes.append("the mask is empty: the whole image was changed (img2img), as in A1111")
+        return original, image.convert("RGBA"), None, None
     crop = conv.Crop.around(mask, edit.inpaint_full_res_padding) if edit.inpaint_full_res else None
     if crop is not None:
         image, mask = image.crop(crop.pil_box), mask.crop(crop.pil_box)
     return original, image.convert("RGBA"), mask, crop
+
+
+def _model(title: str, rt: Any, st: A1111State) -> str:
+    """The model a name from /sd-models or /options means: the server's own and the selected
+    one by the name listed for them (`mymodel` for `mymodel.safetensors`, so it is not loaded
+    again under another name), any other as conv.model_name reads it."""
+    name = conv.model_name(title)
+    for current in (st.checkpoint, rt.settings.engine.default_model):
+        if current is not None and conv.model_name(current) == name:
+            return current
+    return name
+
+
+def _default_steps(model: str, rt: Any) -> int:
+    """The steps the engine runs for `model` when the request gives none (engine.plan)."""
+    preset = resolve_model(model, rt.settings.engine).preset
+    return preset.steps if preset is not None else FALLBACK_STEPS
 
 
 def _a1111_names(message: str) -> str:
@@ -287,15 +330,20 @@ def _a1111_names(message: str) -> str:
 def _answer_images(
     view: JobView, original: Image.Image | None, crop: conv.Crop | None
 ) -> list[str]:
-    """The job's history PNGs in base64; an inpaint layer pasted back over `original`."""
+    """The job's history PNGs as A1111's, in base64: RGB, with the `parameters` text; an
+    inpaint layer pasted back over `original` (the whole picture, whose size they give)."""
     images: list[str] = []
-    for path in view.files if view.state == "done" else ():
+    done = view.state == "done"
+    for path, seed in zip(view.files, view.seeds, strict=True) if done else ():
+        parameters = {**view.parameters, "seed": seed}  # as the history's PNG has them
         try:
-            if original is None:
-                images.append(base64.b64encode(path.read_bytes()).decode())
-            else:
-                with Image.open(path, formats=["PNG"]) as layer:
-                    images.append(_png_b64(conv.paste_back(original, layer, crop)))
+            with Image.open(path, formats=["PNG"]) as layer:
+                if original is None:
+                    picture = layer.convert("RGB")
+                else:
+                    picture = conv.paste_back(original, layer, crop).convert("RGB")
+                    parameters.update(width=original.width, height=original.height)
+            images.append(base64.b64encode(pngmeta.png_bytes(picture, parameters)).decode())
         except (OSError, Image.UnidentifiedImageError, ValueError) as exc:
             raise PaintbridgeError(
                 f"the result {str(path)!r} was removed from the history folder or is "
@@ -303,12 +351,6 @@ def _answer_images(
                 code="not_found",
             ) from exc
     return images
-
-
-def _png_b64(image: Image.Image) -> str:
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=pngmeta.COMPRESS_LEVEL)
-    return base64.b64encode(out.getvalue()).decode()
 
 
 # --- progress ----------------------------------------------------------------------------------

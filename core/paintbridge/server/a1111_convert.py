@@ -37,8 +37,11 @@ __all__ = [
     "check_image_size",
     "check_size",
     "decode_a1111_image",
+    "engine_seed",
+    "flatten",
     "info_object",
     "model_name",
+    "one_step_strength",
     "parse_infotext",
     "paste_back",
     "prepare_mask",
@@ -174,6 +177,16 @@ def _upright(image: Image.Image) -> Image.Image:
         return image.copy()
 
 
+def flatten(image: Image.Image) -> Image.Image:
+    """RGB: `image`'s transparent parts composited over white, as A1111 flattens every init
+    image onto its img2img background colour."""
+    if image.mode == "RGB":
+        return image
+    rgba = to_mode(image, "RGBA", "init_images[0]")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
 def check_size(size: tuple[int, int], limits: Limits) -> None:
     """`width` x `height` of an img2img answer must be within the limits."""
     width, height = size
@@ -211,6 +224,35 @@ def prepare_mask(
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
     return mask
+
+
+_SEEDS = 2**32
+
+
+def engine_seed(seed: int, notes: list[str]) -> int | None:
+    """The engine's seed for an A1111 `seed`: None (random) for -1; A1111 takes any other
+    integer, here reduced modulo 2**32 (noted when that changes it)."""
+    if seed == -1:
+        return None
+    if not 0 <= seed < _SEEDS:
+        notes.append(f"seed {seed} is outside [0, {_SEEDS - 1}]: {seed % _SEEDS} was used")
+    return seed % _SEEDS
+
+
+def one_step_strength(strength: float, steps: int, notes: list[str]) -> float:
+    """`denoising_strength` raised, where it runs no step of `steps` (img2img runs
+    int(steps * strength)), to the lowest that runs one: A1111 always runs at least one step.
+    A strength out of [0, 1] or NaN is left for check_request to refuse."""
+    if not 0 <= strength <= 1 or steps < 1 or int(steps * strength) >= 1:
+        return strength
+    raised = 1 / steps
+    while int(steps * raised) < 1:  # 1 / 49 * 49 is 0.999...
+        raised = math.nextafter(raised, 1.0)
+    notes.append(
+        f"denoising_strength {strength:g} runs no step of {steps}: {raised:g}, the lowest that "
+        "runs one, was used"
+    )
+    return raised
 
 
 @dataclass(frozen=True)
@@ -251,15 +293,17 @@ def info_object(
     *,
     notes: list[str],
     ignored: list[str],
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The `info` object A1111 clients parse (most read seed and all_seeds), with the values
-    actually used (the model's defaults filled in), the fields ignored and notes."""
+    actually used (the model's defaults filled in), the fields ignored and notes. `size`: the
+    whole picture's, where the engine repainted a crop of it."""
     used = view.parameters
     seeds = list(view.seeds)
     steps = used.get("steps", body.steps)
     cfg = used.get("guidance", body.cfg_scale)
-    width = used.get("width", body.width)
-    height = used.get("height", body.height)
+    width, height = size or (used.get("width", body.width), used.get("height", body.height))
+    strength = used.get("strength", edit.denoising_strength) if edit is not None else 0
     # A1111's create_infotext: no "Negative prompt:" line when there is none
     negative = f"\nNegative prompt: {body.negative_prompt}" if body.negative_prompt else ""
     infotexts = [
@@ -284,7 +328,7 @@ def info_object(
         "steps": steps,
         "batch_size": body.batch_size,
         "n_iter": body.n_iter,
-        "denoising_strength": edit.denoising_strength if edit is not None else 0,
+        "denoising_strength": strength,
         "sd_model_name": model,
         "sd_model_hash": None,
         "seed_resize_from_w": -1,
