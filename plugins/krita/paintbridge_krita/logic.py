@@ -2,7 +2,9 @@
 
 Plain functions on Krita's own objects (Document, Node, Selection), no widgets and no network:
 `plan_*` read pixels and build the job, `place_results` writes new layers. Call them on the GUI
-thread. 8-bit RGBA pixelData is B, G, R, A; the wire is R, G, B, A.
+thread. 8-bit RGBA pixelData is B, G, R, A; the wire is R, G, B, A. Models take and give sRGB:
+pixels in another profile (the document's, or a layer's own) are converted on the way out and
+back (see convert_bgra).
 """
 
 import json
@@ -13,6 +15,7 @@ from .hostkit.geometry import Box, crop_bytes, selection_bounds
 from .params import layer_name
 
 ANNOTATION = "paintbridge"  # document annotation: {"layers": {layer uuid: job parameters}}
+SRGB = "sRGB-elle-V2-srgbtrc.icc"  # Krita's sRGB profile, its default for 8-bit RGB/Alpha
 
 
 class PlanError(ValueError):
@@ -29,7 +32,8 @@ class Plan(object):
     `mask` (box.width * box.height bytes, or None): the selection the result's alpha is
     multiplied by, so that it shows only inside the selection; `look` ((opacity 0-255, blending
     mode), or None for Krita's defaults): what the result layers get, the source layer's own when
-    the pixels came from it, so that they show the way the source did."""
+    the pixels came from it, so that they show the way the source did. `canvas` and `space`
+    (model, depth, profile) are the document's when the plan was made (see check_unchanged)."""
 
     def __init__(self, task, job, box, document, anchor, parameters, mask=None, look=None):
         self.task = task
@@ -41,6 +45,7 @@ class Plan(object):
         self.mask = mask
         self.look = look
         self.canvas = (document.width(), document.height()) if document is not None else None
+        self.space = color_space(document) if document is not None else None
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -50,8 +55,14 @@ def canvas_box(document):
     return Box(0, 0, document.width(), document.height())
 
 
+def color_space(document):
+    """(model, depth, profile) of the document: ("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")."""
+    return document.colorModel(), document.colorDepth(), document.colorProfile()
+
+
 def check_layer(document, node):
-    """Raises PlanError unless `node` is a layer of 8-bit RGBA pixels."""
+    """Raises PlanError unless `node` is a layer of 8-bit RGBA pixels (in any profile: read_rgba
+    converts them to sRGB)."""
     if document is None:
         raise PlanError("Open an image first.")
     if node is None:
@@ -62,8 +73,8 @@ def check_layer(document, node):
     if (model, depth) != ("RGBA", "U8"):
         raise PlanError(
             "Paintbridge works on 8-bit RGB/Alpha layers; the layer %r is %s. Convert it with "
-            "Layer > Convert > Convert Layer Color Space (RGB/Alpha, 8-bit integer)."
-            % (node.name(), color_space_name(model, depth))
+            "Layer > Convert > Convert Layer Color Space (RGB/Alpha, 8-bit integer, profile %s)."
+            % (node.name(), color_space_name(model, depth), SRGB)
         )
 
 
@@ -73,8 +84,8 @@ def _check_document(document):
     if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8"):
         raise PlanError(
             "Paintbridge works on 8-bit RGB/Alpha images; this one is %s. Convert it with "
-            "Image > Convert Image Color Space (RGB/Alpha, 8-bit integer)."
-            % color_space_name(document.colorModel(), document.colorDepth())
+            "Image > Convert Image Color Space (RGB/Alpha, 8-bit integer, profile %s)."
+            % (color_space_name(document.colorModel(), document.colorDepth()), SRGB)
         )
 
 
@@ -94,16 +105,17 @@ def color_space_name(model, depth):
 
 
 def check_unchanged(plan):
-    """What changed in the document since `plan` was made. Raises PlaceError when the image is
-    no longer 8-bit RGBA (Krita would take the result's bytes as too few and add an empty layer);
-    returns a note when the canvas changed size (cropped, resized or scaled: the result goes
-    where the job's area was, which may no longer be where the pixels are); else None."""
+    """What changed in the document since `plan` was made. Raises PlaceError when the image was
+    converted to another colour space or profile (Krita would take the result's bytes as too few
+    and add an empty layer, or as colours of the other profile); returns a note when the canvas
+    changed size (cropped, resized or scaled: the result goes where the job's area was, which may
+    no longer be where the pixels are); else None."""
     document = plan.document
-    space = (document.colorModel(), document.colorDepth())
-    if space != ("RGBA", "U8"):
+    space = color_space(document)
+    if space != plan.space:
         raise PlaceError(
-            "The image was converted to %s while the job ran, so the result (8-bit RGB/Alpha) "
-            "was not added." % color_space_name(*space)
+            "The image was converted to %s (profile %s) while the job ran, so the result was "
+            "not added." % (color_space_name(*space[:2]), space[2])
         )
     return tasks.canvas_changed(plan.canvas, (document.width(), document.height()), plan.box)
 
@@ -137,13 +149,38 @@ def content_box(document, node):
 _REACHING_MASKS = ("filtermask", "transformmask")
 
 
+def convert_bgra(data, width, height, source, target):
+    """8-bit BGRA pixels in the profile named `source` converted to the profile `target`, by
+    Krita, in a scratch document that is closed at once (so that the conversion is not an undo
+    step of the user's image). Raises PlaceError when Krita does not convert them."""
+    if source == target:
+        return data
+    from krita import Krita
+
+    scratch = Krita.instance().createDocument(
+        width, height, "paintbridge colour conversion", "RGBA", "U8", source, 72.0
+    )
+    try:
+        node = scratch.createNode("pixels", "paintlayer")
+        node.setPixelData(data, 0, 0, width, height)
+        node.setColorSpace("RGBA", "U8", target)
+        converted = (scratch.colorProfile(), node.colorProfile()) == (source, target)
+        out = bytes(node.pixelData(0, 0, width, height))
+    finally:
+        scratch.close()
+    if not converted or len(out) != len(data):
+        raise PlaceError("Krita could not convert colours from %s to %s." % (source, target))
+    return out
+
+
 def read_rgba(document, node, box):
-    """What the layer looks like in `box` (canvas coordinates) as RGBA8, rows top to bottom,
+    """What the layer looks like in `box` (canvas coordinates) as sRGB RGBA8, rows top to bottom,
     before its own opacity and blending mode (see `look`): a paint layer's own pixels when it has
     no masks, else its projection, which its masks shape (a transparency mask hides, a filter
     mask filters; pixelData ignores both, so a hidden area would come back); the projection of
     any other layer (group, vector and text, clone, file, fill, filter), whose pixelData Krita
-    gives empty or at one byte per pixel."""
+    gives empty or at one byte per pixel. Both are in the node's profile (a layer can have its
+    own, other than the image's), converted to sRGB here for the model."""
     if not reads_projection(node):
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
@@ -155,6 +192,10 @@ def read_rgba(document, node, box):
             "or convert this one (Layer > Convert > Convert to Paint Layer)."
             % (node.name(), node.type())
         )
+    try:
+        data = convert_bgra(data, box.width, box.height, node.colorProfile(), SRGB)
+    except PlaceError as exc:
+        raise PlanError(str(exc)) from None
     return pixels.bgra_to_rgba(data)
 
 
@@ -279,8 +320,8 @@ def _holds(parent, node):
 def place_results(plan, results):
     """New paint layers above the anchor, one per result, at the planned box (with a selection
     mask, their alpha multiplied by it) and with the plan's opacity and blending mode; the source
-    layer is not touched. Returns the new nodes (bottom to top); raises PlaceError when Krita
-    does not take one."""
+    layer is not touched. A result (sRGB) is converted to the new layer's profile, the image's.
+    Returns the new nodes (bottom to top); raises PlaceError when Krita does not take one."""
     document = plan.document
     placed = tasks.placements(plan.box, results) if plan.task != "txt2img" else None
     if placed is None:  # txt2img: the server may round the size; place what came back
@@ -299,7 +340,10 @@ def place_results(plan, results):
         layer = document.createNode(name, "paintlayer")
         box = placement.box
         rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
-        layer.setPixelData(pixels.rgba_to_bgra(rgba), box.x, box.y, box.width, box.height)
+        bgra = convert_bgra(
+            pixels.rgba_to_bgra(rgba), box.width, box.height, SRGB, layer.colorProfile()
+        )
+        layer.setPixelData(bgra, box.x, box.y, box.width, box.height)
         if plan.look is not None:
             layer.setOpacity(plan.look[0])
             layer.setBlendingMode(plan.look[1])

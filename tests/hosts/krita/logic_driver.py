@@ -13,6 +13,11 @@ import traceback
 
 from pixelcheck import compare_identity, digest, pattern_alpha_bgra, pattern_bgra
 
+SRGB = "sRGB-elle-V2-srgbtrc.icc"  # Krita's default for 8-bit RGB/Alpha
+CLAY = "ClayRGB-elle-V2-g22.icc"  # Adobe RGB (1998)-like: wider gamut, gamma 2.2
+LINEAR = "sRGB-elle-V2-g10.icc"  # sRGB primaries, linear: Krita's default for 16-bit and float
+REC2020 = "Rec2020-elle-V4-g10.icc"
+
 
 class Scenario:
     def __init__(self, name):
@@ -40,8 +45,10 @@ class Driver:
 
     # helpers -----------------------------------------------------------------------------
 
-    def document(self, width, height, depth="U8"):
-        doc = self.krita.createDocument(width, height, "paintbridge-test", "RGBA", depth, "", 72.0)
+    def document(self, width, height, depth="U8", profile=""):
+        doc = self.krita.createDocument(
+            width, height, "paintbridge-test", "RGBA", depth, profile, 72.0
+        )
         root = doc.rootNode()
         source = doc.createNode("source", "paintlayer")
         root.addChildNode(source, None)
@@ -614,9 +621,132 @@ class Driver:
                 launch.process.wait(30)
 
     def scenario_refuses_16bit(self, s):
+        """A new 16-bit image (Krita gives it a linear profile) is refused with a message naming
+        the colour space and profile to convert to; converted that way, Image to Image works."""
         doc, source = self.document(64, 64, "U16")
-        self._expect_error(s, self.controller(), "img2img", doc, source, ["8-bit"])
+        source.setPixelData(pattern_bgra(64, 64) * 2, 0, 0, 64, 64)  # 8 bytes a pixel
+        s.info["profile"] = doc.colorProfile()
+        words = ["8-bit", "Convert Image Color Space", SRGB]
+        self._expect_error(s, self.controller(), "img2img", doc, source, words)
+        doc.setColorSpace("RGBA", "U8", SRGB)  # what the message says
+        doc.waitForDone()
+        self.run_ok(s, self.controller(model="test:identity", steps=2), "img2img", doc, source)
+        doc.setModified(False)
         doc.close()
+
+    def as_srgb(self, doc, node, rect, profile=SRGB):
+        """The node's pixels in `rect` as they are in `profile`: a copy converted by Krita."""
+        copy = node.duplicate()
+        doc.rootNode().addChildNode(copy, None)
+        copy.setColorSpace("RGBA", "U8", profile)
+        doc.waitForDone()
+        data = bytes(copy.pixelData(*rect))
+        copy.remove()
+        return data
+
+    def differences(self, a, b):
+        """(pixels that differ, largest difference of a channel) of two BGRA buffers."""
+        if len(a) != len(b):
+            raise ValueError(f"{len(a)} bytes against {len(b)}")
+        pixels = sum(1 for i in range(0, len(a), 4) if a[i : i + 4] != b[i : i + 4])
+        return pixels, max((abs(a[i] - b[i]) for i in range(len(a))), default=0)
+
+    def scenario_identity_layer_profile(self, s):
+        """A layer converted to another profile than the image's (Layer > Convert Layer Color
+        Space: ClayRGB, linear sRGB, Rec2020), Image to Image and Fill Selection with
+        test:identity: the image looks as before and the model got the layer's colours in sRGB.
+        The layer's bytes were written unchanged into a layer of the image's profile (4095 of
+        4096 pixels changed, by up to 111 levels)."""
+        from krita import Selection
+        from paintbridge_krita.hostkit.pixels import payload_to_rgba, rgba_to_bgra
+        from paintbridge_krita.logic import plan_img2img
+
+        w = h = 64  # the identity model's own size
+        for profile in (CLAY, LINEAR, REC2020):
+            for task in ("img2img", "inpaint"):
+                what = f"{task}, {profile}"
+                doc, source = self.document(w, h)
+                source.setPixelData(pattern_bgra(w, h), 0, 0, w, h)
+                source.setColorSpace("RGBA", "U8", profile)
+                doc.waitForDone()
+                if not s.check(source.colorProfile() == profile, f"{what}: no such profile"):
+                    doc.close()
+                    continue
+                ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+                if task == "img2img":
+                    sent = payload_to_rgba(plan_img2img(doc, source, ctrl.params).job["image"])
+                    wanted = self.as_srgb(doc, source, (0, 0, w, h))
+                    diff = self.differences(rgba_to_bgra(sent[2]), wanted)
+                    s.info[what + ", sent"] = diff
+                    s.check(diff[1] <= 1, f"{what}: the model got other colours: {diff}")
+                else:
+                    sel = Selection()
+                    sel.select(16, 16, 32, 32, 255)
+                    doc.setSelection(sel)
+                before = self.projection(doc)
+                layer = self.run_ok(s, ctrl, task, doc, source)
+                if layer is not None:
+                    diff = self.differences(before, self.projection(doc))
+                    s.info[what] = diff
+                    s.check(diff[1] <= 1, f"{what}: the image changed: {diff}")
+                doc.setModified(False)
+                doc.close()
+
+    def scenario_identity_document_profile(self, s):
+        """8-bit RGB/Alpha images in another profile than sRGB (ClayRGB, linear sRGB): Image to
+        Image with test:identity sends the layer's colours in sRGB (the image's own encoding was
+        sent as if it were sRGB: a linear image reached the model much darker) and the image
+        looks as before (within rounding: 8-bit pixels go to sRGB and back)."""
+        from paintbridge_krita.hostkit.pixels import payload_to_rgba, rgba_to_bgra
+        from paintbridge_krita.logic import plan_img2img
+
+        w = h = 64
+        for profile in (CLAY, LINEAR):
+            doc, source = self.document(w, h, profile=profile)
+            if not s.check(doc.colorProfile() == profile, f"{profile}: no such profile"):
+                doc.close()
+                continue
+            muted = bytes(
+                b if i % 4 == 3 else 96 + b % 64 for i, b in enumerate(pattern_bgra(w, h))
+            )
+            source.setPixelData(muted, 0, 0, w, h)  # inside sRGB's gamut, so nothing is clipped
+            ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+            sent = payload_to_rgba(plan_img2img(doc, source, ctrl.params).job["image"])
+            diff = self.differences(rgba_to_bgra(sent[2]), self.as_srgb(doc, source, (0, 0, w, h)))
+            s.info[profile + ", sent"] = diff
+            s.check(diff[1] <= 1, f"{profile}: the model got other colours than sRGB: {diff}")
+            before = self.projection(doc)
+            layer = self.run_ok(s, ctrl, "img2img", doc, source)
+            if layer is not None:
+                s.check(layer.colorProfile() == profile, f"the new layer is {layer.colorProfile()}")
+                diff = self.differences(before, self.projection(doc))
+                s.info[profile] = diff
+                s.check(diff[1] <= 2, f"{profile}: the image changed: {diff}")
+            doc.setModified(False)
+            doc.close()
+
+    def scenario_generate_document_profile(self, s):
+        """Generate in 8-bit images in another profile than sRGB: the new layer holds what the
+        same job gives in an sRGB image, converted to the image's profile (the model's sRGB was
+        written raw into the image's profile: up to 141 levels off)."""
+        w = h = 64
+        wanted = {}
+        for profile in (SRGB, CLAY, LINEAR):
+            doc, source = self.document(w, h, profile=profile)
+            ctrl = self.controller(model="test:identity", steps=2, seed=11)
+            layer = self.run_ok(s, ctrl, "txt2img", doc, source)
+            if layer is not None and profile == SRGB:
+                alpha = bytes(layer.pixelData(0, 0, w, h))[3::4]
+                s.info["opaque"] = sum(1 for a in alpha if a == 255)
+                for other in (CLAY, LINEAR):
+                    wanted[other] = self.as_srgb(doc, layer, (0, 0, w, h), other)
+            elif layer is not None and wanted:
+                s.check(layer.colorProfile() == profile, f"the layer is {layer.colorProfile()}")
+                diff = self.differences(wanted[profile], bytes(layer.pixelData(0, 0, w, h)))
+                s.info[profile] = diff
+                s.check(diff[1] <= 1, f"{profile}: not the sRGB result converted: {diff}")
+            doc.setModified(False)
+            doc.close()
 
     def scenario_fill_needs_selection(self, s):
         doc, source = self.document(64, 64)
@@ -724,6 +854,27 @@ class Driver:
         s.check(self.wait(ctrl), "the job did not end")
         s.info.update(error=ctrl.last_error, layers=self.names(doc))
         s.check("converted" in (ctrl.last_error or ""), "no 'converted' message")
+        s.check(f"history export {job_id}" in (ctrl.last_error or ""), "no history command")
+        s.check(len(self.names(doc)) == count, "a layer was added")
+        doc.setModified(False)
+        doc.close()
+
+    def scenario_profile_changed_mid_job(self, s):
+        """The image is converted to another profile (still 8-bit RGB/Alpha) while its job runs:
+        nothing is added and the message says where the result is (the result went in
+        unnoticed, its colours read in the new profile)."""
+        doc, source = self.document(64, 64)
+        source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+        ctrl = self.controller()
+        count = len(self.names(doc))
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        job_id = ctrl.runner.job_id
+        doc.setColorSpace("RGBA", "U8", CLAY)
+        doc.waitForDone()
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info.update(profile=doc.colorProfile(), error=ctrl.last_error, layers=self.names(doc))
+        s.check("converted" in (ctrl.last_error or ""), "no 'converted' message")
+        s.check(CLAY in (ctrl.last_error or ""), "the message does not name the profile")
         s.check(f"history export {job_id}" in (ctrl.last_error or ""), "no history command")
         s.check(len(self.names(doc)) == count, "a layer was added")
         doc.setModified(False)

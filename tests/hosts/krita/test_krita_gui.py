@@ -30,6 +30,7 @@ SCENARIOS = (
     "menu_fill_corner",
     "menu_uses_docker_fields",
     "undo",
+    "undo_other_profile",
     "server_killed",
     "docker_server_url",
 )

@@ -170,10 +170,10 @@ class Driver:
 
     # helpers -----------------------------------------------------------------------------
 
-    def document(self, w, h, pixels=None):
+    def document(self, w, h, pixels=None, profile=""):
         from pixelcheck import pattern_bgra
 
-        doc = self.app.createDocument(w, h, "paintbridge-gui-test", "RGBA", "U8", "", 72.0)
+        doc = self.app.createDocument(w, h, "paintbridge-gui-test", "RGBA", "U8", profile, 72.0)
         source = doc.createNode("source", "paintlayer")
         doc.rootNode().addChildNode(source, None)
         source.setPixelData(pixels or pattern_bgra(w, h), 0, 0, w, h)
@@ -489,6 +489,28 @@ class Driver:
             yield Wait(None, 0.5)
             s.info["after_redo"] = self.names(doc)
             s.check(self.names(doc) == after, f"redo gave {self.names(doc)}")
+        self.close(doc)
+
+    def scenario_undo_other_profile(self, s):
+        """Image to Image in an image whose profile is not sRGB (its pixels are converted for the
+        model and back, in scratch documents): the image stays the active one, no scratch
+        document is left open, and one Edit > Undo still removes the new layer."""
+        profile = "ClayRGB-elle-V2-g22.icc"
+        documents = len(self.app.documents())
+        doc, source = yield from self.document(64, 64, profile=profile)
+        s.check(doc.colorProfile() == profile, f"the image is {doc.colorProfile()}")
+        names = self.names(doc)
+        docker = self.docker(s)
+        docker.fill("undo me", "test:identity", steps=1, strength=1.0)
+        started = yield from self.click_and_wait(s, docker, "Image to Image")
+        if started and self.new_layer(s, doc, names):
+            s.info["documents"] = [d.name() for d in self.app.documents()]
+            s.check(len(self.app.documents()) == documents + 1, "a scratch document is open")
+            s.check(self.app.activeDocument() == doc, "the image is no longer the active one")
+            self.app.action("edit_undo").trigger()
+            yield Wait(None, 0.5)
+            s.info["after_one_undo"] = self.names(doc)
+            s.check(self.names(doc) == names, f"one undo left {self.names(doc)}")
         self.close(doc)
 
     def scenario_server_killed(self, s):
