@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from cli_support import RunCli
+
 from paintbridge.cli import build_parser
 from paintbridge.cli.common import engine_settings
 
@@ -54,3 +58,28 @@ def test_keep_memory_seconds_reaches_the_server_settings() -> None:
     for bad in ("-1", "nan"):
         with pytest.raises(InvalidRequest, match="--keep-memory-seconds must be 0 or more"):
             settings("--keep-memory-seconds", bad)
+
+
+def test_models_dir_adds_a_folder_after_the_default_one(cli: RunCli, tmp_path: Path) -> None:
+    """--models-dir replaced paintbridge's models folder, though README and --help say it adds
+    one: `paintbridge models --models-dir X` lost the models of the default folder."""
+    import json
+
+    from paintbridge import config
+
+    default = config.models_dir()
+    extra = tmp_path / "more"
+    for folder, name in ((default, "in-default"), (extra, "in-extra")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "model_index.json").write_text("{}")
+    added = ["--models-dir", str(extra), "--models-dir", str(default), "--models-dir", str(extra)]
+    for command in (["serve"], ["generate", "x", "-o", "out.png"]):
+        settings = engine_settings(build_parser().parse_args([*command, *added]))
+        assert settings.model_dirs == (default, extra)
+        assert engine_settings(build_parser().parse_args(command)).model_dirs == (default,)
+    result = cli("models", "--json", *added)
+    assert result.code == 0, result.err
+    assert {"in-default", "in-extra"} <= {row["name"] for row in json.loads(result.out)}
+    for command in ("serve", "models"):
+        text = " ".join(cli(command, "--help").out.split())
+        assert "searched after paintbridge's models folder" in text

@@ -311,3 +311,132 @@ def test_a_model_whose_name_is_not_utf8_is_left_out_of_the_list(models: Path) ->
     assert "mydiffusers" in names
     for name in names:
         name.encode("utf-8")
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, method: str, *paths: Path) -> None:
+    """Path.`method` raises PermissionError for `paths`, as it does for a folder or file the
+    user may not read (tests run as root, whom chmod does not stop)."""
+    original = getattr(Path, method)
+
+    def denied(self: Path, *args: object, **kwargs: object) -> object:
+        if self in paths:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, denied)
+
+
+def test_an_unreadable_entry_is_left_out_of_the_list(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One folder or models folder the server may not read made `paintbridge models` crash
+    and /v1/models a 500 for every plug-in."""
+    (models / "locked").mkdir()
+    locked_folder = tmp_path / "locked-models"
+    locked_folder.mkdir()
+    _deny(monkeypatch, "is_file", models / "locked" / "model_index.json")
+    _deny(monkeypatch, "iterdir", locked_folder)
+    listed = [m.name for m in list_models(EngineSettings(model_dirs=(locked_folder, models)))]
+    assert "mydiffusers" in listed and "locked" not in listed
+
+
+def test_an_unreadable_model_is_named_with_permission_denied(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "no folder of that name", a server error, or "download it again"."""
+    (models / "locked").mkdir()
+    (models / "locked" / "model_index.json").write_text("{}")
+    (models / "locked.bin.safetensors").write_bytes(b"weights")
+    unet = models / "mydiffusers" / "unet"
+    _deny(monkeypatch, "is_file", models / "locked" / "model_index.json", unet / "config.json")
+    _deny(monkeypatch, "open", models / "locked.bin.safetensors")
+    settings = EngineSettings(model_dirs=(models,))
+    for name, path in [
+        ("locked", models / "locked"),
+        ("mydiffusers", unet),
+        ("locked.bin.safetensors", models / "locked.bin.safetensors"),
+    ]:
+        with pytest.raises(ModelNotFound, match="permission denied") as caught:
+            check_model(name, settings, "txt2img")
+        assert str(path) in caught.value.message
+    # an unreadable models folder does not hide the models of the others
+    other = models.parent / "other"
+    _copy_of_the_tiny_model(other / "tinycopy")
+    _deny(monkeypatch, "is_dir", models / "tinycopy")
+    settings = EngineSettings(model_dirs=(models, other))
+    assert resolve_model("tinycopy", settings).path == other / "tinycopy"
+    with pytest.raises(ModelNotFound, match="permission denied"):
+        resolve_model("tinycopy", EngineSettings(model_dirs=(models,)))
+
+
+@pytest.mark.parametrize("allow_any_path", [False, True])
+def test_a_name_starting_with_a_tilde_is_no_crash(
+    models: Path, allow_any_path: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~x` made expanduser raise "Could not determine home directory": a CLI traceback, a 500
+    from the server. The server never expands `~`; on the CLI, `~x` with no user x is a name."""
+    monkeypatch.chdir(models.parent)
+    (models / "~tilde").mkdir()
+    (models / "~tilde" / "model_index.json").write_text("{}")
+    settings = EngineSettings(model_dirs=(models,), allow_any_path=allow_any_path)
+    assert resolve_model("~tilde", settings).path == models / "~tilde"
+    with pytest.raises(ModelNotFound):
+        resolve_model("~nosuchuser/m", settings)
+    if not allow_any_path:
+        with pytest.raises(InvalidRequest, match="is outside the models folders"):
+            resolve_model("~/m.safetensors", settings)
+
+
+def test_every_listed_local_model_is_found_by_its_listed_name(models: Path) -> None:
+    """A checkpoint named `Upper.SAFETENSORS` was listed as `Upper`, which was no model."""
+    header = {
+        "cond_stage_model.transformer.w": np.zeros(1, np.float32),
+        "model.diffusion_model.input_blocks.0.0.weight": np.zeros((1, 4, 3, 3), np.float32),
+    }
+    save_file(header, models / "Upper.SAFETENSORS")
+    save_file(header, models / "lower.safetensors")
+    listed = list_models(EngineSettings(model_dirs=(models,)))
+    local = [m.name for m in listed if m.kind == "local"]
+    assert {"Upper.SAFETENSORS", "lower", "mydiffusers"} <= set(local)
+    for name in local:
+        assert resolve_model(name, EngineSettings(model_dirs=(models,))).kind in ("folder", "file")
+
+
+def test_a_folder_without_a_component_names_it(tmp_path: Path) -> None:
+    """It said "no file named config.json found in directory <the model folder>"."""
+    import shutil
+
+    folder = _copy_of_the_tiny_model(tmp_path / "novae")
+    shutil.rmtree(folder / "vae")
+    settings = EngineSettings(model_dirs=(tmp_path,), default_model="test:tiny")
+    message = r"lists 'vae', but .*novae/vae' is missing"
+    assert_refused_keeping_the_loaded_model(settings, "novae", ModelNotFound, message)
+
+
+def test_a_folder_without_the_listed_image_processor_loads(tmp_path: Path) -> None:
+    """Only the safety checker (never loaded) uses the feature extractor: a folder may lack it."""
+    from paintbridge.engine import Engine, GenerationRequest
+
+    folder = _copy_of_the_tiny_model(tmp_path / "noprocessor")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    engine = Engine(EngineSettings(model_dirs=(tmp_path,), default_model="noprocessor"))
+    result = engine.generate(GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64))
+    assert result.images[0].image.size == (64, 64)
+
+
+def test_a_folder_of_fp16_variant_weights_loads(tmp_path: Path) -> None:
+    """save_pretrained(variant="fp16") names every weights file *.fp16.safetensors; loading it
+    looked for diffusion_pytorch_model.bin and said to download the model again."""
+    from diffusers import DiffusionPipeline
+
+    from paintbridge.engine import Engine, GenerationRequest
+    from paintbridge.engine.testmodel import ensure_test_model
+
+    pipe = DiffusionPipeline.from_pretrained(ensure_test_model("test:tiny"))
+    pipe.save_pretrained(tmp_path / "halves", variant="fp16")
+    assert not (tmp_path / "halves" / "unet" / _UNET_WEIGHTS).exists()
+    engine = Engine(EngineSettings(model_dirs=(tmp_path,), default_model="halves"))
+    result = engine.generate(GenerationRequest("txt2img", "a cat", steps=1, width=64, height=64))
+    assert result.images[0].image.size == (64, 64)

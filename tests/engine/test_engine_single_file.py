@@ -133,3 +133,49 @@ def test_an_unreadable_checkpoint_leaves_the_loaded_model(
     settings = EngineSettings(default_model="test:tiny", model_dirs=(tmp_path,))
     message = r"cannot read .*broken\.safetensors.* as a checkpoint"
     assert_refused_keeping_the_loaded_model(settings, "broken", ModelNotFound, message)
+
+
+@pytest.mark.parametrize(
+    ("weights", "config", "task"),
+    [("test:tiny-inpaint", "test:tiny", "inpaint"), ("test:tiny", "test:tiny-inpaint", "txt2img")],
+)
+def test_one_config_folder_serves_regular_and_inpainting_checkpoints(
+    tmp_path: Path, weights: str, config: str, task: str, engine: Engine, inpaint_engine: Engine
+) -> None:
+    """A server has one --model-config: an inpainting checkpoint (9-channel UNet) with a
+    regular model's folder, or the other way round, failed on conv_in's shape and said to
+    download the files again. The checkpoint makes the same images as its own folder."""
+    from engine_support import box_mask, rgba_image
+
+    write_single_file_checkpoint(ensure_test_model(weights), tmp_path / "m.safetensors")
+    settings = EngineSettings(
+        model_dirs=(tmp_path,), single_file_config=ensure_test_model(config), default_model="m"
+    )
+    single = Engine(settings)
+    single.load("m")
+    request = replace(TXT, task=task, width=64, height=64)
+    if task == "inpaint":
+        request = replace(
+            request, image=rgba_image(64, 64), mask=box_mask(64, 64, (16, 16, 48, 48))
+        )
+    same_weights = inpaint_engine if task == "inpaint" else engine
+    made = single.generate(request).images[0].image
+    assert made.tobytes() == same_weights.generate(request).images[0].image.tobytes()
+
+
+def test_a_config_folder_of_another_architecture_is_named_as_such(
+    checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    """Weights whose shapes are not the configuration's said to download the files again."""
+    import json
+    import shutil
+
+    config = tmp_path / "wider"
+    shutil.copytree(ensure_test_model("test:tiny"), config)
+    unet = json.loads((config / "unet" / "config.json").read_text())
+    unet["cross_attention_dim"] = 64
+    (config / "unet" / "config.json").write_text(json.dumps(unet))
+    settings = EngineSettings(model_dirs=(checkpoint_dir,), single_file_config=config)
+    with pytest.raises(InvalidRequest, match="is of another kind of model") as caught:
+        Engine(settings).load("tiny")
+    assert "download" not in caught.value.message

@@ -49,6 +49,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+MODELS_DIR_HELP = (
+    "another folder with local models, searched after paintbridge's models folder (repeatable)"
+)
+
+
 def add_engine_options(
     parser: argparse.ArgumentParser, default_model: str = "the default preset"
 ) -> None:
@@ -65,7 +70,7 @@ def add_engine_options(
         action="append",
         type=Path,
         metavar="DIR",
-        help="folder with local models (repeatable); default: paintbridge's models folder",
+        help=MODELS_DIR_HELP,
     )
     group.add_argument(
         "--model-config",
@@ -125,7 +130,6 @@ def _positive_int(text: str) -> int:
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:
     """EngineSettings from the options of `add_engine_options`."""
-    from paintbridge import config
     from paintbridge.engine.types import EngineSettings
 
     model_config: Path | None = getattr(args, "model_config", None)
@@ -134,11 +138,10 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
             f"--model-config must be a diffusers folder (with model_index.json), "
             f"got {str(model_config)!r}"
         )
-    dirs = tuple(getattr(args, "models_dir", None) or (config.models_dir(),))
     return EngineSettings(
         device=args.device,
         dtype=args.dtype,
-        model_dirs=dirs,
+        model_dirs=models_dirs(getattr(args, "models_dir", None)),
         allow_pickle=bool(getattr(args, "allow_pickle", False)),
         allow_any_path=True,  # the user names files on their own command line
         single_file_config=model_config,
@@ -147,6 +150,16 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         cpu_threads=getattr(args, "cpu_threads", None),
         compile=bool(getattr(args, "compile", False)),
     )
+
+
+def models_dirs(added: list[Path] | None) -> tuple[Path, ...]:
+    """paintbridge's models folder, then the --models-dir folders, each folder once."""
+    from paintbridge import config
+
+    dirs: dict[str, Path] = {}
+    for folder in (config.models_dir(), *(added or ())):
+        dirs.setdefault(os.path.abspath(folder.expanduser()), folder)
+    return tuple(dirs.values())
 
 
 def is_test_model(name: str | None) -> bool:

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paintbridge.cli.common import (
+    MODELS_DIR_HELP,
     add_engine_options,
     engine_settings,
     is_test_model,
     load_image,
     load_mask,
+    models_dirs,
     output_paths,
     positive_int,
     prepare_output_folder,
@@ -77,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = subparsers.add_parser("models", help="list the models paintbridge can load")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--models-dir", action="append", type=Path, metavar="DIR")
+    p.add_argument("--models-dir", action="append", type=Path, metavar="DIR", help=MODELS_DIR_HELP)
     p.set_defaults(func=_models_handler)
 
     p = subparsers.add_parser(
@@ -261,11 +263,10 @@ def _save_all(result: GenerationResult, outputs: list[Path], request: Generation
 
 
 def _models_handler(args: argparse.Namespace) -> int:
-    from paintbridge import config
     from paintbridge.engine import list_models
     from paintbridge.engine.types import EngineSettings
 
-    dirs = tuple(args.models_dir or (config.models_dir(),))
+    dirs = models_dirs(args.models_dir)
     models = list_models(EngineSettings(model_dirs=dirs))
     rows = [
         {

@@ -67,9 +67,22 @@ def inspect_checkpoint(path: Path, *, allow_pickle: bool = False) -> CheckpointI
     return CheckpointInfo(architecture=architecture, in_channels=in_channels)
 
 
+def permission_denied(path: Path, exc: OSError) -> ModelNotFound:
+    """The error for a model file or folder that exists but that paintbridge may not read."""
+    return ModelNotFound(
+        f"cannot read {str(path)!r}: permission denied ({exc.strerror or exc}): give the user "
+        "paintbridge runs as read access to it"
+    )
+
+
 def _read_keys(path: Path) -> tuple[list[str], int | None]:
-    if not path.is_file():
-        raise ModelNotFound(f"no model file at {str(path)!r}: check the path")
+    try:
+        if not path.is_file():
+            raise ModelNotFound(f"no model file at {str(path)!r}: check the path")
+        with path.open("rb"):  # safetensors calls a file it may not read "No such file"
+            pass
+    except PermissionError as exc:
+        raise permission_denied(path, exc) from exc
     try:
         if path.suffix.lower() in SAFE_SUFFIXES:
             return _read_safetensors_keys(path)

@@ -15,7 +15,8 @@ A model is named, in the order tried:
 
 Paths are confined to `settings.model_dirs` (compared after normalising, so `..` cannot leave
 them; a symlink the user put inside a models folder is followed) unless
-`settings.allow_any_path`. URLs are refused.
+`settings.allow_any_path`, which alone expands `~` (a client's `~/x` is outside them; `~x`, a
+name inside them). URLs are refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
@@ -87,19 +89,20 @@ def resolve_model(name: str, settings: EngineSettings) -> ModelSource:
     if _looks_like_path(name) or ("/" in name and settings.allow_any_path and _exists_here(name)):
         return _local(name, _find_path(name, settings), settings)
     if "/" not in name:
-        for folder in settings.model_dirs:
-            for candidate in (folder / name, folder / f"{name}.safetensors"):
-                if _is_model(candidate):
-                    return _local(name, candidate, settings)
+        found = _first_model(
+            [c for d in settings.model_dirs for c in (d / name, d / f"{name}.safetensors")]
+        )
+        if found is not None:
+            return _local(name, found, settings)
         raise ModelNotFound(
             f"unknown model {shown(name)}: not a preset ({', '.join(presets())}), not a test model "
             f"({', '.join(TEST_MODELS)}), and no folder or .safetensors file of that name in "
             f"{_dirs_text(settings)}"
         )
     if hub.is_repo_id(name):
-        for folder in settings.model_dirs:
-            if _is_model(folder / name):
-                return _local(name, folder / name, settings)
+        found = _first_model([folder / name for folder in settings.model_dirs])
+        if found is not None:
+            return _local(name, found, settings)
         return ModelSource(name, "repo", repo=name)
     raise InvalidRequest(
         f"`model` must be a preset, `org/name` or a local path, got {shown(name)}: see "
@@ -199,36 +202,51 @@ def _inside(path: Path, folders: tuple[Path, ...]) -> bool:
 def _find_path(name: str, settings: EngineSettings) -> Path:
     """The path `name` means, refused when it leaves model_dirs (unless allow_any_path)."""
     if settings.allow_any_path:
-        given = Path(name).expanduser()
-        if given.is_absolute() or given.exists():
+        given = _expand_user(name)
+        if given.is_absolute():
             return given
-        for folder in settings.model_dirs:
-            if (folder / given).exists():
-                return folder / given
+        found = _first_existing([given, *(folder / given for folder in settings.model_dirs)])
+        if found is not None:
+            return found
         raise ModelNotFound(f"no model at {str(given.absolute())!r}: check the path")
     if ".." in Path(name.replace("\\", "/")).parts:
         raise InvalidRequest(
             f"`model` must not contain `..`, got {shown(name)}: name a model inside "
             f"{_dirs_text(settings)}"
         )
-    given = Path(name).expanduser()
+    # A client's `~` is never expanded: `~/x` would be the server's home folder, outside the
+    # models folders; `~x` is a name inside them.
+    given = Path(name)
     candidates = [given] if given.is_absolute() else [d / given for d in settings.model_dirs]
-    for candidate in candidates:
-        if not _inside(candidate, settings.model_dirs):
-            raise InvalidRequest(
-                f"`model` path {shown(name)} is outside {_dirs_text(settings)}: move the model "
-                "there, or add its folder to the models folders"
-            )
-        if _exists(candidate):
-            return candidate
+    home = given.parts[:1] == ("~",)
+    if home or not all(_inside(c, settings.model_dirs) for c in candidates):
+        raise InvalidRequest(
+            f"`model` path {shown(name)} is outside {_dirs_text(settings)}: move the model "
+            "there, or add its folder to the models folders"
+        )
+    found = _first_existing(candidates)
+    if found is not None:
+        return found
     raise ModelNotFound(f"no model {shown(name)} in {_dirs_text(settings)}")
+
+
+def _expand_user(name: str) -> Path:
+    """`name` with a leading `~` or `~user` expanded; as written when there is no such user (or
+    no home folder), so that `~x` may still name a folder of that name."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return Path(name)
 
 
 def _exists(path: Path) -> bool:
     """Whether `path` exists; False for a name the OS refuses (too long, a NUL byte...), which a
-    client may send: that is an unknown model (404), not a server error."""
+    client may send: that is an unknown model (404), not a server error. PermissionError
+    propagates: the path may well be there."""
     try:
         return path.exists()
+    except PermissionError:
+        raise
     except (OSError, ValueError):
         return False
 
@@ -238,13 +256,45 @@ def _is_model(path: Path) -> bool:
         if path.is_dir():
             return (path / "model_index.json").is_file()
         return path.is_file() and path.suffix.lower() in checkpoint.CHECKPOINT_SUFFIXES
+    except PermissionError:
+        raise
     except (OSError, ValueError):  # a name the OS refuses: no model there
         return False
 
 
+def _first_model(candidates: list[Path]) -> Path | None:
+    """The first of `candidates` that is a model (see _first_of)."""
+    return _first_of(candidates, _is_model)
+
+
+def _first_existing(candidates: list[Path]) -> Path | None:
+    """The first of `candidates` that exists (see _first_of)."""
+    return _first_of(candidates, _exists)
+
+
+def _first_of(candidates: list[Path], test: Callable[[Path], bool]) -> Path | None:
+    """The first of `candidates` that passes `test`. One that may not be read fails the lookup
+    only when none passes: an unreadable models folder must not hide the others' models."""
+    denied: ModelNotFound | None = None
+    for candidate in candidates:
+        try:
+            if test(candidate):
+                return candidate
+        except PermissionError as exc:
+            denied = denied or checkpoint.permission_denied(candidate, exc)
+    if denied is not None:
+        raise denied
+    return None
+
+
 def _local(name: str, path: Path, settings: EngineSettings) -> ModelSource:
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
+    try:
+        is_dir = path.is_dir()
+        has_index = is_dir and (path / "model_index.json").is_file()
+    except PermissionError as exc:
+        raise checkpoint.permission_denied(path, exc) from exc
+    if is_dir:
+        if not has_index:
             raise ModelNotFound(
                 f"{str(path)!r} is not a diffusers model folder (it has no model_index.json): "
                 "name the folder that holds model_index.json, or a .safetensors file"
@@ -277,13 +327,20 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
     ]
     seen: set[str] = set()
     for folder in settings.model_dirs:
-        if not folder.is_dir():
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError as exc:  # one unreadable folder must not break the whole answer
+            log.warning("models folder %s skipped: %s", folder, exc)
             continue
-        for entry in sorted(folder.iterdir()):
+        for entry in entries:
             if not _utf8(entry.name):  # no client could name it; it broke the whole answer
                 log.warning("model %r skipped: its name is not valid UTF-8", entry)
                 continue
-            info = _local_info(entry, settings)
+            try:
+                info = _local_info(entry, settings)
+            except OSError as exc:  # an unreadable folder or file: list the others
+                log.warning("model %s skipped: %s", entry, exc)
+                continue
             if info is not None and info.name not in seen:
                 seen.add(info.name)
                 found.append(info)
@@ -325,7 +382,9 @@ def _local_info(entry: Path, settings: EngineSettings) -> ModelInfo | None:
         is_pickle = entry.suffix.lower() in checkpoint.PICKLE_SUFFIXES
         if is_pickle and not settings.allow_pickle:
             return None
-        name = entry.stem if entry.suffix.lower() == ".safetensors" else entry.name
+        # `x.safetensors` is listed as `x`, which resolve_model finds; `x.SAFETENSORS` by its
+        # whole name, as `x` would not find it on a case-sensitive file system.
+        name = entry.stem if entry.suffix == ".safetensors" else entry.name
         if is_pickle:  # reading a pickle's keys would run it: list it without looking inside
             return ModelInfo(name, "local", f"pickle checkpoint {entry.name}", TASKS, 512)
         try:
@@ -343,37 +402,73 @@ def _local_info(entry: Path, settings: EngineSettings) -> ModelInfo | None:
 # The components of a diffusers pipeline that hold weights the engine loads.
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 # Their weight files, as diffusers and transformers name them (sharded ones by their index).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+# Components a folder may lack though its model_index.json lists them: the safety checker,
+# which the engine never loads, and its image processor, which nothing else uses.
+OPTIONAL_COMPONENTS = ("safety_checker", "feature_extractor")
 
 
 def _check_folder_weights(name: str, folder: Path) -> None:
-    """Raise ModelNotFound for a diffusers folder whose UNet, VAE or text encoder weights are
-    missing, or whose .safetensors files have a header that cannot be read or does not cover
-    the file (a cut-off download): loading it would fail after the loaded model was dropped.
-    Only headers are read."""
+    """Raise ModelNotFound for a diffusers folder that lacks a component its model_index.json
+    lists, whose UNet, VAE or text encoder weights are missing, or whose .safetensors files
+    have a header that cannot be read or does not cover the file (a cut-off download): loading
+    it would fail after the loaded model was dropped. Only headers are read."""
+    try:
+        _check_folder_components(name, folder)
+        for component in WEIGHT_COMPONENTS:
+            _check_component_weights(name, folder, component)
+    except PermissionError as exc:
+        raise checkpoint.permission_denied(Path(exc.filename or folder), exc) from exc
+
+
+def _check_folder_components(name: str, folder: Path) -> None:
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except PermissionError:
+        raise
+    except (OSError, ValueError):
+        return  # diffusers says what is wrong with the index
+    for component, value in index.items() if isinstance(index, dict) else ():
+        listed = isinstance(value, list) and None not in value  # [null, null]: not in the model
+        if listed and component not in OPTIONAL_COMPONENTS and not (folder / component).is_dir():
+            raise ModelNotFound(
+                f"cannot load model {name!r}: its model_index.json lists {component!r}, but "
+                f"{str(folder / component)!r} is missing: download the model again or check "
+                "the folder"
+            )
+
+
+def _check_component_weights(name: str, folder: Path, component: str) -> None:
     from safetensors import safe_open
 
-    for component in WEIGHT_COMPONENTS:
-        part = folder / component
+    part = folder / component
+    try:
         if not (part / "config.json").is_file():
-            continue  # not in this model (text_encoder_2), or diffusers names what is missing
-        files = [p for p in part.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES)]
-        if not files:
+            return  # not in this model (text_encoder_2), or diffusers names what is missing
+        files = [p for p in part.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
+    except PermissionError as exc:
+        raise checkpoint.permission_denied(part, exc) from exc
+    if not files:
+        raise ModelNotFound(
+            f"cannot load model {name!r}: {component}/ has no weights file: a file is "
+            "missing; download the model again or check the folder"
+        )
+    for path in files:
+        if path.suffix != ".safetensors":
+            continue
+        try:
+            with path.open("rb"):  # safetensors calls a file it may not read "No such file"
+                pass
+        except PermissionError as exc:
+            raise checkpoint.permission_denied(path, exc) from exc
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as exc:  # SafetensorError, OSError
             raise ModelNotFound(
-                f"cannot load model {name!r}: {component}/ has no weights file: a file is "
-                "missing; download the model again or check the folder"
-            )
-        for path in files:
-            if path.suffix != ".safetensors":
-                continue
-            try:
-                with safe_open(str(path), framework="pt"):
-                    pass
-            except Exception as exc:  # SafetensorError, OSError
-                raise ModelNotFound(
-                    f"cannot load model {name!r}: {component}/{path.name}: {exc}: a file cannot "
-                    "be read (it may be incomplete or corrupt); download the model again"
-                ) from exc
+                f"cannot load model {name!r}: {component}/{path.name}: {exc}: a file cannot "
+                "be read (it may be incomplete or corrupt); download the model again"
+            ) from exc
 
 
 def _folder_info(folder: Path) -> ModelInfo:

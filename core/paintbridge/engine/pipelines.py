@@ -14,7 +14,7 @@ from typing import Any
 
 from paintbridge.engine import checkpoint, hub
 from paintbridge.engine.device import Placement
-from paintbridge.engine.models import WEIGHT_COMPONENTS, ModelSource
+from paintbridge.engine.models import WEIGHT_COMPONENTS, WEIGHT_SUFFIXES, ModelSource
 from paintbridge.engine.prepack import pack_weights
 from paintbridge.engine.presets import Preset, preset_for_architecture
 from paintbridge.engine.residuals import fuse_residuals
@@ -236,6 +236,9 @@ def components_to_skip(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     skip: dict[str, Any] = {name: None for name in NOT_LOADED if name in index}
+    # Only the safety checker uses the image processor: a folder may well lack it.
+    if "feature_extractor" in index and not (folder / "feature_extractor").is_dir():
+        skip["feature_extractor"] = None
     if "requires_safety_checker" in index:
         skip["requires_safety_checker"] = False
     return skip
@@ -249,9 +252,26 @@ def _from_pretrained(name: str, folder: Any, placement: Placement) -> Any:
             folder,
             dtype=placement.torch_dtype,
             local_files_only=True,
+            variant=weights_variant(Path(folder)),
             **components_to_skip(Path(folder)),
         )
     return _complete(name, base)
+
+
+def weights_variant(folder: Path) -> str | None:
+    """The variant to load, "fp16", when a component of `folder` has only fp16-variant weights
+    (`*.fp16.safetensors`, as save_pretrained(variant="fp16") names them), which
+    from_pretrained otherwise does not look for; it then still loads plain files of the
+    components that have no fp16 ones. None otherwise."""
+    for component in WEIGHT_COMPONENTS:
+        try:
+            names = [p.name for p in (folder / component).iterdir()]
+        except OSError:  # not in this model; or unreadable, which loading reports
+            continue
+        weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
+        if weights and all(".fp16." in n or ".fp16-" in n for n in weights):  # -: a shard
+            return "fp16"
+    return None
 
 
 def _complete(name: str, base: Any) -> Any:
@@ -281,14 +301,42 @@ def _from_single_file(source: ModelSource, placement: Placement, settings: Engin
     kind = "Inpaint" if info.inpaint_only else ""
     cls = getattr(diffusers, f"StableDiffusion{xl}{kind}Pipeline")
     config = _single_file_config(source, info, settings)
-    with _load_errors(source.name):
+    other_kind = (
+        f"{str(config)!r}, the configuration folder, is of another kind of model than "
+        f"{source.path.name!r} ({info.architecture}, {info.in_channels}-channel UNet): set "
+        "`single_file_config` (CLI --model-config) to a diffusers folder of the same kind"
+    )
+    with _load_errors(source.name, other_kind=other_kind):
+        # One configuration folder serves regular and inpainting checkpoints alike: the UNet's
+        # input width (4 or 9 channels) is the checkpoint's, the rest is the folder's.
+        parts: dict[str, Any] = {}
+        if _unet_in_channels(Path(config)) not in (None, info.in_channels):
+            parts["unet"] = diffusers.UNet2DConditionModel.from_single_file(
+                str(source.path),
+                config=str(config),
+                subfolder="unet",
+                in_channels=info.in_channels,
+                dtype=placement.torch_dtype,
+                local_files_only=True,
+            )
         base = cls.from_single_file(
             str(source.path),
             config=str(config),
             dtype=placement.torch_dtype,
             local_files_only=True,
+            **parts,
         )
     return _complete(source.name, base)
+
+
+def _unet_in_channels(config: Path) -> int | None:
+    """The UNet input channels of the diffusers folder `config`; None when it does not say."""
+    try:
+        unet = json.loads((config / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    channels = unet.get("in_channels") if isinstance(unet, dict) else None
+    return channels if isinstance(channels, int) else None
 
 
 def _single_file_config(
@@ -327,10 +375,13 @@ def _single_file_config(
 
 
 class _load_errors:
-    """Turn loading failures into errors that say which model and what to do."""
+    """Turn loading failures into errors that say which model and what to do. `other_kind`:
+    what to say when a weight's shape is not the configuration's (a single-file checkpoint
+    with a configuration folder of another architecture)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, other_kind: str | None = None) -> None:
         self.name = name
+        self.other_kind = other_kind
 
     def __enter__(self) -> None:
         return None
@@ -338,6 +389,12 @@ class _load_errors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
         if exc is None or isinstance(exc, PaintbridgeError) or not isinstance(exc, Exception):
             return False
+        if self.other_kind is not None and "expected shape" in str(exc):
+            raise InvalidRequest(f"cannot load model {self.name!r}: {self.other_kind}") from exc
+        if isinstance(exc, PermissionError):
+            path = Path(exc.filename) if exc.filename else Path(self.name)
+            denied = checkpoint.permission_denied(path, exc)
+            raise ModelNotFound(f"cannot load model {self.name!r}: {denied.message}") from exc
         if isinstance(exc, OSError) and _is_missing_file(exc):
             raise ModelNotFound(
                 f"cannot load model {self.name!r}: {exc}: a file is missing; download the model "
