@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,18 +389,23 @@ def test_a_name_starting_with_a_tilde_is_no_crash(
 
 
 def test_every_listed_local_model_is_found_by_its_listed_name(models: Path) -> None:
-    """A checkpoint named `Upper.SAFETENSORS` was listed as `Upper`, which was no model."""
+    """A checkpoint named `Upper.SAFETENSORS` was listed as `Upper`, which was no model, and a
+    folder `sd15` as `sd15`, which is the preset."""
     header = {
         "cond_stage_model.transformer.w": np.zeros(1, np.float32),
         "model.diffusion_model.input_blocks.0.0.weight": np.zeros((1, 4, 3, 3), np.float32),
     }
     save_file(header, models / "Upper.SAFETENSORS")
     save_file(header, models / "lower.safetensors")
+    shutil.copytree(models / "mydiffusers", models / "sd15")  # as `hf download --local-dir`
     listed = list_models(EngineSettings(model_dirs=(models,)))
     local = [m.name for m in listed if m.kind == "local"]
-    assert {"Upper.SAFETENSORS", "lower", "mydiffusers"} <= set(local)
+    # the folder named like the preset is listed by a name that is not the preset's
+    assert {"Upper.SAFETENSORS", "lower", "mydiffusers", "./sd15"} <= set(local)
     for name in local:
-        assert resolve_model(name, EngineSettings(model_dirs=(models,))).kind in ("folder", "file")
+        source = resolve_model(name, EngineSettings(model_dirs=(models,)))
+        assert source.kind in ("folder", "file") and source.path is not None
+        assert source.path.name in (name.removeprefix("./"), f"{name}.safetensors")
 
 
 def test_a_folder_without_a_component_names_it(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PureWindowsPath
 
 from paintbridge.engine import checkpoint, hub
@@ -326,6 +326,7 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
         for n in TEST_MODELS
     ]
     seen: set[str] = set()
+    taken = {info.name for info in found}
     for folder in settings.model_dirs:
         try:
             entries = sorted(folder.iterdir()) if folder.is_dir() else []
@@ -341,6 +342,8 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
             except OSError as exc:  # an unreadable folder or file: list the others
                 log.warning("model %s skipped: %s", entry, exc)
                 continue
+            if info is not None and info.name in taken:  # `sd15` would load the preset
+                info = replace(info, name=f"./{info.name}")
             if info is not None and info.name not in seen:
                 seen.add(info.name)
                 found.append(info)
