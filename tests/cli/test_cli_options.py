@@ -83,3 +83,13 @@ def test_models_dir_adds_a_folder_after_the_default_one(cli: RunCli, tmp_path: P
     for command in ("serve", "models"):
         text = " ".join(cli(command, "--help").out.split())
         assert "searched after paintbridge's models folder" in text
+
+
+def test_a_models_dir_that_is_not_a_folder_is_refused(cli: RunCli, tmp_path: Path) -> None:
+    """A mistyped --models-dir was taken silently; its models were then 'unknown'."""
+    (tmp_path / "a-file").write_text("")
+    for bad in (tmp_path / "missing", tmp_path / "a-file"):
+        for command in (("models",), ("generate", "x", "-o", str(tmp_path / "o.png"))):
+            result = cli(*command, "--models-dir", str(bad))
+            assert result.code == 2, (command, result.out, result.err)
+            assert f"--models-dir must be a folder, got '{bad}'" in result.err

@@ -156,6 +156,9 @@ def models_dirs(added: list[Path] | None) -> tuple[Path, ...]:
     """paintbridge's models folder, then the --models-dir folders, each folder once."""
     from paintbridge import config
 
+    for folder in added or ():
+        if not folder.expanduser().is_dir():  # a typo would only show as "unknown model" later
+            raise InvalidRequest(f"--models-dir must be a folder, got {str(folder)!r}")
     dirs: dict[str, Path] = {}
     for folder in (config.models_dir(), *(added or ())):
         dirs.setdefault(os.path.abspath(folder.expanduser()), folder)
