@@ -2,9 +2,10 @@
 
 Plain functions on Krita's own objects (Document, Node, Selection), no widgets and no network:
 `plan_*` read pixels and build the job, `place_results` writes new layers. Call them on the GUI
-thread. 8-bit RGBA pixelData is B, G, R, A; the wire is R, G, B, A. Models take and give sRGB:
-pixels in another profile (the document's, or a layer's own) are converted on the way out and
-back (see convert_bgra).
+thread. RGBA pixelData is B, G, R, A (8-bit: 4 bytes a pixel; 16-bit integer or float: 8; 32-bit
+float: 16); the wire is 8-bit R, G, B, A. Models take and give 8-bit sRGB: pixels at another depth
+or in another profile (the document's, or a layer's own) are converted on the way out and back
+(see convert_bgra); selection masks, crops and alpha are handled at 8 bits in between.
 """
 
 import json
@@ -16,6 +17,8 @@ from .params import layer_name
 
 ANNOTATION = "paintbridge"  # document annotation: {"layers": {layer uuid: job parameters}}
 SRGB = "sRGB-elle-V2-srgbtrc.icc"  # Krita's sRGB profile, its default for 8-bit RGB/Alpha
+SRGB8 = ("U8", SRGB)  # (depth, profile) of what models take and give
+PIXEL_BYTES = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}  # RGBA pixelData per pixel, by depth
 
 
 class PlanError(ValueError):
@@ -61,8 +64,8 @@ def color_space(document):
 
 
 def check_layer(document, node):
-    """Raises PlanError unless `node` is a layer of 8-bit RGBA pixels (in any profile: read_rgba
-    converts them to sRGB)."""
+    """Raises PlanError unless `node` is a layer of RGBA pixels (at any depth Krita has, in any
+    profile: read_rgba converts them to 8-bit sRGB)."""
     if document is None:
         raise PlanError("Open an image first.")
     if node is None:
@@ -70,9 +73,9 @@ def check_layer(document, node):
     if node.type().endswith("mask"):
         raise PlanError("The active node is a mask; select a layer.")
     model, depth = node.colorModel(), node.colorDepth()
-    if (model, depth) != ("RGBA", "U8"):
+    if model != "RGBA" or depth not in PIXEL_BYTES:
         raise PlanError(
-            "Paintbridge works on 8-bit RGB/Alpha layers; the layer %r is %s. Convert it with "
+            "Paintbridge works on RGB/Alpha layers; the layer %r is %s. Convert it with "
             "Layer > Convert > Convert Layer Color Space (RGB/Alpha, 8-bit integer, profile %s)."
             % (node.name(), color_space_name(model, depth), SRGB)
         )
@@ -81,9 +84,9 @@ def check_layer(document, node):
 def _check_document(document):
     if document is None:
         raise PlanError("Open an image first.")
-    if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8"):
+    if document.colorModel() != "RGBA" or document.colorDepth() not in PIXEL_BYTES:
         raise PlanError(
-            "Paintbridge works on 8-bit RGB/Alpha images; this one is %s. Convert it with "
+            "Paintbridge works on RGB/Alpha images; this one is %s. Convert it with "
             "Image > Convert Image Color Space (RGB/Alpha, 8-bit integer, profile %s)."
             % (color_space_name(document.colorModel(), document.colorDepth()), SRGB)
         )
@@ -140,8 +143,13 @@ def content_box(document, node):
         return own
     document.waitForDone()
     data = bytes(node.projectionPixelData(canvas.x, canvas.y, canvas.width, canvas.height))
-    if len(data) != canvas.width * canvas.height * 4:
+    space = node_space(node)
+    if len(data) != canvas.width * canvas.height * PIXEL_BYTES.get(space[0], 0):
         return own
+    try:
+        data = convert_bgra(data, canvas.width, canvas.height, space, ("U8", space[1]))
+    except PlaceError as exc:
+        raise PlanError(str(exc)) from None
     shown = selection_bounds(data[3::4], canvas.width, canvas.height)  # B,G,R,A: the alpha
     return Box(0, 0, 0, 0) if shown is None else shown
 
@@ -149,27 +157,44 @@ def content_box(document, node):
 _REACHING_MASKS = ("filtermask", "transformmask")
 
 
+def node_space(node):
+    """(depth, profile) of the node's pixels: ("U16", "sRGB-elle-V2-g10.icc")."""
+    return node.colorDepth(), node.colorProfile()
+
+
 def convert_bgra(data, width, height, source, target):
-    """8-bit BGRA pixels in the profile named `source` converted to the profile `target`, by
-    Krita, in a scratch document that is closed at once (so that the conversion is not an undo
-    step of the user's image). Raises PlaceError when Krita does not convert them."""
+    """RGBA pixelData (B, G, R, A) at the (depth, profile) `source`, ("U16",
+    "sRGB-elle-V2-g10.icc"), converted to the (depth, profile) `target`, by Krita, in a scratch
+    document that is closed at once (so that the conversion is not an undo step of the user's
+    image). Going to 8 bits rounds, and values outside 0-1 (HDR, out of gamut) are clipped.
+    Raises PlaceError when Krita does not convert them."""
+    source, target = tuple(source), tuple(target)
     if source == target:
         return data
     from krita import Krita
 
     scratch = Krita.instance().createDocument(
-        width, height, "paintbridge colour conversion", "RGBA", "U8", source, 72.0
+        width, height, "paintbridge colour conversion", "RGBA", source[0], source[1], 72.0
     )
     try:
         node = scratch.createNode("pixels", "paintlayer")
         node.setPixelData(data, 0, 0, width, height)
-        node.setColorSpace("RGBA", "U8", target)
-        converted = (scratch.colorProfile(), node.colorProfile()) == (source, target)
+        node.setColorSpace("RGBA", target[0], target[1])
+        made = (scratch.colorDepth(), scratch.colorProfile())
+        converted = made == source and node_space(node) == target
         out = bytes(node.pixelData(0, 0, width, height))
     finally:
         scratch.close()
-    if not converted or len(out) != len(data):
-        raise PlaceError("Krita could not convert colours from %s to %s." % (source, target))
+    if not converted or len(out) != width * height * PIXEL_BYTES.get(target[0], 0):
+        raise PlaceError(
+            "Krita could not convert colours from %s %s to %s %s."
+            % (
+                COLOR_DEPTHS.get(source[0], source[0]),
+                source[1],
+                COLOR_DEPTHS.get(target[0], target[0]),
+                target[1],
+            )
+        )
     return out
 
 
@@ -179,21 +204,22 @@ def read_rgba(document, node, box):
     no masks, else its projection, which its masks shape (a transparency mask hides, a filter
     mask filters; pixelData ignores both, so a hidden area would come back); the projection of
     any other layer (group, vector and text, clone, file, fill, filter), whose pixelData Krita
-    gives empty or at one byte per pixel. Both are in the node's profile (a layer can have its
-    own, other than the image's), converted to sRGB here for the model."""
+    gives empty or at one byte per pixel. Both are at the node's depth and in its profile (a
+    layer can have its own, other than the image's), converted to 8-bit sRGB here for the model."""
     if not reads_projection(node):
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
         document.waitForDone()  # the projection may still be catching up with the last change
         data = bytes(node.projectionPixelData(box.x, box.y, box.width, box.height))
-    if len(data) != box.width * box.height * 4:
+    space = node_space(node)
+    if len(data) != box.width * box.height * PIXEL_BYTES.get(space[0], 0):
         raise PlanError(
             "Paintbridge cannot read the pixels of the layer %r (a %s). Select a paint layer, "
             "or convert this one (Layer > Convert > Convert to Paint Layer)."
             % (node.name(), node.type())
         )
     try:
-        data = convert_bgra(data, box.width, box.height, node.colorProfile(), SRGB)
+        data = convert_bgra(data, box.width, box.height, space, SRGB8)
     except PlaceError as exc:
         raise PlanError(str(exc)) from None
     return pixels.bgra_to_rgba(data)
@@ -320,7 +346,8 @@ def _holds(parent, node):
 def place_results(plan, results):
     """New paint layers above the anchor, one per result, at the planned box (with a selection
     mask, their alpha multiplied by it) and with the plan's opacity and blending mode; the source
-    layer is not touched. A result (sRGB) is converted to the new layer's profile, the image's.
+    layer is not touched. A result (8-bit sRGB) is converted to the new layer's depth and
+    profile, the image's.
     Returns the new nodes (bottom to top); raises PlaceError when Krita does not take one."""
     document = plan.document
     placed = tasks.placements(plan.box, results) if plan.task != "txt2img" else None
@@ -341,7 +368,7 @@ def place_results(plan, results):
         box = placement.box
         rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
         bgra = convert_bgra(
-            pixels.rgba_to_bgra(rgba), box.width, box.height, SRGB, layer.colorProfile()
+            pixels.rgba_to_bgra(rgba), box.width, box.height, SRGB8, node_space(layer)
         )
         layer.setPixelData(bgra, box.x, box.y, box.width, box.height)
         if plan.look is not None:

@@ -620,19 +620,108 @@ class Driver:
                 launch.process.terminate()
                 launch.process.wait(30)
 
-    def scenario_refuses_16bit(self, s):
-        """A new 16-bit image (Krita gives it a linear profile) is refused with a message naming
-        the colour space and profile to convert to; converted that way, Image to Image works."""
+    def scenario_default_16bit(self, s):
+        """A new 16-bit image (Krita gives it a linear profile) works as it is (it was refused,
+        with a message to convert it to 8-bit sRGB): Image to Image gives a 16-bit layer."""
+        from paintbridge_krita.logic import convert_bgra
+
         doc, source = self.document(64, 64, "U16")
-        source.setPixelData(pattern_bgra(64, 64) * 2, 0, 0, 64, 64)  # 8 bytes a pixel
         s.info["profile"] = doc.colorProfile()
-        words = ["8-bit", "Convert Image Color Space", SRGB]
-        self._expect_error(s, self.controller(), "img2img", doc, source, words)
-        doc.setColorSpace("RGBA", "U8", SRGB)  # what the message says
-        doc.waitForDone()
-        self.run_ok(s, self.controller(model="test:identity", steps=2), "img2img", doc, source)
+        data = convert_bgra(pattern_bgra(64, 64), 64, 64, ("U8", SRGB), ("U16", LINEAR))
+        source.setPixelData(data, 0, 0, 64, 64)  # 8 bytes a pixel
+        ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+        layer = self.run_ok(s, ctrl, "img2img", doc, source)
+        if layer is not None:
+            s.info["layer"] = [layer.colorDepth(), layer.colorProfile()]
+            s.check(layer.colorDepth() == "U16", f"the new layer is {layer.colorDepth()}")
         doc.setModified(False)
         doc.close()
+
+    def srgb_projection(self, doc):
+        """The image as 8-bit sRGB BGRA, whatever its depth and profile (converted by Krita)."""
+        from paintbridge_krita.logic import SRGB8, convert_bgra
+
+        space = (doc.colorDepth(), doc.colorProfile())
+        return convert_bgra(self.projection(doc), doc.width(), doc.height(), space, SRGB8)
+
+    def scenario_identity_high_depth(self, s):
+        """RGB/Alpha images at 16-bit integer, 16-bit float and 32-bit float, in sRGB and in
+        linear sRGB (Krita's default for them), Image to Image and Fill Selection (32x32) with
+        test:identity: the new layer is at the image's depth and profile, the image looks as
+        before within 8-bit rounding (both as 8-bit sRGB), the source is untouched and the
+        result shows nothing outside the selection. These images were refused."""
+        from krita import Selection
+        from paintbridge_krita.logic import SRGB8, convert_bgra
+
+        w = h = 64  # the identity model's own size
+        rect = (16, 16, 32, 32)
+        for depth in ("U16", "F16", "F32"):
+            for profile in (SRGB, LINEAR):
+                for task in ("img2img", "inpaint"):
+                    what = f"{task}, {depth}, {profile}"
+                    doc, source = self.document(w, h, depth, profile)
+                    space = (doc.colorDepth(), doc.colorProfile())
+                    if not s.check(space == (depth, profile), f"{what}: the image is {space}"):
+                        doc.close()
+                        continue
+                    data = convert_bgra(pattern_bgra(w, h), w, h, SRGB8, space)
+                    source.setPixelData(data, 0, 0, w, h)
+                    before_source = digest(source.pixelData(0, 0, w, h))
+                    if task == "inpaint":
+                        sel = Selection()
+                        sel.select(*rect, 255)
+                        doc.setSelection(sel)
+                    before = self.srgb_projection(doc)
+                    ctrl = self.controller(model="test:identity", steps=2, strength=1.0)
+                    layer = self.run_ok(s, ctrl, task, doc, source)
+                    if layer is not None:
+                        got = (layer.colorDepth(), layer.colorProfile())
+                        s.check(got == space, f"{what}: the new layer is {got}")
+                        diff = self.differences(before, self.srgb_projection(doc))
+                        s.info[what] = diff
+                        s.check(diff[1] <= 2, f"{what}: the image changed: {diff}")
+                        same = digest(source.pixelData(0, 0, w, h)) == before_source
+                        s.check(same, f"{what}: the source changed")
+                        new = bytes(layer.pixelData(0, 0, w, h))
+                        new = convert_bgra(new, w, h, got, SRGB8)
+                        x0, y0, rw, rh = rect if task == "inpaint" else (0, 0, w, h)
+                        outside = sum(
+                            1
+                            for i, a in enumerate(new[3::4])
+                            if a and not (x0 <= i % w < x0 + rw and y0 <= i // w < y0 + rh)
+                        )
+                        s.check(outside == 0, f"{what}: {outside} pixels show outside")
+                    doc.setModified(False)
+                    doc.close()
+
+    def scenario_generate_high_depth(self, s):
+        """Generate in 16-bit integer, 16-bit float and 32-bit float images (linear, Krita's
+        default): a layer at the image's depth holding what the same job gives in an 8-bit sRGB
+        image, converted."""
+        from paintbridge_krita.logic import SRGB8, convert_bgra
+
+        w = h = 64
+        doc, source = self.document(w, h)
+        layer = self.run_ok(
+            s, self.controller(model="test:identity", seed=11), "txt2img", doc, source
+        )
+        wanted = bytes(layer.pixelData(0, 0, w, h)) if layer is not None else None
+        doc.setModified(False)
+        doc.close()
+        for depth in ("U16", "F16", "F32"):
+            doc, source = self.document(w, h, depth, LINEAR)
+            ctrl = self.controller(model="test:identity", seed=11)
+            layer = self.run_ok(s, ctrl, "txt2img", doc, source)
+            if layer is not None:
+                got = (layer.colorDepth(), layer.colorProfile())
+                s.check(got == (depth, doc.colorProfile()), f"{depth}: the new layer is {got}")
+                if wanted is not None:
+                    new = convert_bgra(bytes(layer.pixelData(0, 0, w, h)), w, h, got, SRGB8)
+                    diff = self.differences(wanted, new)
+                    s.info[depth] = diff
+                    s.check(diff[1] <= 1, f"{depth}: not the sRGB result converted: {diff}")
+            doc.setModified(False)
+            doc.close()
 
     def as_srgb(self, doc, node, rect, profile=SRGB):
         """The node's pixels in `rect` as they are in `profile`: a copy converted by Krita."""
