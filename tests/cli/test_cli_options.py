@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cli_support import RunCli
 
 from paintbridge.cli import build_parser
@@ -83,6 +84,17 @@ def test_models_dir_adds_a_folder_after_the_default_one(cli: RunCli, tmp_path: P
     for command in ("serve", "models"):
         text = " ".join(cli(command, "--help").out.split())
         assert "searched after paintbridge's models folder" in text
+
+
+def test_a_models_dir_with_a_tilde_no_shell_expanded_is_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--models-dir=~/m` reaches paintbridge with its `~`: it was checked expanded but kept
+    as written, so the folder's models were never found."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m").mkdir()
+    settings = engine_settings(build_parser().parse_args(["serve", "--models-dir=~/m"]))
+    assert settings.model_dirs[-1] == tmp_path / "m"
 
 
 def test_a_models_dir_that_is_not_a_folder_is_refused(cli: RunCli, tmp_path: Path) -> None:

@@ -398,10 +398,13 @@ def test_every_listed_local_model_is_found_by_its_listed_name(models: Path) -> N
     save_file(header, models / "Upper.SAFETENSORS")
     save_file(header, models / "lower.safetensors")
     shutil.copytree(models / "mydiffusers", models / "sd15")  # as `hf download --local-dir`
+    save_file(header, models / "sdxl.safetensors")
     listed = list_models(EngineSettings(model_dirs=(models,)))
     local = [m.name for m in listed if m.kind == "local"]
     # the folder named like the preset is listed by a name that is not the preset's
-    assert {"Upper.SAFETENSORS", "lower", "mydiffusers", "./sd15"} <= set(local)
+    assert {"Upper.SAFETENSORS", "lower", "mydiffusers", "./sd15", "./sdxl.safetensors"} <= set(
+        local
+    )
     for name in local:
         source = resolve_model(name, EngineSettings(model_dirs=(models,)))
         assert source.kind in ("folder", "file") and source.path is not None

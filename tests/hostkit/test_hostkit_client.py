@@ -404,6 +404,29 @@ def test_a_closed_watch_stops_polling() -> None:
     assert len(transport.calls) == count
 
 
+def test_a_watch_closed_during_a_poll_fetches_no_result() -> None:
+    """The answer to a poll under way when the watch is closed says the job is done: its
+    results are not downloaded for nobody (a download could outlast the exit hook's wait)."""
+    transport = HeldTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result()]))],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    time.sleep(0.2)  # the thread is in its first status request, held
+    watch.close()
+    transport.release.set()
+    watch._thread.join(5)
+    assert not watch._thread.is_alive()
+    assert [path for _, path, _, _ in transport.calls if "/results/" in path] == []
+    assert [path for method, path, _, _ in transport.calls if method == "GET"] == [
+        "/v1/jobs/j1?image_format=none"
+    ]
+
+
 def test_job_status_failed_raise_for_state() -> None:
     status = JobStatus(_job("failed", error={"code": "x", "message": "boom"}))
     assert status.finished and not status.done

@@ -325,3 +325,10 @@ def test_flatten_puts_transparency_on_white() -> None:
     flat = conv.flatten(layer)
     assert flat.mode == "RGB" and flat.getpixel((0, 0)) == (10, 10, 10)
     assert flat.getpixel((3, 1)) == (255, 255, 255)
+
+
+def test_model_name_strips_only_the_suffix_the_model_list_strips() -> None:
+    """`x.SAFETENSORS` is listed by its whole name (models.list_models), so it stays whole."""
+    assert conv.model_name("mymodel.safetensors [0123abcd]") == "mymodel"
+    assert conv.model_name("Upper.SAFETENSORS") == "Upper.SAFETENSORS"
+    assert conv.model_name("./sd15.safetensors") == "./sd15.safetensors"

@@ -291,15 +291,20 @@ def test_transparency_is_flattened_onto_white_and_answers_are_rgb(server: Server
 
 
 def test_a_strength_too_low_for_one_step_is_raised(server: ServerProcess) -> None:
-    """A1111 always runs at least one step: 0 and 0.05 at 10 steps were a 400."""
-    for strength, steps, used in [(0.0, 10, 0.1), (0.05, 10, 0.1), (0.0, None, 1 / 25)]:
+    """A1111 always runs at least one step: 0 and 0.05 at 10 steps were a 400. Without `steps`
+    the engine raises the default steps instead (0.02 runs 1 of 50; raising the strength to
+    1/25 there made a 1-step model's 0.75 a 1.0, which ignores the picture): only a strength
+    too low even for the most steps (150) is raised."""
+    for strength, steps, used in [(0.0, 10, 0.1), (0.05, 10, 0.1), (0.0, None, 1 / 150)]:
         body = img2img_body(gradient(32, 32), denoising_strength=strength, steps=steps, seed=2)
         (image,), info = generate(server, "img2img", body)
         assert image.size == (32, 32)
         assert info["denoising_strength"] == pytest.approx(used, rel=1e-9), info
         assert any(f"denoising_strength {strength:g}" in note for note in info["notes"]), info
-    (_,), info = generate(server, "img2img", img2img_body(gradient(32, 32), seed=2))
-    assert info["denoising_strength"] == 0.75 and info["notes"] == []
+    for strength in (0.75, 0.02):
+        body = img2img_body(gradient(32, 32), denoising_strength=strength, steps=None, seed=2)
+        (_,), info = generate(server, "img2img", body)
+        assert info["denoising_strength"] == strength and info["notes"] == [], info
 
 
 def test_inpaint_answers_carry_parameters_and_the_whole_size(server: ServerProcess) -> None:

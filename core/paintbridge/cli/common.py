@@ -161,7 +161,8 @@ def models_dirs(added: list[Path] | None) -> tuple[Path, ...]:
             raise InvalidRequest(f"--models-dir must be a folder, got {str(folder)!r}")
     dirs: dict[str, Path] = {}
     for folder in (config.models_dir(), *(added or ())):
-        dirs.setdefault(os.path.abspath(folder.expanduser()), folder)
+        folder = folder.expanduser()  # `--models-dir=~/m`: no shell expands that `~`
+        dirs.setdefault(os.path.abspath(folder), folder)
     return tuple(dirs.values())
 
 

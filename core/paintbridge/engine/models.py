@@ -343,7 +343,7 @@ def list_models(settings: EngineSettings) -> list[ModelInfo]:
                 log.warning("model %s skipped: %s", entry, exc)
                 continue
             if info is not None and info.name in taken:  # `sd15` would load the preset
-                info = replace(info, name=f"./{info.name}")
+                info = replace(info, name=f"./{entry.name}")  # a path: ./sd15.safetensors
             if info is not None and info.name not in seen:
                 seen.add(info.name)
                 found.append(info)

@@ -237,6 +237,7 @@ class _Contact(object):
         self.since = None  # when the first of the failed polls in a row began
         self.done = False  # the server said the job is done (its results may not be here yet)
         self.trouble = None
+        self.stopped = None  # a callable: true once nobody wants the results (JobWatch.close)
 
     def poll(self, wait=0):
         """The job's JobStatus, or None after a failed poll worth trying again; raises the error
@@ -245,6 +246,8 @@ class _Contact(object):
         try:
             raw = self.client.status(self.job_id, "none", wait)
             self.done = self.done or (isinstance(raw, dict) and raw.get("state") == "done")
+            if self.stopped is not None and self.stopped():
+                return None  # the results would be fetched for nobody
             status = self.client._with_results(self.job_id, raw)
         except (NotRunning, Timeout) as exc:
             self.trouble = exc
@@ -312,6 +315,7 @@ class JobWatch(JobHandle):
         JobHandle.__init__(self, client, job_id)
         self._error = None
         self._closed = threading.Event()
+        self._contact.stopped = self._closed.is_set
         self._thread = threading.Thread(target=self._follow, name="paintbridge job %s" % (job_id,))
         self._thread.daemon = True  # never keeps the editor from quitting (see _close_watches)
         _WATCHES.add(self)
@@ -320,9 +324,7 @@ class JobWatch(JobHandle):
     def _follow(self):
         try:
             for status in _follow(self._contact, self._closed.wait, poll_delays()):
-                if self._closed.is_set():
-                    return
-                if status is not None:
+                if status is not None and not self._closed.is_set():
                     self.last = status
         except PaintbridgeError as exc:
             self._error = exc
@@ -360,9 +362,10 @@ def _follow(contact, pause, delays):
     """Yields the job's JobStatus after each poll, None after one that got no answer (the next
     comes RETRY_PAUSE s later), until a finished one. Each poll but the first waits on the
     server for a change (LONG_POLL); from a server that answers at once instead, `delays` gives
-    the pauses. `pause(seconds)` sleeps; errors are _Contact.poll's."""
+    the pauses. `pause(seconds)` sleeps; it ends once `contact.stopped()`; errors are
+    _Contact.poll's."""
     previous = None  # (state, step) of the previous answer
-    while True:
+    while not (contact.stopped is not None and contact.stopped()):
         asked = time.time()
         status = contact.poll(LONG_POLL if previous is not None else 0)
         yield status

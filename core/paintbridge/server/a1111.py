@@ -24,7 +24,6 @@ from pydantic_core import PydanticSerializationError
 from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
 from paintbridge.engine.models import check_model, model_tasks, resolve_model
-from paintbridge.engine.plan import FALLBACK_STEPS
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.imageops import mask_is_empty
 from paintbridge.jobs import JobNotFound, JobView
@@ -190,7 +189,9 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
                 task = "img2img"
             else:  # an inpainting model can only repaint the whole picture as an inpaint
                 mask = Image.new("L", image.size, 255)
-        steps = body.steps if body.steps is not None else _default_steps(model, rt)
+        # without `steps` the engine raises the default steps until one runs (a 1-step model at
+        # 0.75 runs 2): only a strength too low even for the most steps is raised here
+        steps = body.steps if body.steps is not None else limits.max_steps
         strength = conv.one_step_strength(edit.denoising_strength, steps, notes)
     generation = GenerationRequest(
         task=task,  # type: ignore[arg-type]
@@ -315,12 +316,6 @@ def _model(title: str, rt: Any, st: A1111State) -> str:
         if current is not None and conv.model_name(current) == name:
             return current
     return name
-
-
-def _default_steps(model: str, rt: Any) -> int:
-    """The steps the engine runs for `model` when the request gives none (engine.plan)."""
-    preset = resolve_model(model, rt.settings.engine).preset
-    return preset.steps if preset is not None else FALLBACK_STEPS
 
 
 def _a1111_names(message: str) -> str:

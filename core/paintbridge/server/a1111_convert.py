@@ -114,7 +114,9 @@ _HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{6,64}\]$")
 def model_name(title: str) -> str:
     """A model as A1111 clients name it: a title `name.safetensors [hash]` -> `name`."""
     name = _HASH_SUFFIX.sub("", title.strip())
-    return name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
+    # only `.safetensors`, and not from `./sd15.safetensors` (a path, as /sd-models lists a
+    # file named like a preset): `x.SAFETENSORS` and those are listed, and found, whole
+    return name if name.startswith("./") else name.removesuffix(".safetensors")
 
 
 _WHITESPACE = re.compile(r"\s+")
