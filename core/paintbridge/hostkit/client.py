@@ -226,6 +226,10 @@ def contact_lost(exc, job_id, done):
     return type(exc)(message, code=exc.code, status=exc.status)
 
 
+def _never():
+    return False
+
+
 class _Contact(object):
     """Polls one job and tells a failed poll worth trying again from one that ends the job
     (see LOST_AFTER_S). `trouble` is the latest failure while polls fail, else None."""
@@ -237,7 +241,7 @@ class _Contact(object):
         self.since = None  # when the first of the failed polls in a row began
         self.done = False  # the server said the job is done (its results may not be here yet)
         self.trouble = None
-        self.stopped = None  # a callable: true once nobody wants the results (JobWatch.close)
+        self.stopped = _never  # true once nobody wants the results (JobWatch.close)
 
     def poll(self, wait=0):
         """The job's JobStatus, or None after a failed poll worth trying again; raises the error
@@ -246,7 +250,7 @@ class _Contact(object):
         try:
             raw = self.client.status(self.job_id, "none", wait)
             self.done = self.done or (isinstance(raw, dict) and raw.get("state") == "done")
-            if self.stopped is not None and self.stopped():
+            if self.stopped():
                 return None  # the results would be fetched for nobody
             status = self.client._with_results(self.job_id, raw)
         except (NotRunning, Timeout) as exc:
@@ -365,7 +369,7 @@ def _follow(contact, pause, delays):
     the pauses. `pause(seconds)` sleeps; it ends once `contact.stopped()`; errors are
     _Contact.poll's."""
     previous = None  # (state, step) of the previous answer
-    while not (contact.stopped is not None and contact.stopped()):
+    while not contact.stopped():
         asked = time.time()
         status = contact.poll(LONG_POLL if previous is not None else 0)
         yield status
