@@ -583,6 +583,8 @@ def test_basic_auth_any_user_with_the_token(server: ServerProcess) -> None:
         assert reply_headers.get("WWW-Authenticate", "").startswith("Basic")
     # Basic is for the A1111 routes only; /v1 keeps its bearer token.
     assert call(server, "GET", "/v1/health", headers=AUTH)[0] == 401
+    # ControlNet's routes (not here) answer 404 to the same login, not 401 (a wrong password)
+    assert call(server, "GET", "/controlnet/version", headers=AUTH)[0] == 404
 
 
 def test_loopback_opt_out(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -592,6 +594,7 @@ def test_loopback_opt_out(tmp_path_factory: pytest.TempPathFactory) -> None:
     try:
         assert call(process, "GET", "/sdapi/v1/sd-models", headers={})[0] == 200
         assert call(process, "POST", "/sdapi/v1/interrupt", headers={})[0] == 200
+        assert call(process, "GET", "/controlnet/model_list", headers={})[0] == 404
         # a web page (the browser adds Origin) still needs the token, and /v1 is unchanged
         origin = {"Origin": "https://example.org"}
         assert call(process, "POST", "/sdapi/v1/interrupt", headers=origin)[0] == 401

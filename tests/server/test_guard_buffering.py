@@ -25,8 +25,8 @@ def _peak_while_waiting_for_the_body(headers: dict[str, str], path: str) -> tupl
         token=TOKEN,
         host_names=frozenset({"127.0.0.1"}),
         max_body=DECLARED * 2,
-        basic_prefix="/sdapi/",
-        open_prefix="/sdapi/",
+        basic_prefixes=("/sdapi/",),
+        open_prefixes=("/sdapi/",),
     )
     messages = [
         {"type": "http.request", "body": b"{", "more_body": True},

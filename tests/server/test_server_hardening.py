@@ -80,8 +80,8 @@ def _status(headers: dict[str, str], method: str = "POST") -> int:
         token=TOKEN,
         host_names=frozenset({"127.0.0.1"}),
         max_body=1024,
-        basic_prefix="/sdapi/",
-        open_prefix="/sdapi/",
+        basic_prefixes=("/sdapi/",),
+        open_prefixes=("/sdapi/",),
     )
     statuses: list[int] = []
 

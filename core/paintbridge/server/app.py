@@ -55,6 +55,10 @@ _JOB_ANSWER = TypeAdapter(JobAnswer)
 # The longest a status request may wait for a change: under uvicorn's 10 s graceful shutdown,
 # and each waiting request holds one of the thread pool's 40 threads.
 MAX_WAIT = 5.0
+# Paths AUTOMATIC1111 clients call, with its login (serve --a1111): its API, and the ControlNet
+# extension's, which paintbridge has not. A client asking whether it is there gets 404 with the
+# login it uses for the rest (a 401 read as a wrong password).
+A1111_PREFIXES = ("/sdapi/", "/controlnet/")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": text}
@@ -186,8 +190,8 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
         token=settings.token,
         host_names=settings.host_names,
         max_body=settings.body_limit,
-        basic_prefix="/sdapi/" if settings.a1111 else None,
-        open_prefix="/sdapi/" if settings.a1111_no_auth else None,
+        basic_prefixes=A1111_PREFIXES if settings.a1111 else (),
+        open_prefixes=A1111_PREFIXES if settings.a1111_no_auth else (),
     )
     handlers.install(app)
     _add_routes(app)

@@ -96,21 +96,21 @@ class Guard:
         token: str,
         host_names: frozenset[str],
         max_body: int,
-        basic_prefix: str | None = None,
-        open_prefix: str | None = None,
+        basic_prefixes: tuple[str, ...] = (),
+        open_prefixes: tuple[str, ...] = (),
     ) -> None:
-        """`basic_prefix`: paths under it also take HTTP Basic, any user, the token as password
-        (AUTOMATIC1111 clients). `open_prefix`: paths under it need no token unless the request
-        comes from a web page (Origin, Referer, Sec-Fetch-Site); only for a loopback-only server
-        (ServerSettings)."""
+        """`basic_prefixes`: paths under them also take HTTP Basic, any user, the token as
+        password (AUTOMATIC1111 clients). `open_prefixes`: paths under them need no token unless
+        the request comes from a web page (Origin, Referer, Sec-Fetch-Site); only for a
+        loopback-only server (ServerSettings)."""
         if not token:
             raise ValueError("the server needs a non-empty token")
         self.app = app
         self._token = token.encode()
         self._host_names = host_names
         self._max_body = max_body
-        self._basic_prefix = basic_prefix
-        self._open_prefix = open_prefix
+        self._basic_prefixes = basic_prefixes
+        self._open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,14 +204,12 @@ class Guard:
         if (scope.get("method"), path) in OPEN_ROUTES:
             return True
         # The AUTOMATIC1111 routes' loopback-only opt-out (server/a1111.py); never for a web page
-        return bool(self._open_prefix and path.startswith(self._open_prefix)) and not (
-            _from_a_web_page(headers)
-        )
+        return path.startswith(self._open_prefixes) and not (_from_a_web_page(headers))
 
     def _check_token(self, headers: Headers, path: str):
         scheme, _, given = headers.get("authorization", "").partition(" ")
         # --- AUTOMATIC1111 routes: HTTP Basic auth too
-        if self._basic_prefix and path.startswith(self._basic_prefix):
+        if path.startswith(self._basic_prefixes):
             if scheme.lower() == "basic" and self._basic_password_ok(given):
                 return None
             if scheme.lower() != "bearer":
