@@ -230,6 +230,9 @@ def test_info_has_what_clients_parse() -> None:
         info["denoising_strength"] == 0.75 and info["notes"] == ["n"] and info["ignored"] == ["k"]
     )
     assert info["interrupted"] is False and len(info["infotexts"]) == 2
+    # no sampler asked for: the one the model's preset gave is named, as A1111 names it
+    info = conv.info_object(body, body, view, "Default", "test:tiny", notes=[], ignored=[])
+    assert info["sampler_name"] == "Euler a" and "Sampler: Euler a," in info["infotexts"][0]
     lenient = Txt2ImgBody.model_validate({"seed": -1.0, "steps": "3", "tiling": 0, "x": [1]})
     assert (lenient.seed, lenient.steps, lenient.tiling) == (-1, 3, False)
     assert lenient.model_extra == {"x": [1]}

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from paintbridge.engine.schedulers import DEFAULT, scheduler_names
+from paintbridge.engine.schedulers import A1111_NAMES, DEFAULT, scheduler_names
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.hostkit.geometry import Box, context_box
@@ -301,6 +301,8 @@ def info_object(
     actually used (the model's defaults filled in), the fields ignored and notes. `size`: the
     whole picture's, where the engine repainted a crop of it."""
     used = view.parameters
+    if sampler_name == "Default":  # none asked for (or not available): name the one used
+        sampler_name = A1111_NAMES.get(used.get("scheduler", DEFAULT), sampler_name)
     seeds = list(view.seeds)
     steps = used.get("steps", body.steps)
     cfg = used.get("guidance", body.cfg_scale)
