@@ -37,6 +37,11 @@ from gimpfu import (  # noqa: E402
     register,
 )
 from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
+
+try:
+    from gimpfu import LAYER_MODE_PASS_THROUGH  # noqa: E402
+except ImportError:  # a gimpfu without the 2.10 layer modes' names
+    LAYER_MODE_PASS_THROUGH = 61  # GimpLayerMode's value in GIMP 2.10
 from hostkit.geometry import Box, crop_bytes  # noqa: E402
 from hostkit.pixels import gray_to_rgba, rgb_to_rgba, rgba_to_gray  # noqa: E402
 
@@ -158,7 +163,10 @@ class Gimp2Host(flow.Host):
         return _read_raw(mask, box.translate(-origin.x, -origin.y))
 
     def layer_look(self):
-        return {"opacity": self.layer.opacity, "mode": self.layer.mode}
+        mode = self.layer.mode
+        if mode == LAYER_MODE_PASS_THROUGH:  # a group's own mode, which no layer can have
+            mode = NORMAL_MODE
+        return {"opacity": self.layer.opacity, "mode": mode}
 
     def _new_layer(self, image, placement, name, look=None):
         """A layer for `placement`, filled and at its offsets but not yet in the image (so no

@@ -336,6 +336,13 @@ def _look_visible():
     return look_case(FILL, 40.0, gimpfu.MULTIPLY_MODE, source=1, whole=False)
 
 
+@case("look_fill_from_pass_through")
+def _look_pass_through():
+    """The source's mode is a group's pass-through (the stand-in reads a group's pixels as a
+    layer's; GIMP would refuse the mode for the new layer)."""
+    return look_case(FILL, 70.0, gimpfu.LAYER_MODE_PASS_THROUGH, source=0, whole=False)
+
+
 def masked_layer(apply_mask):
     """A 64x64 opaque RGBA layer whose mask hides x < 16, ramps over x 16..47, shows x >= 48."""
     image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGBA_IMAGE)

@@ -17,6 +17,7 @@ MESSAGES = []  # what gimp.message showed
 RGB, GRAY, INDEXED = 0, 1, 2
 RGB_IMAGE, RGBA_IMAGE, GRAY_IMAGE, GRAYA_IMAGE, INDEXED_IMAGE, INDEXEDA_IMAGE = range(6)
 NORMAL_MODE, MULTIPLY_MODE = 0, 3
+LAYER_MODE_PASS_THROUGH = 61  # a layer group's own mode (GimpLayerMode, GIMP 2.10)
 EXPAND_AS_NECESSARY, CLIP_TO_IMAGE, CLIP_TO_BOTTOM_LAYER = 0, 1, 2
 (PF_INT, PF_FLOAT, PF_STRING, PF_IMAGE, PF_DRAWABLE, PF_TOGGLE, PF_OPTION, PF_SLIDER) = range(8)
 _BPP = {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2, INDEXED_IMAGE: 1}
@@ -143,6 +144,10 @@ class Layer(Drawable):
     keeps opacity, mode and the mask but composites (Image.flattened) without them."""
 
     def __init__(self, image, name, width, height, type, opacity=100, mode=NORMAL_MODE):
+        # GIMP's own rule (app/core/gimpgrouplayer.c: "PASS_THROUGH mode is invalid for
+        # regular layers"); a GroupLayer here is made Normal
+        if mode == LAYER_MODE_PASS_THROUGH:
+            raise RuntimeError("execution error: pass-through is for layer groups only")
         Drawable.__init__(self, image, name, width, height, _BPP[type])
         self.type, self.opacity, self.mode = type, float(opacity), mode
         self.mask, self.apply_mask = None, True
