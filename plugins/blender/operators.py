@@ -2,7 +2,8 @@
 
 Each job operator has one synchronous path (`execute`: background mode and scripts, where
 Blender's timers never fire) and one modal path (`invoke` in the UI: a timer polls the job,
-progress shows in the status bar and the panel, Esc or the panel's Cancel cancels on the server).
+progress shows in the status bar and the panel, Esc or the panel's Cancel cancels on the server;
+the job is sent, followed and cancelled by hostkit's JobWatch, off Blender's thread).
 Both end in the same `finish`, which writes new datablocks only once the job is done, so an
 error or a cancel leaves the .blend as it was. A source image is never written.
 """
@@ -96,7 +97,8 @@ class _JobOperator:
         return self._done(context, made)
 
     def invoke(self, context, event):
-        """The interactive path: submit, then poll from a timer in `modal`."""
+        """The interactive path: send the job (from a background thread), then poll it from a
+        timer in `modal`."""
         if bpy.app.background or context.window is None:
             return self.execute(context)
         session = plans.session(context)
@@ -105,28 +107,23 @@ class _JobOperator:
             return {"CANCELLED"}
         try:
             job, self._finish = self.plan(context)
-            # followed from a background thread: the timer's polls below never wait on it
+            # sent and followed from a background thread: the timer's polls never wait on it
             self._handle = plans.client(context, background=False).watch(job)
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         session.running, session.cancel_requested, session.progress = True, False, 0.0
-        _connected(session)
-        session.message = "Queued"
         wm = context.window_manager
         self._timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
         wm.modal_handler_add(self)
         wm.progress_begin(0, 100)
-        self._status(context, "Paintbridge: queued (Esc to cancel)")
+        self._show_progress(context, hk.JobStatus({"state": hk.SENDING}))  # modal's polls raise
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         session = plans.session(context)
         # Esc's press only: its release may be what is left of cancelling a move or a select
         if (event.type == "ESC" and event.value == "PRESS") or session.cancel_requested:
-            try:
-                self._handle.cancel()
-            except hk.PaintbridgeError:
-                pass  # the server went away: nothing more to cancel
+            self._handle.cancel()  # sent by the watch's thread, also after the cleanup's close
             self._cleanup(context)
             return self._fail(context, hk.Cancelled("Cancelled; no image was made."))
         if event.type != "TIMER" or not _timer_turn(self, POLL_SECONDS):
@@ -137,14 +134,7 @@ class _JobOperator:
             self._cleanup(context)
             return self._fail(context, exc)
         if not status.finished:
-            session.progress = status.fraction
-            if status.state == "queued":
-                text = "queued (%s ahead)" % (status.position or 0)
-            else:
-                text = "step %d of %d" % (status.step, status.steps)
-            session.message = text.capitalize()
-            context.window_manager.progress_update(int(status.fraction * 100))
-            self._status(context, "Paintbridge: %s (Esc to cancel)" % text)
+            self._show_progress(context, status)
             return {"PASS_THROUGH"}
         self._cleanup(context)
         try:
@@ -155,11 +145,17 @@ class _JobOperator:
         return self._done(context, made)
 
     def cancel(self, context):  # Blender ends the modal (file loaded, window closed)
-        try:
-            self._handle.cancel()
-        except hk.PaintbridgeError:
-            pass
+        self._handle.cancel()
         self._cleanup(context)
+
+    def _show_progress(self, context, status):
+        session = plans.session(context)
+        if status.state != hk.SENDING:
+            _connected(session)
+        text = hk.status_text(status, self._handle.trouble)
+        session.message, session.progress = text, status.fraction
+        context.window_manager.progress_update(int(status.fraction * 100))
+        self._status(context, "Paintbridge: %s (Esc to cancel)" % (text[0].lower() + text[1:]))
 
     def _status(self, context, text):
         if context.workspace is not None:

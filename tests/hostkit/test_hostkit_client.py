@@ -68,7 +68,7 @@ class FakeTransport:
         self.calls: list[tuple[str, str, Any, dict[str, str]]] = []
 
     def __call__(self, method: str, path: str, body: bytes | None, headers: dict[str, str]):
-        self.calls.append((method, path, json.loads(body) if body else None, headers))
+        self.calls.append((method, path, json.loads(bytes(body)) if body else None, headers))
         for (m, prefix), answers in sorted(self.script.items(), key=lambda i: -len(i[0][1])):
             if m == method and path.startswith(prefix):
                 status, answer = answers.pop(0) if len(answers) > 1 else answers[0]
@@ -363,7 +363,7 @@ def test_a_watched_job_is_polled_off_the_callers_thread() -> None:
     )
     client = Client("http://127.0.0.1:7860", "tok", transport=transport)
     watch = client.watch({"task": "txt2img", "prompt": "x"})
-    assert watch.id == "j1"
+    assert _until(lambda: watch.id) == "j1"
     answered = []
     caller = threading.Thread(target=lambda: answered.append(watch.poll()))
     caller.start()
@@ -374,6 +374,205 @@ def test_a_watched_job_is_polled_off_the_callers_thread() -> None:
     assert done.done and done.results[0].rgba == RGBA and done.results[0].seed == 42
     gets = [path for method, path, _, _ in transport.calls if method == "GET"]
     assert "wait=" in gets[1]  # after the first answer, each poll waits on the server
+
+
+class UploadTransport(FakeTransport):
+    """A FakeTransport that reads a request body piece by piece, as urllib sends it, and stops
+    after the first piece until `go_on` is set (a slow upload)."""
+
+    def __init__(self, script: dict[tuple[str, str], list[tuple[int, Any]]]) -> None:
+        super().__init__(script)
+        self.go_on = threading.Event()
+        self.first_piece = threading.Event()
+
+    def __call__(self, method: str, path: str, body: Any, headers: dict[str, str]):
+        if method == "POST" and path == "/v1/jobs":
+            pieces = []
+            for piece in body:
+                pieces.append(piece)
+                self.first_piece.set()
+                assert self.go_on.wait(30), "never let go on"
+            body = b"".join(pieces)
+        return super().__call__(method, path, body, headers)
+
+
+def _large_job() -> dict[str, Any]:
+    rgba = bytes(1024 * 1024 * 3)  # 4 MB of base64: 4 pieces
+    return {"task": "img2img", "prompt": "x", "image": _payload(rgba, 1024, 768)}
+
+
+def test_a_watched_job_is_sent_off_the_callers_thread_and_says_how_far_it_is() -> None:
+    transport = UploadTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result()]))],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    job = _large_job()
+    watch = client.watch(job)  # returns while the upload waits after its first piece
+    assert transport.first_piece.wait(10)
+    sending = watch.poll()
+    assert (sending.state, sending.id, sending.finished) == (client_module.SENDING, None, False)
+    assert sending.size == len(json.dumps(job)) and 0 <= sending.sent < sending.size
+    sent, size = sending.sent / 2**20, sending.size / 2**20
+    assert client_module.status_text(sending) == f"Sending ({sent:.1f} of {size:.1f} MB)"
+    transport.go_on.set()
+    done = _until(lambda: watch.poll().finished and watch.poll())
+    assert done.done and watch.id == "j1"
+    assert transport.calls[0][2] == job  # the body the server got is the whole job
+
+
+def test_a_watch_cancelled_while_sending_stops_the_upload() -> None:
+    transport = UploadTransport({("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})]})
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch(_large_job())
+    assert transport.first_piece.wait(10)
+    watch.cancel()
+    transport.go_on.set()
+    with pytest.raises(Cancelled, match="being sent"):
+        _until(lambda: watch.poll().finished)
+    assert watch.join(5) and watch.id is None and transport.calls == []  # never reached the server
+
+
+def test_a_watch_cancelled_during_a_stalled_upload_ends_at_once() -> None:
+    """The server stops reading (hung, or a link that stalled): the upload cannot stop before
+    the socket gives up, but the job ends cancelled for the GUI at once, and the upload's
+    failure that follows is not reported (nor the server asked why it broke)."""
+    transport = UploadTransport({("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})]})
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch(_large_job())
+    assert transport.first_piece.wait(10)
+    watch.cancel()
+    with pytest.raises(Cancelled, match="being sent"):
+        watch.poll()
+    transport.go_on.set()
+    assert watch.join(5) and transport.calls == []
+
+
+def test_no_cancel_goes_out_for_a_job_the_server_said_has_finished() -> None:
+    """Blender's Esc cancels and closes the watch while a poll is out; its answer says the job
+    is done: nothing is left to cancel."""
+    transport = HeldTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result()]))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "done"})],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    assert _until(lambda: watch.id) == "j1"
+    time.sleep(0.2)  # its first status request is held
+    watch.cancel()
+    watch.close()
+    transport.release.set()
+    assert watch.join(5)
+    assert [p for _, p, _, _ in transport.calls if p.endswith("/cancel")] == []
+
+
+def test_a_watch_cancels_from_its_thread_even_once_closed() -> None:
+    """cancel() returns at once while the server holds every request; the thread sends the
+    cancel, also when the GUI closes the watch right after (Blender's Esc does both)."""
+    transport = HeldTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    assert _until(lambda: watch.id) == "j1"  # its first status request is held
+    started = time.monotonic()
+    watch.cancel()
+    watch.close()
+    assert time.monotonic() - started < 0.5
+    transport.release.set()
+    assert watch.join(5)
+    assert ("POST", "/v1/jobs/j1/cancel") in [(m, p) for m, p, _, _ in transport.calls]
+
+
+def test_a_cancel_can_wait_until_it_has_gone_out() -> None:
+    """An editor that is closing waits (a little) for the server to have the cancel."""
+    transport = HeldTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    assert _until(lambda: watch.id) == "j1"
+    threading.Timer(0.3, transport.release.set).start()  # the poll under way ends
+    watch.cancel(wait=5)
+    assert ("POST", "/v1/jobs/j1/cancel") in [(m, p) for m, p, _, _ in transport.calls]
+    watch.close()
+
+
+def test_a_watched_job_ends_as_the_server_says_after_a_cancel() -> None:
+    client, transport = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    _until(lambda: watch.poll().state == "running")
+    watch.cancel()
+    _until(lambda: any(p.endswith("/cancel") for _, p, _, _ in transport.calls))
+    transport.script[("GET", "/v1/jobs/j1")] = [(200, _job("cancelled", 1))]
+    ended = _until(lambda: watch.poll().finished and watch.poll())
+    assert ended.state == "cancelled"
+    cancels = [p for m, p, _, _ in transport.calls if p.endswith("/cancel")]
+    assert cancels == ["/v1/jobs/j1/cancel"]  # once
+
+
+def test_a_cancel_the_server_does_not_answer_ends_the_watch_as_cancelled() -> None:
+    client, _ = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(500, {"error": {"code": "x", "message": "boom"}})],
+        }
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    _until(lambda: watch.poll().state == "running")
+    watch.cancel()
+    with pytest.raises(Cancelled, match="did not answer the cancel.*history export j1"):
+        _until(lambda: watch.poll().finished)
+
+
+def test_a_job_the_server_refuses_is_raised_by_the_watchs_poll() -> None:
+    client, _ = _client(
+        {("POST", "/v1/jobs"): [(422, {"error": {"code": "invalid", "message": "no model"}})]}
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    with pytest.raises(RequestRejected, match="no model"):
+        _until(lambda: watch.poll().finished)
+
+
+@pytest.mark.parametrize(
+    ("raw", "trouble", "text"),
+    [
+        ({"state": "sending", "upload": {"sent": 10, "size": 900}}, None, "Sending"),
+        (
+            {"state": "sending", "upload": {"sent": 2**20, "size": 3 * 2**20}},
+            None,
+            "Sending (1.0 of 3.0 MB)",
+        ),
+        ({"state": "queued", "position": 2}, None, "Queued (2 ahead)"),
+        ({"state": "queued", "position": 0}, None, "Queued"),
+        ({"state": "running", "progress": {"step": 3, "steps": 20}}, None, "Step 3 of 20"),
+        ({"state": "running"}, None, "Running"),
+        ({"state": "running"}, Timeout("late"), "No answer from the server; trying again\u2026"),
+    ],
+)
+def test_status_text(raw: dict[str, Any], trouble: Exception | None, text: str) -> None:
+    assert client_module.status_text(JobStatus(raw), trouble) == text
 
 
 def test_a_watched_job_that_fails_or_is_given_up_raises_from_poll() -> None:

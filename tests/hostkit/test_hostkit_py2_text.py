@@ -1,5 +1,6 @@
 """hostkit's errors print under Python 2.7 (GIMP 2.10) with a non-ASCII message (a server's
-message from JSON is unicode there): `"%s" % exc` must not raise UnicodeEncodeError. Runs
+message from JSON is unicode there): `"%s" % exc` must not raise UnicodeEncodeError; its own
+non-ASCII text (status_text's ellipsis) is text there too. Runs
 under each Python 2.7 found (skipped where none is), and the same checks here."""
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ assert "Paintbridge: %s" % (exc,) == expected
 assert u"%s" % (exc,) == u"`model` 'mod\xe8le' is not installed"
 assert str(h.PaintbridgeError("plain")) == "plain"
 assert u"%s" % (h.PaintbridgeError(u"caf\xe9".encode("utf-8")),) == u"caf\xe9"
+from hostkit.client import JobStatus, status_text
+trouble = status_text(JobStatus({"state": "running"}), h.Timeout("late"))
+assert trouble == u"No answer from the server; trying again\u2026", repr(trouble)
 print("ok")
 """
 

@@ -1,10 +1,11 @@
 """The HTTP client every plug-in uses to talk to the paintbridge server (protocol v1).
 
-Submit jobs, poll, cancel, fetch results. Two styles: blocking (`Client.run`, `Client.wait`)
-for GIMP and Blender's background mode, and one-request-per-call polling (`Client.start` ->
-`JobHandle.poll`) for a GUI timer. Finding and starting the local server is discovery.py, the
-HTTP itself transport.py, the errors errors.py; this module re-exports their public names, so
-`from hostkit.client import X` keeps working for all of them.
+Submit jobs, poll, cancel, fetch results. Three styles: blocking (`Client.run`, `Client.wait`)
+for GIMP and Blender's background mode; `Client.watch` -> `JobWatch.poll` for a GUI timer (the
+job is sent and followed from a background thread, so a poll never waits); and
+one-request-per-call polling (`Client.start` -> `JobHandle.poll`). Finding and starting the
+local server is discovery.py, the HTTP itself transport.py, the errors errors.py; this module
+re-exports their public names, so `from hostkit.client import X` keeps working for all of them.
 
 Standard library only, Python 2.7 and 3.8+. Every failure is a PaintbridgeError (or subclass)
 whose message a user can act on.
@@ -42,12 +43,13 @@ from .errors import (
     not_running_message,
 )
 from .pixels import payload_to_rgba
-from .transport import UrllibTransport, check_url, json_body, quote, urlsplit
+from .transport import JsonBody, UrllibTransport, check_url, json_body, quote, urlsplit
 
 __all__ = [
     "APP",
     "DEFAULT_URL",
     "FINISHED",
+    "SENDING",
     "STARTED",
     "Cancelled",
     "Client",
@@ -69,6 +71,7 @@ __all__ = [
     "poll_delays",
     "quote",
     "spawn_detached",
+    "status_text",
     "try_local_client",
     "urlsplit",
     "user_config_dir",
@@ -105,6 +108,8 @@ def poll_delays(first=POLL_FIRST, most=POLL_MOST):
 # --- job state -------------------------------------------------------------------------------
 
 FINISHED = ("done", "failed", "cancelled")
+SENDING = "sending"  # hostkit's own state: a JobWatch's job on its way to the server
+SENDING_CANCELLED = "Cancelled while the job was being sent; no image was made."
 
 
 class Result(object):
@@ -122,18 +127,34 @@ class Result(object):
 class JobStatus(object):
     """A snapshot of a job: state, position, step/steps, results (list of Result, when done),
     error ({"code", "message"} when failed). `results` given: those; else decoded from the
-    image payloads in raw["results"]."""
+    image payloads in raw["results"]. A JobWatch whose job is still being sent says so with
+    the state SENDING (the server has not seen the job yet; `id` is None) and `sent`/`size`
+    in bytes."""
 
-    __slots__ = ("id", "state", "position", "step", "steps", "results", "error", "raw")
+    __slots__ = (
+        "id",
+        "state",
+        "position",
+        "step",
+        "steps",
+        "sent",
+        "size",
+        "results",
+        "error",
+        "raw",
+    )
 
     def __init__(self, raw, results=None):
         progress = raw.get("progress") or {}
+        upload = raw.get("upload") or {}
         self.raw = raw
         self.id = raw.get("id")
         self.state = raw.get("state")
         self.position = raw.get("position")
         self.step = progress.get("step") or 0
         self.steps = progress.get("steps") or 0
+        self.sent = upload.get("sent") or 0
+        self.size = upload.get("size") or 0
         self.error = raw.get("error")
         self.results = results
         if results is None and raw.get("results") is not None:
@@ -172,6 +193,25 @@ class JobStatus(object):
             self.step,
             self.steps,
         )
+
+
+# Text on Python 2 too: a "\u2026" there is six characters, and formatters drop a u"" prefix
+_TRYING_AGAIN = b"No answer from the server; trying again\xe2\x80\xa6".decode("utf-8")
+
+
+def status_text(status, trouble=None):
+    """What a GUI shows for an unfinished job's `status`: "Sending (12.0 of 48.0 MB)",
+    "Queued (2 ahead)", "Step 3 of 20"; with `trouble` (a JobHandle's) that polls go
+    unanswered."""
+    if trouble is not None:
+        return _TRYING_AGAIN
+    if status.state == SENDING:
+        if status.size < 1 << 20:
+            return "Sending"
+        return "Sending (%.1f of %.1f MB)" % (status.sent / 1048576.0, status.size / 1048576.0)
+    if status.state == "queued":
+        return "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
+    return "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"
 
 
 def _decode_result(item):
@@ -240,6 +280,7 @@ class _Contact(object):
         self.failures = 0
         self.since = None  # when the first of the failed polls in a row began
         self.done = False  # the server said the job is done (its results may not be here yet)
+        self.finished = False  # the server said it is done, failed or cancelled
         self.trouble = None
         self.stopped = _never  # true once nobody wants the results (JobWatch.close)
 
@@ -249,7 +290,9 @@ class _Contact(object):
         asked = time.time()
         try:
             raw = self.client.status(self.job_id, "none", wait)
-            self.done = self.done or (isinstance(raw, dict) and raw.get("state") == "done")
+            state = raw.get("state") if isinstance(raw, dict) else None
+            self.done = self.done or state == "done"
+            self.finished = self.finished or state in FINISHED
             if self.stopped():
                 return None  # the results would be fetched for nobody
             status = self.client._with_results(self.job_id, raw)
@@ -308,44 +351,144 @@ class JobHandle(object):
 
 
 class JobWatch(JobHandle):
-    """A JobHandle followed from a background thread, for GUI hosts: `poll()` answers at once
-    with the latest status, and no request of the job's runs on the caller's thread but
-    `cancel()`, so a remote server's round trips, a large result's download or a server that
-    hangs never stall the GUI. The thread long-polls (each answer comes when the job's state or
-    step changes), fetches the results and ends with the job, or at `close()`. A job it gives
-    up (see JobHandle.poll) is raised by the next poll()."""
+    """A job sent and followed from a background thread, for GUI hosts: `poll()` answers at
+    once with the latest status, and no request of the job runs on the caller's thread, so a
+    large upload, a remote server's round trips, a large result's download or a server that
+    hangs never stall the GUI. The thread sends the job (`poll()` says SENDING, with the bytes
+    sent, until the server has it and `id` is set), long-polls it (each answer comes when the
+    job's state or step changes), fetches the results and ends with the job, or at `close()`.
+    A job the server refuses, or one given up (see JobHandle.poll), is raised by the next
+    poll()."""
 
-    def __init__(self, client, job_id):
-        JobHandle.__init__(self, client, job_id)
+    def __init__(self, client, job):
+        JobHandle.__init__(self, client, None)
+        self._job = job
+        self._upload = None  # the request body while it is being sent
         self._error = None
         self._closed = threading.Event()
+        self._wake = threading.Event()  # ends a pause between polls early: cancel() or close()
+        self._cancel_wanted = False
+        self._cancel_sent = False
+        self._cancel_gone = threading.Event()  # the cancel was sent, or nothing is left to cancel
         self._contact.stopped = self._closed.is_set
-        self._thread = threading.Thread(target=self._follow, name="paintbridge job %s" % (job_id,))
+        self._thread = threading.Thread(target=self._run, name="paintbridge job")
         self._thread.daemon = True  # never keeps the editor from quitting (see _close_watches)
         _WATCHES.add(self)
         self._thread.start()
 
-    def _follow(self):
+    def _run(self):
         try:
-            for status in _follow(self._contact, self._closed.wait, poll_delays()):
+            self._send()
+            for status in _follow(self._contact, self._pause, poll_delays()):
                 if status is not None and not self._closed.is_set():
                     self.last = status
+                self._cancel_if_wanted()
+            self._cancel_if_wanted()  # closed before a cancel() went out: it still goes
         except PaintbridgeError as exc:
             self._error = exc
         except Exception as exc:  # a bug here must still end the job for the GUI
-            self._error = ServerFault("Following job %s failed: %r" % (self.id, exc))
+            what = "Sending the job" if self.id is None else "Following job %s" % (self.id,)
+            self._error = PaintbridgeError(
+                "%s failed (%r). This is a bug in paintbridge; please report it with this "
+                "message." % (what, exc)
+            )
         finally:
+            self._upload = None
+            self._cancel_gone.set()
             _WATCHES.discard(self)
+
+    def _send(self):
+        body = _Upload(json_body(self._job), self._upload_stopped)
+        self._job = None
+        self._upload = body
+        try:
+            job_id = self.client._submit_body(body, self._upload_stopped)
+        except PaintbridgeError:
+            if self._upload_stopped():  # whatever ended the upload, it was stopped here
+                raise Cancelled(SENDING_CANCELLED)
+            raise
+        self.id = self._contact.job_id = job_id
+        self._thread.name = "paintbridge job %s" % (job_id,)
+        self._upload = None
+
+    def _upload_stopped(self):
+        return self._cancel_wanted or self._closed.is_set()
+
+    def _cancel_if_wanted(self):
+        if not self._cancel_wanted or self._cancel_sent or self._contact.finished:
+            return
+        self._cancel_sent = True
+        try:
+            self.client.cancel(self.id)
+        except PaintbridgeError as exc:
+            raise Cancelled(  # noqa: B904
+                "Cancelled here, but the server did not answer the cancel (%s). If it is still "
+                "running, the job goes on there and its result is kept. %s"
+                % (exc, kept_in_history(self.id))
+            )
+        finally:
+            self._cancel_gone.set()
+
+    def _pause(self, seconds):
+        self._wake.wait(seconds)
+        self._wake.clear()
 
     def poll(self):
         if self._error is not None:
             raise self._error
-        if self.last is None:  # no answer to the first poll yet
-            return JobStatus({"id": self.id, "state": "queued"})
+        if self._cancel_wanted and self.id is None:
+            # the upload stops at its next piece, or a job the server got just then is
+            # cancelled there; neither makes an image, and a stalled upload cannot hold the GUI
+            raise Cancelled(SENDING_CANCELLED)
+        upload = self._upload
+        if self.id is None and upload is not None:
+            return JobStatus(
+                {"state": SENDING, "upload": {"sent": upload.sent, "size": upload.size}}
+            )
+        if self.last is None:  # the job is not sent yet, or no answer to the first poll yet
+            state = SENDING if self.id is None else "queued"
+            return JobStatus({"id": self.id, "state": state})
         return self.last
 
+    def cancel(self, wait=0):
+        """Asks for the job to be cancelled: an upload under way stops, and a sent job is
+        cancelled on the server by the thread (a running job stops at its next step), even
+        after close(). The next polls say how it ended; a cancel the server does not answer
+        ends the job with Cancelled. Returns at once, or with `wait` once the cancel has gone
+        out (at most `wait` s: for an editor that is closing)."""
+        self._cancel_wanted = True
+        self._wake.set()
+        if wait:
+            self._cancel_gone.wait(wait)
+
     def close(self):
+        """Stops following the job: no more polls or downloads (a cancel() asked for still
+        goes out); the server runs it on regardless."""
         self._closed.set()
+        self._wake.set()
+
+    def join(self, timeout=None):
+        """Waits up to `timeout` s for the thread to end (it ends with the job, or soon after
+        close()); True when it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class _Upload(JsonBody):
+    """A job's request body that counts the bytes sent and ends the upload, raising Cancelled,
+    once `stopped()` is true."""
+
+    def __init__(self, body, stopped):
+        JsonBody.__init__(self, body.parts if isinstance(body, JsonBody) else [body])
+        self.sent = 0
+        self._stopped = stopped
+
+    def __iter__(self):
+        for piece in JsonBody.__iter__(self):
+            if self._stopped():
+                raise Cancelled("Cancelled while the job was being sent.")
+            yield piece
+            self.sent += len(piece)
 
 
 _WATCHES = set()  # the JobWatches whose thread runs
@@ -359,7 +502,7 @@ def _close_watches():
     for watch in watches:
         watch.close()
     for watch in watches:
-        watch._thread.join(STATUS_TIMEOUT + LONG_POLL)
+        watch.join(STATUS_TIMEOUT + LONG_POLL)
 
 
 def _follow(contact, pause, delays):
@@ -427,10 +570,13 @@ class Client(object):
         """Sends one request and returns the decoded JSON answer; raises the PaintbridgeError
         subclass matching a failure. `quick`: a small answer the server has at hand (a job's
         status), given up after STATUS_TIMEOUT s."""
+        body = None if payload is None else json_body(payload)
+        return self._request_body(method, path, body, auth, quick)
+
+    def _request_body(self, method, path, body, auth=True, quick=False):
+        """request() with the payload already made a body (json_body)."""
         headers = {"Accept": "application/json"}
-        body = None
-        if payload is not None:
-            body = json_body(payload)
+        if body is not None:
             headers["Content-Type"] = "application/json"
         status, _, data = self._send(method, path, body, headers, auth, quick)
         try:
@@ -527,9 +673,16 @@ class Client(object):
 
     def submit(self, job):
         """POST /v1/jobs; returns the new job's id."""
+        return self._submit_body(json_body(job))
+
+    def _submit_body(self, body, stopped=_never):
+        """submit() with the job made a body; `stopped()` true: the upload was broken off here,
+        so the server need not be asked why it broke."""
         try:
-            answer = self.request("POST", "/v1/jobs", job)
+            answer = self._request_body("POST", "/v1/jobs", body)
         except NotRunning as exc:
+            if stopped():
+                raise
             raise self._why_the_upload_broke(exc)  # noqa: B904
         try:
             return answer["id"]
@@ -600,16 +753,19 @@ class Client(object):
         return Result(width, height, data, seed)
 
     def cancel(self, job_id):
-        """POST /v1/jobs/{id}/cancel: {"id", "state"}."""
-        return self.request("POST", "/v1/jobs/%s/cancel" % quote(str(job_id), safe=""), {})
+        """POST /v1/jobs/{id}/cancel: {"id", "state"} (answered at once, so given up after
+        STATUS_TIMEOUT s like a status)."""
+        path = "/v1/jobs/%s/cancel" % quote(str(job_id), safe="")
+        return self.request("POST", path, {}, quick=True)
 
     def start(self, job):
         """Submits `job` and returns a JobHandle to poll from a timer."""
         return JobHandle(self, self.submit(job))
 
     def watch(self, job):
-        """Submits `job` and returns a JobWatch: polled from a timer, it never waits."""
-        return JobWatch(self, self.submit(job))
+        """A JobWatch that sends `job` and follows it from a background thread; returns at
+        once. Polled from a timer, it never waits; a refusal comes from its poll()."""
+        return JobWatch(self, job)
 
     def wait(self, job_id, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """Blocks until the job finishes and returns its list of Result.

@@ -115,11 +115,12 @@ class Controller(QObject):
             return self._error(str(exc))
         except Exception as exc:  # a Krita or plug-in bug: a message, not a bare traceback
             return self._unexpected("start the job", exc)
-        self.message.emit("info", "Sent to the server; the result will be a new layer.")
+        self.message.emit("info", "Sending to the server; the result will be a new layer.")
         return True
 
-    def cancel(self):
-        self.runner.cancel()
+    def cancel(self, wait=0):
+        """Cancels the running job; `wait`: see JobRunner.cancel."""
+        self.runner.cancel(wait)
 
     def _place(self, plan, results):
         job_id = self.runner.job_id

@@ -84,7 +84,7 @@ class PaintbridgeExtension(Extension):
     def _on_closing(self):
         ctrl = controller()
         save_settings(ctrl.params)
-        ctrl.cancel()  # do not leave the server working for a closed Krita
+        ctrl.cancel(wait=3)  # do not leave the server working for a closed Krita
 
     def _on_message(self, level, text):
         if level not in ("error", "warning"):

@@ -109,18 +109,27 @@ def color_space_name(model, depth):
 
 def check_unchanged(plan):
     """What changed in the document since `plan` was made. Raises PlaceError when the image was
-    converted to another colour space or profile (Krita would take the result's bytes as too few
-    and add an empty layer, or as colours of the other profile); returns a note when the canvas
-    changed size (cropped, resized or scaled: the result goes where the job's area was, which may
-    no longer be where the pixels are); else None."""
+    converted to another colour model than RGB/Alpha (its layers take other pixels); returns a
+    note when it was converted to another depth or profile (the result is converted to them as
+    it is placed) or when the canvas changed size (cropped, resized or scaled: the result goes
+    where the job's area was, which may no longer be where the pixels are); else None."""
     document = plan.document
     space = color_space(document)
-    if space != plan.space:
+    if space[0] != plan.space[0]:
         raise PlaceError(
-            "The image was converted to %s (profile %s) while the job ran, so the result was "
-            "not added." % (color_space_name(*space[:2]), space[2])
+            "The image was converted to %s while the job ran, so the result was not added. "
+            "Convert it back with Image > Convert Image Color Space (RGB/Alpha) to add results."
+            % color_space_name(*space[:2])
         )
-    return tasks.canvas_changed(plan.canvas, (document.width(), document.height()), plan.box)
+    notes = []
+    if space != plan.space:
+        notes.append(
+            "The image was converted to %s (profile %s) while the job ran; the result was "
+            "converted to it as well." % (color_space_name(*space[:2]), space[2])
+        )
+    canvas = tasks.canvas_changed(plan.canvas, (document.width(), document.height()), plan.box)
+    notes += [canvas] if canvas else []
+    return " ".join(notes) or None
 
 
 def _box(qrect):

@@ -1,7 +1,7 @@
-"""Runs one job, or starts the local server, without freezing Krita. A job is followed by
-hostkit's JobWatch from a background thread (long polls, the results' download); a QTimer on
-the GUI thread reads its latest status, so Krita API calls stay on the GUI thread and the only
-requests made there are the job's submission and a cancel. The server start is polled from the
+"""Runs one job, or starts the local server, without freezing Krita. A job is sent and
+followed by hostkit's JobWatch from a background thread (the upload, long polls, a cancel, the
+results' download); a QTimer on the GUI thread reads its latest status, so Krita API calls stay
+on the GUI thread and no request of the job is made there. The server start is polled from the
 timer (ServerLaunch.check, one short local request per tick).
 """
 
@@ -10,11 +10,11 @@ import time
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from .hostkit import launch_server, try_local_client
-from .hostkit.client import Cancelled, PaintbridgeError
+from .hostkit.client import Cancelled, PaintbridgeError, status_text
 
 
 class JobRunner(QObject):
-    """`start(client, job, on_done)`: submits `job`, polls it, and when it is done calls
+    """`start(client, job, on_done)`: sends `job`, polls it, and when it is done calls
     `on_done(results)` on the GUI thread; its return value is emitted by `finished`.
 
     Signals: progress(step, steps, text), finished(object), failed(str), cancelled(str),
@@ -42,10 +42,12 @@ class JobRunner(QObject):
 
     @property
     def job_id(self):
+        """The server's id of the job, once it has been sent."""
         return self._handle.id if self._handle is not None else None
 
     def start(self, client, job, on_done):
-        """Submits the job (one request); raises PaintbridgeError if the server refuses it."""
+        """Starts sending the job and returns at once; a refusal by the server ends it with
+        `failed`."""
         if self.busy:
             raise PaintbridgeError("A paintbridge job is already running; wait or cancel it.")
         self._handle = client.watch(job)
@@ -53,18 +55,18 @@ class JobRunner(QObject):
         self._cancel_requested = False
         self._timer.start()
         self.busy_changed.emit(True)
-        self.progress.emit(0, 0, "Queued")
+        self.progress.emit(0, 0, "Sending")  # the timer's polls say more (and raise a refusal)
 
-    def cancel(self):
-        """Asks the server to cancel; the job ends with `cancelled` at the server's next step."""
-        if not self.busy or self._cancel_requested:
+    def cancel(self, wait=0):
+        """Asks for the job to be cancelled: an upload under way stops, and the server stops the
+        job at its next step; it ends with `cancelled`. Returns at once, or with `wait` once
+        the cancel has gone out (at most `wait` s: Krita is closing)."""
+        if not self.busy:
             return
-        self._cancel_requested = True
-        self.progress.emit(0, 0, "Cancelling\u2026")
-        try:
-            self._handle.cancel()
-        except PaintbridgeError as exc:
-            self._end(self.cancelled, "Cancelled here; the server did not answer (%s)." % exc)
+        if not self._cancel_requested:
+            self._cancel_requested = True
+            self.progress.emit(0, 0, "Cancelling\u2026")
+        self._handle.cancel(wait)
 
     def _tick(self):
         if self._handle is None or self._in_tick:
@@ -78,16 +80,15 @@ class JobRunner(QObject):
     def _poll(self):
         try:
             status = self._handle.poll()
+        except Cancelled as exc:  # cancelled while it was being sent, or the cancel went unanswered
+            self._end(self.cancelled, str(exc))
+            return
         except PaintbridgeError as exc:
             self._end(self.failed, str(exc))
             return
         if not status.finished:
-            if self._handle.trouble is not None:  # no answer: polled again (hostkit gives up later)
-                text = "No answer from the server; trying again\u2026"
-            elif status.state == "queued":
-                text = "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
-            else:
-                text = "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"
+            # no answer to a poll: polled again, and hostkit gives up later
+            text = status_text(status, self._handle.trouble)
             if self._cancel_requested:  # the server stops at its next step: say it is coming
                 text = "Cancelling\u2026 (%s)" % (text[0].lower() + text[1:],)
             self.progress.emit(status.step, status.steps, text)

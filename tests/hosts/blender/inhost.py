@@ -819,10 +819,11 @@ def modal(addon, data):
     before = set(i.name for i in bpy.data.images)
     driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
     driver.invoke(context)
-    job_id = driver.op._handle.id
     deadline = time.time() + 120
-    while driver.op._handle.poll().state == "queued" and time.time() < deadline:
+    while driver.op._handle.poll().state in ("sending", "queued") and time.time() < deadline:
         time.sleep(0.1)
+    job_id = driver.op._handle.id
+    assert job_id is not None
     # the release of an Esc that cancelled something else (a move, a box select) is not ours
     assert driver.op.modal(context, driver.event("ESC", "RELEASE")) == {"PASS_THROUGH"}
     assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
@@ -837,9 +838,13 @@ def modal(addon, data):
     # the panel's Cancel button does the same through the session flag
     driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
     driver.invoke(context)
+    deadline = time.time() + 60
+    while driver.op._handle.id is None:  # sent (a cancel while sending: tests/hostkit)
+        assert time.time() < deadline, "the job was not sent"
+        time.sleep(0.05)
     assert bpy.ops.paintbridge.cancel() == {"FINISHED"} and session.cancel_requested
     assert driver.op.modal(context, driver.event("TIMER")) == {"CANCELLED"}
-    assert client.poll(driver.op._handle.id).state in ("cancelled", "queued", "running")
+    assert driver.op._handle.join(10)  # its thread sent the cancel after the modal's close
     deadline = time.time() + 60
     while client.poll(driver.op._handle.id).state != "cancelled":
         assert time.time() < deadline, "the server did not cancel"

@@ -58,6 +58,7 @@ SCENARIOS = (
     "closed_mid_job",
     "converted_mid_job",
     "profile_changed_mid_job",
+    "model_changed_mid_job",
     "cropped_mid_job",
     "other_document_mid_job",
     "start_server",

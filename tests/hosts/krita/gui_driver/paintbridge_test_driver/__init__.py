@@ -395,10 +395,10 @@ class Driver:
         docker = self.docker(s)
         docker.fill("a long job", "test:identity", steps=150, strength=1.0)
         docker.click("Image to Image")
-        job_id = self.ctrl.runner.job_id
         if not s.check(self.ctrl.busy, f"did not start: {self.ctrl.last_error}"):
             return self.close(doc)
         s.check((yield self.wait_running(docker)), "the job never ran")
+        job_id = self.ctrl.runner.job_id
         s.check(docker.buttons["Cancel"].isEnabled(), "Cancel is disabled while the job runs")
         step = docker.progress.value()
         began = time.time()
