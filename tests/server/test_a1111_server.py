@@ -472,6 +472,8 @@ def test_progress_shows_a_job_submitted_through_v1(server: ServerProcess) -> Non
 def test_options_switch_the_model(server: ServerProcess) -> None:
     status, options, _ = call(server, "GET", "/sdapi/v1/options")
     assert status == 200 and options["sd_model_checkpoint"] == "test:tiny"
+    # what clients read besides (C# and Swift clients map them), as paintbridge works
+    assert (options["sd_vae"], options["CLIP_stop_at_last_layers"]) == ("Automatic", 1)
     picture, mask = gradient(64, 64), Image.new("L", (64, 64), 0)
     mask.paste(255, (8, 8, 40, 40))
     try:

@@ -116,13 +116,17 @@ def _router() -> APIRouter:
 
     @router.get("/options")
     def get_options(request: Request) -> dict[str, Any]:
-        """The settings A1111 clients read; only `sd_model_checkpoint` means anything here."""
+        """The settings A1111 clients read; only `sd_model_checkpoint` can be set here. The
+        others say what paintbridge does, in A1111's words: the model's own VAE, the text
+        encoder's last layer (no CLIP skip), PNG."""
         rt, st = _runtime(request), _state(request)
         return {
             "sd_model_checkpoint": conv.model_name(
                 st.checkpoint or rt.settings.engine.default_model
             ),
             "sd_checkpoint_hash": None,
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1,
             "samples_format": "png",
         }
 
