@@ -34,6 +34,7 @@ from paintbridge.hostkit.client import (
     Unauthorized,
     user_config_dir,
 )
+from paintbridge.hostkit.discovery import live_proof
 
 RGBA = bytes(range(16))  # 2 x 2
 
@@ -885,7 +886,12 @@ def test_discover_reads_server_json(
     http_server: tuple[str, type[_Handler]], isolated_dirs: Path
 ) -> None:
     url, handler = http_server
-    handler.routes[("GET", "/v1/live")] = _json(200, {"ok": True})
+
+    def live(request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        challenge = request.path.partition("challenge=")[2]  # it proves it holds "tk"
+        return 200, {}, json.dumps({"ok": True, "proof": live_proof("tk", challenge)}).encode()
+
+    handler.routes[("GET", "/v1/live")] = live
     config = isolated_dirs / "config"
     config.mkdir()
     (config / "server.json").write_text(json.dumps({"url": url, "token": "tk", "pid": 1}))

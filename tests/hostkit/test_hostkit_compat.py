@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from paintbridge.hostkit.discovery import live_proof
+
 HOSTKIT = Path(__file__).resolve().parents[2] / "core" / "paintbridge" / "hostkit"
 
 SMOKE = r"""
@@ -66,6 +68,9 @@ with open(os.path.join(folder, "server.json"), "w") as handle:
     handle.write(json.dumps({"url": sys.argv[2], "token": "tok"}))
 found = h.try_local_client(folder, 5)
 assert found is not None and found.url == sys.argv[2], found
+with open(os.path.join(folder, "server.json"), "w") as handle:
+    handle.write(json.dumps({"url": sys.argv[2], "token": "not its token"}))
+assert h.try_local_client(folder, 5) is None
 from hostkit.discovery import remember_token, remembered_token
 remember_token(sys.argv[2], "s3cret", folder)
 assert remembered_token(sys.argv[2], folder) == "s3cret"
@@ -102,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/v1/live":
             self._send(200, {"ok": True})
+        elif self.path.startswith("/v1/live?challenge="):  # the server's proof of the token "tok"
+            challenge = self.path.partition("=")[2]
+            self._send(200, {"ok": True, "proof": live_proof("tok", challenge)})
         elif self.path == "/v1/health":
             self._send(400, {"error": {"code": "invalid_request", "message": "nope"}})
         elif self.path == "/v1/jobs/j/results/0?format=rgba8":
@@ -166,7 +174,7 @@ def test_hostkit_imports_only_the_standard_library() -> None:
     allowed = {
         "__future__", "base64", "binascii", "collections", "json", "os", "socket", "struct",
         "subprocess", "sys", "time", "zlib", "http", "urllib", "urllib2", "urlparse", "httplib",
-        "posixpath", "ntpath", "random", "itertools", "threading", "atexit",
+        "posixpath", "ntpath", "random", "itertools", "threading", "atexit", "hashlib", "hmac",
     }  # fmt: skip
     for path in HOSTKIT.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -31,9 +31,14 @@ FAKE_SERVER = textwrap.dedent(
     import json, os, sys, time
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
+    from paintbridge.hostkit.discovery import live_proof
+
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b'{"ok": true}'
+            answer = {"ok": True}
+            if "challenge=" in self.path:  # it holds the token it announces, "auto"
+                answer["proof"] = live_proof("auto", self.path.partition("challenge=")[2])
+            body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -92,9 +97,17 @@ def _fake_server_command(tmp_path: Path) -> list[str]:
     return [sys.executable, str(script), "serve"]
 
 
+LIVE_TOKEN = "tk"
+
+
 class _Live(BaseHTTPRequestHandler):
+    """A paintbridge server's /v1/live, holding the token LIVE_TOKEN."""
+
     def do_GET(self) -> None:
-        body = b'{"ok": true}'
+        answer: dict[str, Any] = {"ok": True}
+        if "challenge=" in self.path:
+            answer["proof"] = discovery.live_proof(LIVE_TOKEN, self.path.partition("challenge=")[2])
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -148,6 +161,58 @@ def test_spawn_uses_a_new_session(tmp_path: Path) -> None:
     assert process.wait(30) == 0
     assert os.getsid(0) != process.pid
     assert (tmp_path / "log").read_text().strip() == "True"
+
+
+class _Imposter(BaseHTTPRequestHandler):
+    """Another program on the port of a server that stopped, answering /v1/live as paintbridge
+    does, with no proof of the token or a made-up one; it keeps what reaches it."""
+
+    seen: list[tuple[str, str, str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        answer: dict[str, Any] = {"ok": True}
+        if "challenge=" in self.path and "proof" in self.server.mode:  # type: ignore[attr-defined]
+            answer["proof"] = "0" * 64
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.seen.append(("POST", self.path, self.headers.get("Authorization")))
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["no proof", "a made-up proof"])
+def test_a_server_that_cannot_prove_the_token_gets_nothing(isolated_dirs: Path, mode: str) -> None:
+    """A stale server.json names a port another program took: no plug-in sends it the token or
+    a job, and discovery says why."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Imposter)
+    server.mode = mode  # type: ignore[attr-defined]
+    Thread(target=server.serve_forever, daemon=True).start()
+    _Imposter.seen = []
+    try:
+        config = isolated_dirs / "config"
+        config.mkdir()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        (config / "server.json").write_text(json.dumps({"url": url, "token": "s3cret"}))
+        assert hostkit.try_local_client() is None
+        for autostart in (False, True):
+            with pytest.raises(NotRunning, match="does not hold the token in .*server.json"):
+                Client.discover(autostart=autostart)
+        assert _Imposter.seen and all(
+            method == "GET" and path.startswith("/v1/live") and auth is None
+            for method, path, auth in _Imposter.seen
+        ), _Imposter.seen
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- non-blocking: try_local_client, launch_server ----------------------------------------------

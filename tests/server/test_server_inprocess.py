@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paintbridge.engine.types import EngineSettings, Limits
+from paintbridge.hostkit.discovery import live_proof
 from paintbridge.server import ServerSettings, create_app, discovery
 from paintbridge.server.guard import allowed_host_names, is_loopback, split_host
 from paintbridge.server.handlers import validation_message
@@ -115,6 +116,11 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
 
 def test_in_process_routes(app_client: TestClient) -> None:
     assert app_client.get("/v1/live").json() == {"ok": True}
+    # with a challenge, the proof that the server holds the token (hostkit.discovery)
+    proof = app_client.get("/v1/live?challenge=00ff17").json()["proof"]
+    assert proof == live_proof(TOKEN, "00ff17") != live_proof("other", "00ff17")
+    for bad in ("xyz", "0" * 65, ""):
+        assert app_client.get(f"/v1/live?challenge={bad}").status_code in (400, 422), bad
     assert app_client.head("/v1/live").status_code == 200  # health checkers probe with HEAD
     assert app_client.get("/v1/health").status_code == 401
     assert app_client.head("/v1/health").status_code == 401

@@ -16,6 +16,7 @@ import pytest
 from server_support import TOKEN, ServerProcess, assert_no_server_bugs
 
 from paintbridge import __version__
+from paintbridge.hostkit import Client, try_local_client
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +80,10 @@ def test_a_random_token_is_made_when_none_is_given(tmp_path: Path) -> None:
     try:
         assert len(server.token) >= 32
         assert server.client().health()["version"] == __version__
+        # the server named in server.json proves it holds that token, which is not sent
+        found = try_local_client(str(server.server_file.parent), 5)
+        assert found is not None and found.token == server.token and found.is_ours()
+        assert not Client(found.url, "another token").is_ours()
     finally:
         server.stop()
 

@@ -26,6 +26,8 @@ from .discovery import (
     ServerLaunch,
     discover,
     launch_server,
+    new_challenge,
+    proves_token,
     spawn_detached,
     try_local_client,
     user_config_dir,
@@ -662,6 +664,19 @@ class Client(object):
             return bool(self.live().get("ok"))
         except (PaintbridgeError, AttributeError):
             return False
+
+    def is_ours(self):
+        """True when the server here answers /v1/live and proves it holds this client's token
+        (discovery.live_proof), which is not sent; never raises. For a server named in
+        server.json: after a crash another program may have its port."""
+        if not self.token:
+            return False
+        challenge = new_challenge()
+        try:
+            answer = self.request("GET", "/v1/live?challenge=" + challenge, auth=False)
+        except PaintbridgeError:
+            return False
+        return proves_token(answer, self.token, challenge)
 
     def health(self):
         """GET /v1/health: version, device, dtype, model, queue."""

@@ -9,11 +9,18 @@ plug-in can start the server itself. Two styles:
 - non-blocking, for a GUI timer: `try_local_client()` (one short request) and `launch_server()`,
   which starts the process and returns a ServerLaunch at once; call its `check()` from a timer.
 
+A server named in server.json is used only once it proves it holds the token written there
+(`live_proof`), without the token being sent: after a crash the file stays, and another program
+that took its port must not receive the token and the user's pictures.
+
 Standard library only, Python 2.7 and 3.8+.
 """
 
 from __future__ import absolute_import, division, print_function
 
+import binascii
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -102,6 +109,42 @@ def _read_json(path):
         return None
 
 
+# --- the server proves it holds the token ----------------------------------------------------
+
+
+def live_proof(token, challenge):
+    """What a server holding `token` answers to GET /v1/live?challenge=`challenge`: the hex
+    HMAC-SHA256 of "paintbridge-live:" + challenge, keyed with the token. Only the holder of the
+    token can make it, and it does not give the token away."""
+    message = ("paintbridge-live:" + challenge).encode("utf-8")
+    return hmac.new(token.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def new_challenge():
+    return binascii.hexlify(os.urandom(16)).decode("ascii")
+
+
+def proves_token(answer, token, challenge):
+    """True when `answer` (a /v1/live answer) carries the proof that its server holds `token`."""
+    proof = answer.get("proof") if isinstance(answer, dict) else None
+    if not isinstance(proof, _TEXT):
+        return False
+    try:
+        given = proof.encode("ascii")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given, live_proof(token, challenge).encode("ascii"))
+
+
+def not_the_server_message(url, path):
+    return (
+        "Something at %s answers like a paintbridge server but does not hold the token in %s, "
+        "so nothing was sent to it: another program may have taken the port of a server that "
+        "stopped. Start the paintbridge server again (`paintbridge serve`, with another "
+        "--port while that one is taken)." % (url, path)
+    )
+
+
 # --- tokens of remote servers ----------------------------------------------------------------
 
 TOKENS_FILE = "remote-tokens.json"  # {server URL: token}, readable by this user only
@@ -160,13 +203,14 @@ def _client_from_server_file(config_dir, timeout, client_class=None):
 
 
 def try_local_client(config_dir=None, timeout=5):
-    """The Client for the server named in server.json if it answers /v1/live, else None.
+    """The Client for the server named in server.json if it answers /v1/live and proves it
+    holds the token there (Client.is_ours), else None.
 
     One short request (at most `timeout` s; a refused connection returns at once), never
     raises: safe to call from a GUI timer. The Client keeps `timeout` for later requests."""
     config_dir = config_dir or user_config_dir()
     client = _client_from_server_file(config_dir, timeout)
-    if client is not None and client.is_live():
+    if client is not None and client.is_ours():
         return client
     return None
 
@@ -275,7 +319,7 @@ class ServerLaunch(object):
         """The Client once the server answers, None while it is still starting; raises
         NotRunning when the process has stopped and no server came up in its place."""
         client = _client_from_server_file(self.config_dir, self.timeout)
-        if client is not None and client.is_live():
+        if client is not None and client.is_ours():
             return client
         code = self.process.poll()
         if code is None:
@@ -347,9 +391,11 @@ def discover(config_dir=None, autostart=True, start_timeout=120, timeout=30, cli
     """What `Client.discover` does (see there): blocks until the local server answers."""
     config_dir = config_dir or user_config_dir()
     client = _client_from_server_file(config_dir, timeout, client_class)
-    if client is not None and client.is_live():
+    if client is not None and client.is_ours():
         return client
     url = client.url if client is not None else DEFAULT_URL
+    if client is not None and client.is_live():  # not ours: a server started now gets no port
+        raise NotRunning(not_the_server_message(url, client.token_source))
     if not autostart:
         raise NotRunning(not_running_message(url))
     if not _launcher_command(config_dir):

@@ -27,6 +27,7 @@ from paintbridge.engine.models import check_model
 from paintbridge.engine.types import GenerationRequest
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.history import History
+from paintbridge.hostkit.discovery import live_proof
 from paintbridge.jobs import Generator, JobQueue, JobView
 from paintbridge.server import discovery, handlers
 from paintbridge.server.guard import Guard
@@ -204,10 +205,23 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
 
 
 def _add_routes(app: FastAPI) -> None:
-    @app.api_route("/v1/live", methods=["GET", "HEAD"], response_model=Live, tags=["service"])
-    def live() -> Live:
-        """Is a paintbridge server listening here? The only route without a token."""
-        return Live(ok=True)
+    @app.api_route(
+        "/v1/live",
+        methods=["GET", "HEAD"],
+        response_model=Live,
+        response_model_exclude_none=True,
+        tags=["service"],
+    )
+    def live(
+        rt: RuntimeDep,
+        challenge: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]+$")] = None,
+    ) -> Live:
+        """Is a paintbridge server listening here? The only route without a token. With a
+        `challenge` (hex), `proof` shows that this server holds the token (hostkit checks it
+        before it trusts the server named in server.json: the file outlives a crash)."""
+        if challenge is None:
+            return Live(ok=True)
+        return Live(ok=True, proof=live_proof(rt.settings.token, challenge))
 
     @app.get("/v1/health", response_model=Health, tags=["service"])
     def health(rt: RuntimeDep) -> Health:

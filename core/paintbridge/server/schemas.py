@@ -110,6 +110,11 @@ class CancelAnswer(BaseModel):
 
 class Live(BaseModel):
     ok: bool
+    proof: str | None = Field(
+        default=None,
+        description="with ?challenge=: hex HMAC-SHA256 of 'paintbridge-live:' + challenge, "
+        "keyed with the server's token (the server holds it; the client need not send it)",
+    )
 
 
 class QueueInfo(BaseModel):

@@ -65,14 +65,19 @@ SCENARIOS = (
 )
 
 # What Start Server launches (hostkit.json): a stand-in that "loads" for a second, then
-# announces itself in server.json like `paintbridge serve` and answers /v1/live.
+# announces itself in server.json like `paintbridge serve` and answers /v1/live, with the proof
+# that it holds the token it announced (protocol.md).
 SLOW_SERVER = """
-import json, os, time
+import hashlib, hmac, json, os, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = b'{"ok": true}'
+        answer = {"ok": True}
+        if "challenge=" in self.path:
+            message = ("paintbridge-live:" + self.path.partition("challenge=")[2]).encode()
+            answer["proof"] = hmac.new(b"t", message, hashlib.sha256).hexdigest()
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
