@@ -29,6 +29,7 @@ SECTIONS = (
     "server_overhead",
     "selection",
     "large_selection",
+    "gui_thread",
     "switching",
     "coldstart",
     "memory",
