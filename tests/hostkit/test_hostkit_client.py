@@ -766,6 +766,18 @@ def test_real_socket_job_flow(http_server: tuple[str, type[_Handler]]) -> None:
     assert handler.seen[3][1] == "/v1/jobs/j1/results/0?format=rgba8"
 
 
+def test_a_redirect_is_not_followed(http_server: tuple[str, type[_Handler]]) -> None:
+    """urllib would follow it with the token to wherever it points; the user is told the
+    address to use instead."""
+    url, handler = http_server
+    handler.routes[("GET", "/v1/health")] = _json(307, {}, {"Location": url + "/elsewhere"})
+    handler.routes[("GET", "/elsewhere")] = _json(200, {"version": "x"})
+    with pytest.raises(RequestRejected, match="sending it to .*/elsewhere") as caught:
+        Client(url, "tok", timeout=5).health()
+    assert caught.value.code == "redirected"
+    assert [path for _, path, _, _ in handler.seen] == ["/v1/health"]
+
+
 def test_real_socket_401(http_server: tuple[str, type[_Handler]]) -> None:
     url, handler = http_server
     handler.routes[("GET", "/v1/health")] = _json(
@@ -889,7 +901,8 @@ def test_discover_reads_server_json(
 
     def live(request: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
         challenge = request.path.partition("challenge=")[2]  # it proves it holds "tk"
-        return 200, {}, json.dumps({"ok": True, "proof": live_proof("tk", challenge)}).encode()
+        proof = live_proof("tk", url, challenge)
+        return 200, {}, json.dumps({"ok": True, "proof": proof}).encode()
 
     handler.routes[("GET", "/v1/live")] = live
     config = isolated_dirs / "config"

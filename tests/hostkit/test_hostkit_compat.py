@@ -108,8 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/v1/live":
             self._send(200, {"ok": True})
         elif self.path.startswith("/v1/live?challenge="):  # the server's proof of the token "tok"
-            challenge = self.path.partition("=")[2]
-            self._send(200, {"ok": True, "proof": live_proof("tok", challenge)})
+            url = f"http://127.0.0.1:{self.server.server_address[1]}"
+            proof = live_proof("tok", url, self.path.partition("=")[2])
+            self._send(200, {"ok": True, "proof": proof})
         elif self.path == "/v1/health":
             self._send(400, {"error": {"code": "invalid_request", "message": "nope"}})
         elif self.path == "/v1/jobs/j/results/0?format=rgba8":

@@ -12,6 +12,8 @@ import stat
 import sys
 import textwrap
 import time
+import types
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +39,8 @@ FAKE_SERVER = textwrap.dedent(
         def do_GET(self):
             answer = {"ok": True}
             if "challenge=" in self.path:  # it holds the token it announces, "auto"
-                answer["proof"] = live_proof("auto", self.path.partition("challenge=")[2])
+                url = "http://127.0.0.1:%d" % self.server.server_address[1]
+                answer["proof"] = live_proof("auto", url, self.path.partition("challenge=")[2])
             body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -106,7 +109,9 @@ class _Live(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         answer: dict[str, Any] = {"ok": True}
         if "challenge=" in self.path:
-            answer["proof"] = discovery.live_proof(LIVE_TOKEN, self.path.partition("challenge=")[2])
+            url = f"http://127.0.0.1:{self.server.server_address[1]}"
+            challenge = self.path.partition("challenge=")[2]
+            answer["proof"] = discovery.live_proof(LIVE_TOKEN, url, challenge)
         body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -165,15 +170,26 @@ def test_spawn_uses_a_new_session(tmp_path: Path) -> None:
 
 class _Imposter(BaseHTTPRequestHandler):
     """Another program on the port of a server that stopped, answering /v1/live as paintbridge
-    does, with no proof of the token or a made-up one; it keeps what reaches it."""
+    does: with no proof of the token, a made-up one, the proof of a live server with the same
+    token (relayed, or by a redirect to it); it keeps what reaches it."""
 
     seen: list[tuple[str, str, str | None]] = []
 
     def do_GET(self) -> None:
         self.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        mode, real = self.server.mode, self.server.real  # type: ignore[attr-defined]
+        if mode == "a redirect":
+            self.send_response(307)
+            self.send_header("Location", real + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         answer: dict[str, Any] = {"ok": True}
-        if "challenge=" in self.path and "proof" in self.server.mode:  # type: ignore[attr-defined]
+        if "challenge=" in self.path and mode == "a made-up proof":
             answer["proof"] = "0" * 64
+        elif "challenge=" in self.path and mode == "a relayed proof":
+            with urllib.request.urlopen(real + self.path, timeout=5) as reply:
+                answer = json.loads(reply.read())
         body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -189,30 +205,69 @@ class _Imposter(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("mode", ["no proof", "a made-up proof"])
-def test_a_server_that_cannot_prove_the_token_gets_nothing(isolated_dirs: Path, mode: str) -> None:
-    """A stale server.json names a port another program took: no plug-in sends it the token or
-    a job, and discovery says why."""
+@pytest.fixture
+def imposter(request: pytest.FixtureRequest, live_url: str) -> Iterator[tuple[str, str]]:
+    """(URL, mode) of an _Imposter in the mode `request.param`; `live_url` is a live server
+    that holds the same token, LIVE_TOKEN (a fixed one)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Imposter)
-    server.mode = mode  # type: ignore[attr-defined]
+    server.mode, server.real = request.param, live_url  # type: ignore[attr-defined]
     Thread(target=server.serve_forever, daemon=True).start()
     _Imposter.seen = []
-    try:
-        config = isolated_dirs / "config"
-        config.mkdir()
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        (config / "server.json").write_text(json.dumps({"url": url, "token": "s3cret"}))
-        assert hostkit.try_local_client() is None
-        for autostart in (False, True):
-            with pytest.raises(NotRunning, match="does not hold the token in .*server.json"):
-                Client.discover(autostart=autostart)
-        assert _Imposter.seen and all(
-            method == "GET" and path.startswith("/v1/live") and auth is None
-            for method, path, auth in _Imposter.seen
-        ), _Imposter.seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield f"http://127.0.0.1:{server.server_address[1]}", request.param
+    server.shutdown()
+    server.server_close()
+
+
+IMPOSTERS = ["no proof", "a made-up proof", "a relayed proof", "a redirect"]
+
+
+@pytest.mark.parametrize("imposter", IMPOSTERS, indirect=True)
+def test_a_server_that_cannot_prove_the_token_gets_nothing(
+    isolated_dirs: Path, imposter: tuple[str, str]
+) -> None:
+    """A stale server.json names a port another program took: no plug-in sends it the token or
+    a job, and discovery says why, even when a live server with the same token answers the
+    challenge for it (a fixed token: each server's proof names its own URL)."""
+    url, mode = imposter
+    config = isolated_dirs / "config"
+    config.mkdir()
+    (config / "server.json").write_text(json.dumps({"url": url, "token": LIVE_TOKEN}))
+    assert hostkit.try_local_client() is None
+    # a redirect is not followed, so nothing there answers /v1/live
+    said = "Could not reach" if mode == "a redirect" else "cannot prove .* token in .*server.json"
+    for autostart in (False, True):
+        with pytest.raises(NotRunning, match=said):
+            Client.discover(autostart=autostart)
+    assert _Imposter.seen and all(
+        method == "GET" and path.startswith("/v1/live") and auth is None
+        for method, path, auth in _Imposter.seen
+    ), _Imposter.seen
+
+
+@pytest.mark.parametrize("imposter", ["no proof"], indirect=True)
+def test_a_start_that_finds_its_port_taken_by_an_imposter_says_so_at_once(
+    isolated_dirs: Path, imposter: tuple[str, str]
+) -> None:
+    """The server Start Server launched exits (its port is taken) while what holds the port
+    cannot prove the token: the start ends with that, not after minutes of waiting."""
+    url, _ = imposter
+    config = isolated_dirs / "config"
+    config.mkdir()
+    (config / "server.json").write_text(json.dumps({"url": url, "token": LIVE_TOKEN}))
+    exited = types.SimpleNamespace(poll=lambda: 2, pid=0)
+    port = url.rsplit(":", 1)[1]
+    command = ["paintbridge", "serve", "--port", port]
+    launch = discovery.ServerLaunch(exited, str(config), "server.log", 5, command)
+    with pytest.raises(NotRunning, match="cannot prove it holds the token"):
+        launch.check()
+
+
+def test_a_token_that_is_not_text_is_no_token(isolated_dirs: Path, live_url: str) -> None:
+    """A damaged server.json (`"token": 123`) never makes try_local_client raise in a timer."""
+    config = isolated_dirs / "config"
+    config.mkdir()
+    (config / "server.json").write_text(json.dumps({"url": live_url, "token": 123}))
+    assert hostkit.try_local_client() is None
 
 
 # --- non-blocking: try_local_client, launch_server ----------------------------------------------

@@ -118,7 +118,9 @@ def test_in_process_routes(app_client: TestClient) -> None:
     assert app_client.get("/v1/live").json() == {"ok": True}
     # with a challenge, the proof that the server holds the token (hostkit.discovery)
     proof = app_client.get("/v1/live?challenge=00ff17").json()["proof"]
-    assert proof == live_proof(TOKEN, "00ff17") != live_proof("other", "00ff17")
+    url = app_client.app.state.runtime.settings.url  # type: ignore[attr-defined]
+    assert proof == live_proof(TOKEN, url, "00ff17") != live_proof("other", url, "00ff17")
+    assert proof != live_proof(TOKEN, "http://127.0.0.1:1", "00ff17")  # another server's
     for bad in ("xyz", "0" * 65, ""):
         assert app_client.get(f"/v1/live?challenge={bad}").status_code in (400, 422), bad
     assert app_client.head("/v1/live").status_code == 200  # health checkers probe with HEAD

@@ -636,6 +636,14 @@ class Client(object):
                 status=status,
                 retry_after=retry,
             )
+        if 300 <= status < 400:  # not followed: a token must not go where the user did not say
+            return RequestRejected(
+                "The server at %s answered %s %s by sending it to %s. Put the address it should "
+                "reach in the plug-in settings (https:// for a server behind TLS)."
+                % (self.url, method, path, headers.get("location") or "another address"),
+                code="redirected",
+                status=status,
+            )
         if 400 <= status < 500:
             if message is None and status == 404:
                 message = (
@@ -676,7 +684,7 @@ class Client(object):
             answer = self.request("GET", "/v1/live?challenge=" + challenge, auth=False)
         except PaintbridgeError:
             return False
-        return proves_token(answer, self.token, challenge)
+        return proves_token(answer, self.token, self.url, challenge)
 
     def health(self):
         """GET /v1/health: version, device, dtype, model, queue."""

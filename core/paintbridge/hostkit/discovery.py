@@ -112,11 +112,13 @@ def _read_json(path):
 # --- the server proves it holds the token ----------------------------------------------------
 
 
-def live_proof(token, challenge):
-    """What a server holding `token` answers to GET /v1/live?challenge=`challenge`: the hex
-    HMAC-SHA256 of "paintbridge-live:" + challenge, keyed with the token. Only the holder of the
-    token can make it, and it does not give the token away."""
-    message = ("paintbridge-live:" + challenge).encode("utf-8")
+def live_proof(token, url, challenge):
+    """What the server at `url` (as server.json names it) holding `token` answers to
+    GET /v1/live?challenge=`challenge`: the hex HMAC-SHA256 of "paintbridge-live:" + url + "\n" +
+    challenge, keyed with the token. Only the holder of the token can make it, it does not give
+    the token away, and another server with the same token (a fixed one) makes another proof,
+    so a program on a stale port cannot pass that server's proof off as its own."""
+    message = ("paintbridge-live:" + url + "\n" + challenge).encode("utf-8")
     return hmac.new(token.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
@@ -124,8 +126,8 @@ def new_challenge():
     return binascii.hexlify(os.urandom(16)).decode("ascii")
 
 
-def proves_token(answer, token, challenge):
-    """True when `answer` (a /v1/live answer) carries the proof that its server holds `token`."""
+def proves_token(answer, token, url, challenge):
+    """True when `answer` (a /v1/live answer) proves that the server at `url` holds `token`."""
     proof = answer.get("proof") if isinstance(answer, dict) else None
     if not isinstance(proof, _TEXT):
         return False
@@ -133,15 +135,16 @@ def proves_token(answer, token, challenge):
         given = proof.encode("ascii")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return False
-    return hmac.compare_digest(given, live_proof(token, challenge).encode("ascii"))
+    return hmac.compare_digest(given, live_proof(token, url, challenge).encode("ascii"))
 
 
 def not_the_server_message(url, path):
     return (
-        "Something at %s answers like a paintbridge server but does not hold the token in %s, "
-        "so nothing was sent to it: another program may have taken the port of a server that "
-        "stopped. Start the paintbridge server again (`paintbridge serve`, with another "
-        "--port while that one is taken)." % (url, path)
+        "Something at %s answers like a paintbridge server but cannot prove it holds the token "
+        "in %s, so nothing was sent to it. It may be a paintbridge server older than this "
+        "plug-in (stop it, then start the server again), or another program that took the port "
+        "of a server that stopped (start the server again, with another --port while that one "
+        "is taken)." % (url, path)
     )
 
 
@@ -196,8 +199,9 @@ def _client_from_server_file(config_dir, timeout, client_class=None):
     info = _read_json(path)
     if not isinstance(info, dict) or not isinstance(info.get("url"), _TEXT):
         return None
+    token = info.get("token") if isinstance(info.get("token"), _TEXT) else None
     try:
-        return client_class(info["url"], info.get("token"), timeout=timeout, token_source=path)
+        return client_class(info["url"], token, timeout=timeout, token_source=path)
     except PaintbridgeError:  # not a URL: a damaged file announces no server
         return None
 
@@ -324,6 +328,8 @@ class ServerLaunch(object):
         code = self.process.poll()
         if code is None:
             return None
+        if client is not None and client.is_live():  # on the port: what cannot prove the token
+            raise NotRunning(not_the_server_message(client.url, client.token_source))
         url = command_url(self.command) if self.command else None
         holder = port_holder(url) if url else None
         if holder in ("paintbridge", "waiting"):
@@ -395,6 +401,9 @@ def discover(config_dir=None, autostart=True, start_timeout=120, timeout=30, cli
         return client
     url = client.url if client is not None else DEFAULT_URL
     if client is not None and client.is_live():  # not ours: a server started now gets no port
+        again = _client_from_server_file(config_dir, timeout, client_class)
+        if again is not None and again.is_ours():  # the file was rewritten meanwhile (a restart)
+            return again
         raise NotRunning(not_the_server_message(url, client.token_source))
     if not autostart:
         raise NotRunning(not_running_message(url))

@@ -18,12 +18,24 @@ try:  # Python 3
     from http.client import HTTPException  # novermin
     from urllib.error import HTTPError, URLError  # novermin
     from urllib.parse import quote, urlsplit  # novermin
-    from urllib.request import ProxyHandler, Request, build_opener  # novermin
+    from urllib.request import (  # novermin
+        HTTPRedirectHandler,
+        ProxyHandler,
+        Request,
+        build_opener,
+    )
 except ImportError:  # Python 2.7 (GIMP 2.10)
     from urllib import quote  # novermin
 
     from httplib import HTTPException  # novermin
-    from urllib2 import HTTPError, ProxyHandler, Request, URLError, build_opener  # novermin
+    from urllib2 import (  # novermin
+        HTTPError,
+        HTTPRedirectHandler,
+        ProxyHandler,
+        Request,
+        URLError,
+        build_opener,
+    )
     from urlparse import urlsplit  # novermin
 
 __all__ = [
@@ -207,19 +219,29 @@ class _Reader(object):
         return chunk
 
 
+class _NoRedirect(HTTPRedirectHandler):
+    """A 3xx comes back as the answer: urllib would follow it with the same headers, the token
+    among them, to wherever it points (another port, another host)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class UrllibTransport(object):
     """Sends one request with urllib: `transport(method, path, body, headers)` ->
     (status, headers with lower-case names, body bytes). HTTP error statuses are returned, not
     raised; network failures raise NotRunning or Timeout. A NotRunning whose `refused` is true
     means nothing listens at the address (the server is not running), rather than an answer that
-    was dropped on the way. Proxies are bypassed for loopback. `base_url` goes through check_url.
+    was dropped on the way. Proxies are bypassed for loopback; redirects are not followed (a 3xx
+    is returned). `base_url` goes through check_url.
     """
 
     def __init__(self, base_url, timeout=30):
         self.base_url = check_url(base_url)
         self.timeout = timeout
         host = urlsplit(self.base_url).hostname
-        self._opener = build_opener(ProxyHandler({})) if is_loopback(host) else build_opener()
+        handlers = [ProxyHandler({})] if is_loopback(host) else []
+        self._opener = build_opener(_NoRedirect(), *handlers)
 
     def __call__(self, method, path, body=None, headers=None):
         headers = dict(headers or {})

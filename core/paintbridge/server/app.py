@@ -217,11 +217,12 @@ def _add_routes(app: FastAPI) -> None:
         challenge: Annotated[str | None, Query(max_length=64, pattern="^[0-9a-f]+$")] = None,
     ) -> Live:
         """Is a paintbridge server listening here? The only route without a token. With a
-        `challenge` (hex), `proof` shows that this server holds the token (hostkit checks it
-        before it trusts the server named in server.json: the file outlives a crash)."""
+        `challenge` (hex), `proof` shows that this server, at the URL server.json gives, holds
+        the token (hostkit checks it before it trusts the server named in server.json: the
+        file outlives a crash)."""
         if challenge is None:
             return Live(ok=True)
-        return Live(ok=True, proof=live_proof(rt.settings.token, challenge))
+        return Live(ok=True, proof=live_proof(rt.settings.token, rt.settings.url, challenge))
 
     @app.get("/v1/health", response_model=Health, tags=["service"])
     def health(rt: RuntimeDep) -> Health:

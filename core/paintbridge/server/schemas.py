@@ -112,8 +112,9 @@ class Live(BaseModel):
     ok: bool
     proof: str | None = Field(
         default=None,
-        description="with ?challenge=: hex HMAC-SHA256 of 'paintbridge-live:' + challenge, "
-        "keyed with the server's token (the server holds it; the client need not send it)",
+        description="with ?challenge=: hex HMAC-SHA256 of 'paintbridge-live:' + the server's "
+        "URL (as server.json gives it) + newline + challenge, keyed with the server's token "
+        "(the server holds it; the client need not send it)",
     )
 
 

@@ -75,7 +75,9 @@ class H(BaseHTTPRequestHandler):
     def do_GET(self):
         answer = {"ok": True}
         if "challenge=" in self.path:
-            message = ("paintbridge-live:" + self.path.partition("challenge=")[2]).encode()
+            url = "http://127.0.0.1:%d" % self.server.server_address[1]
+            challenge = self.path.partition("challenge=")[2]
+            message = ("paintbridge-live:" + url + "\\n" + challenge).encode()
             answer["proof"] = hmac.new(b"t", message, hashlib.sha256).hexdigest()
         body = json.dumps(answer).encode()
         self.send_response(200)
