@@ -551,6 +551,13 @@ def test_a_job_the_server_refuses_is_raised_by_the_watchs_poll() -> None:
         _until(lambda: watch.poll().finished)
 
 
+def test_a_sending_jobs_fraction_is_the_uploads() -> None:
+    """Progress bars show the upload, then the steps."""
+    assert JobStatus({"state": "sending", "upload": {"sent": 25, "size": 100}}).fraction == 0.25
+    assert JobStatus({"state": "sending"}).fraction == 0.0
+    assert JobStatus({"state": "running", "progress": {"step": 1, "steps": 4}}).fraction == 0.25
+
+
 @pytest.mark.parametrize(
     ("raw", "trouble", "text"),
     [

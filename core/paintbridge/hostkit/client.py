@@ -169,7 +169,10 @@ class JobStatus(object):
 
     @property
     def fraction(self):
-        """Progress in [0, 1] (0 while queued or when steps are unknown)."""
+        """Progress in [0, 1]: of the steps (0 while queued or when steps are unknown), or of
+        the upload while SENDING."""
+        if self.state == SENDING:
+            return min(1.0, self.sent / float(self.size)) if self.size else 0.0
         return min(1.0, self.step / self.steps) if self.steps else (1.0 if self.done else 0.0)
 
     @property

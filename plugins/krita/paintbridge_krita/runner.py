@@ -10,7 +10,7 @@ import time
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from .hostkit import launch_server, try_local_client
-from .hostkit.client import Cancelled, PaintbridgeError, status_text
+from .hostkit.client import SENDING, Cancelled, PaintbridgeError, status_text
 
 
 class JobRunner(QObject):
@@ -91,7 +91,10 @@ class JobRunner(QObject):
             text = status_text(status, self._handle.trouble)
             if self._cancel_requested:  # the server stops at its next step: say it is coming
                 text = "Cancelling\u2026 (%s)" % (text[0].lower() + text[1:],)
-            self.progress.emit(status.step, status.steps, text)
+            if status.state == SENDING and status.size:  # the bar shows the upload, then steps
+                self.progress.emit(int(status.fraction * 100), 100, text)
+            else:
+                self.progress.emit(status.step, status.steps, text)
             return
         try:
             status.raise_for_state()

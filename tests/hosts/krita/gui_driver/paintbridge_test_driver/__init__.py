@@ -246,8 +246,9 @@ class Driver:
         return [b.x(), b.y(), b.width(), b.height()]
 
     def wait_running(self, docker, timeout_s=120):
-        """Until the server reports a step of the job (the docker's progress bar moves)."""
-        return Wait(lambda: self.ctrl.busy and docker.progress.value() >= 1, timeout_s)
+        """Until the server reports a step of the job (the docker says "Step n of N"; its
+        progress bar also moves while the job is being sent)."""
+        return Wait(lambda: self.ctrl.busy and docker.status.text().startswith("Step "), timeout_s)
 
     def error_box(self):
         for widget in QApplication.topLevelWidgets():
