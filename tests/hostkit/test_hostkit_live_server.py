@@ -3,7 +3,6 @@ arrives byte for byte, and its result comes back byte for byte."""
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from paintbridge.hostkit import inpaint_job
 from paintbridge.hostkit.client import Client, UrllibTransport
-from paintbridge.hostkit.transport import PIECE, JsonBody
+from paintbridge.hostkit.transport import PIECE, JsonBody, json_text
 
 # tests/server/server_support.py starts and stops the real server; reuse it, do not copy it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
@@ -62,7 +61,7 @@ def test_a_large_inpaint_job_round_trips_byte_exact(server: ServerProcess) -> No
 
     body = transport.bodies[0]
     assert isinstance(body, JsonBody) and len(body) > 8 * PIECE
-    assert len(body) == len(json.dumps(job))
+    assert len(body) == len(json_text(job))
     assert (result.width, result.height) == (WIDTH, HEIGHT)
     sent = np.frombuffer(bytes(rgba), np.uint8).reshape(HEIGHT, WIDTH, 4)
     got = np.frombuffer(result.rgba, np.uint8).reshape(HEIGHT, WIDTH, 4)

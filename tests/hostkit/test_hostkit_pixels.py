@@ -313,13 +313,14 @@ def test_mask_alpha_matches_float_rounding() -> None:
 def test_image_payloads_round_trip() -> None:
     rgba = _random_bytes(5 * 3 * 4, 9)
     raw = image_payload(rgba, 5, 3)
-    assert raw == {
+    assert {**raw, "data": str(raw["data"])} == {
         "width": 5,
         "height": 3,
         "format": "rgba8",
         "data": base64.b64encode(rgba).decode("ascii"),
     }
     assert payload_to_rgba(raw) == (5, 3, rgba)
+    assert payload_to_rgba({**raw, "data": str(raw["data"])}) == (5, 3, rgba)  # as the server
     png = image_payload(rgba, 5, 3, "png")
     assert png["format"] == "png"
     assert payload_to_rgba(png) == (5, 3, rgba)
@@ -334,7 +335,7 @@ def test_mask_payloads_round_trip() -> None:
     a8 = mask_payload(mask, 6, 4)
     assert a8["format"] == "a8" and payload_to_mask(a8) == (6, 4, mask)
     png = mask_payload(mask, 6, 4, "png")
-    assert Image.open(io.BytesIO(base64.b64decode(png["data"]))).mode == "L"
+    assert Image.open(io.BytesIO(base64.b64decode(str(png["data"])))).mode == "L"
     assert payload_to_mask(png) == (6, 4, mask)
 
 

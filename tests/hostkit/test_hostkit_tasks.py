@@ -44,7 +44,7 @@ def test_img2img_job() -> None:
     job = img2img_job(rgba, 2, 2, 0.6, prompt="p", model="test:tiny")
     assert job["task"] == "img2img" and job["strength"] == 0.6 and job["model"] == "test:tiny"
     assert job["image"]["format"] == "rgba8"
-    assert base64.b64decode(job["image"]["data"]) == rgba
+    assert base64.b64decode(str(job["image"]["data"])) == rgba
     assert img2img_job(rgba, 2, 2, image_format="png")["image"]["format"] == "png"
     with pytest.raises(ValueError, match="strength"):
         img2img_job(rgba, 2, 2, 1.5)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from paintbridge.hostkit.transport import LONG_STRING, PIECE, JsonBody, json_body
+from paintbridge.hostkit.transport import LONG_STRING, PIECE, Base64, JsonBody, json_body, json_text
 
 
 def _base64(size: int) -> str:
@@ -88,4 +88,51 @@ def test_sending_a_body_never_copies_its_long_strings_whole() -> None:
     finally:
         tracemalloc.stop()
     assert sent == len(json.dumps(job))
+    assert peak < 4 * PIECE, peak
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, PIECE // 4 * 3, PIECE // 4 * 3 + 1, 2 * PIECE + 7])
+def test_base64_data_is_its_base64_string(size: int) -> None:
+    data = os.urandom(size)
+    text = base64.b64encode(data).decode("ascii")
+    encoded = Base64(data)
+    assert str(encoded) == text and len(encoded) == len(text)
+    pieces = list(encoded.pieces())
+    assert b"".join(pieces) == text.encode("ascii")
+    assert all(0 < len(piece) <= PIECE for piece in pieces)
+
+
+def test_a_job_with_base64_data_is_sent_as_the_json_of_its_strings() -> None:
+    image, mask = os.urandom(PIECE + 11), os.urandom(5)
+    job = _job(Base64(image), Base64(mask), prompt="\x00hostkit-long-string-0")
+    as_strings = _job(
+        base64.b64encode(image).decode(), base64.b64encode(mask).decode(), prompt=job["prompt"]
+    )
+    expected = json.dumps(as_strings).encode("utf-8")
+    body = json_body(job)
+    assert isinstance(body, JsonBody) and len(body) == len(expected)
+    assert bytes(body) == expected
+    assert json_text(job).encode("utf-8") == expected
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_text({"x": object()})
+
+
+def test_a_payload_string_equal_to_a_marker_falls_back_to_json_text() -> None:
+    marker = "\x00hostkit-long-string-0\x00"
+    job = _job(Base64(b"\xff" * 3), "AA==", prompt=marker, extra=marker)
+    assert json_body(job) == json_text(job).encode("utf-8")
+    assert json.loads(json_body(job))["image"]["data"] == "////"
+
+
+def test_sending_base64_data_never_makes_its_string() -> None:
+    """A 4096 x 4096 crop's 64 MB become 85 MB of base64 text only piece by piece as it is sent
+    (here 24 MB: the body's pieces, never its 32 MB string)."""
+    job = _job(Base64(os.urandom(24 * 1024 * 1024)), Base64(os.urandom(1024)))
+    tracemalloc.start()
+    try:
+        sent = sum(len(piece) for piece in json_body(job))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sent == len(json_text(job))
     assert peak < 4 * PIECE, peak

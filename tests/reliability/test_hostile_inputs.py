@@ -24,6 +24,7 @@ from server_support import ServerProcess, assert_no_server_bugs
 from paintbridge.engine.types import Limits
 from paintbridge.history import History
 from paintbridge.hostkit.pixels import image_payload, mask_payload, payload_to_rgba
+from paintbridge.hostkit.transport import json_text
 from paintbridge.server.payloads import decode_image, decode_mask
 from paintbridge.server.schemas import ImagePayload
 
@@ -81,7 +82,7 @@ def inpaint(image: object = None, mask: object = None, **fields: object) -> byte
         "mask": mask or mask_payload(b"\xff" * 16 * 16, 16, 16),
         **fields,
     }
-    return json.dumps(job).encode()
+    return json_text(job).encode()
 
 
 def txt2img(**fields: object) -> bytes:

@@ -16,6 +16,7 @@ from server_support import ServerProcess, assert_no_server_bugs, wait_for
 
 from paintbridge.hostkit import client as hk
 from paintbridge.hostkit.pixels import image_payload, mask_payload
+from paintbridge.hostkit.transport import json_text
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def inpaint_job(width: int = 16, height: int = 16, **changes: object) -> dict[st
         "mask": mask_payload(b"\xff" * (width * height), width, height),
     }
     job.update(changes)
-    return job
+    return json.loads(json_text(job))  # hostkit's Base64 data as the strings httpx sends
 
 
 # --- auth, host, CORS -------------------------------------------------------------------------
