@@ -30,6 +30,7 @@ SECTIONS = (
     "selection",
     "large_selection",
     "gui_thread",
+    "blender_convert",
     "switching",
     "coldstart",
     "memory",
