@@ -141,7 +141,8 @@ def run(report: Report) -> None:
         "plan = reading the mask over the host's selection box + context box + mask crop; "
         "scan_ms = selection_bounds over the full-canvas mask (adapters without a host box; "
         "timed apart, not in total); crop = "
-        "reading the box from the full RGBA8 canvas; job = RGBA8/A8 payloads (base64); total "
+        "reading the box from the full RGBA8 canvas; job = RGBA8/A8 payloads (their base64 is "
+        "written while the job is sent: in total); total "
         "includes the round trips, generation (test:tiny, 4 steps, 0.05 s polling) and "
         "placements",
         SECTION,

@@ -73,13 +73,14 @@ def _byte_tables():
 
 
 def linear_to_bytes(values):
-    """Linear float values to sRGB-encoded bytes, rounded to nearest (what to_bytes of
-    linear_to_srgb gives, through two table lookups instead of a power per value); below 0 and
-    NaN give 0, above 1 give 255."""
+    """Linear float values to sRGB-encoded bytes: linear_to_srgb rounded to nearest as
+    float64 rounds it, through two table lookups instead of a power per value (to_bytes of the
+    float32 linear_to_srgb gives 1 more or less for about 2 in 10 million values, a hair from
+    a rounding boundary); below 0 and NaN give 0, above 1 give 255."""
     first, next_at = _byte_tables()
     x = np.asarray(values, dtype=np.float32)
-    scaled = np.fmin(np.fmax(x * np.float32(STEPS), np.float32(0.0)), np.float32(STEPS))
-    index = scaled.astype(np.int32)  # NaN: fmax made it 0
+    clipped = np.fmin(np.fmax(x, np.float32(0.0)), np.float32(1.0))  # NaN: fmax makes it 0
+    index = (clipped * np.float32(STEPS)).astype(np.int32)  # exact: STEPS is a power of 2
     out = np.take(first, index)
     out += x >= np.take(next_at, index)
     return out
@@ -155,10 +156,14 @@ def keep_unchanged(values, source_values, source_rgba, rgba, width, height):
     what an inpaint left alone keeps its exact float values (above 1.0 in an HDR image, more
     than 8 bits in a height map), not their 8-bit reading."""
     pixels = width * height
+    rgba, source_rgba = bytes(rgba), bytes(source_rgba)
+    if not len(rgba) == len(source_rgba) == pixels * 4:
+        raise ValueError(
+            "rgba and source_rgba have %d and %d bytes, expected %d x %d x 4"
+            % (len(rgba), len(source_rgba), width, height)
+        )
     # one 32-bit word per pixel: equal words, equal RGBA
-    same = np.frombuffer(bytes(rgba), dtype=np.uint32, count=pixels) == np.frombuffer(
-        bytes(source_rgba), dtype=np.uint32, count=pixels
-    )
+    same = np.frombuffer(rgba, dtype=np.uint32) == np.frombuffer(source_rgba, dtype=np.uint32)
     same = same.reshape(height, width)[::-1].reshape(-1, 1)  # Blender's rows run bottom to top
     out = np.array(values, dtype=np.float32).reshape(-1, 4)
     source = np.ascontiguousarray(source_values, dtype=np.float32).reshape(-1, 4)
@@ -196,6 +201,8 @@ def composite_over(source, result, mask=None):
             "source and result differ in size: %d and %d pixels" % (len(src), len(top))
         )
     wanted = None if mask is None else np.frombuffer(bytes(mask), dtype=np.uint8)
+    if wanted is not None and len(wanted) != len(src):
+        raise ValueError("the mask has %d bytes for %d pixels" % (len(wanted), len(src)))
     out = np.empty_like(src)
     for start in range(0, len(src), BLOCK):
         part = slice(start, start + BLOCK)

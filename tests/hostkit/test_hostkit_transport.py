@@ -136,3 +136,15 @@ def test_sending_base64_data_never_makes_its_string() -> None:
         tracemalloc.stop()
     assert sent == len(json_text(job))
     assert peak < 4 * PIECE, peak
+
+
+def test_base64_data_is_a_copy_counted_in_bytes() -> None:
+    """A buffer of wider items is sent as its bytes (len() and pieces count bytes), and a
+    bytearray changed after the job was built does not change what is sent."""
+    words = memoryview(bytearray(range(16))).cast("I")
+    assert len(Base64(words)) == len(base64.b64encode(bytes(range(16))))
+    assert str(Base64(words)) == base64.b64encode(bytes(range(16))).decode()
+    pixels = bytearray(b"\x01\x02\x03")
+    encoded = Base64(pixels)
+    pixels[0] = 0xFF
+    assert str(encoded) == "AQID"

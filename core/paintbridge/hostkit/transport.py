@@ -130,7 +130,9 @@ class Base64(object):
     __slots__ = ("data",)
 
     def __init__(self, data):
-        self.data = data
+        # bytes, so that len() and slices count bytes (not a memoryview's items) and the data
+        # cannot change while another thread sends it
+        self.data = data if isinstance(data, bytes) else memoryview(data).tobytes()
 
     def __len__(self):
         return (len(self.data) + 2) // 3 * 4
