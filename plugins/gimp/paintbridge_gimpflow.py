@@ -162,16 +162,17 @@ def layer_name(command, settings, seed=None):
 
 
 def _run(client, job, progress, should_cancel):
-    """(job id, results)."""
+    """(job id, results). The job is sent and followed from hostkit's JobWatch thread; this one
+    shows its progress (the upload, the queue, the steps) and asks should_cancel() every
+    50 ms, so GIMP's progress window keeps answering and Cancel works during the upload too."""
 
-    def on_progress(step, steps):
+    def on_status(status, text):
         if progress is not None:
-            progress(step / steps if steps else 0.0, "step %d of %d" % (step, steps))
+            progress(status.fraction, text)
 
-    if progress is not None:
-        progress(0.0, "waiting for the paintbridge server")
-    job_id = client.submit(job)
-    return job_id, client.wait(job_id, on_progress=on_progress, should_cancel=should_cancel)
+    watch = client.watch(job)
+    results = watch.follow(on_status, should_cancel)
+    return watch.id, results
 
 
 def check_image(host):

@@ -551,6 +551,78 @@ def test_a_job_the_server_refuses_is_raised_by_the_watchs_poll() -> None:
         _until(lambda: watch.poll().finished)
 
 
+def test_follow_shows_the_upload_then_the_job_and_returns_its_results() -> None:
+    """GIMP's way: the caller's thread blocks but looks every 50 ms (its window keeps
+    answering); the upload shows as it goes, then the steps."""
+    transport = UploadTransport(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [
+                (200, _job("running", 1)),
+                (200, _job("running", 2)),
+                (200, _job("done", 4, results=[_result()])),
+            ],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
+        }
+    )
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+    shown: list[tuple[float, str]] = []
+    looks = []
+
+    def on_status(status: JobStatus, text: str) -> None:
+        shown.append((status.fraction, text))
+        transport.go_on.set()  # the upload goes on once it has been shown
+
+    watch = client.watch(_large_job())
+    results = watch.follow(on_status, lambda: looks.append(1) and False)
+    assert [(r.width, r.height, r.seed, r.rgba) for r in results] == [(2, 2, 42, RGBA)]
+    assert shown[0][1].startswith("Sending") and shown[0][0] < 1.0
+    assert len(shown) == len(set(shown))  # only changes are shown
+    assert looks and watch.join(5)  # closed: its thread ended with the job
+
+
+def test_follow_cancelled_during_the_upload_never_reaches_the_server() -> None:
+    transport = UploadTransport({("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})]})
+    client = Client("http://127.0.0.1:7860", "tok", transport=transport)
+
+    def should_cancel() -> bool:
+        if not transport.first_piece.is_set():
+            return False
+        transport.go_on.set()  # the next piece finds the upload stopped
+        return True
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="no image was made"):
+        client.watch(_large_job()).follow(should_cancel=should_cancel)
+    assert time.monotonic() - started < 2.5  # not CANCEL_WAIT: the upload stopped at once
+    assert transport.calls == []
+
+
+def test_follow_cancelled_while_running_has_sent_the_cancel_when_it_raises() -> None:
+    """GIMP's plug-in ends right after Cancel: the cancel must have gone out by then."""
+    client, transport = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [(200, {"id": "j1", "state": "cancelled"})],
+        }
+    )
+    texts: list[str] = []
+    with pytest.raises(Cancelled, match="no image was made"):
+        client.watch({"task": "txt2img", "prompt": "x"}).follow(
+            lambda _status, text: texts.append(text), lambda: "Step 1 of 4" in texts
+        )
+    assert ("POST", "/v1/jobs/j1/cancel") in [(m, p) for m, p, _, _ in transport.calls]
+
+
+def test_follow_raises_a_refusal_with_the_servers_message() -> None:
+    client, _ = _client(
+        {("POST", "/v1/jobs"): [(422, {"error": {"code": "invalid", "message": "no model"}})]}
+    )
+    with pytest.raises(RequestRejected, match="no model"):
+        client.watch({"task": "txt2img", "prompt": "x"}).follow()
+
+
 def test_a_sending_jobs_fraction_is_the_uploads() -> None:
     """Progress bars show the upload, then the steps."""
     assert JobStatus({"state": "sending", "upload": {"sent": 25, "size": 100}}).fraction == 0.25

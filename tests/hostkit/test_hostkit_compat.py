@@ -53,6 +53,10 @@ else:
     raise AssertionError("no error")
 results = client.run(job, poll_interval=0.01)
 assert results[0].rgba == bytes(bytearray(range(16))), results
+# sent and followed by a JobWatch's thread (GIMP's way: the caller looks every 50 ms)
+texts = []
+watched = client.watch(job).follow(lambda status, text: texts.append(text), lambda: False)
+assert [r.rgba for r in watched] == [results[0].rgba] and texts, (watched, texts)
 # a job with long base64 strings goes as a body in pieces (Python 2: through a file for httplib)
 big = bytes(bytearray(i * 7 % 256 for i in range(600 * 500 * 4)))
 job = h.inpaint_job(big, big[: 600 * 500], 600, 500, prompt="x")

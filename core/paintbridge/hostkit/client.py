@@ -97,6 +97,10 @@ RETRY_PAUSE = 0.5
 # on its own thread: a server that stopped answering (hung, or a dropped network link) froze the
 # window for the whole request timeout (10-30 s) on every poll.
 STATUS_TIMEOUT = 3.0
+# JobWatch.follow: how often it looks at the job and the host's cancel, and how long a cancel
+# may take to go out before Cancelled is raised
+FOLLOW_INTERVAL = 0.05
+CANCEL_WAIT = 3.0
 
 
 def poll_delays(first=POLL_FIRST, most=POLL_MOST):
@@ -477,6 +481,31 @@ class JobWatch(JobHandle):
         close()); True when it has."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def follow(self, on_status=None, should_cancel=None, interval=FOLLOW_INTERVAL):
+        """Blocks until the job ends and returns its list of Result, for a host whose own loop
+        must keep turning meanwhile (GIMP's progress window), which the thread's requests never
+        hold up: every `interval` s, calls should_cancel(), and on_status(status, text) with
+        the unfinished JobStatus and status_text's words for it when they changed. When
+        should_cancel() says yes, the cancel goes out (waited for up to CANCEL_WAIT s: the
+        caller may exit next) and Cancelled is raised. Raises what poll() raises, and JobFailed
+        or Cancelled for those states; the watch is closed at the end."""
+        shown = None
+        try:
+            while True:
+                status = self.poll()
+                if status.finished:
+                    return status.raise_for_state().results or []
+                text = status_text(status, self.trouble)
+                if on_status is not None and (status.fraction, text) != shown:
+                    shown = (status.fraction, text)
+                    on_status(status, text)
+                if should_cancel is not None and should_cancel():
+                    self.cancel(CANCEL_WAIT)
+                    raise Cancelled("Cancelled; no image was made.")
+                time.sleep(interval)
+        finally:
+            self.close()
 
 
 class _Upload(JsonBody):

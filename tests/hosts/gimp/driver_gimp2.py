@@ -280,6 +280,8 @@ def _generate_image():
 
 
 IDENTITY = {"model": "test:identity", "steps": 2}
+# what the progress says once the server runs the job (hostkit status_text)
+RUNNING = ("Running", "Step ")
 
 
 @case("indexed_image")
@@ -384,7 +386,7 @@ def during_job(action, **values):
 
     def progress_set_text(text):
         original(text)
-        if text.startswith("step ") and not done:
+        if text.startswith(RUNNING) and not done:
             done.append(text)
             action(image, layer)
 
@@ -392,7 +394,9 @@ def during_job(action, **values):
     gimpfu.gimp.progress_set_text = progress_set_text
     try:
         before = list(image.layers)
-        call(FILL, image, layer, **common(**dict(IDENTITY, source=0, whole=False, **values)))
+        # 6 steps of 0.05 s: the plug-in, which looks every 0.05 s, sees the job run
+        job = dict(IDENTITY, steps=6, source=0, whole=False, **values)
+        call(FILL, image, layer, **common(**job))
     finally:
         gimpfu.gimp.progress_set_text = original
     new = [n for n in image.layers if n not in before]

@@ -392,6 +392,8 @@ def _img2img_down():
 # model returns pixel for pixel, so the new layer must hold the source layer's own pixels.
 
 IDENTITY = {"model": "test:identity", "steps": 2}
+# what the progress says once the server runs the job (hostkit status_text)
+RUNNING = ("Running", "Step ")
 
 
 def read_rgba(drawable, box):
@@ -771,7 +773,8 @@ def during_job(action, make=None):
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 48, 48)
     plugin = plugin_module()
     host = plugin.Gimp3Host(image, layer)
-    settings = plugin.flow.DEFAULTS._replace(prompt="identity", **IDENTITY)
+    # 6 steps of 0.05 s: the plug-in, which looks every 0.05 s, sees the job run
+    settings = plugin.flow.DEFAULTS._replace(prompt="identity", **dict(IDENTITY, steps=6))
     acted = []
     notices = []
     show = host.notice
@@ -783,7 +786,7 @@ def during_job(action, make=None):
     host.notice = notice
 
     def progress(_fraction, text):
-        if text.startswith("step ") and not acted:
+        if text.startswith(RUNNING) and not acted:
             acted.append(text)
             action(image, layer)
 
@@ -836,6 +839,49 @@ def _locked_during():
 def _cropped():
     """The user crops the 64x64 image to 40x40 from (16, 16) while the job runs."""
     return during_job(lambda image, layer: image.crop(40, 40, 16, 16))
+
+
+@case("cancelled_during_job", alone=True)
+def _cancelled():
+    """Fill Selection (test:identity, 150 steps) through the plug-in's own flow, its Cancel
+    pressed at the first step, as the progress window's should_cancel reports it: the image is
+    as it was, and the server has the cancel by the time the plug-in would return."""
+    rgb = Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE
+    image, layer = make_image(64, 64, *rgb)
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 48, 48)
+    image.clean_all()
+    before, count = flattened(image), len(layers(image))
+    plugin = plugin_module()
+    host = plugin.Gimp3Host(image, layer)
+    settings = plugin.flow.DEFAULTS._replace(prompt="cancel", **dict(IDENTITY, steps=150))
+    texts, watches = [], []
+    watch = plugin.flow.Client.watch
+
+    def recorded_watch(client, job):
+        watches.append(watch(client, job))
+        return watches[-1]
+
+    plugin.flow.Client.watch = recorded_watch
+    facts = {}
+    try:
+        plugin.flow.run_command(
+            "fill",
+            host,
+            settings,
+            progress=lambda _fraction, text: texts.append(text),
+            should_cancel=lambda: any(text.startswith("Step ") for text in texts),
+        )
+    except Exception as exc:
+        facts.update(error_type=type(exc).__name__, error=str(exc))
+    finally:
+        plugin.flow.Client.watch = watch
+    facts["acted"] = any(text.startswith("Step ") for text in texts)
+    facts["texts"] = texts
+    facts["job_id"] = watches[0].id if watches else None
+    facts.update(layers_after=len(layers(image)), layers_before=count, dirty=image.is_dirty())
+    facts["pixels_unchanged"] = flattened(image) == before
+    image.delete()
+    return facts
 
 
 @case("several_layers_selected")

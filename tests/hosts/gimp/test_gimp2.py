@@ -352,8 +352,8 @@ def test_server_killed_mid_job_is_a_message_and_changes_nothing(tmp_path, bundle
         stop_server(server)
     assert "error" not in killer, killer["error"]
     assert facts["ok"], facts.get("error")
-    steps = [text for text in facts["progress"] if text.startswith("step ")]
-    assert steps and steps[-1] != "step 150 of 150", facts["progress"]  # it was mid-job
+    steps = [text for text in facts["progress"] if text.startswith("Step ")]
+    assert steps and steps[-1] != "Step 150 of 150", facts["progress"]  # it was mid-job
     assert 0 < facts["ended_at"] - killer["killed_at_wall"] < 3.0
     assert len(facts["messages"]) == 1, facts["messages"]
     assert facts["messages"][0].startswith(

@@ -22,6 +22,7 @@ from tests.hosts.conftest import require_host, start_server, stop_server
 from tests.hosts.gimp.gimphost import HERE, Workspace, find_gimp3, kill_when_job_runs
 
 from paintbridge import imageops
+from paintbridge.hostkit.client import Client
 from paintbridge.hostkit.geometry import Box, context_box
 
 pytestmark = [
@@ -437,6 +438,7 @@ def gimp_during_run(live_server):
         "layer_deleted_during_job",
         "group_locked_during_job",
         "canvas_cropped_during_job",
+        "cancelled_during_job",
     ]
     yield from run_driver(live_server, only=only)
 
@@ -487,6 +489,21 @@ def test_canvas_cropped_during_the_job_places_the_result_and_says_so(gimp_during
         "move it if the image moved."
     ]
     assert "The canvas changed size while the job ran" in gimp_during_run[1]  # GIMP showed it
+
+
+def test_cancel_during_the_job_leaves_the_image_and_has_the_server_stop(
+    gimp_during_run, live_server
+):
+    """Cancel in the progress window at the first step: Cancelled (the plug-in ends quietly),
+    no layer, no pixel changed, and the cancel reached the server before the plug-in went on."""
+    entry = during(gimp_during_run, "cancelled_during_job")
+    assert entry["error_type"] == "Cancelled", entry
+    assert entry["texts"][0].startswith("Sending"), entry["texts"]
+    assert entry["layers_after"] == entry["layers_before"] and entry["pixels_unchanged"]
+    assert not entry["dirty"]
+    client = Client(live_server.url, live_server.token)
+    status = client.status(entry["job_id"], image_format="none")
+    assert status["state"] == "cancelled", status  # stopped long before its 150 steps
 
 
 def test_the_cases_where_the_canvas_kept_its_size_say_nothing(gimp_during_run):
