@@ -137,8 +137,9 @@ def rgba8_to_pixels(rgba, width, height, linear=False):
     if array.size != width * height * 4:
         raise ValueError("rgba has %d bytes, expected %d x %d x 4" % (array.size, width, height))
     rows = array.reshape(height, width, 4)[::-1]
-    decoded = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255.0))
-    decoded = decoded.astype(np.float32)
+    if linear:  # each byte's linear value, worked out once
+        decoded = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255.0))
+        decoded = decoded.astype(np.float32)
     out = np.empty((height, width, 4), dtype=np.float32)
     for top, bottom in _row_blocks(height, width):
         block, values = rows[top:bottom], out[top:bottom]
