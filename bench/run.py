@@ -31,6 +31,7 @@ SECTIONS = (
     "large_selection",
     "gui_thread",
     "blender_convert",
+    "blender_result",
     "switching",
     "coldstart",
     "memory",

@@ -16,13 +16,36 @@ bl_info = {
     "category": "Paint",
 }
 
+# each after the ones it imports
+_SUBMODULES = (
+    "convert",
+    "params",
+    "connection",
+    "props",
+    "images",
+    "results",
+    "plans",
+    "operators",
+    "ui",
+)
+
 if "operators" in locals():  # Reload Scripts: reload the submodules in dependency order
     import importlib
 
-    for _module in (convert, params, connection, props, images, operators, ui):  # noqa: F821
-        importlib.reload(_module)
+    for _name in _SUBMODULES:
+        importlib.reload(globals()[_name])
 
-from . import connection, convert, images, operators, params, props, ui  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    connection,
+    convert,
+    images,
+    operators,
+    params,
+    plans,
+    props,
+    results,
+    ui,
+)
 
 _MODULES = (props, operators, ui)
 

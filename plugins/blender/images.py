@@ -161,46 +161,44 @@ class FloatSource(object):
         return cls(image)
 
 
-def new_float_result(name, width, height, rgba, record, source, source_rgba):
-    """new_result_image's float twin for an inpaint of a float image (`source`, a FloatSource;
-    `source_rgba` the RGBA8 reading that was sent): the changed pixels decoded from `rgba` as
-    the source holds its values, the others the source's own floats."""
-    array = convert.rgba8_to_pixels(rgba, width, height, source.linear).reshape(-1, 4)
-    if source.premultiplied:
-        array = convert.premultiply(array)
-    values = convert.keep_unchanged(array.ravel(), source.values, source_rgba, rgba, width, height)
+def new_float_result(name, width, height, values, record, source):
+    """new_result_image's float twin for an inpaint of a float image (`source`, a FloatSource):
+    `values` its pixels (results.float_values), its colour space and alpha mode the source's.
+    Packed as OpenEXR: as a PNG, the floats would be cut to 8 bits."""
     image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
 
     def fill():
         image.colorspace_settings.name = source.colorspace
         image.alpha_mode = source.alpha_mode
         image.pixels.foreach_set(values)
-        image.file_format = "OPEN_EXR"  # packed as a PNG, the floats would be cut to 8 bits
+        image.file_format = "OPEN_EXR"
+        image.update()
+        image.pack()
 
     return _kept(image, fill, record)
 
 
-def new_result_image(name, width, height, rgba, record, colorspace=None):
-    """A new byte image with these pixels (sRGB, or `colorspace` for a data image's result),
-    packed into the .blend, kept by a fake user (so saving keeps it even when nothing shows
-    it), its parameters as custom properties."""
-    image = bpy.data.images.new(name, width, height, alpha=True)
+def new_result_image(name, png, record, colorspace=None):
+    """A new image from a result's PNG file (results.png; sRGB, or `colorspace` for a data
+    image's result), packed into the .blend as it is (Blender reads its pixels from there), kept
+    by a fake user (so saving keeps it even when nothing shows it), its parameters as custom
+    properties."""
+    image = bpy.data.images.new(name, 1, 1, alpha=True)  # its size comes from the file
 
     def fill():
+        image.pack(data=png, data_len=len(png))
+        image.source = "FILE"
         if colorspace is not None:
             image.colorspace_settings.name = colorspace
-        image.pixels.foreach_set(convert.rgba8_to_pixels(rgba, width, height))
 
     return _kept(image, fill, record)
 
 
 def _kept(image, fill, record):
-    """The new `image` after fill(), packed, with its record and a fake user; removed if any
-    of that fails: nothing half-written."""
+    """The new `image` after fill() (which gives it its pixels and packs it), with its record
+    and a fake user; removed if any of that fails: nothing half-written."""
     try:
         fill()
-        image.update()
-        image.pack()
         image[RECORD_KEY] = record
         image.use_fake_user = True
     except Exception:

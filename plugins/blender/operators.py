@@ -84,14 +84,14 @@ class _JobOperator:
         """The synchronous path: blocks until the job is done (background mode, scripts)."""
         session = plans.session(context)
         try:
-            job, finish = self.plan(context)
+            plan = self.plan(context)
             client = plans.client(context, background=True)
 
             def progress(step, steps):
                 session.progress = step / steps if steps else 0.0
 
-            results = client.run(job, on_progress=progress)
-            made = finish(context, results)
+            results = client.run(plan.job, on_progress=progress)
+            made = plan.finish(context, plan.prepare(results))
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         return self._done(context, made)
@@ -106,9 +106,7 @@ class _JobOperator:
             self.report({"WARNING"}, "A Paintbridge job is already running; cancel it first.")
             return {"CANCELLED"}
         try:
-            job, self._finish = self.plan(context)
-            # sent and followed from a background thread: the timer's polls never wait on it
-            self._handle = plans.client(context, background=False).watch(job)
+            self._start(context)
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         session.running, session.cancel_requested, session.progress = True, False, 0.0
@@ -118,6 +116,13 @@ class _JobOperator:
         wm.progress_begin(0, 100)
         self._show_progress(context, hk.JobStatus({"state": hk.SENDING}))  # modal's polls raise
         return {"RUNNING_MODAL"}
+
+    def _start(self, context):
+        """Plans the job and hands it to a JobWatch: sent, followed and its results prepared
+        from a background thread, so the timer's polls never wait on it."""
+        plan = self.plan(context)
+        self._finish = plan.finish
+        self._handle = plans.client(context, background=False).watch(plan.job, plan.prepare)
 
     def modal(self, context, event):
         session = plans.session(context)
@@ -129,8 +134,8 @@ class _JobOperator:
         if event.type != "TIMER" or not _timer_turn(self, POLL_SECONDS):
             return {"PASS_THROUGH"}
         try:
-            status = self._handle.poll()
-        except hk.PaintbridgeError as exc:
+            status = self._handle.poll()  # raises what the plan's prepare raised, too
+        except (ValueError, hk.PaintbridgeError) as exc:
             self._cleanup(context)
             return self._fail(context, exc)
         if not status.finished:

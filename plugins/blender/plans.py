@@ -1,15 +1,24 @@
-"""What each job operator sends and what it makes: the settings and selection checked, the
-job (protocol v1) planned, and the `finish` that writes the new datablocks once the job is done.
-No operator classes here (operators.py runs the jobs)."""
+"""What each job operator sends and what it makes: the settings and selection checked, and a
+Plan: the job (protocol v1), the pixel work on its results (results.py, off Blender's thread)
+and the `finish` that writes the new datablocks once the job is done. No operator classes here
+(operators.py runs the jobs)."""
+
+from collections import namedtuple
 
 import bpy
 
-from . import connection, convert, images, params, props
+from . import connection, convert, images, params, props, results
 from .hostkit import tasks
 
 
 class UserError(Exception):
     """A setting or selection the user must change; the message says what to do."""
+
+
+# job: what is sent. prepare(results): a list of results.Ready made from the job's list of
+# hostkit Result; no bpy (it runs on the job's watch thread in the UI). finish(context, ready):
+# the new datablocks made from them, on Blender's thread.
+Plan = namedtuple("Plan", ("job", "prepare", "finish"))
 
 
 # --- what each operator sends and what it makes -------------------------------------------------
@@ -64,35 +73,33 @@ def _prompt(settings):
     return settings.prompt
 
 
-def remember_seed(context, results):
-    for result in results:
+def remember_seed(context, ready):
+    for result in ready:
         if result.seed is not None and 0 <= result.seed <= params.MAX_SEED:
             scene_settings(context).last_seed = result.seed
 
 
-def _finish_as_images(prompt, task, job, colorspace=None, **record):
-    """The `finish` that makes each result a new image, its parameters (and `record`) kept."""
+def _as_images(prompt, task, job, colorspace=None, **record):
+    """The Plan that makes each result a new image, its parameters (and `record`) kept."""
 
-    def finish(context, results):
+    def finish(context, ready):
         made = [
             images.new_result_image(
                 params.result_name(prompt, task),
-                result.width,
-                result.height,
-                result.rgba,
+                result.png,
                 params.record(job, result.seed, **record),
                 colorspace,
             )
-            for result in results
+            for result in ready
         ]
-        remember_seed(context, results)
+        remember_seed(context, ready)
         return made
 
-    return finish
+    return Plan(job, results.as_png, finish)
 
 
 def plan_generate(context, seamless):
-    """(job, finish) for txt2img at the settings' size."""
+    """The Plan for txt2img at the settings' size."""
     settings = scene_settings(context)
     prompt = _prompt(settings)
     job = tasks.txt2img_job(
@@ -102,7 +109,7 @@ def plan_generate(context, seamless):
         **params.job_parameters(settings.as_dict(), seamless),
     )
 
-    return job, _finish_as_images(prompt, "txt2img", job)
+    return _as_images(prompt, "txt2img", job)
 
 
 def _check_whole_image(source, width, height):
@@ -130,7 +137,7 @@ def plan_img2img(context, source):
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
     colorspace = images.data_colorspace(source)
-    return job, _finish_as_images(prompt, "img2img", job, colorspace, source=source.name)
+    return _as_images(prompt, "img2img", job, colorspace, source=source.name)
 
 
 def plan_inpaint(context, source):
@@ -172,27 +179,27 @@ def plan_inpaint(context, source):
     float_source = images.FloatSource.of(source)
     mask_name = mask_image.name if mask_image is not None else None
 
-    def finish(context, results):
+    def prepare(done):
+        return results.inpainted(done, rgba, width, height, box, box_mask, float_source)
+
+    def finish(context, ready):
         made = []
-        placed = tasks.placements(box, results)  # checks every result has the crop's size
-        for index, result in enumerate(results):
-            region = convert.composite_over(
-                convert.crop(rgba, width, height, box), placed[index].rgba, box_mask
-            )
-            whole = convert.paste(rgba, width, height, box, region)
+        for result in ready:
             record = params.record(job, result.seed, source=source_name, mask=mask_name)
             record["box"] = list(box)
             name = params.result_name(prompt, "inpaint")
-            if float_source is not None:
+            if result.values is not None:
                 made.append(
-                    images.new_float_result(name, width, height, whole, record, float_source, rgba)
+                    images.new_float_result(
+                        name, width, height, result.values, record, float_source
+                    )
                 )
             else:
-                made.append(images.new_result_image(name, width, height, whole, record, colorspace))
-        remember_seed(context, results)
+                made.append(images.new_result_image(name, result.png, record, colorspace))
+        remember_seed(context, ready)
         return made
 
-    return job, finish
+    return Plan(job, prepare, finish)
 
 
 GREASE_PENCIL_TYPES = ("GREASEPENCIL", "GPENCIL")  # Blender 4.3+ (GPv3), and before
@@ -312,10 +319,10 @@ def plan_texture(operator, context):
     find_material = _finder("materials", material)
     find_owner = _finder("objects", owner)
     planned = 'material "%s"' % material.name if material else 'object "%s"' % owner.name
-    job, make_images = plan_generate(context, scene_settings(context).texture_seamless)
+    generate = plan_generate(context, scene_settings(context).texture_seamless)
 
-    def finish(context, results):
-        made = make_images(context, results)
+    def finish(context, ready):
+        made = generate.finish(context, ready)
         record = made[0][params.RECORD_KEY]
         target, obj = find_material(), find_owner()
         if target is None and obj is None:  # deleted while the job ran: the image is kept
@@ -336,4 +343,4 @@ def plan_texture(operator, context):
         record["linked_to"] = "%s: %s" % (socket.node.name, socket.name) if socket else ""
         return made
 
-    return job, finish
+    return generate._replace(finish=finish)

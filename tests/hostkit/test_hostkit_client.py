@@ -1099,3 +1099,53 @@ def test_a_large_json_answer_is_read_without_extra_copies() -> None:
         tracemalloc.stop()
     assert status.results[0].rgba == rgba
     assert peak < 2.2 * len(answer), peak / len(answer)
+
+
+def _done_job_client() -> tuple[Client, FakeTransport]:
+    return _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [
+                (200, _job("running", 3)),
+                (200, _job("done", 4, results=[_result()])),
+            ],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, RESULT)],
+        }
+    )
+
+
+def test_a_watch_prepares_the_results_on_its_thread_before_it_says_done() -> None:
+    """The host's pixel work on a result runs on the watch's thread: until it has returned,
+    poll() gives the last unfinished status, then the finished one carries what it returned."""
+    client, _ = _done_job_client()
+    may_return, started = threading.Event(), threading.Event()
+    threads = []
+
+    def prepare(results: list[Any]) -> list[tuple[int, bytes]]:
+        threads.append(threading.current_thread())
+        started.set()
+        assert may_return.wait(10)
+        return [(result.seed, result.rgba) for result in results]
+
+    watch = client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare)
+    assert started.wait(10)
+    status = watch.poll()
+    assert not status.finished and status.step == 3  # the job is done; its results are not ready
+    may_return.set()
+    done = _until(lambda: watch.poll().finished and watch.poll())
+    assert done.done and done.results == [(42, RGBA)]
+    assert threads == [watch._thread]
+    assert client.watch({"task": "x"}, prepare=prepare).follow() == [(42, RGBA)]
+
+
+def test_what_a_watchs_prepare_raises_its_poll_raises_as_it_is() -> None:
+    client, _ = _done_job_client()
+
+    def prepare(results: list[Any]) -> list[Any]:
+        raise ValueError("the result is 8 x 8, not 64 x 64")
+
+    watch = client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare)
+    with pytest.raises(ValueError, match="not 64 x 64"):
+        _until(lambda: watch.poll().finished)
+    with pytest.raises(ValueError, match="not 64 x 64"):
+        client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare).follow()

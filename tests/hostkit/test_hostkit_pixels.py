@@ -306,6 +306,11 @@ def test_mask_alpha_matches_float_rounding() -> None:
         int(a * m / 255 + 0.5) for a, m in zip(rgba[3::4], mask, strict=True)
     ]
     assert mask_alpha(rgba, b"\xff" * (40 * 30)) == rgba  # a rectangle selection: unchanged
+    opaque = bytearray(rgba)
+    opaque[3::4] = b"\xff" * (40 * 30)
+    expected = bytearray(opaque)
+    expected[3::4] = mask  # an opaque result's alpha becomes the mask, exactly
+    assert mask_alpha(opaque, mask) == expected
     with pytest.raises(ValueError, match="mask has 3 bytes for 4 pixels"):
         mask_alpha(b"\0" * 16, b"\0" * 3)
 

@@ -367,11 +367,18 @@ class JobWatch(JobHandle):
     sent, until the server has it and `id` is set), long-polls it (each answer comes when the
     job's state or step changes), fetches the results and ends with the job, or at `close()`.
     A job the server refuses, or one given up (see JobHandle.poll), is raised by the next
-    poll()."""
+    poll().
 
-    def __init__(self, client, job):
+    `prepare(results)`, when given, runs on the thread once the job is done, and the finished
+    status's `results` are what it returns: the host's pixel work on a result (compositing,
+    encoding, reordering bytes) stays off its GUI thread, which then only makes its document's
+    objects. Until it returns, poll() gives the job's last unfinished status; what it raises,
+    the next poll() raises."""
+
+    def __init__(self, client, job, prepare=None):
         JobHandle.__init__(self, client, None)
         self._job = job
+        self._prepare = prepare
         self._upload = None  # the request body while it is being sent
         self._error = None
         self._closed = threading.Event()
@@ -389,10 +396,14 @@ class JobWatch(JobHandle):
         try:
             self._send()
             for status in _follow(self._contact, self._pause, poll_delays()):
+                if status is not None and status.done and self._prepare is not None:
+                    status = self._prepared(status)
                 if status is not None and not self._closed.is_set():
                     self.last = status
                 self._cancel_if_wanted()
             self._cancel_if_wanted()  # closed before a cancel() went out: it still goes
+        except _PrepareFailed as failed:
+            self._error = failed.error
         except PaintbridgeError as exc:
             self._error = exc
         except Exception as exc:  # a bug here must still end the job for the GUI
@@ -419,6 +430,15 @@ class JobWatch(JobHandle):
         self.id = self._contact.job_id = job_id
         self._thread.name = "paintbridge job %s" % (job_id,)
         self._upload = None
+
+    def _prepared(self, status):
+        if self._closed.is_set():
+            return None  # nobody wants the results
+        try:
+            results = self._prepare(status.results or [])
+        except Exception as exc:
+            raise _PrepareFailed(exc)  # noqa: B904
+        return JobStatus(status.raw, results)
 
     def _upload_stopped(self):
         return self._cancel_wanted or self._closed.is_set()
@@ -506,6 +526,14 @@ class JobWatch(JobHandle):
                 time.sleep(interval)
         finally:
             self.close()
+
+
+class _PrepareFailed(Exception):
+    """Carries what a JobWatch's `prepare` raised, to be raised by poll() as it is."""
+
+    def __init__(self, error):
+        Exception.__init__(self, error)
+        self.error = error
 
 
 class _Upload(JsonBody):
@@ -817,10 +845,11 @@ class Client(object):
         """Submits `job` and returns a JobHandle to poll from a timer."""
         return JobHandle(self, self.submit(job))
 
-    def watch(self, job):
+    def watch(self, job, prepare=None):
         """A JobWatch that sends `job` and follows it from a background thread; returns at
-        once. Polled from a timer, it never waits; a refusal comes from its poll()."""
-        return JobWatch(self, job)
+        once. Polled from a timer, it never waits; a refusal comes from its poll(). `prepare`:
+        see JobWatch."""
+        return JobWatch(self, job, prepare)
 
     def wait(self, job_id, on_progress=None, should_cancel=None, poll_interval=None, timeout=None):
         """Blocks until the job finishes and returns its list of Result.

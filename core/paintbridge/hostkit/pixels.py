@@ -102,7 +102,11 @@ def mask_alpha(rgba, mask):
     if mask.count(b"\xff") == len(mask):  # a rectangle selection: nothing to do
         return rgba
     out = bytearray(rgba)
-    alpha, weights = bytearray(rgba[3::4]), bytearray(mask)
+    alpha = rgba[3::4]
+    if alpha.count(b"\xff") == len(alpha):  # an opaque result (all are): its alpha is the mask
+        out[3::4] = mask
+        return bytes(out)
+    alpha, weights = bytearray(alpha), bytearray(mask)
     out[3::4] = bytearray((a * m + 127) // 255 for a, m in zip(alpha, weights))  # noqa: B905
     return bytes(out)
 
@@ -138,12 +142,18 @@ def encode_png(data, width, height, mode="RGBA", level=6):
         raise ValueError("a PNG needs at least 1 x 1 pixels, got %d x %d" % (width, height))
     stride = width * channels
     raw = b"".join(b"\x00" + data[row * stride : (row + 1) * stride] for row in range(height))
+    return png_from_scanlines(raw, width, height, mode, level)
+
+
+def png_from_scanlines(scanlines, width, height, mode="RGBA", level=6):
+    """A PNG file (bytes) of 8-bit `mode` rows already filtered: each row its filter type byte,
+    then its filtered bytes (for a host that filters faster than this module can)."""
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[mode], 0, 0, 0)
     return b"".join(
         [
             PNG_SIGNATURE,
             _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(raw, level)),
+            _chunk(b"IDAT", zlib.compress(scanlines, level)),
             _chunk(b"IEND", b""),
         ]
     )

@@ -15,6 +15,7 @@ import json
 import os
 import struct
 import sys
+import threading
 import time
 import traceback
 import types
@@ -146,6 +147,23 @@ def registered(addon, data):
     assert "draw_image_menu" not in [
         f.__name__ for f in getattr(bpy.types.IMAGE_MT_image.draw, "_draw_funcs", [])
     ]
+    # Reload Scripts (done while it is off) runs every submodule again
+    import importlib
+
+    def own_functions(submodule):
+        return {
+            key: value
+            for key, value in vars(submodule).items()
+            if isinstance(value, types.FunctionType) and value.__module__ == submodule.__name__
+        }
+
+    names = [n for n in sys.modules if n.startswith(module + ".") and ".hostkit" not in n]
+    before = {name: own_functions(sys.modules[name]) for name in names}
+    assert len(before) >= 9, sorted(before)
+    importlib.reload(addon)
+    for name, functions in before.items():
+        after = own_functions(sys.modules[name])
+        assert functions and all(after[key] is not f for key, f in functions.items()), name
     addon_utils.enable(module, default_set=True, handle_error=_raise)
     assert hasattr(bpy.ops.paintbridge, "generate")
 
@@ -164,10 +182,12 @@ def pixel_conversion(addon, data):
     assert rgba == top_down.tobytes(), "byte image read differs"
     # the first pixel Blender stores is the bottom-left one
     assert np.allclose(pixels(img)[:4] * 255, top_down[h - 1, 0], atol=0.01)
-    # writing a result: exact, packed, kept
-    made = addon.images.new_result_image("made", w, h, top_down.tobytes(), {"task": "t"})
-    assert from_image(made)[2] == top_down.tobytes()
+    # writing a result: packed as the PNG made off Blender's thread, read back exact, kept
+    png = addon.results.png(top_down.tobytes(), w, h)
+    made = addon.images.new_result_image("made", png, {"task": "t"})
+    assert tuple(made.size) == (w, h) and from_image(made)[2] == top_down.tobytes()
     assert made.packed_file is not None and made.use_fake_user
+    assert made.packed_file.data == png  # Blender encoded nothing
     # float image: linear and premultiplied in Blender (see float_alpha), straight sRGB bytes
     # out, within 1/255 of Blender's own transform
     fimg = bpy.data.images.new("floats", w, h, alpha=True, float_buffer=True)
@@ -781,8 +801,7 @@ class ModalDriver:
     def invoke(self, context):
         # invoke() would take the synchronous path in background mode: do what it does in the UI
         session = context.window_manager.paintbridge
-        job, self.op._finish = self.op.plan(context)
-        self.op._handle = self.make_client(context).watch(job)
+        self.op._start(context)
         session.running = True
         self.op._timer = context.window_manager.event_timer_add(0.2, window=context.window)
 
@@ -799,6 +818,19 @@ def modal(addon, data):
     ops = addon.operators
     before = set(i.name for i in bpy.data.images)
     driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    prepared = []  # (thread, what the plan's prepare made)
+
+    def plan(context):
+        made = addon.plans.plan_generate(context, "none")
+
+        def prepare(results):
+            ready = made.prepare(results)
+            prepared.append((threading.current_thread(), ready))
+            return ready
+
+        return made._replace(prepare=prepare)
+
+    driver.op.plan = plan
     driver.invoke(context)
     assert driver.op.modal(context, driver.event("MOUSEMOVE")) == {"PASS_THROUGH"}
     answers = []
@@ -813,7 +845,29 @@ def modal(addon, data):
     (image,) = new_images(before)
     assert tuple(image.size) == (96, 64) and not session.running
     assert driver.op._timer is None
+    # the result's PNG was made on the job's thread; Blender's thread only packed it
+    ((thread, (ready,)),) = prepared
+    assert thread is driver.op._handle._thread and thread is not threading.main_thread()
+    assert image.packed_file.data == ready.png
     data["messages"] = sorted(set(answers))
+    # a result the add-on cannot use (prepare raises) ends the job with its message
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+
+    def unusable(results):
+        raise ValueError("the result is 8 x 8, not 96 x 64")
+
+    driver.op.plan = lambda context: addon.plans.plan_generate(context, "none")._replace(
+        prepare=unusable
+    )
+    driver.invoke(context)
+    deadline = time.time() + 120
+    answer = {"PASS_THROUGH"}
+    while answer == {"PASS_THROUGH"} and time.time() < deadline:
+        time.sleep(0.1)
+        answer = driver.op.modal(context, driver.event("TIMER"))
+    assert answer == {"CANCELLED"}, (answer, driver.reports)
+    assert driver.reports[-1] == ("ERROR", "the result is 8 x 8, not 96 x 64")
+    assert new_images(before) == [image] and not session.running
     # Esc while the job runs: cancelled on the server, nothing made
     settings(steps=150, width=512, height=512)
     before = set(i.name for i in bpy.data.images)
@@ -1072,9 +1126,10 @@ def seeds(addon, data):
     # a seed the server chose itself, above what a property holds: kept on the image as text,
     # "reuse last" keeps the last seed it can hold, nothing overflows or fails
     s.last_seed = 5
-    _job, finish = addon.plans.plan_generate(bpy.context, "none")
+    plan = addon.plans.plan_generate(bpy.context, "none")
     rgba = bytes(64 * 64 * 4)
-    (made,) = finish(bpy.context, [addon.hostkit.client.Result(64, 64, rgba, 2**32 - 1)])
+    chosen = addon.hostkit.client.Result(64, 64, rgba, 2**32 - 1)
+    (made,) = plan.finish(bpy.context, plan.prepare([chosen]))
     assert made["paintbridge"]["seed"] == str(2**32 - 1) and s.last_seed == 5
     data["random_seeds"] = drawn
 

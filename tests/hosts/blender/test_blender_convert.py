@@ -211,3 +211,19 @@ def test_premultiply_multiplies_rgb_by_alpha_and_leaves_its_input() -> None:
     got = convert.premultiply(values)
     want = np.concatenate([values[:, :3] * values[:, 3:], values[:, 3:]], axis=-1)
     assert np.array_equal(got, want) and np.array_equal(values, kept)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (300, 217), (7, 1)])
+def test_up_filtered_rows_make_the_png_pillow_reads_back(width: int, height: int) -> None:
+    """A result's PNG (rows filtered Up, then hostkit's writer) holds exactly its pixels."""
+    import io
+
+    from PIL import Image
+
+    from paintbridge.hostkit import pixels
+
+    rgba = np.random.default_rng(width).integers(0, 256, width * height * 4, np.uint8).tobytes()
+    png = pixels.png_from_scanlines(convert.up_filtered(rgba, width, height), width, height)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size == (width, height) and image.mode == "RGBA"
+        assert image.tobytes() == rgba
