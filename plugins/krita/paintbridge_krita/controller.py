@@ -14,6 +14,7 @@ from .logic import (
     check_unchanged,
     document_is_open,
     place_results,
+    prepare_results,
 )
 from .params import Params, SettingsError
 from .runner import JobRunner, ServerStarter
@@ -110,7 +111,12 @@ class Controller(QObject):
             node = document.activeNode() if document is not None else None
         try:
             plan = PLANNERS[task](document, node, self.params)
-            self.runner.start(self.client(), plan.job, lambda results: self._place(plan, results))
+            self.runner.start(
+                self.client(),
+                plan.job,
+                lambda ready: self._place(plan, ready),
+                lambda results: prepare_results(plan, results),  # on the job's thread
+            )
         except (PlanError, SettingsError, PaintbridgeError) as exc:
             return self._error(str(exc))
         except Exception as exc:  # a Krita or plug-in bug: a message, not a bare traceback
@@ -122,7 +128,7 @@ class Controller(QObject):
         """Cancels the running job; `wait`: see JobRunner.cancel."""
         self.runner.cancel(wait)
 
-    def _place(self, plan, results):
+    def _place(self, plan, ready):
         job_id = self.runner.job_id
         self._note = None
         if not document_is_open(plan.document):
@@ -130,11 +136,11 @@ class Controller(QObject):
                 "The document was closed before the result came, so nothing was added. "
                 + kept_in_history(job_id or "JOB_ID")
             )
-        if not results:
+        if not ready:
             raise PaintbridgeError("The server finished the job but sent no image.")
         try:
             note = check_unchanged(plan)
-            nodes = place_results(plan, results)
+            nodes = place_results(plan, ready)
         except PlaceError as exc:
             raise PlaceError("%s %s" % (exc, kept_in_history(job_id or "JOB_ID"))) from None
         self._note = note

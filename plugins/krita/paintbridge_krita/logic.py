@@ -2,10 +2,11 @@
 
 Plain functions on Krita's own objects (Document, Node, Selection), no widgets and no network:
 `plan_*` read pixels and build the job, `place_results` writes new layers. Call them on the GUI
-thread. RGBA pixelData is B, G, R, A (8-bit: 4 bytes a pixel; 16-bit integer or float: 8; 32-bit
-float: 16); the wire is 8-bit R, G, B, A. Models take and give 8-bit sRGB: pixels at another depth
-or in another profile (the document's, or a layer's own) are converted on the way out and back
-(see convert_bgra); selection masks, crops and alpha are handled at 8 bits in between.
+thread; `prepare_results`, which touches no Krita object, runs on the job's watch thread. RGBA
+pixelData is B, G, R, A (8-bit: 4 bytes a pixel; 16-bit integer or float: 8; 32-bit float: 16);
+the wire is 8-bit R, G, B, A. Models take and give 8-bit sRGB: pixels at another depth or in
+another profile (the document's, or a layer's own) are converted on the way out and back (see
+convert_bgra); selection masks, crops and alpha are handled at 8 bits in between.
 """
 
 import json
@@ -256,7 +257,7 @@ def _selection(document):
 def plan_img2img(document, node, params):
     """img2img of the layer's pixels: the selection's bounds inside the layer, or the whole
     layer (clipped to the canvas). The result covers the same box; with a selection, its alpha
-    is multiplied by the selection there (see place_results), so that only what is selected
+    is multiplied by the selection there (see prepare_results), so that only what is selected
     changes, partly where partly selected."""
     _check_document(document)
     check_layer(document, node)
@@ -352,33 +353,52 @@ def _holds(parent, node):
     return any(child.uniqueId() == uid for child in parent.childNodes())
 
 
-def place_results(plan, results):
-    """New paint layers above the anchor, one per result, at the planned box (with a selection
-    mask, their alpha multiplied by it) and with the plan's opacity and blending mode; the source
-    layer is not touched. A result (8-bit sRGB) is converted to the new layer's depth and
-    profile, the image's.
-    Returns the new nodes (bottom to top); raises PlaceError when Krita does not take one."""
-    document = plan.document
-    placed = tasks.placements(plan.box, results) if plan.task != "txt2img" else None
-    if placed is None:  # txt2img: the server may round the size; place what came back
+class Ready(object):
+    """One result ready to become a layer: `box` (canvas coordinates), `bgra` (8-bit sRGB
+    pixelData, its alpha multiplied by the plan's selection mask) and `seed`."""
+
+    __slots__ = ("box", "bgra", "seed")
+
+    def __init__(self, box, bgra, seed):
+        self.box, self.bgra, self.seed = box, bgra, seed
+
+
+def prepare_results(plan, results):
+    """Each hostkit Result as a Ready, at the planned box (txt2img: its corner, at the size that
+    came back, which the server may round). Only plain values of the plan are read, no Krita
+    object: this runs on the job's watch thread. Raises ValueError for a result whose size
+    differs from the box's."""
+    if plan.task == "txt2img":
         placed = [
             tasks.Placement(Box(plan.box.x, plan.box.y, r.width, r.height), r.rgba) for r in results
         ]
+    else:
+        placed = tasks.placements(plan.box, results)
+    ready = []
+    for placement, result in zip(placed, results):
+        rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
+        ready.append(Ready(placement.box, pixels.rgba_to_bgra(rgba), result.seed))
+    return ready
+
+
+def place_results(plan, ready):
+    """New paint layers above the anchor, one per result (a Ready, see prepare_results), at its
+    box and with the plan's opacity and blending mode; the source layer is not touched. A result
+    (8-bit sRGB) is converted to the new layer's depth and profile, the image's.
+    Returns the new nodes (bottom to top); raises PlaceError when Krita does not take one."""
+    document = plan.document
     parent, above = _insert_point(plan)
     nodes = []
-    for index, (placement, result) in enumerate(zip(placed, results)):
+    for index, result in enumerate(ready):
         name = layer_name(
             plan.task,
             plan.parameters.get("prompt"),
             result.seed,
-            index if len(results) > 1 else None,
+            index if len(ready) > 1 else None,
         )
         layer = document.createNode(name, "paintlayer")
-        box = placement.box
-        rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
-        bgra = convert_bgra(
-            pixels.rgba_to_bgra(rgba), box.width, box.height, SRGB8, node_space(layer)
-        )
+        box = result.box
+        bgra = convert_bgra(result.bgra, box.width, box.height, SRGB8, node_space(layer))
         layer.setPixelData(bgra, box.x, box.y, box.width, box.height)
         if plan.look is not None:
             layer.setOpacity(plan.look[0])
@@ -386,7 +406,7 @@ def place_results(plan, results):
         parent.addChildNode(layer, above)
         if not _holds(parent, layer):
             document.refreshProjection()
-            added = " (%d of %d added)" % (index, len(results)) if len(results) > 1 else ""
+            added = " (%d of %d added)" % (index, len(ready)) if len(ready) > 1 else ""
             raise PlaceError("Krita did not add the layer %r to the image%s." % (name, added))
         above = layer
         record_parameters(document, layer, dict(plan.parameters, seed=result.seed))

@@ -10,12 +10,13 @@ import time
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from .hostkit import launch_server, try_local_client
-from .hostkit.client import SENDING, Cancelled, PaintbridgeError, status_text
+from .hostkit.client import SENDING, Cancelled, PaintbridgeError, kept_in_history, status_text
 
 
 class JobRunner(QObject):
-    """`start(client, job, on_done)`: sends `job`, polls it, and when it is done calls
-    `on_done(results)` on the GUI thread; its return value is emitted by `finished`.
+    """`start(client, job, on_done, prepare)`: sends `job`, polls it, and when it is done calls
+    `on_done(results)` on the GUI thread (results: what `prepare(results)` made of them on the
+    job's watch thread, when given); its return value is emitted by `finished`.
 
     Signals: progress(step, steps, text), finished(object), failed(str), cancelled(str),
     busy_changed(bool). Exactly one of finished / failed / cancelled ends every started job."""
@@ -45,12 +46,12 @@ class JobRunner(QObject):
         """The server's id of the job, once it has been sent."""
         return self._handle.id if self._handle is not None else None
 
-    def start(self, client, job, on_done):
+    def start(self, client, job, on_done, prepare=None):
         """Starts sending the job and returns at once; a refusal by the server ends it with
         `failed`."""
         if self.busy:
             raise PaintbridgeError("A paintbridge job is already running; wait or cancel it.")
-        self._handle = client.watch(job)
+        self._handle = client.watch(job, prepare)
         self._on_done = on_done
         self._cancel_requested = False
         self._timer.start()
@@ -85,6 +86,10 @@ class JobRunner(QObject):
             return
         except PaintbridgeError as exc:
             self._end(self.failed, str(exc))
+            return
+        except Exception as exc:  # what `prepare` raised: a done job's result it cannot place
+            where = kept_in_history(self._handle.id)
+            self._end(self.failed, "Could not place the result: %s %s" % (exc, where))
             return
         if not status.finished:
             # no answer to a poll: polled again, and hostkit gives up later

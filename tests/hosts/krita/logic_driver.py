@@ -233,6 +233,39 @@ class Driver:
             )
         doc.close()
 
+    def scenario_results_prepared_off_gui_thread(self, s):
+        """A result's pixel work (placement, selection, byte order) runs on the job's watch
+        thread, not Krita's; what it raises ends the job with a message that says where the
+        result is kept, and no layer."""
+        import threading
+
+        from paintbridge_krita import controller as controller_module
+
+        doc, source = self.document(64, 48)
+        source.setPixelData(pattern_bgra(64, 48), 0, 0, 64, 48)
+        prepare = controller_module.prepare_results
+        threads = []
+
+        def recording(plan, results):
+            threads.append(threading.current_thread())
+            return prepare(plan, results)
+
+        def unplaceable(plan, results):
+            raise ValueError("the result is 8 x 8, not 64 x 48")
+
+        controller_module.prepare_results = recording
+        try:
+            layer = self.run_ok(s, self.controller(), "img2img", doc, source)
+            controller_module.prepare_results = unplaceable
+            words = ["Could not place the result", "not 64 x 48", "history export"]
+            self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
+        finally:
+            controller_module.prepare_results = prepare
+        s.info["prepare_threads"] = [thread.name for thread in threads]
+        s.check(layer is not None and len(threads) == 1, f"prepared on {threads}")
+        s.check(threads[0] is not threading.main_thread(), "prepared on Krita's GUI thread")
+        doc.close()
+
     def _fill_document(self, w, h, selects):
         from krita import Selection
 

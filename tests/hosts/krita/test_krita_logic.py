@@ -26,6 +26,7 @@ from tests.hosts.krita.kritahost import (
 SCENARIOS = (
     "img2img_layer",
     "img2img_selection",
+    "results_prepared_off_gui_thread",
     "img2img_lasso",
     "img2img_selection_off_layer",
     "img2img_filter_mask",
