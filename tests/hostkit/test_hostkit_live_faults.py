@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from paintbridge.hostkit import client as client_module
 from paintbridge.hostkit import inpaint_job, txt2img_job
+from paintbridge.hostkit import jobs as jobs_module
 from paintbridge.hostkit.client import (
     Client,
     JobHandle,
@@ -182,7 +182,7 @@ def test_a_dropped_result_download_is_tried_again_by_wait(server: ServerProcess)
 def test_a_result_that_never_comes_is_said_to_be_in_history(
     server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "LOST_AFTER_S", 0.5)
+    monkeypatch.setattr(jobs_module, "LOST_AFTER_S", 0.5)
     proxy = DropProxy(server.port, "/results/", drops=10**6)
     try:
         handle = Client(proxy.url, server.token, timeout=30).start(_small_job())

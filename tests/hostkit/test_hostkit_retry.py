@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from paintbridge.hostkit import client as client_module
+from paintbridge.hostkit import jobs as jobs_module
 from paintbridge.hostkit.client import Client, NotRunning, Timeout
 
 RGBA = bytes(range(16))  # 2 x 2
@@ -113,7 +114,7 @@ def test_wait_polls_on_through_a_timeout_and_a_dropped_download(clock: Clock) ->
     )
     results = _client(script).wait("j1", poll_interval=0)
     assert [r.rgba for r in results] == [RGBA]
-    assert clock.slept == [client_module.RETRY_PAUSE] * 3  # after each failed poll, no sooner
+    assert clock.slept == [jobs_module.RETRY_PAUSE] * 3  # after each failed poll, no sooner
 
 
 @pytest.mark.parametrize("fail", [_dropped(), _late])
@@ -122,9 +123,9 @@ def test_a_handle_gives_up_after_enough_failures_over_enough_time(
 ) -> None:
     handle = _client(Script([_job("running", 1), fail])).start({})
     assert handle.poll().state == "running"
-    for _ in range(client_module.LOST_AFTER_POLLS + 2):  # many failures, no time: polls on
+    for _ in range(jobs_module.LOST_AFTER_POLLS + 2):  # many failures, no time: polls on
         assert handle.poll().state == "running"
-    clock.now += client_module.LOST_AFTER_S - 0.5
+    clock.now += jobs_module.LOST_AFTER_S - 0.5
     assert handle.poll().state == "running"
     clock.now += 0.5
     with pytest.raises((NotRunning, Timeout)) as info:
@@ -149,7 +150,7 @@ def test_a_long_poll_timeout_counts_from_when_it_was_asked(clock: Clock) -> None
         return _late()
 
     handle = _client(Script([late_by_ten])).start({})
-    for _ in range(client_module.LOST_AFTER_POLLS - 1):
+    for _ in range(jobs_module.LOST_AFTER_POLLS - 1):
         handle.poll()
     with pytest.raises(Timeout, match="^Lost contact"):
         handle.poll()
@@ -158,11 +159,11 @@ def test_a_long_poll_timeout_counts_from_when_it_was_asked(clock: Clock) -> None
 def test_an_answer_starts_the_count_again(clock: Clock) -> None:
     polls: list[Answer] = []
     for _ in range(4):
-        polls += [_dropped()] * (client_module.LOST_AFTER_POLLS - 1) + [_job("running", 1)]
+        polls += [_dropped()] * (jobs_module.LOST_AFTER_POLLS - 1) + [_job("running", 1)]
     handle = _client(Script(polls + [_job("done", 4, True)])).start({})
     for _ in range(len(polls)):
         handle.poll()
-        clock.now += client_module.LOST_AFTER_S
+        clock.now += jobs_module.LOST_AFTER_S
     assert handle.poll().done
 
 
@@ -176,7 +177,7 @@ def test_a_done_job_whose_result_cannot_be_fetched_says_it_is_in_history(clock: 
         "its history: `paintbridge history export j1 --out DIR` on the server's machine saves "
         "it (`paintbridge history` lists the latest)."
     )
-    assert clock.now - 1000.0 >= client_module.LOST_AFTER_S
+    assert clock.now - 1000.0 >= jobs_module.LOST_AFTER_S
 
 
 def test_a_refused_connection_ends_the_job_at_once(clock: Clock) -> None:

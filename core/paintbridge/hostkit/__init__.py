@@ -5,7 +5,8 @@ from paintbridge: `paintbridge plugins build` copies this package into every plu
 where the adapter imports it relatively (`from . import hostkit`) or as `hostkit`.
 
 Modules: errors (the PaintbridgeError family), transport (HTTP with urllib), discovery (find
-or start the local server), client (Client, jobs and their results), geometry, pixels, tasks.
+or start the local server), client (Client), jobs (a job's state, JobHandle, JobWatch),
+geometry, pixels, tasks.
 """
 
 from __future__ import absolute_import, division, print_function
