@@ -33,7 +33,8 @@ if "operators" in locals():  # Reload Scripts: reload the submodules in dependen
     import importlib
 
     for _name in _SUBMODULES:
-        importlib.reload(globals()[_name])
+        if _name in globals():  # one the copy loaded before had (an update may add some)
+            importlib.reload(globals()[_name])
 
 from . import (  # noqa: E402, F401
     connection,

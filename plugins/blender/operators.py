@@ -134,8 +134,8 @@ class _JobOperator:
         if event.type != "TIMER" or not _timer_turn(self, POLL_SECONDS):
             return {"PASS_THROUGH"}
         try:
-            status = self._handle.poll()  # raises what the plan's prepare raised, too
-        except (ValueError, hk.PaintbridgeError) as exc:
+            status = self._handle.poll()  # also raises a result that prepare could not use
+        except hk.PaintbridgeError as exc:
             self._cleanup(context)
             return self._fail(context, exc)
         if not status.finished:

@@ -20,6 +20,7 @@ import platformdirs
 import pytest
 
 from paintbridge.hostkit import client as client_module
+from paintbridge.hostkit import jobs as jobs_module
 from paintbridge.hostkit.client import (
     Cancelled,
     Client,
@@ -1138,14 +1139,51 @@ def test_a_watch_prepares_the_results_on_its_thread_before_it_says_done() -> Non
     assert client.watch({"task": "x"}, prepare=prepare).follow() == [(42, RGBA)]
 
 
-def test_what_a_watchs_prepare_raises_its_poll_raises_as_it_is() -> None:
+def test_a_result_a_watchs_prepare_cannot_use_is_raised_saying_where_it_is_kept() -> None:
+    """Whatever prepare raises (a host's check, a bug, MemoryError) ends the job for the GUI as
+    a PaintbridgeError: the host shows its message, and the result is in the history."""
     client, _ = _done_job_client()
+    problem = ValueError("the result is 8 x 8, not 64 x 64")
 
     def prepare(results: list[Any]) -> list[Any]:
-        raise ValueError("the result is 8 x 8, not 64 x 64")
+        raise problem
 
     watch = client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare)
-    with pytest.raises(ValueError, match="not 64 x 64"):
+    with pytest.raises(PaintbridgeError, match="not 64 x 64. .*history export j1") as raised:
         _until(lambda: watch.poll().finished)
-    with pytest.raises(ValueError, match="not 64 x 64"):
-        client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare).follow()
+    assert raised.value.code == "result_not_used" and raised.value.cause is problem
+    with pytest.raises(PaintbridgeError, match="use its result: MemoryError. "):
+        client.watch({"task": "x"}, prepare=lambda results: _raise(MemoryError())).follow()
+    refusal = RequestRejected("no such layer")
+    with pytest.raises(RequestRejected) as raised:  # a PaintbridgeError goes as it is
+        client.watch({"task": "x"}, prepare=lambda results: _raise(refusal)).follow()
+    assert raised.value is refusal
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+def test_a_watchs_prepare_that_returns_none_gives_no_results() -> None:
+    client, _ = _done_job_client()
+    assert client.watch({"task": "x"}, prepare=lambda results: None).follow() == []
+
+
+def test_the_exit_hook_waits_for_a_prepare_under_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prepare cannot be stopped half-way; a thread left in it as the interpreter goes could
+    crash the editor on quit, so the exit hook gives it the time it needs."""
+    monkeypatch.setattr(jobs_module, "STATUS_TIMEOUT", 0.05)
+    monkeypatch.setattr(jobs_module, "LONG_POLL", 0.05)
+    client, _ = _done_job_client()
+    started = threading.Event()
+
+    def prepare(results: list[Any]) -> list[Any]:
+        started.set()
+        time.sleep(1.0)
+        return results
+
+    watch = client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare)
+    assert started.wait(10)
+    jobs_module._close_watches()
+    assert not watch._thread.is_alive()
+    assert watch.poll().state == "running"  # closed: its prepared results went to nobody

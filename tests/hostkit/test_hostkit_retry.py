@@ -64,7 +64,7 @@ class Script:
 
 
 class Clock:
-    """time.time() for client.py, moved by hand; sleeping moves it too."""
+    """time.time() for hostkit (client.py, jobs.py), moved by hand; sleeping moves it too."""
 
     def __init__(self) -> None:
         self.now = 1000.0

@@ -5,8 +5,8 @@ for GIMP and Blender's background mode; `Client.watch` -> `JobWatch.poll` for a 
 job is sent and followed from a background thread, so a poll never waits); and
 one-request-per-call polling (`Client.start` -> `JobHandle.poll`). Finding and starting the
 local server is discovery.py, the HTTP itself transport.py, the errors errors.py, a job's state
-and following it jobs.py; this module re-exports their public names, so `from hostkit.client
-import X` keeps working for all of them.
+and following it jobs.py; this module re-exports the names plug-ins use, so they import them
+all from `hostkit.client`.
 
 Standard library only, Python 2.7 and 3.8+. Every failure is a PaintbridgeError (or subclass)
 whose message a user can act on.
@@ -375,7 +375,7 @@ class Client(object):
         Calls on_progress(step, steps) whenever they change. If should_cancel() returns true,
         cancels the job on the server and raises Cancelled. Raises JobFailed / Cancelled for
         those states, and Timeout (after cancelling) when `timeout` seconds pass first. A poll
-        that gets no answer is tried again as JobHandle.poll says, RETRY_PAUSE s later."""
+        that gets no answer is tried again as JobHandle.poll says, jobs.RETRY_PAUSE s later."""
         started = time.time()
         seen = None
         delays = poll_delays() if poll_interval is None else itertools.repeat(poll_interval)

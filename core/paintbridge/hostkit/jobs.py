@@ -38,6 +38,8 @@ STATUS_TIMEOUT = 3.0
 # may take to go out before Cancelled is raised
 FOLLOW_INTERVAL = 0.05
 CANCEL_WAIT = 3.0
+# How much longer the exit hook waits for a JobWatch whose host's prepare() is running
+PREPARE_WAIT = 30.0
 
 
 def poll_delays(first=POLL_FIRST, most=POLL_MOST):
@@ -186,6 +188,18 @@ def kept_in_history(job_id):
     )
 
 
+def not_used(exc, job_id):
+    """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
+    its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
+    error = PaintbridgeError(
+        "Job %s is done, but the plug-in could not use its result: %s. %s"
+        % (job_id, str(exc).rstrip(".") or type(exc).__name__, kept_in_history(job_id)),
+        code="result_not_used",
+    )
+    error.cause = exc
+    return error
+
+
 def contact_lost(exc, job_id, done):
     """The error to raise when polls of `job_id` kept failing with `exc`: the server may have
     finished the job (`done`: it said so) and kept the result in its history."""
@@ -303,13 +317,15 @@ class JobWatch(JobHandle):
     `prepare(results)`, when given, runs on the thread once the job is done, and the finished
     status's `results` are what it returns: the host's pixel work on a result (compositing,
     encoding, reordering bytes) stays off its GUI thread, which then only makes its document's
-    objects. Until it returns, poll() gives the job's last unfinished status; what it raises,
-    the next poll() raises."""
+    objects. Until it returns, poll() gives the job's last unfinished status. What it raises,
+    the next poll() raises: a PaintbridgeError as it is, anything else as one that says the
+    result could not be used and where it is kept (see not_used)."""
 
     def __init__(self, client, job, prepare=None):
         JobHandle.__init__(self, client, None)
         self._job = job
         self._prepare = prepare
+        self._preparing = False  # prepare() is running (see _close_watches)
         self._upload = None  # the request body while it is being sent
         self._error = None
         self._closed = threading.Event()
@@ -333,8 +349,6 @@ class JobWatch(JobHandle):
                     self.last = status
                 self._cancel_if_wanted()
             self._cancel_if_wanted()  # closed before a cancel() went out: it still goes
-        except _PrepareFailed as failed:
-            self._error = failed.error
         except PaintbridgeError as exc:
             self._error = exc
         except Exception as exc:  # a bug here must still end the job for the GUI
@@ -363,13 +377,18 @@ class JobWatch(JobHandle):
         self._upload = None
 
     def _prepared(self, status):
-        if self._closed.is_set():
-            return None  # nobody wants the results
+        self._preparing = True
         try:
+            if self._closed.is_set():
+                return None  # nobody wants the results
             results = self._prepare(status.results or [])
+        except PaintbridgeError:
+            raise
         except Exception as exc:
-            raise _PrepareFailed(exc)  # noqa: B904
-        return JobStatus(status.raw, results)
+            raise not_used(exc, self.id)  # noqa: B904
+        finally:
+            self._preparing = False
+        return JobStatus(status.raw, [] if results is None else results)
 
     def _upload_stopped(self):
         return self._cancel_wanted or self._closed.is_set()
@@ -459,14 +478,6 @@ class JobWatch(JobHandle):
             self.close()
 
 
-class _PrepareFailed(Exception):
-    """Carries what a JobWatch's `prepare` raised, to be raised by poll() as it is."""
-
-    def __init__(self, error):
-        Exception.__init__(self, error)
-        self.error = error
-
-
 class _Upload(JsonBody):
     """A job's request body that counts the bytes sent and ends the upload, raising Cancelled,
     once `stopped()` is true."""
@@ -490,12 +501,14 @@ _WATCHES = set()  # the JobWatches whose thread runs
 @atexit.register
 def _close_watches():
     """Ends the watches' threads before the interpreter goes: Blender hung on exit when a
-    daemon thread was still in a request then (a job followed when the editor quit)."""
+    daemon thread was still in a request then (a job followed when the editor quit). A host's
+    prepare() cannot be stopped half-way, so a watch in one is given until it ends (at most
+    PREPARE_WAIT s more): a thread left in numpy or zlib as the interpreter goes may crash it."""
     watches = list(_WATCHES)
     for watch in watches:
         watch.close()
     for watch in watches:
-        watch.join(STATUS_TIMEOUT + LONG_POLL)
+        watch.join(STATUS_TIMEOUT + LONG_POLL + (PREPARE_WAIT if watch._preparing else 0))
 
 
 def _follow(contact, pause, delays):

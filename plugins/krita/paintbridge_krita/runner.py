@@ -87,10 +87,6 @@ class JobRunner(QObject):
         except PaintbridgeError as exc:
             self._end(self.failed, str(exc))
             return
-        except Exception as exc:  # what `prepare` raised: a done job's result it cannot place
-            where = kept_in_history(self._handle.id)
-            self._end(self.failed, "Could not place the result: %s %s" % (exc, where))
-            return
         if not status.finished:
             # no answer to a poll: polled again, and hostkit gives up later
             text = status_text(status, self._handle.trouble)
@@ -100,6 +96,10 @@ class JobRunner(QObject):
                 self.progress.emit(int(status.fraction * 100), 100, text)
             else:
                 self.progress.emit(status.step, status.steps, text)
+            return
+        if self._cancel_requested and status.done:  # while its result came or was prepared
+            where = kept_in_history(self._handle.id)
+            self._end(self.cancelled, "Cancelled; no layer was added. %s" % (where,))
             return
         try:
             status.raise_for_state()

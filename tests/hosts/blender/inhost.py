@@ -866,7 +866,9 @@ def modal(addon, data):
         time.sleep(0.1)
         answer = driver.op.modal(context, driver.event("TIMER"))
     assert answer == {"CANCELLED"}, (answer, driver.reports)
-    assert driver.reports[-1] == ("ERROR", "the result is 8 x 8, not 96 x 64")
+    level, text = driver.reports[-1]
+    assert level == "ERROR" and "could not use its result: the result is 8 x 8" in text, text
+    assert "history export %s" % driver.op._handle.id in text, text
     assert new_images(before) == [image] and not session.running
     # Esc while the job runs: cancelled on the server, nothing made
     settings(steps=150, width=512, height=512)

@@ -236,10 +236,11 @@ class Driver:
     def scenario_results_prepared_off_gui_thread(self, s):
         """A result's pixel work (placement, selection, byte order) runs on the job's watch
         thread, not Krita's; what it raises ends the job with a message that says where the
-        result is kept, and no layer."""
+        result is kept, and no layer. Cancel while it runs: cancelled, no layer."""
         import threading
 
         from paintbridge_krita import controller as controller_module
+        from PyQt5.QtCore import QEventLoop, QTimer
 
         doc, source = self.document(64, 48)
         source.setPixelData(pattern_bgra(64, 48), 0, 0, 64, 48)
@@ -253,14 +254,38 @@ class Driver:
         def unplaceable(plan, results):
             raise ValueError("the result is 8 x 8, not 64 x 48")
 
+        preparing, may_end = threading.Event(), threading.Event()
+
+        def slow(plan, results):
+            preparing.set()
+            may_end.wait(30)
+            return prepare(plan, results)
+
         controller_module.prepare_results = recording
         try:
             layer = self.run_ok(s, self.controller(), "img2img", doc, source)
             controller_module.prepare_results = unplaceable
-            words = ["Could not place the result", "not 64 x 48", "history export"]
+            words = ["could not use its result", "not 64 x 48", "history export"]
             self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
+            controller_module.prepare_results = slow
+            ctrl, count = self.controller(), len(self.names(doc))
+            ends = []
+            ctrl.runner.cancelled.connect(ends.append)
+            s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+            deadline = time.time() + 60
+            while not preparing.is_set() and time.time() < deadline:
+                loop = QEventLoop()
+                QTimer.singleShot(20, loop.quit)
+                loop.exec_()
+            ctrl.cancel()
+            may_end.set()
+            s.check(self.wait(ctrl), "the job did not end")
+            s.info["cancelled_while_prepared"] = ends
+            s.check(len(ends) == 1 and "history export" in ends[0], f"ended with {ends}")
+            s.check(len(self.names(doc)) == count, "a layer was added after Cancel")
         finally:
             controller_module.prepare_results = prepare
+            may_end.set()
         s.info["prepare_threads"] = [thread.name for thread in threads]
         s.check(layer is not None and len(threads) == 1, f"prepared on {threads}")
         s.check(threads[0] is not threading.main_thread(), "prepared on Krita's GUI thread")
