@@ -868,7 +868,7 @@ def modal(addon, data):
     assert answer == {"CANCELLED"}, (answer, driver.reports)
     level, text = driver.reports[-1]
     assert level == "ERROR" and "could not use its result: the result is 8 x 8" in text, text
-    assert "history export %s" % driver.op._handle.id in text, text
+    assert f"history export {driver.op._handle.id}" in text, text
     assert new_images(before) == [image] and not session.running
     # Esc while the job runs: cancelled on the server, nothing made
     settings(steps=150, width=512, height=512)
