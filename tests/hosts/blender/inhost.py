@@ -1647,11 +1647,18 @@ def no_repeat(addon, data):
     registered = [name for name, options in ran if "REGISTER" in options]
     assert not any("paintbridge" in name.lower() for name in registered), ran
     data["operators"] = ran
-    assert datablocks() != before
+    made = datablocks()
+    assert made != before
+    (name,) = [i.name for i in bpy.data.images if i.get("paintbridge")]
+    picture = pixels(bpy.data.images[name])
     bpy.ops.ed.undo()  # one step takes the texture (and its node) away
     assert datablocks() == before, (before, datablocks())
     material = bpy.data.materials["Wall"]
     assert material.node_tree is None or material.node_tree.nodes.get("Image Texture") is None
+    bpy.ops.ed.redo()  # and gives it back, its packed pixels with it
+    assert datablocks() == made
+    image = bpy.data.images[name]
+    assert image.packed_file is not None and np.array_equal(pixels(image), picture)
 
 
 @check
