@@ -328,9 +328,7 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
             "The image was closed while the job ran, so the result was not placed. "
             + kept_in_history(job_id)
         )
-    put = placements(prepared.box, results)
-    if prepared.mask is not None:
-        put = [p._replace(rgba=mask_alpha(p.rgba, prepared.mask)) for p in put]
+    put = placements(prepared.box, results, prepared.mask)
     name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
     if progress is not None:
         progress(1.0, "adding the result")

@@ -9,6 +9,7 @@ import pytest
 import paintbridge
 from paintbridge import hostkit
 from paintbridge.hostkit import Box, Result, tasks
+from paintbridge.hostkit.pixels import mask_alpha
 from paintbridge.hostkit.tasks import (
     Placement,
     img2img_job,
@@ -134,6 +135,11 @@ def test_placements() -> None:
     box = Box(10, 20, 2, 2)
     results = [Result(2, 2, bytes(16), 1), Result(2, 2, bytes(range(16)), 2)]
     assert placements(box, results) == [Placement(box, bytes(16)), Placement(box, bytes(range(16)))]
+    # with a selection mask, each result's alpha is multiplied by it (hostkit's mask_alpha)
+    mask = bytes([255, 0, 128, 255])
+    masked = placements(box, results, mask)
+    assert [p.rgba for p in masked] == [mask_alpha(r.rgba, mask) for r in results]
+    assert masked[1].rgba[3::4] == bytes([3, 0, 6, 15])
 
 
 def test_placements_of_a_result_of_another_size_is_a_server_fault() -> None:

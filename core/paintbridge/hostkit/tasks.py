@@ -20,7 +20,7 @@ from collections import namedtuple
 
 from .errors import RequestRejected, ServerFault
 from .geometry import Box, context_box, crop_bytes, selection_bounds
-from .pixels import image_payload, mask_payload
+from .pixels import image_payload, mask_alpha, mask_payload
 
 # The largest image a server with default limits takes (the engine's Limits): bigger crops are
 # refused before a byte is sent, not by the server halfway through a 100 MB upload.
@@ -207,10 +207,11 @@ def canvas_changed(before, now, box):
     )
 
 
-def placements(box, results):
-    """One Placement per Result of a job sent for `box`, in the results' order; raises
-    ServerFault for a result that does not have the box's size (protocol v1 answers the size
-    sent)."""
+def placements(box, results, mask=None):
+    """One Placement per Result of a job sent for `box`, in the results' order, with `mask`
+    (selection bytes over the box, 255 = selected), when given, multiplied into each one's
+    alpha (mask_alpha: it shows only where the selection is); raises ServerFault for a result
+    that does not have the box's size (protocol v1 answers the size sent)."""
     box = Box(*box)
     out = []
     for result in results:
@@ -220,5 +221,6 @@ def placements(box, results):
                 "results must have the size sent. Update or restart the paintbridge server."
                 % (result.width, result.height, box.width, box.height)
             )
-        out.append(Placement(box, result.rgba))
+        rgba = result.rgba if mask is None else mask_alpha(result.rgba, mask)
+        out.append(Placement(box, rgba))
     return out

@@ -373,12 +373,11 @@ def prepare_results(plan, results):
             tasks.Placement(Box(plan.box.x, plan.box.y, r.width, r.height), r.rgba) for r in results
         ]
     else:
-        placed = tasks.placements(plan.box, results)
-    ready = []
-    for placement, result in zip(placed, results):
-        rgba = placement.rgba if plan.mask is None else pixels.mask_alpha(placement.rgba, plan.mask)
-        ready.append(Ready(placement.box, pixels.rgba_to_bgra(rgba), result.seed))
-    return ready
+        placed = tasks.placements(plan.box, results, plan.mask)
+    return [
+        Ready(placement.box, pixels.rgba_to_bgra(placement.rgba), result.seed)
+        for placement, result in zip(placed, results)
+    ]
 
 
 def place_results(plan, ready):
