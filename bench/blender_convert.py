@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from report import Report, time_alternating
+from report import Report, old_vs_new, time_alternating
 
 SECTION = "blender_convert"
 COLUMNS = ("operation", "side", "repeats", "old_ms", "new_ms", "old_vs_new")
@@ -45,9 +45,7 @@ def run(report: Report) -> None:
                     "operation": name,
                     "side": side,
                     "repeats": repeats,
-                    "old_ms": round(before.median * 1000, 1),
-                    "new_ms": round(after.median * 1000, 1),
-                    "old_vs_new": round(before.median / after.median, 2),
+                    **old_vs_new(before, after),
                 },
             )
     report.note(

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from paintbridge.hostkit import pixels as new_pixels
-from report import Report, time_alternating
+from report import Report, old_vs_new, time_alternating
 
 SECTION = "result_alpha"
 COLUMNS = ("operation", "side", "repeats", "old_ms", "new_ms", "old_vs_new")
@@ -48,9 +48,7 @@ def run(report: Report) -> None:
                         "operation": name,
                         "side": side,
                         "repeats": repeats,
-                        "old_ms": round(before.median * 1000, 1),
-                        "new_ms": round(after.median * 1000, 1),
-                        "old_vs_new": round(before.median / after.median, 1),
+                        **old_vs_new(before, after),
                     },
                 )
     report.note(f"old: {PACKAGE} at {BASELINE}; old_vs_new: medians", SECTION)

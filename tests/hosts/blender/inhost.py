@@ -805,6 +805,15 @@ class ModalDriver:
         session.running = True
         self.op._timer = context.window_manager.event_timer_add(0.2, window=context.window)
 
+    def tick_until_done(self, context, seconds=120):
+        """Sends timer events until the modal ends; its answer ({"FINISHED"}...)."""
+        deadline = time.time() + seconds
+        answer = {"PASS_THROUGH"}
+        while answer == {"PASS_THROUGH"} and time.time() < deadline:
+            time.sleep(0.1)
+            answer = self.op.modal(context, self.event("TIMER"))
+        return answer
+
     def make_client(self, context):
         addon = sys.modules[self.cls.__module__.rsplit(".", 1)[0]]
         return addon.plans.client(context, background=False)
@@ -860,11 +869,7 @@ def modal(addon, data):
         prepare=unusable
     )
     driver.invoke(context)
-    deadline = time.time() + 120
-    answer = {"PASS_THROUGH"}
-    while answer == {"PASS_THROUGH"} and time.time() < deadline:
-        time.sleep(0.1)
-        answer = driver.op.modal(context, driver.event("TIMER"))
+    answer = driver.tick_until_done(context)
     assert answer == {"CANCELLED"}, (answer, driver.reports)
     level, text = driver.reports[-1]
     assert level == "ERROR" and "could not use its result: the result is 8 x 8" in text, text
@@ -1519,11 +1524,7 @@ def texture_job(ops, context, while_running, material_name=""):
     driver.op.summary = types.MethodType(ops.PAINTBRIDGE_OT_generate_texture.summary, driver.op)
     driver.invoke(context)
     while_running()
-    deadline = time.time() + 120
-    answer = {"PASS_THROUGH"}
-    while answer == {"PASS_THROUGH"} and time.time() < deadline:
-        time.sleep(0.1)
-        answer = driver.op.modal(context, driver.event("TIMER"))
+    answer = driver.tick_until_done(context)
     assert answer == {"FINISHED"}, (answer, driver.reports)
     return driver.reports[-1]
 
