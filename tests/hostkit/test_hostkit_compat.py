@@ -57,6 +57,18 @@ assert results[0].rgba == bytes(bytearray(range(16))), results
 texts = []
 watched = client.watch(job).follow(lambda status, text: texts.append(text), lambda: False)
 assert [r.rgba for r in watched] == [results[0].rgba] and texts, (watched, texts)
+# with a prepare on the watch's thread; what it raises says where the result is kept, even
+# with a message outside ASCII (str() of it fails on Python 2)
+prepared = client.watch(job, lambda results: [len(r.rgba) for r in results]).follow()
+assert prepared == [16], prepared
+def unusable(results):
+    raise ValueError(u"le calque est ferm\xe9")
+try:
+    client.watch(job, unusable).follow()
+except h.PaintbridgeError as exc:
+    assert "could not use its result" in exc.message and "history export" in exc.message, exc
+else:
+    raise AssertionError("no error")
 # a job with long base64 strings goes as a body in pieces (Python 2: through a file for httplib)
 big = bytes(bytearray(i * 7 % 256 for i in range(600 * 500 * 4)))
 job = h.inpaint_job(big, big[: 600 * 500], 600, 500, prompt="x")

@@ -191,9 +191,13 @@ def kept_in_history(job_id):
 def not_used(exc, job_id):
     """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
     its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
+    try:
+        detail = str(exc)
+    except UnicodeError:  # Python 2: a unicode message outside ASCII
+        detail = repr(exc)
     error = PaintbridgeError(
         "Job %s is done, but the plug-in could not use its result: %s. %s"
-        % (job_id, str(exc).rstrip(".") or type(exc).__name__, kept_in_history(job_id)),
+        % (job_id, detail.rstrip(".") or type(exc).__name__, kept_in_history(job_id)),
         code="result_not_used",
     )
     error.cause = exc

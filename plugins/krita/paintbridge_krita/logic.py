@@ -366,7 +366,7 @@ class Ready(object):
 def prepare_results(plan, results):
     """Each hostkit Result as a Ready, at the planned box (txt2img: its corner, at the size that
     came back, which the server may round). Only plain values of the plan are read, no Krita
-    object: this runs on the job's watch thread. Raises ValueError for a result whose size
+    object: this runs on the job's watch thread. Raises ServerFault for a result whose size
     differs from the box's."""
     if plan.task == "txt2img":
         placed = [
