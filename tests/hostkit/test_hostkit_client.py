@@ -644,6 +644,7 @@ def test_a_sending_jobs_fraction_is_the_uploads() -> None:
         ({"state": "queued", "position": 0}, None, "Queued"),
         ({"state": "running", "progress": {"step": 3, "steps": 20}}, None, "Step 3 of 20"),
         ({"state": "running"}, None, "Running"),
+        ({"state": "finishing", "progress": {"step": 20, "steps": 20}}, None, "Finishing"),
         ({"state": "running"}, Timeout("late"), "No answer from the server; trying again\u2026"),
     ],
 )
@@ -1117,7 +1118,7 @@ def _done_job_client() -> tuple[Client, FakeTransport]:
 
 def test_a_watch_prepares_the_results_on_its_thread_before_it_says_done() -> None:
     """The host's pixel work on a result runs on the watch's thread: until it has returned,
-    poll() gives the last unfinished status, then the finished one carries what it returned."""
+    poll() says the job is finishing, then the finished status carries what it returned."""
     client, _ = _done_job_client()
     may_return, started = threading.Event(), threading.Event()
     threads = []
@@ -1131,7 +1132,8 @@ def test_a_watch_prepares_the_results_on_its_thread_before_it_says_done() -> Non
     watch = client.watch({"task": "txt2img", "prompt": "x"}, prepare=prepare)
     assert started.wait(10)
     status = watch.poll()
-    assert not status.finished and status.step == 3  # the job is done; its results are not ready
+    assert status.state == client_module.FINISHING and not status.finished  # results not ready
+    assert status.fraction == 1.0 and client_module.status_text(status) == "Finishing"
     may_return.set()
     done = _until(lambda: watch.poll().finished and watch.poll())
     assert done.done and done.results == [(42, RGBA)]
@@ -1186,4 +1188,4 @@ def test_the_exit_hook_waits_for_a_prepare_under_way(monkeypatch: pytest.MonkeyP
     assert started.wait(10)
     jobs_module._close_watches()
     assert not watch._thread.is_alive()
-    assert watch.poll().state == "running"  # closed: its prepared results went to nobody
+    assert watch.poll().state == "finishing"  # closed: its prepared results went to nobody

@@ -45,6 +45,7 @@ from .errors import (
 )
 from .jobs import (
     FINISHED,
+    FINISHING,
     LONG_POLL,
     SENDING,
     STATUS_TIMEOUT,
@@ -65,6 +66,7 @@ __all__ = [
     "APP",
     "DEFAULT_URL",
     "FINISHED",
+    "FINISHING",
     "SENDING",
     "STARTED",
     "Cancelled",

@@ -54,6 +54,7 @@ def poll_delays(first=POLL_FIRST, most=POLL_MOST):
 
 FINISHED = ("done", "failed", "cancelled")
 SENDING = "sending"  # hostkit's own state: a JobWatch's job on its way to the server
+FINISHING = "finishing"  # hostkit's own: a JobWatch's job is done, its host's prepare() runs
 SENDING_CANCELLED = "Cancelled while the job was being sent; no image was made."
 
 
@@ -116,6 +117,8 @@ class JobStatus(object):
         the upload while SENDING."""
         if self.state == SENDING:
             return min(1.0, self.sent / float(self.size)) if self.size else 0.0
+        if self.state == FINISHING:
+            return 1.0
         return min(1.0, self.step / self.steps) if self.steps else (1.0 if self.done else 0.0)
 
     @property
@@ -159,6 +162,8 @@ def status_text(status, trouble=None):
         return "Sending (%.1f of %.1f MB)" % (status.sent / 1048576.0, status.size / 1048576.0)
     if status.state == "queued":
         return "Queued (%s ahead)" % (status.position,) if status.position else "Queued"
+    if status.state == FINISHING:
+        return "Finishing"
     return "Step %d of %d" % (status.step, status.steps) if status.steps else "Running"
 
 
@@ -321,7 +326,7 @@ class JobWatch(JobHandle):
     `prepare(results)`, when given, runs on the thread once the job is done, and the finished
     status's `results` are what it returns: the host's pixel work on a result (compositing,
     encoding, reordering bytes) stays off its GUI thread, which then only makes its document's
-    objects. Until it returns, poll() gives the job's last unfinished status. What it raises,
+    objects. Until it returns, poll() says FINISHING (not finished). What it raises,
     the next poll() raises: a PaintbridgeError as it is, anything else as one that says the
     result could not be used and where it is kept (see not_used)."""
 
@@ -385,6 +390,8 @@ class JobWatch(JobHandle):
         try:
             if self._closed.is_set():
                 return None  # nobody wants the results
+            progress = status.raw.get("progress")
+            self.last = JobStatus({"id": self.id, "state": FINISHING, "progress": progress})
             results = self._prepare(status.results or [])
         except PaintbridgeError:
             raise
