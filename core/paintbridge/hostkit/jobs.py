@@ -176,6 +176,9 @@ def _decode_result(item):
     return Result(width, height, rgba, item.get("seed"))
 
 
+# --- when a job's result does not reach the plug-in -----------------------------------------
+
+
 def server_lost(exc):
     """The NotRunning to raise when the server goes away while it holds our job."""
     return NotRunning(
@@ -227,6 +230,9 @@ def contact_lost(exc, job_id, done):
             % (job_id, exc, kept_in_history(job_id))
         )
     return type(exc)(message, code=exc.code, status=exc.status)
+
+
+# --- following a job --------------------------------------------------------------------------
 
 
 def _never():
