@@ -176,7 +176,7 @@ def _decode_result(item):
     return Result(width, height, rgba, item.get("seed"))
 
 
-# --- when a job's result does not reach the plug-in -----------------------------------------
+# --- when a job's result does not reach the plug-in ------------------------------------------
 
 
 def server_lost(exc):
@@ -232,7 +232,7 @@ def contact_lost(exc, job_id, done):
     return type(exc)(message, code=exc.code, status=exc.status)
 
 
-# --- following a job --------------------------------------------------------------------------
+# --- following a job -------------------------------------------------------------------------
 
 
 def _never():
