@@ -85,7 +85,10 @@ class JobRunner(QObject):
             self._end(self.cancelled, str(exc))
             return
         except PaintbridgeError as exc:
-            self._end(self.failed, str(exc))
+            if self._cancel_requested and exc.code == "result_not_used":
+                self._end(self.cancelled, self._cancelled_when_done())  # wanted no layer anyway
+            else:
+                self._end(self.failed, str(exc))
             return
         if not status.finished:
             # no answer to a poll: polled again, and hostkit gives up later
@@ -98,8 +101,7 @@ class JobRunner(QObject):
                 self.progress.emit(status.step, status.steps, text)
             return
         if self._cancel_requested and status.done:  # while its result came or was prepared
-            where = kept_in_history(self._handle.id)
-            self._end(self.cancelled, "Cancelled; no layer was added. %s" % (where,))
+            self._end(self.cancelled, self._cancelled_when_done())
             return
         try:
             status.raise_for_state()
@@ -119,6 +121,9 @@ class JobRunner(QObject):
             self._end(self.failed, "Could not place the result: %s" % (exc,))
             return
         self._end(self.finished, value)
+
+    def _cancelled_when_done(self):
+        return "Cancelled; no layer was added. %s" % (kept_in_history(self._handle.id),)
 
     def _stop(self):
         self._timer.stop()

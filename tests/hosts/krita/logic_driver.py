@@ -261,28 +261,36 @@ class Driver:
             may_end.wait(30)
             return prepare(plan, results)
 
+        def slow_and_unplaceable(plan, results):
+            slow(plan, results)
+            unplaceable(plan, results)
+
         controller_module.prepare_results = recording
         try:
             layer = self.run_ok(s, self.controller(), "img2img", doc, source)
             controller_module.prepare_results = unplaceable
             words = ["could not use its result", "not 64 x 48", "history export"]
             self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
-            controller_module.prepare_results = slow
-            ctrl, count = self.controller(), len(self.names(doc))
-            ends = []
-            ctrl.runner.cancelled.connect(ends.append)
-            s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
-            deadline = time.time() + 60
-            while not preparing.is_set() and time.time() < deadline:
-                loop = QEventLoop()
-                QTimer.singleShot(20, loop.quit)
-                loop.exec_()
-            ctrl.cancel()
-            may_end.set()
-            s.check(self.wait(ctrl), "the job did not end")
-            s.info["cancelled_while_prepared"] = ends
-            s.check(len(ends) == 1 and "history export" in ends[0], f"ended with {ends}")
-            s.check(len(self.names(doc)) == count, "a layer was added after Cancel")
+            # Cancel while the result is prepared: cancelled, whether it then succeeds or fails
+            for kind, made in (("placeable", slow), ("unplaceable", slow_and_unplaceable)):
+                controller_module.prepare_results = made
+                preparing.clear()
+                may_end.clear()
+                ctrl, count = self.controller(), len(self.names(doc))
+                ends = []
+                ctrl.runner.cancelled.connect(ends.append)
+                s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+                deadline = time.time() + 60
+                while not preparing.is_set() and time.time() < deadline:
+                    loop = QEventLoop()
+                    QTimer.singleShot(20, loop.quit)
+                    loop.exec_()
+                ctrl.cancel()
+                may_end.set()
+                s.check(self.wait(ctrl), f"{kind}: the job did not end")
+                s.info[f"cancelled_while_prepared_{kind}"] = ends
+                s.check(len(ends) == 1 and "history export" in ends[0], f"{kind}: ended {ends}")
+                s.check(len(self.names(doc)) == count, f"{kind}: a layer was added after Cancel")
         finally:
             controller_module.prepare_results = prepare
             may_end.set()
