@@ -14,14 +14,14 @@ PNG_LEVEL = 1
 
 
 class Ready(object):
-    """One result ready to become an image: its size and seed, and either `png` (the file a
-    byte image is packed from) or `values` (a float image's pixels, as Blender holds them)."""
+    """One result ready to become an image: its seed, and either `png` (the file a byte image
+    is packed from; it holds the size) or `values` (a float image's pixels, as Blender holds
+    them, at the size of the image inpainted)."""
 
-    __slots__ = ("width", "height", "seed", "png", "values")
+    __slots__ = ("seed", "png", "values")
 
-    def __init__(self, width, height, seed, png=None, values=None):
-        self.width, self.height, self.seed = width, height, seed
-        self.png, self.values = png, values
+    def __init__(self, seed, png=None, values=None):
+        self.seed, self.png, self.values = seed, png, values
 
 
 def png(rgba, width, height):
@@ -33,7 +33,7 @@ def png(rgba, width, height):
 
 def as_png(results):
     """Each hostkit Result as it comes, a Ready with its PNG."""
-    return [Ready(r.width, r.height, r.seed, png=png(r.rgba, r.width, r.height)) for r in results]
+    return [Ready(r.seed, png=png(r.rgba, r.width, r.height)) for r in results]
 
 
 def inpainted(results, rgba, width, height, box, box_mask, float_source=None):
@@ -48,10 +48,10 @@ def inpainted(results, rgba, width, height, box, box_mask, float_source=None):
         region = convert.composite_over(crop, placement.rgba, box_mask)
         whole = convert.paste(rgba, width, height, box, region)
         if float_source is None:
-            made.append(Ready(width, height, result.seed, png=png(whole, width, height)))
+            made.append(Ready(result.seed, png=png(whole, width, height)))
         else:
             values = float_values(whole, width, height, float_source, rgba)
-            made.append(Ready(width, height, result.seed, values=values))
+            made.append(Ready(result.seed, values=values))
     return made
 
 

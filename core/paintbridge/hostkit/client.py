@@ -49,14 +49,14 @@ from .jobs import (
     LONG_POLL,
     SENDING,
     STATUS_TIMEOUT,
+    Contact,
     JobHandle,
     JobStatus,
     JobWatch,
     Result,
-    _Contact,
-    _follow,
-    _never,
+    follow_polls,
     kept_in_history,
+    never,
     poll_delays,
     status_text,
 )
@@ -274,7 +274,7 @@ class Client(object):
         """POST /v1/jobs; returns the new job's id."""
         return self._submit_body(json_body(job))
 
-    def _submit_body(self, body, stopped=_never):
+    def _submit_body(self, body, stopped=never):
         """submit() with the job made a body; `stopped()` true: the upload was broken off here,
         so the server need not be asked why it broke."""
         try:
@@ -381,7 +381,7 @@ class Client(object):
         started = time.time()
         seen = None
         delays = poll_delays() if poll_interval is None else itertools.repeat(poll_interval)
-        for status in _follow(_Contact(self, job_id), time.sleep, delays):
+        for status in follow_polls(Contact(self, job_id), time.sleep, delays):
             if status is not None:
                 if on_progress is not None and (status.step, status.steps) != seen:
                     seen = (status.step, status.steps)

@@ -235,11 +235,11 @@ def contact_lost(exc, job_id, done):
 # --- following a job -------------------------------------------------------------------------
 
 
-def _never():
+def never():
     return False
 
 
-class _Contact(object):
+class Contact(object):
     """Polls one job and tells a failed poll worth trying again from one that ends the job
     (see LOST_AFTER_S). `trouble` is the latest failure while polls fail, else None."""
 
@@ -251,7 +251,7 @@ class _Contact(object):
         self.done = False  # the server said the job is done (its results may not be here yet)
         self.finished = False  # the server said it is done, failed or cancelled
         self.trouble = None
-        self.stopped = _never  # true once nobody wants the results (JobWatch.close)
+        self.stopped = never  # true once nobody wants the results (JobWatch.close)
 
     def poll(self, wait=0):
         """The job's JobStatus, or None after a failed poll worth trying again; raises the error
@@ -286,7 +286,7 @@ class JobHandle(object):
         self.client = client
         self.id = job_id
         self.last = None  # the latest JobStatus
-        self._contact = _Contact(client, job_id)
+        self._contact = Contact(client, job_id)
 
     @property
     def trouble(self):
@@ -332,9 +332,9 @@ class JobWatch(JobHandle):
     `prepare(results)`, when given, runs on the thread once the job is done, and the finished
     status's `results` are what it returns: the host's pixel work on a result (compositing,
     encoding, reordering bytes) stays off its GUI thread, which then only makes its document's
-    objects. Until it returns, poll() says FINISHING (not finished). What it raises,
-    the next poll() raises: a PaintbridgeError as it is, anything else as one that says the
-    result could not be used and where it is kept (see not_used)."""
+    objects. Until it returns, poll() says FINISHING (not finished). What it raises, the next
+    poll() raises: a PaintbridgeError as it is, anything else as one that says the result
+    could not be used and where it is kept (see not_used)."""
 
     def __init__(self, client, job, prepare=None):
         JobHandle.__init__(self, client, None)
@@ -357,7 +357,7 @@ class JobWatch(JobHandle):
     def _run(self):
         try:
             self._send()
-            for status in _follow(self._contact, self._pause, poll_delays()):
+            for status in follow_polls(self._contact, self._pause, poll_delays()):
                 if status is not None and status.done and self._prepare is not None:
                     status = self._prepared(status)
                 if status is not None and not self._closed.is_set():
@@ -528,12 +528,12 @@ def _close_watches():
         watch.join(STATUS_TIMEOUT + LONG_POLL + (PREPARE_WAIT if watch._preparing else 0))
 
 
-def _follow(contact, pause, delays):
+def follow_polls(contact, pause, delays):
     """Yields the job's JobStatus after each poll, None after one that got no answer (the next
     comes RETRY_PAUSE s later), until a finished one. Each poll but the first waits on the
     server for a change (LONG_POLL); from a server that answers at once instead, `delays` gives
     the pauses. `pause(seconds)` sleeps; it ends once `contact.stopped()`; errors are
-    _Contact.poll's."""
+    Contact.poll's."""
     previous = None  # (state, step) of the previous answer
     while not contact.stopped():
         asked = time.time()
