@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 from collections import namedtuple
 
-from hostkit.client import Client, PaintbridgeError, ServerFault, kept_in_history
+from hostkit.client import Client, PaintbridgeError, ServerFault, kept_in_history, with_history
 from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
@@ -328,7 +328,10 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
             "The image was closed while the job ran, so the result was not placed. "
             + kept_in_history(job_id)
         )
-    put = placements(prepared.box, results, prepared.mask)
+    try:
+        put = placements(prepared.box, results, prepared.mask)
+    except ServerFault as exc:  # a result of the wrong size
+        raise with_history(exc, job_id)  # noqa: B904
     name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
     if progress is not None:
         progress(1.0, "adding the result")

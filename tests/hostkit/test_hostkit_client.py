@@ -1156,10 +1156,30 @@ def test_a_result_a_watchs_prepare_cannot_use_is_raised_saying_where_it_is_kept(
     assert raised.value.code == "result_not_used" and raised.value.cause is problem
     with pytest.raises(PaintbridgeError, match="use its result: MemoryError. "):
         client.watch({"task": "x"}, prepare=lambda results: _raise(MemoryError())).follow()
-    refusal = RequestRejected("no such layer")
-    with pytest.raises(RequestRejected) as raised:  # a PaintbridgeError goes as it is
-        client.watch({"task": "x"}, prepare=lambda results: _raise(refusal)).follow()
-    assert raised.value is refusal
+    fault = ServerFault("The server sent a 8x8 result for a 64x64 image.", status=200)
+    with pytest.raises(ServerFault) as raised:  # a PaintbridgeError keeps its type and code
+        client.watch({"task": "x"}, prepare=lambda results: _raise(fault)).follow()
+    assert str(raised.value).startswith("The server sent a 8x8 result for a 64x64 image. ")
+    assert "`paintbridge history export j1 --out DIR`" in str(raised.value)
+    assert raised.value.code == "server_error" and raised.value.status == 200
+    cancelled = Cancelled("Cancelled.")
+    with pytest.raises(Cancelled) as raised:  # nothing to add: the user asked for no result
+        client.watch({"task": "x"}, prepare=lambda results: _raise(cancelled)).follow()
+    assert raised.value is cancelled
+
+
+def test_a_done_jobs_result_that_cannot_be_read_says_where_it_is_kept() -> None:
+    short = Raw({"x-width": "2", "x-height": "2", "x-seed": "42"}, RGBA[:-1])
+    client, _ = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("done", 4, results=[_result()]))],
+            ("GET", "/v1/jobs/j1/results/0"): [(200, short)],
+        }
+    )
+    with pytest.raises(ServerFault, match="not 2x2 RGBA8 pixels. .*history export j1 ") as raised:
+        client.watch({"task": "txt2img", "prompt": "x"}).follow()
+    assert raised.value.code == "server_error"
 
 
 def _raise(exc: BaseException) -> Any:

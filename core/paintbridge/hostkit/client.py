@@ -59,6 +59,7 @@ from .jobs import (
     never,
     poll_delays,
     status_text,
+    with_history,
 )
 from .transport import UrllibTransport, check_url, json_body, quote, urlsplit
 
@@ -95,6 +96,7 @@ __all__ = [
     "try_local_client",
     "urlsplit",
     "user_config_dir",
+    "with_history",
 ]
 
 

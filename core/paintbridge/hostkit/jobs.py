@@ -196,6 +196,12 @@ def kept_in_history(job_id):
     )
 
 
+def with_history(exc, job_id):
+    """`exc` (a PaintbridgeError about job `job_id`'s finished result) again, of its type and
+    code, its message followed by where the result is kept."""
+    return type(exc)("%s %s" % (exc, kept_in_history(job_id)), code=exc.code, status=exc.status)
+
+
 def not_used(exc, job_id):
     """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
     its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
@@ -275,6 +281,10 @@ class Contact(object):
             ):
                 raise contact_lost(exc, self.job_id, self.done)  # noqa: B904
             return None
+        except ServerFault as exc:  # e.g. a result that cannot be read
+            if self.done:
+                raise with_history(exc, self.job_id)  # noqa: B904
+            raise
         self.failures, self.since, self.trouble = 0, None, None
         return status
 
@@ -399,8 +409,10 @@ class JobWatch(JobHandle):
             progress = status.raw.get("progress")
             self.last = JobStatus({"id": self.id, "state": FINISHING, "progress": progress})
             results = self._prepare(status.results or [])
-        except PaintbridgeError:
+        except Cancelled:
             raise
+        except PaintbridgeError as exc:  # e.g. ServerFault: a result of the wrong size
+            raise with_history(exc, self.id)  # noqa: B904
         except Exception as exc:
             raise not_used(exc, self.id)  # noqa: B904
         finally:

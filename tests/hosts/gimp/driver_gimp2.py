@@ -258,6 +258,28 @@ def _fill_down():
     return run_case(FILL, image, layer, **common(source=0, whole=False, url=CONFIG["down_url"]))
 
 
+@case("fill_result_of_another_size")
+def _fill_wrong_size():
+    """A server that sends results one pixel narrower than the image sent (hostkit's Client
+    patched in the plug-in's process): a message, nothing placed, the history named."""
+    import hostkit.client as hostkit_client
+
+    fetch = hostkit_client.Client.result
+
+    def narrower(self, job_id, index=0):
+        result = fetch(self, job_id, index)
+        width, height = result.width - 1, result.height
+        return hostkit_client.Result(width, height, b"\0" * (width * height * 4), result.seed)
+
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 4, 4, 10, 10)
+    hostkit_client.Client.result = narrower
+    try:
+        return run_case(FILL, image, layer, **common(source=0, whole=False))
+    finally:
+        hostkit_client.Client.result = fetch
+
+
 @case("img2img_selection")
 def _img2img():
     image, layer = make_image(80, 60, gimpfu.RGB, gimpfu.RGB_IMAGE)

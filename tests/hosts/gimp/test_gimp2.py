@@ -224,12 +224,19 @@ def test_generate_with_a_layer_mask_active_adds_the_layer_above_its_layer(gimp2_
         ("fill_server_down", "Could not reach the paintbridge server"),
         ("fill_visible_nothing_visible", "Nothing is visible"),
         ("fill_on_a_layer_mask", "Select a layer first (not a channel or a layer mask)"),
+        ("fill_result_of_another_size", "result for a "),
     ],
 )
 def test_errors_go_to_the_message_area_and_change_nothing(gimp2_run, case, message):
     facts = entry(gimp2_run, case)
     assert len(facts["messages"]) == 1 and message in facts["messages"][0]
     assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
+
+
+def test_a_result_that_cannot_be_placed_says_where_it_is_kept(gimp2_run):
+    [message] = entry(gimp2_run, "fill_result_of_another_size")["messages"]
+    assert "so it cannot be placed" in message, message
+    assert re.search(r"`paintbridge history export [0-9a-f-]{8,} --out DIR`", message), message
 
 
 def test_img2img_with_a_selection(gimp2_run):
