@@ -173,10 +173,20 @@ def keep_unchanged(values, source_values, source_rgba, rgba, width, height):
     return out.ravel()
 
 
-def transparency_mask(rgba):
-    """The inpaint mask of "regenerate where the image is transparent": 255 - alpha, per pixel."""
-    alpha = np.frombuffer(bytes(rgba), dtype=np.uint8)[3::4]
-    return (255 - alpha).astype(np.uint8).tobytes()
+def alpha_bytes(pixels, width, height):
+    """The 8-bit alpha of Blender `Image.pixels`, rows top to bottom: pixels_to_rgba8's alpha
+    (alpha is straight in every buffer, premultiplied or not, and never encoded)."""
+    array = np.asarray(pixels, dtype=np.float32).reshape(height, width, 4)[::-1, :, 3]
+    out = np.empty((height, width), dtype=np.uint8)
+    for top, bottom in _row_blocks(height, width):
+        out[top:bottom] = to_bytes(array[top:bottom])
+    return out.tobytes()
+
+
+def transparency_mask(alpha):
+    """The inpaint mask of "regenerate where the image is transparent": 255 - alpha, per pixel
+    (`alpha`: 8-bit, one byte a pixel)."""
+    return (255 - np.frombuffer(bytes(alpha), dtype=np.uint8)).tobytes()
 
 
 def luma_mask(rgba):

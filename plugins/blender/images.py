@@ -4,27 +4,48 @@ Blender's own image operators crash in background mode)."""
 import os
 import shutil
 import tempfile
+from collections import namedtuple
 
 import bpy
 import numpy as np
 
 from . import convert
+from .hostkit.transport import Later
 from .params import RECORD_KEY
 
 TEXTURE_NODE_TAG = "paintbridge_texture"  # marks the Image Texture node Generate Texture made
 
 
-def read_rgba8(image):
-    """(width, height, RGBA8 bytes rows top to bottom, sRGB) of a Blender image that holds its
-    pixels (see read_source for a Render Result)."""
+# An image's pixels read on Blender's thread: `rgba` a hostkit Later of the RGBA8 bytes (rows
+# top to bottom, sRGB), whose conversion from Blender's floats (712 ms for a 4096 px float image,
+# bench/results/blender_convert-*) the job's thread makes as it sends the job; `alpha` a Later
+# of the 8-bit alpha alone (an inpaint mask is planned from it on Blender's thread).
+Read = namedtuple("Read", ("width", "height", "rgba", "alpha"))
+
+
+def read_later(image):
+    """The Read of a Blender image that holds its pixels (see read_source for a Render Result):
+    only Blender's floats are copied here."""
     width, height = image.size[0], image.size[1]
     if width == 0 or height == 0:
         raise ValueError(no_pixels_message(image))
     values = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(values)
     linear = image.is_float and not image.colorspace_settings.is_data
-    rgba = convert.pixels_to_rgba8(values, width, height, linear, premultiplied(image))
-    return width, height, rgba
+    straight = premultiplied(image)
+    return Read(
+        width,
+        height,
+        Later(lambda: convert.pixels_to_rgba8(values, width, height, linear, straight)),
+        Later(lambda: convert.alpha_bytes(values, width, height)),
+    )
+
+
+def read_rgba8(image):
+    """(width, height, RGBA8 bytes rows top to bottom, sRGB) of a Blender image that holds its
+    pixels, converted now."""
+    read = read_later(image)
+    return read.width, read.height, read.rgba.get()
 
 
 def no_pixels_message(image):
@@ -53,17 +74,18 @@ RENDERED = ("RENDER_RESULT", "COMPOSITING")  # Render Result and Viewer Node: no
 
 
 def read_source(image, scene):
-    """read_rgba8 of any image a user can open: a Render Result, Viewer Node or multilayer EXR
-    (none of which has `pixels`) is saved to a temporary PNG as Blender shows it (the scene's
-    view transform) and read from there; an image
-    sequence, movie or UDIM image is refused with what to do (ValueError)."""
+    """The Read (read_later) of any image a user can open: a Render Result, Viewer Node or
+    multilayer EXR (none of which has `pixels`) is saved to a temporary PNG as Blender shows it
+    (the scene's view transform) and read from there, now; an image sequence, movie or UDIM
+    image is refused with what to do (ValueError)."""
     if image.type not in RENDERED:
         image.size[0]  # loads the file: only then does a multilayer EXR say it is one
     if image.type in RENDERED or image.type == "MULTILAYER":
-        return read_render(image, scene)
+        width, height, rgba = read_render(image, scene)
+        return Read(width, height, Later(lambda: rgba), Later(lambda: rgba[3::4]))
     if image.source in ("SEQUENCE", "MOVIE", "TILED"):
         raise ValueError(no_pixels_message(image))
-    return read_rgba8(image)
+    return read_later(image)
 
 
 def _format_settings(settings):

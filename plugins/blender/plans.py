@@ -9,6 +9,7 @@ import bpy
 
 from . import connection, convert, images, params, props, results
 from .hostkit import tasks
+from .hostkit.transport import Later
 
 
 class UserError(Exception):
@@ -126,10 +127,11 @@ def _check_whole_image(source, width, height):
 def plan_img2img(context, source):
     settings = scene_settings(context)
     prompt = _prompt(settings)
-    width, height, rgba = images.read_source(source, context.scene)
+    read = images.read_source(source, context.scene)
+    width, height = read.width, read.height
     _check_whole_image(source, width, height)
     job = tasks.img2img_job(
-        rgba,
+        read.rgba,  # converted on the job's thread, as it is sent
         width,
         height,
         strength=settings.strength,
@@ -143,7 +145,8 @@ def plan_img2img(context, source):
 def plan_inpaint(context, source):
     settings = scene_settings(context)
     prompt = _prompt(settings)
-    width, height, rgba = images.read_source(source, context.scene)
+    read = images.read_source(source, context.scene)
+    width, height, rgba = read.width, read.height, read.rgba  # rgba: made as the job is sent
     mask_image = settings.mask_image
     if mask_image is not None:
         mask_w, mask_h, mask_rgba = images.read_rgba8(mask_image)
@@ -154,7 +157,7 @@ def plan_inpaint(context, source):
             )
         mask = convert.luma_mask(mask_rgba)
     else:
-        mask = convert.transparency_mask(rgba)
+        mask = convert.transparency_mask(read.alpha.get())
     plan = tasks.plan_fill_selection(mask, width, height, (0, 0, width, height))
     if plan is None:
         raise UserError(
@@ -167,7 +170,7 @@ def plan_inpaint(context, source):
         _check_whole_image(source, width, height)
         box, box_mask = (0, 0, width, height), mask
     job = tasks.inpaint_job(
-        convert.crop(rgba, width, height, box),
+        Later(lambda: convert.crop(rgba.get(), width, height, box)),
         box_mask,
         box[2],
         box[3],
@@ -179,8 +182,8 @@ def plan_inpaint(context, source):
     float_source = images.FloatSource.of(source)
     mask_name = mask_image.name if mask_image is not None else None
 
-    def prepare(done):
-        return results.inpainted(done, rgba, width, height, box, box_mask, float_source)
+    def prepare(done):  # once the job was sent: rgba is made
+        return results.inpainted(done, rgba.get(), width, height, box, box_mask, float_source)
 
     def finish(context, ready):
         made = []

@@ -36,6 +36,8 @@ from paintbridge.hostkit.client import (
     user_config_dir,
 )
 from paintbridge.hostkit.discovery import live_proof
+from paintbridge.hostkit.tasks import img2img_job
+from paintbridge.hostkit.transport import Later
 
 RGBA = bytes(range(16))  # 2 x 2
 
@@ -1180,6 +1182,33 @@ def test_a_done_jobs_result_that_cannot_be_read_says_where_it_is_kept() -> None:
     with pytest.raises(ServerFault, match="not 2x2 RGBA8 pixels. .*history export j1 ") as raised:
         client.watch({"task": "txt2img", "prompt": "x"}).follow()
     assert raised.value.code == "server_error"
+
+
+def test_a_watch_makes_a_jobs_later_pixels_on_its_thread() -> None:
+    """A plug-in's pixel work on what it read (Blender's float conversion, Krita's byte order)
+    runs on the watch's thread as the job is sent; what it raises ends the job, unsent."""
+    client, transport = _done_job_client()
+    threads = []
+
+    def convert() -> bytes:
+        threads.append(threading.current_thread())
+        return RGBA
+
+    watch = client.watch(img2img_job(Later(convert), 2, 2, prompt="x"))
+    [result] = watch.follow()
+    assert (result.rgba, result.seed) == (RGBA, 42) and threads == [watch._thread]
+    sent = transport.calls[0][2]["image"]
+    assert base64.b64decode(sent["data"]) == RGBA
+    for problem, advice in (
+        (MemoryError(), "Close other programs or work on a smaller area"),
+        (ValueError("pixels has 3 values"), "This is a bug in paintbridge"),
+    ):
+        calls = len(transport.calls)
+        job = img2img_job(Later(lambda problem=problem: _raise(problem)), 2, 2, prompt="x")
+        with pytest.raises(PaintbridgeError, match="could not be prepared for sending") as raised:
+            client.watch(job).follow()
+        assert advice in raised.value.message and raised.value.code == "job_not_made"
+        assert raised.value.cause is problem and len(transport.calls) == calls  # nothing sent
 
 
 def _raise(exc: BaseException) -> Any:

@@ -76,6 +76,11 @@ answer = client.request("POST", "/v1/jobs", job)
 assert answer["length"] == answer["received"] > 1400000, answer
 assert answer["image_sha256"] == hashlib.sha256(big).hexdigest(), answer
 assert answer["mask_sha256"] == hashlib.sha256(big[: 600 * 500]).hexdigest(), answer
+# the same with its pixels made as the body is written (a Later: Blender's and Krita's way)
+job = h.inpaint_job(h.Later(lambda: big), h.Later(lambda: big[: 600 * 500]), 600, 500, prompt="x")
+answer = client.request("POST", "/v1/jobs", job)
+assert answer["image_sha256"] == hashlib.sha256(big).hexdigest(), answer
+assert answer["mask_sha256"] == hashlib.sha256(big[: 600 * 500]).hexdigest(), answer
 # the local server found through server.json (JSON text is `unicode` on Python 2: it was
 # never taken for a URL there), and a remote server's token kept and read back
 import json, os, tempfile

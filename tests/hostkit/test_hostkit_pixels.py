@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 import struct
 import zlib
@@ -29,6 +30,7 @@ from paintbridge.hostkit.pixels import (
     rgba_to_bgra,
     rgba_to_gray,
 )
+from paintbridge.hostkit.transport import Later, json_text
 
 SIZES = [(1, 1), (7, 13), (257, 3), (3, 257), (64, 64)]
 
@@ -366,3 +368,18 @@ def test_module_has_no_third_party_imports() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom) and not getattr(node, "level", 0):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             assert all(n.split(".")[0] in stdlib for n in names), names
+
+
+def test_payloads_of_later_pixels_are_made_checked_and_encoded_when_sent() -> None:
+    rgba, mask = bytes(range(24)), b"\xff\x00"
+    made = []
+    image = image_payload(Later(lambda: made.append("image") or rgba), 2, 3, "png")
+    masked = mask_payload(Later(lambda: made.append("mask") or mask), 2, 1)
+    assert made == [] and (image["width"], image["height"], image["format"]) == (2, 3, "png")
+    assert payload_to_rgba(image) == (2, 3, rgba) and made == ["image"]
+    assert json.loads(json_text(masked))["data"] == "/wA=" and made == ["image", "mask"]
+    wrong = image_payload(Later(lambda: rgba[:-1]), 2, 3)  # checked when made
+    with pytest.raises(ValueError, match="image data has 23 bytes, expected 2 x 3 x 4"):
+        wrong["data"].get()
+    with pytest.raises(ValueError, match="image format"):  # a wrong format at once
+        image_payload(Later(lambda: rgba), 2, 3, "jpeg")

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from paintbridge.hostkit.transport import LONG_STRING, PIECE, Base64, JsonBody, json_body, json_text
+from paintbridge.hostkit.transport import (
+    LONG_STRING,
+    PIECE,
+    Base64,
+    JsonBody,
+    Later,
+    json_body,
+    json_text,
+)
 
 
 def _base64(size: int) -> str:
@@ -143,3 +151,20 @@ def test_base64_data_is_a_copy_counted_in_bytes() -> None:
     encoded = Base64(pixels)
     pixels[0] = 0xFF
     assert str(encoded) == "AQID"
+
+
+def test_a_later_value_is_made_once_when_the_payload_is_first_written() -> None:
+    """A plug-in's pixel work, made by the thread that writes the body (a JobWatch's), once."""
+    image = os.urandom(PIECE + 5)
+    made = []
+
+    def make() -> Base64:
+        made.append(1)
+        return Base64(image)
+
+    job = _job(Later(make), Later(lambda: "AA=="), prompt="x")
+    assert made == []  # building the job made nothing
+    expected = json.dumps(_job(base64.b64encode(image).decode(), "AA==", prompt="x"))
+    assert bytes(json_body(job)) == expected.encode("utf-8")
+    assert json_text(job) == expected
+    assert made == [1]

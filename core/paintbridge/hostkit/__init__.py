@@ -49,7 +49,7 @@ from .tasks import (
     plan_fill_selection,
     txt2img_job,
 )
-from .transport import UrllibTransport
+from .transport import Later, UrllibTransport
 
 __version__ = "0.1.0"
 PROTOCOL = "v1"
@@ -64,6 +64,7 @@ __all__ = [
     "JobHandle",
     "JobStatus",
     "JobWatch",
+    "Later",
     "NotRunning",
     "PaintbridgeError",
     "Placement",

@@ -202,17 +202,38 @@ def with_history(exc, job_id):
     return type(exc)("%s %s" % (exc, kept_in_history(job_id)), code=exc.code, status=exc.status)
 
 
-def not_used(exc, job_id):
-    """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
-    its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
+def _detail(exc):
+    """What `exc` says, without a last full stop; its type's name when it says nothing."""
     try:
         detail = str(exc)
     except UnicodeError:  # Python 2: a unicode message outside ASCII
         detail = repr(exc)
+    return detail.rstrip(".") or type(exc).__name__
+
+
+def not_used(exc, job_id):
+    """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
+    its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
     error = PaintbridgeError(
         "Job %s is done, but the plug-in could not use its result: %s. %s"
-        % (job_id, detail.rstrip(".") or type(exc).__name__, kept_in_history(job_id)),
+        % (job_id, _detail(exc), kept_in_history(job_id)),
         code="result_not_used",
+    )
+    error.cause = exc
+    return error
+
+
+def not_made(exc):
+    """The PaintbridgeError for a job whose pixels the plug-in could not make to send (`exc`,
+    what a Later raised, is its `cause`): nothing was sent, the document is as it was."""
+    if isinstance(exc, MemoryError):
+        advice = "Close other programs or work on a smaller area, and try again."
+    else:
+        advice = "This is a bug in paintbridge; please report it with this message."
+    error = PaintbridgeError(
+        "The image could not be prepared for sending (%s); nothing was sent. %s"
+        % (_detail(exc), advice),
+        code="job_not_made",
     )
     error.cause = exc
     return error
@@ -388,7 +409,12 @@ class JobWatch(JobHandle):
             _WATCHES.discard(self)
 
     def _send(self):
-        body = _Upload(json_body(self._job), self._upload_stopped)
+        try:
+            body = _Upload(json_body(self._job), self._upload_stopped)  # makes each Later
+        except PaintbridgeError:
+            raise
+        except Exception as exc:  # a Later's pixel work (MemoryError, a plug-in's bug)
+            raise not_made(exc)  # noqa: B904
         self._job = None
         self._upload = body
         try:

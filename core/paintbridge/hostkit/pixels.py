@@ -10,7 +10,7 @@ import binascii
 import struct
 import zlib
 
-from .transport import Base64
+from .transport import Base64, Later
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -368,35 +368,44 @@ def image_payload(data, width, height, format="rgba8"):
     string, written as the request is sent).
 
     format "rgba8" sends the bytes as they are; "png" compresses them (smaller over a network).
+    `data` may be a Later (see transport.Later): its bytes are then made, checked and
+    encoded when the job is sent, on the thread that sends it.
     """
-    data = _as_bytes(data)
-    _check_size(data, width, height, 4, "image data")
-    if format == "rgba8":
-        blob = data
-    elif format == "png":
-        blob = encode_png(data, width, height, "RGBA")
-    else:
+    if format not in ("rgba8", "png"):
         raise ValueError('image format must be "rgba8" or "png", got %r' % (format,))
-    return {"width": width, "height": height, "format": format, "data": Base64(blob)}
+
+    def blob(data):
+        data = _as_bytes(data)
+        _check_size(data, width, height, 4, "image data")
+        return Base64(data if format == "rgba8" else encode_png(data, width, height, "RGBA"))
+
+    return _payload(blob, data, width, height, format)
 
 
 def mask_payload(data, width, height, format="a8"):
-    """The wire form of an 8-bit mask (255 = regenerate): format "a8" or "png"."""
-    data = _as_bytes(data)
-    _check_size(data, width, height, 1, "mask data")
-    if format == "a8":
-        blob = data
-    elif format == "png":
-        blob = encode_png(data, width, height, "L")
-    else:
+    """The wire form of an 8-bit mask (255 = regenerate): format "a8" or "png"; `data` may be a
+    Later, as in image_payload."""
+    if format not in ("a8", "png"):
         raise ValueError('mask format must be "a8" or "png", got %r' % (format,))
-    return {"width": width, "height": height, "format": format, "data": Base64(blob)}
+
+    def blob(data):
+        data = _as_bytes(data)
+        _check_size(data, width, height, 1, "mask data")
+        return Base64(data if format == "a8" else encode_png(data, width, height, "L"))
+
+    return _payload(blob, data, width, height, format)
+
+
+def _payload(blob, data, width, height, format):
+    made = Later(lambda: blob(data.get())) if isinstance(data, Later) else blob(data)
+    return {"width": width, "height": height, "format": format, "data": made}
 
 
 def _payload_fields(payload):
     try:
         width, height = int(payload["width"]), int(payload["height"])
         fmt, data = payload["format"], payload["data"]
+        data = data.get() if isinstance(data, Later) else data
         # what base64.b64decode does, less its copy of a str to bytes first (85 MB for a
         # 4096 x 4096 result): Python 3's a2b_base64 reads an ASCII str in place
         blob = data.data if isinstance(data, Base64) else binascii.a2b_base64(data)

@@ -12,6 +12,7 @@ import base64
 import json
 import socket
 import sys
+import threading
 
 from .errors import NotRunning, PaintbridgeError, Timeout, not_running_message
 
@@ -42,6 +43,7 @@ except ImportError:  # Python 2.7 (GIMP 2.10)
 __all__ = [
     "Base64",
     "JsonBody",
+    "Later",
     "UrllibTransport",
     "check_url",
     "is_loopback",
@@ -150,9 +152,35 @@ class Base64(object):
         return "Base64(%d bytes)" % len(self.data)
 
 
+class Later(object):
+    """A value of a JSON payload made by `make()` when the payload is first written (json_body,
+    json_text), then kept: a plug-in reads its layer on the GUI thread, and the conversion of
+    those pixels to the wire's bytes runs on the thread that sends the job (a JobWatch's), not
+    on the GUI's. `get()` is the value (made once, whichever thread asks first)."""
+
+    __slots__ = ("_make", "_value", "_lock")
+
+    def __init__(self, make):
+        self._make = make
+        self._value = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._make is not None:
+                self._value = self._make()
+                self._make = None  # and what it held (the pixels as read) with it
+            return self._value
+
+    def __repr__(self):
+        return "Later(%s)" % ("made" if self._make is None else "to make")
+
+
 def _as_text(value):
     if isinstance(value, Base64):
         return str(value)
+    if isinstance(value, Later):
+        return value.get()
     raise TypeError("%s is not JSON serializable" % type(value).__name__)
 
 
@@ -191,7 +219,10 @@ def _marker(index):
 
 def _lift_long_strings(value, found):
     """A copy of `value` where each Base64 and each long string JSON writes as it is (base64
-    text) is replaced by a marker; they are appended to `found`, marker i for found[i]."""
+    text) is replaced by a marker; they are appended to `found`, marker i for found[i]. Each
+    Later is made here."""
+    if isinstance(value, Later):
+        value = value.get()
     if isinstance(value, Base64):
         found.append(value)
         return _marker(len(found) - 1)

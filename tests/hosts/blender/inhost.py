@@ -229,7 +229,12 @@ def pixel_conversion(addon, data):
     # masks, composite, crop/paste
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 3] = [[255, 0], [128, 255]]
-    assert convert.transparency_mask(rgba.tobytes()) == bytes([0, 255, 127, 0])
+    assert convert.transparency_mask(rgba[..., 3].tobytes()) == bytes([0, 255, 127, 0])
+    # the alpha planned from on Blender's thread is the alpha of the RGBA8 sent
+    for premultiplied in (False, True):
+        values = np.linspace(-0.1, 1.2, 6 * 4 * 4, dtype=np.float32)
+        sent = convert.pixels_to_rgba8(values, 6, 4, True, premultiplied)
+        assert convert.alpha_bytes(values, 6, 4) == sent[3::4]
     white = np.full((1, 2, 4), 255, np.uint8)
     white[0, 1, :3] = 0
     assert convert.luma_mask(white.tobytes()) == bytes([255, 0])
@@ -875,6 +880,34 @@ def modal(addon, data):
     assert level == "ERROR" and "could not use its result: the result is 8 x 8" in text, text
     assert f"history export {driver.op._handle.id}" in text, text
     assert new_images(before) == [image] and not session.running
+    # the source's conversion for the wire runs on the job's thread as the job is sent: Blender's
+    # thread only copies its floats (and plans the inpaint mask from their alpha)
+    fsource = bpy.data.images.new("modal float", 48, 32, alpha=True, float_buffer=True)
+    floats = np.full((32, 48, 4), 0.5, np.float32)
+    floats[..., 3] = 1.0
+    floats[8:12, 8:12] = 0.0  # a transparent hole
+    fsource.pixels.foreach_set(floats.ravel())
+    converted, convert = [], addon.convert
+    original = convert.pixels_to_rgba8
+
+    def recorded(*args, **kwargs):
+        converted.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    convert.pixels_to_rgba8 = recorded
+    try:
+        before = set(i.name for i in bpy.data.images)
+        driver = ModalDriver(ops.PAINTBRIDGE_OT_inpaint, image_name=fsource.name)
+        driver.invoke(context)
+        answer = driver.tick_until_done(context)
+    finally:
+        convert.pixels_to_rgba8 = original
+    assert answer == {"FINISHED"}, (answer, driver.reports)
+    assert converted == [driver.op._handle._thread], converted
+    (inpainted,) = new_images(before)
+    assert inpainted.is_float and tuple(inpainted.size) == (48, 32)
+    kept = pixels(inpainted).reshape(32, 48, 4)
+    assert np.array_equal(kept[:8], floats[:8]), "pixels outside the hole changed"
     # Esc while the job runs: cancelled on the server, nothing made
     settings(steps=150, width=512, height=512)
     before = set(i.name for i in bpy.data.images)
