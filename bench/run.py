@@ -32,6 +32,7 @@ SECTIONS = (
     "gui_thread",
     "blender_convert",
     "blender_result",
+    "blender_start",
     "result_alpha",
     "switching",
     "coldstart",
