@@ -14,6 +14,7 @@ import json
 from .hostkit import pixels, tasks
 from .hostkit.errors import PaintbridgeError
 from .hostkit.geometry import Box, crop_bytes, selection_bounds
+from .hostkit.transport import Later
 from .params import layer_name
 
 ANNOTATION = "paintbridge"  # document annotation: {"layers": {layer uuid: job parameters}}
@@ -215,7 +216,9 @@ def read_rgba(document, node, box):
     mask filters; pixelData ignores both, so a hidden area would come back); the projection of
     any other layer (group, vector and text, clone, file, fill, filter), whose pixelData Krita
     gives empty or at one byte per pixel. Both are at the node's depth and in its profile (a
-    layer can have its own, other than the image's), converted to 8-bit sRGB here for the model."""
+    layer can have its own, other than the image's), converted to 8-bit sRGB here for the model.
+    The bytes are a hostkit Later: their B, G, R, A order is swapped (about 100 ms at 4096 px)
+    on the job's thread, as it sends the job."""
     if not reads_projection(node):
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
@@ -232,7 +235,7 @@ def read_rgba(document, node, box):
         data = convert_bgra(data, box.width, box.height, space, SRGB8)
     except PlaceError as exc:
         raise PlanError(str(exc)) from None
-    return pixels.bgra_to_rgba(data)
+    return Later(lambda: pixels.bgra_to_rgba(data))
 
 
 def look(node):

@@ -234,8 +234,8 @@ class Driver:
         doc.close()
 
     def scenario_results_prepared_off_gui_thread(self, s):
-        """A result's pixel work (placement, selection, byte order) runs on the job's watch
-        thread, not Krita's; what it raises ends the job with a message that says where the
+        """A layer's pixel work before the job is sent (byte order) and a result's (placement,
+        selection, byte order) run on the job's watch thread, not Krita's; what it raises ends the job with a message that says where the
         result is kept, and no layer. Cancel while it runs: cancelled, no layer."""
         import threading
 
@@ -265,9 +265,20 @@ class Driver:
             slow(plan, results)
             unplaceable(plan, results)
 
+        from paintbridge_krita import logic
+
+        swap = logic.pixels.bgra_to_rgba
+        swapped = []
+
+        def swap_recorded(data):
+            swapped.append(threading.current_thread())
+            return swap(data)
+
         controller_module.prepare_results = recording
+        logic.pixels.bgra_to_rgba = swap_recorded
         try:
             layer = self.run_ok(s, self.controller(), "img2img", doc, source)
+            logic.pixels.bgra_to_rgba = swap
             controller_module.prepare_results = unplaceable
             words = ["could not use its result", "not 64 x 48", "history export"]
             self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
@@ -293,7 +304,12 @@ class Driver:
                 s.check(len(self.names(doc)) == count, f"{kind}: a layer was added after Cancel")
         finally:
             controller_module.prepare_results = prepare
+            logic.pixels.bgra_to_rgba = swap
             may_end.set()
+        # the layer's bytes read on Krita's thread were put in R, G, B, A order on the job's
+        s.info["swap_threads"] = [thread.name for thread in swapped]
+        s.check(len(swapped) == 1, f"swapped on {swapped}")
+        s.check(swapped[0] is not threading.main_thread(), "swapped on Krita's GUI thread")
         s.info["prepare_threads"] = [thread.name for thread in threads]
         s.check(layer is not None and len(threads) == 1, f"prepared on {threads}")
         s.check(threads[0] is not threading.main_thread(), "prepared on Krita's GUI thread")
