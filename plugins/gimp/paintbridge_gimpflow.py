@@ -14,6 +14,7 @@ from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
 from hostkit.tasks import (
+    FILL_STRENGTH,
     MAX_PIXELS,
     MAX_SIDE,
     canvas_changed,
@@ -249,6 +250,7 @@ def prepare_fill(host, settings):
         plan = plan_fill_selection(full, limit.width, limit.height, canvas, layer, limit.x, limit.y)
     rgba = read_source(host, plan.box, settings.source)
     params = job_parameters(settings)
+    params["strength"] = FILL_STRENGTH
     job = inpaint_job(rgba, plan.mask, plan.box.width, plan.box.height, **params)
     return Prepared(plan.box, job, None, settings.source == "layer")
 

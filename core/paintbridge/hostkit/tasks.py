@@ -26,6 +26,10 @@ from .pixels import image_payload, mask_alpha, mask_payload
 # refused before a byte is sent, not by the server halfway through a 100 MB upload.
 MAX_PIXELS = 4096 * 4096
 MAX_SIDE = 8192
+# Fill Selection regenerates what is selected (partly where the selection is partial): the
+# model's whole schedule from noise, not the protocol's default strength 0.75, which keeps a
+# quarter of what was there (as diffusers' own inpaint pipeline defaults to 1.0).
+FILL_STRENGTH = 1.0
 
 # Job fields an adapter may pass besides task, prompt, width, height, image, mask (protocol v1).
 JOB_PARAMETERS = (

@@ -3,6 +3,8 @@
 No Krita and no Qt here, so the rules are tested anywhere.
 """
 
+from .hostkit import tasks
+
 TASKS = ("img2img", "inpaint", "txt2img")
 MAX_SEED = 2**32 - 1  # the server's seeds: 0 .. 2**32 - 1
 
@@ -76,6 +78,8 @@ class Params(object):
         }
         if task == "img2img":
             params["strength"] = self.strength
+        elif task == "inpaint":  # Fill Selection: the Strength field is Image to Image's
+            params["strength"] = tasks.FILL_STRENGTH
         return params
 
     def wire(self, task):

@@ -280,6 +280,29 @@ def _fill_wrong_size():
         hostkit_client.Client.result = fetch
 
 
+@case("fill_strength")
+def _fill_strength():
+    """The strength Fill Selection sends (its dialog has no Strength field)."""
+    import hostkit.client as hostkit_client
+
+    watch = hostkit_client.Client.watch
+    sent = []
+
+    def recorded(self, job, prepare=None):
+        sent.append(job.get("strength"))
+        return watch(self, job, prepare)
+
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 4, 4, 10, 10)
+    hostkit_client.Client.watch = recorded
+    try:
+        facts = run_case(FILL, image, layer, **common(source=0, whole=False))
+    finally:
+        hostkit_client.Client.watch = watch
+    facts["strengths"] = sent
+    return facts
+
+
 @case("img2img_selection")
 def _img2img():
     image, layer = make_image(80, 60, gimpfu.RGB, gimpfu.RGB_IMAGE)

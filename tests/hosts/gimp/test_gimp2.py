@@ -233,6 +233,12 @@ def test_errors_go_to_the_message_area_and_change_nothing(gimp2_run, case, messa
     assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
 
 
+def test_fill_selection_regenerates_the_selection_at_full_strength(gimp2_run):
+    facts = entry(gimp2_run, "fill_strength")
+    assert facts["messages"] == [] and len(facts["new"]) == 1
+    assert facts["strengths"] == [1.0]
+
+
 def test_a_result_that_cannot_be_placed_says_where_it_is_kept(gimp2_run):
     [message] = entry(gimp2_run, "fill_result_of_another_size")["messages"]
     assert "so it cannot be placed" in message, message

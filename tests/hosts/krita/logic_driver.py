@@ -235,8 +235,9 @@ class Driver:
 
     def scenario_results_prepared_off_gui_thread(self, s):
         """A layer's pixel work before the job is sent (byte order) and a result's (placement,
-        selection, byte order) run on the job's watch thread, not Krita's; what it raises ends the job with a message that says where the
-        result is kept, and no layer. Cancel while it runs: cancelled, no layer."""
+        selection, byte order) run on the job's watch thread, not Krita's; what the result's
+        raises ends the job with a message that says where the result is kept, and no layer.
+        Cancel while it runs: cancelled, no layer."""
         import threading
 
         from paintbridge_krita import controller as controller_module
@@ -342,9 +343,13 @@ class Driver:
         ctrl = self.controller()
         from paintbridge_krita.logic import plan_fill
 
-        box = plan_fill(doc, source, ctrl.params).box
+        plan = plan_fill(doc, source, ctrl.params)
+        box = plan.box
         s.info["sent_box"] = list(box)
         s.check(box.width < w and box.height < h, f"the whole canvas was sent: {box!r}")
+        # the selection is regenerated, whatever Image to Image's Strength field says
+        s.check(ctrl.params.strength != 1.0, "the docker's strength is 1 already")
+        s.check(plan.job["strength"] == 1.0, f"filled at strength {plan.job.get('strength')}")
         from paintbridge_krita.logic import _selection
 
         read_mask, read_box, _bounds = _selection(doc)
