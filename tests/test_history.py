@@ -132,6 +132,29 @@ def test_a_file_name_the_file_system_refuses_is_not_found_on_export(tmp_path: Pa
     assert error.value.code == "not_found"
 
 
+def test_export_copies_every_image_still_there_when_one_is_gone(tmp_path: Path) -> None:
+    """The command a plug-in names to recover a result: a lost PNG must not cost the others."""
+    history = History(tmp_path / "h")
+    first, second, third = record(history, "three", 1, 2, 3)
+    second.unlink()
+    out = tmp_path / "out"
+    with pytest.raises(PaintbridgeError, match="is gone from the history folder") as error:
+        history.export("three", out)
+    assert error.value.code == "not_found" and second.name in str(error.value)
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, third.name])
+    assert f"its other images were copied: {out / first.name}, {out / third.name}" in str(
+        error.value
+    )
+
+
+def test_export_into_the_history_folder_or_onto_a_file(tmp_path: Path) -> None:
+    history = History(tmp_path / "h")
+    (png,) = record(history, "one", 1)
+    assert history.export("one", history.folder) == [png]  # there already: nothing to copy
+    with pytest.raises(PaintbridgeError, match="is a file; --out takes a folder"):
+        history.export("one", png)
+
+
 def test_check_writable_creates_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
     history = History(tmp_path / "a" / "h")
     history.check_writable()

@@ -187,13 +187,20 @@ class History:
             )
         raise PaintbridgeError(
             f"no job {job_id!r} in the history at {str(self.folder)!r}: "
-            "`paintbridge history list` shows the jobs it holds",
+            "`paintbridge history list` shows the jobs it holds (a server started with "
+            "--history-dir DIR keeps its results in DIR: add the same --history-dir)",
             code="not_found",
         )
 
     def export(self, job_id: str, out_dir: Path) -> list[Path]:
-        """Copy the job's PNGs into `out_dir` (created if needed); return the copies."""
+        """Copy the job's PNGs into `out_dir` (created if needed); return the copies. A PNG gone
+        from the folder does not keep the others from being copied: they are, and the error
+        then names both."""
         entry = self.find(job_id)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise PaintbridgeError(
+                f"{str(out_dir)!r} is a file; --out takes a folder", code="output_not_writable"
+            )
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -201,7 +208,7 @@ class History:
                 f"cannot create {str(out_dir)!r}: {exc.strerror or exc}",
                 code="output_not_writable",
             ) from exc
-        copies = []
+        copies, gone = [], []
         for name in entry.files:
             source = self.folder / name
             try:
@@ -209,17 +216,25 @@ class History:
             except OSError:  # a name the file system refuses (too long...): not there either
                 present = False
             if not present:
-                raise PaintbridgeError(
-                    f"{str(source)!r} of job {entry.job} is gone from the history folder",
-                    code="not_found",
-                )
+                gone.append(repr(str(source)))
+                continue
             try:
                 copies.append(Path(shutil.copy2(source, out_dir / name)))
+            except shutil.SameFileError:  # --out is the history folder: it is there already
+                copies.append(out_dir / name)
             except OSError as exc:
                 raise PaintbridgeError(
                     f"cannot copy {name} to {str(out_dir)!r}: {exc.strerror or exc}",
                     code="output_not_writable",
                 ) from exc
+        if gone:
+            message = (
+                f"{', '.join(gone)} of job {entry.job} "
+                f"{'is' if len(gone) == 1 else 'are'} gone from the history folder"
+            )
+            if copies:
+                message += f"; its other images were copied: {', '.join(map(str, copies))}"
+            raise PaintbridgeError(message, code="not_found")
         return copies
 
 

@@ -11,8 +11,10 @@ import uvicorn
 from cli_support import RunCli
 from PIL import Image
 
+from paintbridge import config
 from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
 from paintbridge.history import History
+from paintbridge.server import discovery
 
 
 def test_history_lists_and_exports_past_lines_that_break_the_parser(
@@ -50,3 +52,25 @@ def test_serve_refuses_a_history_folder_it_cannot_write(
     assert str(blocker / "hist") in done.err and "--history-dir" in done.err
     assert "is a file, not a folder" in done.err and "serving on" not in done.err
     assert len(done.err.strip().splitlines()) == 1
+
+
+def test_history_looks_in_the_running_servers_folder(
+    tmp_path: Path, cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plug-ins' recovery command (`paintbridge history export JOB --out DIR`) works for a
+    server started with --history-dir: server.json names its folder while it runs."""
+    folder = tmp_path / "elsewhere"
+    request = GenerationRequest(task="txt2img", prompt="a cat")
+    result = GenerationResult([GeneratedImage(Image.new("RGBA", (8, 8)), 7)], {})
+    History(folder).record("servedjob", request, result)
+    server_file = config.server_file()
+    discovery.write(server_file, url="http://127.0.0.1:1", token="t", version="0", history=folder)
+    exported = cli("history", "export", "servedjob", "--out", tmp_path / "o")
+    assert exported.code == 0 and "servedjob-1.png" in exported.out, exported.err
+    assert cli("history", "path").out.strip() == str(folder)
+    # once that server is gone (its pid no longer runs), the default folder again
+    info = json.loads(server_file.read_text())
+    server_file.write_text(json.dumps({**info, "pid": 2**22 + 12345}))
+    assert cli("history", "path").out.strip() == str(config.history_dir())
+    missing = cli("history", "export", "servedjob", "--out", tmp_path / "o")
+    assert missing.code == 2 and "add the same --history-dir" in missing.err

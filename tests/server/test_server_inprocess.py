@@ -109,7 +109,8 @@ def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
         discovery_file=root / "server.json",
     )
     with TestClient(create_app(settings), base_url="http://127.0.0.1:7860") as client:
-        assert json.loads((root / "server.json").read_text())["token"] == TOKEN
+        written = json.loads((root / "server.json").read_text())
+        assert written["token"] == TOKEN and written["history"] == str(root / "history")
         yield client
     assert not (root / "server.json").exists()
 

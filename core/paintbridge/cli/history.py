@@ -42,10 +42,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _history(args: argparse.Namespace):  # -> History; imported late to keep --help fast
+    """--history-dir, else the running server's (server.json), else the default folder."""
     from paintbridge import config
     from paintbridge.history import History
+    from paintbridge.server.discovery import running_history
 
-    return History(args.history_dir or config.history_dir())
+    folder = args.history_dir or running_history(config.server_file()) or config.history_dir()
+    return History(folder)
 
 
 def _one_line(text: str, width: int) -> str:

@@ -1,6 +1,20 @@
-"""The local HTTP service (docs/protocol.md): `create_app(ServerSettings(...))`."""
+"""The local HTTP service (docs/protocol.md): `create_app(ServerSettings(...))`.
 
-from paintbridge.server.app import create_app
-from paintbridge.server.settings import ServerSettings
+Its two names are imported on first use: `paintbridge history` reads the running server's
+folder from `paintbridge.server.discovery` without loading FastAPI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ServerSettings", "create_app"]
+
+_HOMES = {"create_app": "paintbridge.server.app", "ServerSettings": "paintbridge.server.settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -169,6 +169,7 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
                 url=settings.url,
                 token=settings.token,
                 version=__version__,
+                history=history.folder,
             )
         try:
             yield

@@ -18,12 +18,24 @@ from typing import Any
 from paintbridge.atomicfile import write_atomic
 from paintbridge.errors import PaintbridgeError
 
-__all__ = ["check_writable", "pid_alive", "read", "remove_if_ours", "write"]
+__all__ = [
+    "check_writable",
+    "pid_alive",
+    "read",
+    "remove_if_ours",
+    "running_history",
+    "write",
+]
 
 
-def write(path: Path, *, url: str, token: str, version: str) -> dict[str, Any]:
-    """Write the discovery file for this process; returns what was written."""
-    info = {"url": url, "token": token, "pid": os.getpid(), "version": version}
+def write(
+    path: Path, *, url: str, token: str, version: str, history: Path | None = None
+) -> dict[str, Any]:
+    """Write the discovery file for this process; returns what was written. `history`: the
+    folder its results are kept in (`paintbridge history` looks there while it runs)."""
+    info: dict[str, Any] = {"url": url, "token": token, "pid": os.getpid(), "version": version}
+    if history is not None:
+        info["history"] = str(history)
     _write_info(path, info)
     return info
 
@@ -81,6 +93,14 @@ def remove_if_ours(path: Path, token: str, replaced: dict[str, Any] | None = Non
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
+
+
+def running_history(path: Path) -> Path | None:
+    """The history folder of the server the discovery file names, while it runs, else None."""
+    info = read(path)
+    if info is None or not pid_alive(info.get("pid")) or not isinstance(info.get("history"), str):
+        return None
+    return Path(info["history"])
 
 
 def pid_alive(pid: object) -> bool:
