@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_support import PAINTBRIDGE, RunCli, box_mask, noise_image, run_subprocess, subprocess_env
 
+LONG = "a" * 300
 TINY = ("--model", "test:tiny", "--steps", "2")  # right after the subcommand: a case overrides
 
 
@@ -75,6 +76,13 @@ CASES: list[tuple[list[str], str]] = [
     (["generate", "p", "--model-config", "{missing.png}", "-o", "{out}"], r"--model-config"),
     # a prompt typed in Latin-1 on a UTF-8 system: bytes Python keeps as lone surrogates
     (["generate", "caf\udce9", "-o", "{out}"], r"`prompt` is not valid Unicode text"),
+    # names longer than the file system takes (255 bytes on Linux)
+    (["generate", "p", "-o", "{%s.png}" % LONG], r"File name too long"),
+    (["img2img", "{%s.png}" % LONG, "p", "-o", "{out}"], r"File name too long"),
+    (["inpaint", "{image.png}", "{%s.png}" % LONG, "p", "-o", "{out}"], r"File name too long"),
+    (["generate", "p", "--models-dir", "{%s}" % LONG, "-o", "{out}"], r"File name too long"),
+    (["generate", "p", "--model-config", "{%s}" % LONG, "-o", "{out}"], r"File name too long"),
+    (["demo", "--out", "{%s}" % LONG], r"File name too long"),
 ]
 # model problems: the test-model arguments would override these, so they run without TINY
 MODEL_CASES: list[tuple[list[str], str]] = [
@@ -109,7 +117,9 @@ def _assert_clean_failure(code: int, err: str, pattern: str, files: dict[str, Pa
     assert list(files["out"].parent.iterdir()) == []  # nothing written
 
 
-@pytest.mark.parametrize(("args", "pattern"), CASES, ids=[" ".join(a) for a, _ in CASES])
+@pytest.mark.parametrize(
+    ("args", "pattern"), CASES, ids=[" ".join(a).replace(LONG, "LONG") for a, _ in CASES]
+)
 def test_bad_input(cli: RunCli, files: dict[str, Path], args: list[str], pattern: str) -> None:
     command, *rest = _fill(args, files)
     result = cli(command, *TINY, *rest)

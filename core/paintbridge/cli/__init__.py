@@ -1,7 +1,7 @@
 """The `paintbridge` command. Each sub-module registers its own subcommands.
 
-Every subcommand handler returns an exit code. A PaintbridgeError becomes a one-line message
-on stderr and exit code 2; a traceback is a bug.
+Every subcommand handler returns an exit code. A PaintbridgeError, or an OSError about a path,
+becomes a one-line message on stderr and exit code 2; a traceback is a bug.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to devnull so the flush at exit does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # a path the file system refuses where paintbridge did not expect it (a name too long
+        # to look up, a folder it may not read): what the system said, about which path
+        where = f"{exc.filename!r}" + (f" -> {exc.filename2!r}" if exc.filename2 else "")
+        print(f"paintbridge: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def _never_fail_to_print() -> None:
