@@ -14,6 +14,7 @@ import pytest
 from cli_support import PAINTBRIDGE, RunCli, box_mask, noise_image, run_subprocess, subprocess_env
 
 LONG = "a" * 300
+LONG_PNG, LONG_DIR = "{" + LONG + ".png}", "{" + LONG + "}"  # placeholders, as "{out}"
 TINY = ("--model", "test:tiny", "--steps", "2")  # right after the subcommand: a case overrides
 
 
@@ -77,12 +78,12 @@ CASES: list[tuple[list[str], str]] = [
     # a prompt typed in Latin-1 on a UTF-8 system: bytes Python keeps as lone surrogates
     (["generate", "caf\udce9", "-o", "{out}"], r"`prompt` is not valid Unicode text"),
     # names longer than the file system takes (255 bytes on Linux)
-    (["generate", "p", "-o", "{%s.png}" % LONG], r"File name too long"),
-    (["img2img", "{%s.png}" % LONG, "p", "-o", "{out}"], r"File name too long"),
-    (["inpaint", "{image.png}", "{%s.png}" % LONG, "p", "-o", "{out}"], r"File name too long"),
-    (["generate", "p", "--models-dir", "{%s}" % LONG, "-o", "{out}"], r"File name too long"),
-    (["generate", "p", "--model-config", "{%s}" % LONG, "-o", "{out}"], r"File name too long"),
-    (["demo", "--out", "{%s}" % LONG], r"File name too long"),
+    (["generate", "p", "-o", LONG_PNG], r"File name too long"),
+    (["img2img", LONG_PNG, "p", "-o", "{out}"], r"File name too long"),
+    (["inpaint", "{image.png}", LONG_PNG, "p", "-o", "{out}"], r"File name too long"),
+    (["generate", "p", "--models-dir", LONG_DIR, "-o", "{out}"], r"File name too long"),
+    (["generate", "p", "--model-config", LONG_DIR, "-o", "{out}"], r"File name too long"),
+    (["demo", "--out", LONG_DIR], r"File name too long"),
 ]
 # model problems: the test-model arguments would override these, so they run without TINY
 MODEL_CASES: list[tuple[list[str], str]] = [
