@@ -3,6 +3,7 @@ nothing; Ctrl-C cancels cleanly with exit 130."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from cli_support import PAINTBRIDGE, RunCli, box_mask, noise_image, run_subprocess, subprocess_env
+
+from paintbridge.cli import build_parser
 
 LONG = "a" * 300
 LONG_PNG, LONG_DIR = "{" + LONG + ".png}", "{" + LONG + "}"  # placeholders, as "{out}"
@@ -195,6 +198,33 @@ def test_serve_refuses_a_config_folder_it_cannot_write_before_serving(
     assert result.code == 2, result.err
     assert "Traceback" not in result.err and "serving on" not in result.err
     assert "cannot write" in result.err and "PAINTBRIDGE_CONFIG_DIR" in result.err, result.err
+
+
+def test_serve_refuses_a_model_it_cannot_serve(cli: RunCli, tmp_path: Path) -> None:
+    """A typo in --model started a server whose every job then failed."""
+    result = cli("serve", "--port", "0", "--model", "test:tinny", "--history-dir", tmp_path)
+    assert result.code == 2 and "serving on" not in result.err
+    assert "--model 'test:tinny' cannot be served: " in result.err, result.err
+    assert not (tmp_path.parent / "config" / "server.json").exists()
+
+
+def test_serve_warns_when_its_built_in_default_model_cannot_be_used(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --model it still serves (jobs may name other models; a plug-in shows their
+    failure): it says why jobs that name none will fail."""
+    from paintbridge.cli.serve import _check_default_model, build_settings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(["serve", "--models-dir", str(Path(__file__).parent)])
+    settings = build_settings(args, 7860)
+    settings = dataclasses.replace(
+        settings, engine=dataclasses.replace(settings.engine, default_model="no-such-model")
+    )
+    _check_default_model(args, settings)
+    err = capsys.readouterr().err
+    assert "warning: the default model 'no-such-model' cannot be used" in err, err
+    assert "Pass --model to serve another" in err
 
 
 @pytest.mark.parametrize("token", ["pässwörd", "tab\there"])

@@ -93,6 +93,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=handler)
 
 
+def _check_default_model(args: argparse.Namespace, settings: ServerSettings) -> None:
+    """A --model that cannot be used (a typo, a model neither cached nor downloadable) refuses
+    to serve: every job naming no model would fail. The built-in default is only warned about:
+    jobs may name other models, and a plug-in shows their failure better than a server that
+    did not start."""
+    from paintbridge.engine.models import check_model
+
+    name = settings.engine.default_model
+    try:
+        check_model(name, settings.engine)
+    except PaintbridgeError as exc:
+        if args.model:
+            raise InvalidRequest(f"--model {name!r} cannot be served: {exc.message}") from None
+        print(
+            f"paintbridge: warning: the default model {name!r} cannot be used ({exc.message}); "
+            "jobs that name no model will fail. Pass --model to serve another.",
+            file=sys.stderr,
+        )
+
+
 def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
     from paintbridge import config
     from paintbridge.server.settings import ServerSettings
@@ -206,6 +226,7 @@ def handler(args: argparse.Namespace) -> int:
                 "stops",
                 file=sys.stderr,
             )
+        _check_default_model(args, settings)
         from paintbridge.engine import Engine
 
         # Made here, not in the app's startup: a device or option the engine refuses (--device
