@@ -45,6 +45,20 @@ def test_zero_cpu_threads_is_refused_with_the_reason(capsys) -> None:
     assert "--cpu-threads: must be a whole number of 1 or more, got '0'" in capsys.readouterr().err
 
 
+def test_more_cpu_threads_than_cores_are_refused(capsys, monkeypatch) -> None:
+    """100000 crashed serve (a segmentation fault) after "serving on"."""
+    import pytest
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert (
+        engine_settings(build_parser().parse_args(["serve", "--cpu-threads", "4"])).cpu_threads == 4
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--cpu-threads", "100000"])
+    err = capsys.readouterr().err
+    assert "--cpu-threads: must be at most 4, this machine's logical cores, got '100000'" in err
+
+
 def test_keep_memory_seconds_reaches_the_server_settings() -> None:
     import pytest
 

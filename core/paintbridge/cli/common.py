@@ -105,7 +105,7 @@ def add_engine_options(
     )
     group.add_argument(
         "--cpu-threads",
-        type=_positive_int,
+        type=_thread_count,
         metavar="N",
         help="CPU threads for torch (default: torch's choice, one per core); fewer leaves cores "
         "to the editor and other programs",
@@ -116,6 +116,18 @@ def add_engine_options(
         help="torch.compile the UNet (faster steps on a GPU; no gain measured on a CPU; the first "
         "image at each size waits a minute or more for compilation)",
     )
+
+
+def _thread_count(text: str) -> int:
+    """--cpu-threads: 1 up to this machine's logical cores (more only wait for one another, and
+    tens of thousands could not even be started)."""
+    value = _positive_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {cores}, this machine's logical cores, got {text!r}"
+        )
+    return value
 
 
 def _positive_int(text: str) -> int:
