@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from paintbridge.errors import InvalidRequest
 
@@ -69,6 +69,14 @@ _WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 # --- checks -----------------------------------------------------------------------------------
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """What went wrong reading an image, in words: Pillow's "cannot identify image file
+    <_io.BytesIO object at 0x...>" names an object's address, not the problem."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image file Pillow can read"
+    return str(exc) or type(exc).__name__
 
 
 def _fmt(size: tuple[int, int]) -> str:

@@ -106,6 +106,12 @@ def test_decode_png_jpeg_and_data_urls() -> None:
         ("not base64!", InvalidRequest, "`init_images[0]` is not base64"),
         ("data:image/png,abc", InvalidRequest, "without base64"),
         (base64.b64encode(b"GIF89a....").decode(), InvalidRequest, "not a readable PNG"),
+        # Pillow's own words name a BytesIO's address: the reason instead
+        (
+            base64.b64encode(b"a text file").decode(),
+            InvalidRequest,
+            "image: not an image file Pillow can read$",
+        ),
     ],
 )
 def test_decode_errors_name_the_field(text: str, error: type, words: str) -> None:

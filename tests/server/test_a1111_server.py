@@ -563,6 +563,8 @@ def test_png_info_reads_back_a_generated_image(server: ServerProcess) -> None:
     bad = base64.b64encode(b"not a png").decode()
     status, error, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": bad})
     assert status == 400 and "`image` is not a readable image" in error["error"]["message"]
+    assert "not an image file Pillow can read" in error["error"]["message"]
+    assert "BytesIO" not in error["error"]["message"]
     assert call(server, "POST", "/sdapi/v1/png-info", {})[0] == 400
     huge = png_b64(Image.new("L", (8200, 16)))
     status, error, _ = call(server, "POST", "/sdapi/v1/png-info", {"image": huge})

@@ -25,7 +25,7 @@ from paintbridge import pngmeta
 from paintbridge.engine import GenerationRequest, check_request, list_models
 from paintbridge.engine.models import check_model, model_tasks, resolve_model
 from paintbridge.errors import InvalidRequest, PaintbridgeError
-from paintbridge.imageops import mask_is_empty
+from paintbridge.imageops import mask_is_empty, unreadable_reason
 from paintbridge.jobs import JobNotFound, JobView
 from paintbridge.server import a1111_catalog
 from paintbridge.server import a1111_convert as conv
@@ -346,7 +346,7 @@ def _answer_images(
         except (OSError, Image.UnidentifiedImageError, ValueError) as exc:
             raise PaintbridgeError(
                 f"the result {str(path)!r} was removed from the history folder or is "
-                f"unreadable ({exc})",
+                f"unreadable ({unreadable_reason(exc)})",
                 code="not_found",
             ) from exc
     return images

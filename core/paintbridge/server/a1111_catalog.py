@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from paintbridge import pngmeta
 from paintbridge.errors import InvalidRequest
+from paintbridge.imageops import unreadable_reason
 from paintbridge.server import a1111_convert as conv
 from paintbridge.server.a1111_schemas import SamplerItem, SchedulerItem, UpscalerItem
 
@@ -100,7 +101,9 @@ def router() -> APIRouter:
                 image.load()  # text chunks after the pixels are read with them
                 items = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-            raise InvalidRequest(f"`image` is not a readable image ({exc})") from exc
+            raise InvalidRequest(
+                f"`image` is not a readable image ({unreadable_reason(exc)})"
+            ) from exc
         info = items.pop("parameters", "")
         items.pop(pngmeta.JSON_KEY, None)  # the same parameters again, as paintbridge's JSON
         return {"info": info, "items": items, "parameters": conv.parse_infotext(info)}

@@ -24,7 +24,7 @@ from paintbridge.engine.schedulers import A1111_NAMES, DEFAULT, scheduler_names
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest
 from paintbridge.hostkit.geometry import Box, context_box
-from paintbridge.imageops import flatten_layer, to_mode
+from paintbridge.imageops import flatten_layer, to_mode, unreadable_reason
 from paintbridge.jobs import JobView
 from paintbridge.server.a1111_schemas import Img2ImgBody, Txt2ImgBody
 from paintbridge.server.payloads import TooLarge
@@ -165,7 +165,9 @@ def decode_a1111_image(text: str, field: str, limits: Limits) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"`{field}`: the image is too large to decode ({exc})") from exc
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as exc:
-        raise InvalidRequest(f"`{field}` is not a readable PNG, JPEG or WebP image: {exc}") from exc
+        raise InvalidRequest(
+            f"`{field}` is not a readable PNG, JPEG or WebP image: {unreadable_reason(exc)}"
+        ) from exc
     if width < 1 or height < 1:
         raise InvalidRequest(f"`{field}` is empty ({width}x{height})")
     return image

@@ -28,6 +28,7 @@ from paintbridge.engine.types import GenerationRequest
 from paintbridge.errors import InvalidRequest, PaintbridgeError
 from paintbridge.history import History
 from paintbridge.hostkit.discovery import live_proof
+from paintbridge.imageops import unreadable_reason
 from paintbridge.jobs import Generator, JobQueue, JobView
 from paintbridge.server import discovery, handlers
 from paintbridge.server.guard import Guard
@@ -339,7 +340,7 @@ def result_file(view: JobView, index: int) -> tuple[Path, int]:
 def _result_gone(path: Path, exc: Exception) -> PaintbridgeError:
     return PaintbridgeError(
         f"the result {str(path)!r} was removed from the history folder or is unreadable "
-        f"({exc}); the job's other results may still be there",
+        f"({unreadable_reason(exc)}); the job's other results may still be there",
         code="not_found",
     )
 

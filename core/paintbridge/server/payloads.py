@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest, PaintbridgeError
-from paintbridge.imageops import to_mode
+from paintbridge.imageops import to_mode, unreadable_reason
 from paintbridge.server.schemas import ImagePayload
 
 __all__ = ["PNG_SIGNATURE", "TooLarge", "decode_image", "decode_mask", "encode_file", "png_size"]
@@ -151,7 +151,9 @@ def _decode_png(raw: bytes, width: int, height: int, name: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"`{name}`: the PNG is too large to decode ({exc})") from exc
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, struct.error) as exc:
-        raise InvalidRequest(f"`{name}.data` is not a readable PNG: {exc}") from exc
+        raise InvalidRequest(
+            f"`{name}.data` is not a readable PNG: {unreadable_reason(exc)}"
+        ) from exc
     return image
 
 
