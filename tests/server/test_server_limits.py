@@ -94,6 +94,8 @@ def test_openapi_describes_the_protocol(http: httpx.Client) -> None:
     assert body["schema"] == {"$ref": "#/components/schemas/JobRequest"}
     assert job["properties"]["image"]["anyOf"][0] == {"$ref": "#/components/schemas/ImagePayload"}
     assert "data" in schema["components"]["schemas"]["ImagePayload"]["properties"]
+    ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), sorted(ids)  # OpenAPI: unique (client generators)
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example", ""])
