@@ -666,3 +666,24 @@ def test_options_names_the_model_as_sd_models_lists_it(tmp_path: Path) -> None:
             )
             assert answer.status_code == 200, answer.text
             assert app.state.a1111.checkpoint == default
+
+
+def test_a_result_the_history_cannot_keep_is_the_servers_fault(tmp_path: Path) -> None:
+    """A full disk (here: the history folder became a file) is not the request's fault: an
+    A1111 client reads a 4xx as "change the request"."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from paintbridge.engine.types import EngineSettings
+    from paintbridge.server import ServerSettings, create_app
+
+    history = tmp_path / "history"
+    engine = EngineSettings(default_model="test:tiny", model_dirs=(tmp_path / "models",))
+    settings = ServerSettings(token=TOKEN, a1111=True, engine=engine, history_dir=history)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        shutil.rmtree(history, ignore_errors=True)
+        history.write_text("in the way")
+        answer = client.post("/sdapi/v1/txt2img", json=txt2img_body(), headers=AUTH)
+    assert answer.status_code == 507, answer.text
+    assert answer.json()["error"]["code"] == "history_not_writable"

@@ -32,6 +32,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "too_large": 413,
     "misdirected": 421,
     "queue_full": 429,
+    # a job's own failure, met by an A1111 route that waits for it (on /v1 they are the failed
+    # job's error.code): the server's side, not the request's
+    "generation_failed": 500,
+    "history_not_writable": 507,
     "shutting_down": 503,
     "server_fault": 503,
 }
