@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX modes and signals")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_server_json_is_private_and_removed_on_a_signal(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C, a stop, and the terminal it runs in closed (SIGHUP): server.json goes."""
     server = ServerProcess(tmp_path).wait_ready()
     try:
         mode = stat.S_IMODE(server.server_file.stat().st_mode)
@@ -34,13 +35,14 @@ def test_server_json_is_private_and_removed_on_a_signal(tmp_path: Path, sig: int
             "token": TOKEN,
             "pid": server.process.pid,
             "version": __version__,
+            "history": str(server.history_dir),
         }
         assert server.url.startswith("http://127.0.0.1:") and server.port > 0
         assert not list(server.config_dir.glob("*.tmp"))
     finally:
         code = server.stop(sig)
     assert not server.server_file.exists()
-    assert code in (0, 130, -sig), server.log
+    assert code in (0, 130, -sig, -signal.SIGTERM), server.log  # SIGHUP stops as SIGTERM
     assert_no_server_bugs(server)
 
 

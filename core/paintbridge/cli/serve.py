@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -246,6 +247,9 @@ def handler(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)
+        if hasattr(signal, "SIGHUP"):  # the terminal closed: stop as for SIGTERM (uvicorn's),
+            # which hands server.json back; SIGHUP's default ended the process on the spot
+            signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
         print(
             f"paintbridge: serving on {settings.url} (history: {settings.history_dir}; "
             f"discovery: {settings.discovery_file})",
