@@ -1209,6 +1209,19 @@ def test_a_watch_makes_a_jobs_later_pixels_on_its_thread() -> None:
             client.watch(job).follow()
         assert advice in raised.value.message and raised.value.code == "job_not_made"
         assert raised.value.cause is problem and len(transport.calls) == calls  # nothing sent
+    # while it is made, the exit hook waits for it as for a prepare (numpy cannot be stopped)
+    making, may_end = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        making.set()
+        assert may_end.wait(10)
+        return RGBA
+
+    watch = client.watch(img2img_job(Later(slow), 2, 2, prompt="x"))
+    assert making.wait(10) and watch._preparing
+    may_end.set()
+    watch.follow()
+    assert not watch._preparing and watch._job is None
 
 
 def _raise(exc: BaseException) -> Any:

@@ -69,6 +69,10 @@ except h.PaintbridgeError as exc:
     assert "could not use its result" in exc.message and "history export" in exc.message, exc
 else:
     raise AssertionError("no error")
+# a result that cannot be placed says where it is kept, whatever its message's characters
+placed = h.client.with_history(h.ServerFault(u"la taille \xe9tait 8x8"), u"abc")
+assert isinstance(placed, h.ServerFault) and u"\xe9tait 8x8. " in placed.message, placed.message
+assert u"history export abc" in placed.message, placed.message
 # a job with long base64 strings goes as a body in pieces (Python 2: through a file for httplib)
 big = bytes(bytearray(i * 7 % 256 for i in range(600 * 500 * 4)))
 job = h.inpaint_job(big, big[: 600 * 500], 600, 500, prompt="x")

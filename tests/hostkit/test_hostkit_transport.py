@@ -168,3 +168,19 @@ def test_a_later_value_is_made_once_when_the_payload_is_first_written() -> None:
     assert bytes(json_body(job)) == expected.encode("utf-8")
     assert json_text(job) == expected
     assert made == [1]
+
+
+def test_a_later_that_fails_raises_again_and_lets_go_of_what_it_held() -> None:
+    held = bytearray(16)
+    calls = []
+
+    def make() -> bytes:
+        calls.append(len(held))
+        raise MemoryError
+
+    later = Later(make)
+    for _ in range(2):
+        with pytest.raises(MemoryError):
+            later.get()
+    assert calls == [16]  # made once
+    assert later._make is None  # the closure (and the pixels it holds) is gone

@@ -199,16 +199,29 @@ def kept_in_history(job_id):
 def with_history(exc, job_id):
     """`exc` (a PaintbridgeError about job `job_id`'s finished result) again, of its type and
     code, its message followed by where the result is kept."""
-    return type(exc)("%s %s" % (exc, kept_in_history(job_id)), code=exc.code, status=exc.status)
+    message = "%s. %s" % (_detail(exc), _text(kept_in_history(job_id)))
+    return type(exc)(message, code=exc.code, status=exc.status)
+
+
+def _text(value):
+    """`value` as text: on Python 2, UTF-8 bytes decoded, so that joining them with unicode
+    (a job id from JSON) cannot raise UnicodeDecodeError."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _message(exc):
+    """What `exc` says, as text."""
+    if isinstance(exc, PaintbridgeError):
+        return _text(exc.message if exc.message is not None else "")
+    try:
+        return _text(str(exc))
+    except UnicodeError:  # Python 2: str() of a unicode message outside ASCII
+        return _text(exc.args[0]) if len(exc.args) == 1 else repr(exc)
 
 
 def _detail(exc):
     """What `exc` says, without a last full stop; its type's name when it says nothing."""
-    try:
-        detail = str(exc)
-    except UnicodeError:  # Python 2: a unicode message outside ASCII
-        detail = repr(exc)
-    return detail.rstrip(".") or type(exc).__name__
+    return _message(exc).rstrip(".") or type(exc).__name__
 
 
 def not_used(exc, job_id):
@@ -247,14 +260,19 @@ def contact_lost(exc, job_id, done):
         what = "its result could not be fetched"
         if refused:
             what = "the paintbridge server stopped before its result came"
-        message = "Job %s is done, but %s: %s %s" % (job_id, what, exc, kept_in_history(job_id))
+        message = "Job %s is done, but %s: %s %s" % (
+            job_id,
+            what,
+            _message(exc),
+            _text(kept_in_history(job_id)),
+        )
     elif refused:
         return server_lost(exc)
     else:
         message = (
             "Lost contact with the paintbridge server before job %s finished: %s If the server "
             "is still running, the job goes on there and its result is kept. %s"
-            % (job_id, exc, kept_in_history(job_id))
+            % (job_id, _message(exc), _text(kept_in_history(job_id)))
         )
     return type(exc)(message, code=exc.code, status=exc.status)
 
@@ -371,7 +389,7 @@ class JobWatch(JobHandle):
         JobHandle.__init__(self, client, None)
         self._job = job
         self._prepare = prepare
-        self._preparing = False  # prepare() is running (see _close_watches)
+        self._preparing = False  # a Later is made or prepare() runs (see _close_watches)
         self._upload = None  # the request body while it is being sent
         self._error = None
         self._closed = threading.Event()
@@ -409,13 +427,16 @@ class JobWatch(JobHandle):
             _WATCHES.discard(self)
 
     def _send(self):
+        self._preparing = True  # a Later's pixel work cannot be stopped half-way either
         try:
             body = _Upload(json_body(self._job), self._upload_stopped)  # makes each Later
         except PaintbridgeError:
             raise
         except Exception as exc:  # a Later's pixel work (MemoryError, a plug-in's bug)
             raise not_made(exc)  # noqa: B904
-        self._job = None
+        finally:
+            self._preparing = False
+            self._job = None  # made into the body, or failed: not kept for the job's life
         self._upload = body
         try:
             job_id = self.client._submit_body(body, self._upload_stopped)
@@ -557,8 +578,9 @@ _WATCHES = set()  # the JobWatches whose thread runs
 def _close_watches():
     """Ends the watches' threads before the interpreter goes: Blender hung on exit when a
     daemon thread was still in a request then (a job followed when the editor quit). A host's
-    prepare() cannot be stopped half-way, so a watch in one is given until it ends (at most
-    PREPARE_WAIT s more): a thread left in numpy or zlib as the interpreter goes may crash it."""
+    pixel work (a Later made as the job is sent, prepare() on its results) cannot be stopped
+    half-way, so a watch in it is given until it ends (at most PREPARE_WAIT s more): a thread
+    left in numpy or zlib as the interpreter goes may crash it."""
     watches = list(_WATCHES)
     for watch in watches:
         watch.close()

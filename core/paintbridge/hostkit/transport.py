@@ -158,18 +158,27 @@ class Later(object):
     those pixels to the wire's bytes runs on the thread that sends the job (a JobWatch's), not
     on the GUI's. `get()` is the value (made once, whichever thread asks first)."""
 
-    __slots__ = ("_make", "_value", "_lock")
+    __slots__ = ("_make", "_value", "_error", "_lock")
 
     def __init__(self, make):
         self._make = make
         self._value = None
+        self._error = None
         self._lock = threading.Lock()
 
     def get(self):
+        """The value; what make() raised, again, when it failed (make runs once: it lets go of
+        what it held, the pixels as read, whether it worked or not)."""
         with self._lock:
             if self._make is not None:
-                self._value = self._make()
-                self._make = None  # and what it held (the pixels as read) with it
+                make, self._make = self._make, None
+                try:
+                    self._value = make()
+                except Exception as exc:
+                    self._error = exc
+                    raise
+            if self._error is not None:
+                raise self._error
             return self._value
 
     def __repr__(self):

@@ -10,7 +10,14 @@ import time
 from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from .hostkit import launch_server, try_local_client
-from .hostkit.client import SENDING, Cancelled, PaintbridgeError, kept_in_history, status_text
+from .hostkit.client import (
+    FINISHING,
+    SENDING,
+    Cancelled,
+    PaintbridgeError,
+    kept_in_history,
+    status_text,
+)
 
 
 class JobRunner(QObject):
@@ -78,6 +85,12 @@ class JobRunner(QObject):
         finally:
             self._in_tick = False
 
+    def _finishing(self):
+        """True when the job was done and its result was being prepared (what failed then
+        failed on a result the user, who pressed Cancel, wanted no layer from)."""
+        last = self._handle.last
+        return last is not None and last.state == FINISHING
+
     def _poll(self):
         try:
             status = self._handle.poll()
@@ -85,7 +98,7 @@ class JobRunner(QObject):
             self._end(self.cancelled, str(exc))
             return
         except PaintbridgeError as exc:
-            if self._cancel_requested and exc.code == "result_not_used":
+            if self._cancel_requested and self._finishing():
                 self._end(self.cancelled, self._cancelled_when_done())  # wanted no layer anyway
             else:
                 self._end(self.failed, str(exc))

@@ -266,6 +266,12 @@ class Driver:
             slow(plan, results)
             unplaceable(plan, results)
 
+        def slow_and_wrong_size(plan, results):  # a PaintbridgeError (hostkit's ServerFault)
+            slow(plan, results)
+            from paintbridge_krita.hostkit.errors import ServerFault
+
+            raise ServerFault("The server sent a 8x8 result for a 64x48 image.")
+
         from paintbridge_krita import logic
 
         swap = logic.pixels.bgra_to_rgba
@@ -284,7 +290,11 @@ class Driver:
             words = ["could not use its result", "not 64 x 48", "history export"]
             self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
             # Cancel while the result is prepared: cancelled, whether it then succeeds or fails
-            for kind, made in (("placeable", slow), ("unplaceable", slow_and_unplaceable)):
+            for kind, made in (
+                ("placeable", slow),
+                ("unplaceable", slow_and_unplaceable),
+                ("wrong_size", slow_and_wrong_size),
+            ):
                 controller_module.prepare_results = made
                 preparing.clear()
                 may_end.clear()
