@@ -74,3 +74,17 @@ def test_history_looks_in_the_running_servers_folder(
     assert cli("history", "path").out.strip() == str(config.history_dir())
     missing = cli("history", "export", "servedjob", "--out", tmp_path / "o")
     assert missing.code == 2 and "add the same --history-dir" in missing.err
+    # a relative folder (an older server's) says nothing about where to look from here
+    server_file.write_text(json.dumps({**info, "history": "elsewhere"}))
+    assert cli("history", "path").out.strip() == str(config.history_dir())
+
+
+def test_serve_names_its_history_folder_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paintbridge.cli import build_parser
+    from paintbridge.cli.serve import build_settings
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["serve", "--history-dir", "hist"])
+    assert build_settings(args, 7860).history_dir == tmp_path / "hist"

@@ -42,8 +42,29 @@ def test_server_json_is_private_and_removed_on_a_signal(tmp_path: Path, sig: int
     finally:
         code = server.stop(sig)
     assert not server.server_file.exists()
-    assert code in (0, 130, -sig, -signal.SIGTERM), server.log  # SIGHUP stops as SIGTERM
+    # SIGHUP stops it as SIGTERM does (uvicorn raises SIGTERM again as it exits)
+    stopped_by = -signal.SIGTERM if sig == signal.SIGHUP else -sig
+    assert code in (0, 130, stopped_by), server.log
     assert_no_server_bugs(server)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="signals")
+def test_a_server_started_with_sighup_ignored_keeps_serving_on_sighup(tmp_path: Path) -> None:
+    """`nohup paintbridge serve &`: closing the terminal must not stop it."""
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the child inherits it, as nohup's
+    try:
+        server = ServerProcess(tmp_path)
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
+    try:
+        server.wait_ready()
+        server.process.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):  # a stop takes well under 3 s
+            server.process.wait(3)
+        assert Client(server.url, TOKEN, timeout=10).health()["version"] == __version__
+        assert server.server_file.exists()
+    finally:
+        server.stop(signal.SIGTERM)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="signals")

@@ -154,7 +154,10 @@ def build_settings(args: argparse.Namespace, port: int) -> ServerSettings:
             host=args.host,
             port=port,
             engine=engine,
-            history_dir=args.history_dir or config.history_dir(),
+            # absolute: server.json names it for `paintbridge history` run from anywhere
+            history_dir=Path(
+                os.path.abspath((args.history_dir or config.history_dir()).expanduser())
+            ),
             queue_size=args.queue_size,
             allowed_hosts=tuple(args.allow_host),
             max_body_bytes=max_body,
@@ -247,8 +250,9 @@ def handler(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)
-        if hasattr(signal, "SIGHUP"):  # the terminal closed: stop as for SIGTERM (uvicorn's),
-            # which hands server.json back; SIGHUP's default ended the process on the spot
+        # the terminal closed: stop as for SIGTERM (uvicorn's), which hands server.json back;
+        # SIGHUP's default ended the process on the spot. Ignored (nohup) stays ignored.
+        if getattr(signal, "SIGHUP", None) and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
             signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
         print(
             f"paintbridge: serving on {settings.url} (history: {settings.history_dir}; "

@@ -100,7 +100,8 @@ def running_history(path: Path) -> Path | None:
     info = read(path)
     if info is None or not pid_alive(info.get("pid")) or not isinstance(info.get("history"), str):
         return None
-    return Path(info["history"])
+    folder = Path(info["history"])
+    return folder if folder.is_absolute() else None  # relative to where? not to here
 
 
 def pid_alive(pid: object) -> bool:
