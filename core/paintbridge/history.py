@@ -185,11 +185,9 @@ class History:
                 "give more characters",
                 code="invalid_request",
             )
-        raise PaintbridgeError(
+        raise JobNotFound(
             f"no job {job_id!r} in the history at {str(self.folder)!r}: "
-            "`paintbridge history list` shows the jobs it holds (a server started with "
-            "--history-dir DIR keeps its results in DIR: add the same --history-dir)",
-            code="not_found",
+            "`paintbridge history list` shows the jobs it holds"
         )
 
     def export(self, job_id: str, out_dir: Path) -> list[Path]:
@@ -233,9 +231,15 @@ class History:
                 f"{'is' if len(gone) == 1 else 'are'} gone from the history folder"
             )
             if copies:
-                message += f"; its other images were copied: {', '.join(map(str, copies))}"
+                message += f"; its other images are in place: {', '.join(map(str, copies))}"
             raise PaintbridgeError(message, code="not_found")
         return copies
+
+
+class JobNotFound(PaintbridgeError):
+    """No job of that id in this history folder."""
+
+    code = "not_found"
 
 
 def _last_byte(fd: int, size: int) -> bytes:

@@ -74,6 +74,9 @@ def test_history_looks_in_the_running_servers_folder(
     assert cli("history", "path").out.strip() == str(config.history_dir())
     missing = cli("history", "export", "servedjob", "--out", tmp_path / "o")
     assert missing.code == 2 and "add the same --history-dir" in missing.err
+    # the hint is for the default folder only: with --history-dir the user chose it
+    chosen = cli("history", "export", "nojob", "--out", tmp_path / "o", "--history-dir", folder)
+    assert chosen.code == 2 and "no job 'nojob'" in chosen.err and "same" not in chosen.err
     # a relative folder (an older server's) says nothing about where to look from here
     server_file.write_text(json.dumps({**info, "history": "elsewhere"}))
     assert cli("history", "path").out.strip() == str(config.history_dir())

@@ -7,6 +7,7 @@ becomes a one-line message on stderr and exit code 2; a traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -60,13 +61,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:
-        if exc.filename is None:
+        if exc.filename is None or exc.errno not in _PATH_ERRORS:
             raise
         # a path the file system refuses where paintbridge did not expect it (a name too long
         # to look up, a folder it may not read): what the system said, about which path
         where = f"{exc.filename!r}" + (f" -> {exc.filename2!r}" if exc.filename2 else "")
-        print(f"paintbridge: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"paintbridge: error: {where}: {exc.strerror or os.strerror(exc.errno)}",
+            file=sys.stderr,
+        )
         return 2
+
+
+# What the file system says about a path the user gave (or one made from it); any other
+# OSError stays a traceback: it is a bug to fix, not a path to change.
+_PATH_ERRORS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENAMETOOLONG", "ENOENT", "ENOTDIR", "EISDIR", "EACCES", "EPERM", "ELOOP", "EROFS",
+        "ENOSPC", "EDQUOT", "EEXIST", "EINVAL",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
 
 
 def _never_fail_to_print() -> None:

@@ -51,6 +51,12 @@ def _history(args: argparse.Namespace):  # -> History; imported late to keep --h
     return History(folder)
 
 
+def _searched_default(args: argparse.Namespace, history) -> bool:
+    from paintbridge import config
+
+    return args.history_dir is None and history.folder == config.history_dir()
+
+
 def _one_line(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -70,7 +76,18 @@ def list_handler(args: argparse.Namespace) -> int:
 
 
 def export_handler(args: argparse.Namespace) -> int:
-    copies = _history(args).export(args.job, args.out)
+    from paintbridge.history import JobNotFound
+
+    history = _history(args)
+    try:
+        copies = history.export(args.job, args.out)
+    except JobNotFound as exc:
+        if not _searched_default(args, history):
+            raise
+        raise JobNotFound(
+            f"{exc.message} (a server started with --history-dir DIR keeps its results in DIR: "
+            "add the same --history-dir)"
+        ) from None
     for path in copies:
         print(path)
     return 0

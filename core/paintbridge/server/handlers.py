@@ -1,6 +1,7 @@
 """Every error leaves the server as `{"error": {"code", "message"}}`.
 
-PaintbridgeError -> its code with a 4xx status; FastAPI's validation errors -> 400
+PaintbridgeError -> its code with its status (STATUS_BY_CODE: a 4xx for the request's fault,
+5xx for the server's); FastAPI's validation errors -> 400
 `invalid_request` with a sentence naming the field; unknown routes and methods -> 404/405;
 anything else is a bug: logged with its traceback and answered 500 `internal_error`.
 """
