@@ -16,14 +16,7 @@ noise does not compress and would make both files the raw size); 4096: `--quick`
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
-import zipfile
-from pathlib import Path
-
-from paintbridge.bundles import build_blender
+import inblender
 from report import Report
 
 SECTION = "blender_result"
@@ -40,18 +33,9 @@ COLUMNS = (
     "new_first_read_ms",
     "with_read_old_vs_new",
 )
-REPO = Path(__file__).resolve().parents[1]
-BLENDER_PYTHON = REPO / ".hosts" / "blender-venv" / "bin" / "python"
 
 CHILD = r"""
-import json, statistics, sys, time
-import numpy as np
-import bpy
-
-sys.path.insert(0, sys.argv[1])
 from paintbridge_blender import convert, images, results
-
-sides, repeats = json.loads(sys.argv[2]), int(sys.argv[3])
 
 
 def picture(side):
@@ -112,26 +96,7 @@ print(json.dumps(rows))
 
 def run(report: Report) -> None:
     report.section(SECTION, "Blender: a result image made on the GUI thread", COLUMNS)
-    if not BLENDER_PYTHON.is_file():
-        report.note(f"skipped: no Blender Python at {BLENDER_PYTHON} (`./dev hosts`)", SECTION)
-        return
-    repeats = report.repeats or 3
-    sides = [1024, 2048] if report.quick else [1024, 2048, 4096]
-    with tempfile.TemporaryDirectory() as folder:
-        with zipfile.ZipFile(build_blender(Path(folder))) as bundle:
-            bundle.extractall(folder)
-        script = Path(folder) / "child.py"
-        script.write_text(CHILD)
-        env = dict(os.environ, PYTHONNOUSERSITE="1")
-        out = subprocess.run(
-            [str(BLENDER_PYTHON), str(script), folder, json.dumps(sides), str(repeats)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        ).stdout
-    for row in json.loads(out.strip().splitlines()[-1]):
-        ms = {k: round(v * 1000, 1) for k, v in row["medians"].items()}
+    for row, ms, repeats in inblender.timed_rows(report, SECTION, CHILD):
         report.add(
             SECTION,
             {
