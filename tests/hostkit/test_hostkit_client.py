@@ -1209,6 +1209,11 @@ def test_a_watch_makes_a_jobs_later_pixels_on_its_thread() -> None:
             client.watch(job).follow()
         assert advice in raised.value.message and raised.value.code == "job_not_made"
         assert raised.value.cause is problem and len(transport.calls) == calls  # nothing sent
+    # the same from the synchronous path (Blender's background mode: client.run)
+    job = img2img_job(Later(lambda: _raise(MemoryError())), 2, 2, prompt="x")
+    with pytest.raises(PaintbridgeError, match="Close other programs") as raised:
+        client.run(job)
+    assert raised.value.code == "job_not_made"
     # while it is made, the exit hook waits for it as for a prepare (numpy cannot be stopped)
     making, may_end = threading.Event(), threading.Event()
 

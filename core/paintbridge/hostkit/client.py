@@ -55,6 +55,7 @@ from .jobs import (
     JobWatch,
     Result,
     follow_polls,
+    job_body,
     kept_in_history,
     never,
     poll_delays,
@@ -274,7 +275,7 @@ class Client(object):
 
     def submit(self, job):
         """POST /v1/jobs; returns the new job's id."""
-        return self._submit_body(json_body(job))
+        return self._submit_body(job_body(job))
 
     def _submit_body(self, body, stopped=never):
         """submit() with the job made a body; `stopped()` true: the upload was broken off here,

@@ -236,6 +236,17 @@ def not_used(exc, job_id):
     return error
 
 
+def job_body(job):
+    """The request body of `job` (json_body), its Laters made; what they raise beyond a
+    PaintbridgeError is raised as not_made's error."""
+    try:
+        return json_body(job)
+    except PaintbridgeError:
+        raise
+    except Exception as exc:  # a Later's pixel work (MemoryError, a plug-in's bug)
+        raise not_made(exc)  # noqa: B904
+
+
 def not_made(exc):
     """The PaintbridgeError for a job whose pixels the plug-in could not make to send (`exc`,
     what a Later raised, is its `cause`): nothing was sent, the document is as it was."""
@@ -429,11 +440,7 @@ class JobWatch(JobHandle):
     def _send(self):
         self._preparing = True  # a Later's pixel work cannot be stopped half-way either
         try:
-            body = _Upload(json_body(self._job), self._upload_stopped)  # makes each Later
-        except PaintbridgeError:
-            raise
-        except Exception as exc:  # a Later's pixel work (MemoryError, a plug-in's bug)
-            raise not_made(exc)  # noqa: B904
+            body = _Upload(job_body(self._job), self._upload_stopped)  # makes each Later
         finally:
             self._preparing = False
             self._job = None  # made into the body, or failed: not kept for the job's life
