@@ -301,6 +301,7 @@ def test_a_model_path_outside_the_models_folders_is_refused(http: httpx.Client) 
         ("GET", "/v1/jobs/x/results/first", None, 400, "invalid_request"),
         ("GET", "/v1/jobs/x?wait=60", None, 400, "invalid_request"),
         ("GET", "/v1/jobs/x?wait=-1", None, 400, "invalid_request"),
+        ("GET", "/v1/jobs/x?wait=nan", None, 400, "invalid_request"),
     ],
 )
 def test_errors_always_have_the_protocol_shape(
@@ -308,7 +309,9 @@ def test_errors_always_have_the_protocol_shape(
 ) -> None:
     headers = {"Content-Type": "application/json"}
     response = http.request(method, path, content=content, headers=headers)
-    error_of(response, status, code)
+    message = error_of(response, status, code)
+    if "wait=nan" in path:
+        assert "finite number" in message, message  # was "less than or equal to 5, got 'nan'"
 
 
 # --- queue ------------------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def _add_routes(app: FastAPI) -> None:
         job_id: str,
         rt: RuntimeDep,
         image_format: Literal["png", "rgba8", "none"] = "png",
-        wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, allow_inf_nan=False)] = 0,
     ) -> Response:
         """The job's state and progress; when done, its results (already in history), or with
         image_format=none only their seeds (then fetch each from /v1/jobs/{id}/results/{n}).
