@@ -19,8 +19,9 @@ TEXTURE_NODE_TAG = "paintbridge_texture"  # marks the Image Texture node Generat
 # An image's pixels read on Blender's thread: `rgba` a hostkit Later of the RGBA8 bytes (rows
 # top to bottom, sRGB), whose conversion from Blender's floats (712 ms for a 4096 px float image,
 # bench/results/blender_convert-*) the job's thread makes as it sends the job; `alpha` a Later
-# of the 8-bit alpha alone (an inpaint mask is planned from it on Blender's thread).
-Read = namedtuple("Read", ("width", "height", "rgba", "alpha"))
+# of the 8-bit alpha alone (an inpaint mask is planned from it on Blender's thread); `values`
+# Blender's floats as read (None for a Render Result), which a FloatSource shares.
+Read = namedtuple("Read", ("width", "height", "rgba", "alpha", "values"))
 
 
 def read_later(image):
@@ -38,6 +39,7 @@ def read_later(image):
         height,
         Later(lambda: convert.pixels_to_rgba8(values, width, height, linear, straight)),
         Later(lambda: convert.alpha_bytes(values, width, height)),
+        values,
     )
 
 
@@ -82,7 +84,7 @@ def read_source(image, scene):
         image.size[0]  # loads the file: only then does a multilayer EXR say it is one
     if image.type in RENDERED or image.type == "MULTILAYER":
         width, height, rgba = read_render(image, scene)
-        return Read(width, height, Later(lambda: rgba), Later(lambda: rgba[3::4]))
+        return Read(width, height, Later(lambda: rgba), Later(lambda: rgba[3::4]), None)
     if image.source in ("SEQUENCE", "MOVIE", "TILED"):
         raise ValueError(no_pixels_message(image))
     return read_later(image)
@@ -167,20 +169,24 @@ class FloatSource(object):
     """A float image's own pixels, read once when a job is planned: an inpaint result of it is
     a float image too, keeping them wherever the inpaint left a pixel alone."""
 
-    def __init__(self, image):
-        self.values = np.empty(len(image.pixels), dtype=np.float32)
-        image.pixels.foreach_get(self.values)
+    def __init__(self, image, values=None):
+        if values is None:
+            values = np.empty(len(image.pixels), dtype=np.float32)
+            image.pixels.foreach_get(values)
+        self.values = values
         self.colorspace = image.colorspace_settings.name
         self.alpha_mode = image.alpha_mode
         self.linear = not image.colorspace_settings.is_data
         self.premultiplied = premultiplied(image)
 
     @classmethod
-    def of(cls, image):
-        """A FloatSource for a float image with pixels of its own, else None."""
+    def of(cls, image, values=None):
+        """A FloatSource for a float image with pixels of its own, else None; `values`: its
+        pixels as already read (a Read's), not read again (a second copy of 268 MB at 4096 px
+        while the job is sent)."""
         if not image.is_float or image.type in RENDERED or image.type == "MULTILAYER":
             return None
-        return cls(image)
+        return cls(image, values)
 
 
 def new_float_result(name, width, height, values, record, source):

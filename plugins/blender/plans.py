@@ -179,7 +179,7 @@ def plan_inpaint(context, source):
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
     source_name, colorspace = source.name, images.data_colorspace(source)
-    float_source = images.FloatSource.of(source)
+    float_source = images.FloatSource.of(source, read.values)
     mask_name = mask_image.name if mask_image is not None else None
 
     def prepare(done):  # once the job was sent: rgba is made
