@@ -223,8 +223,12 @@ class Gimp2Host(flow.Host):
 
 
 def _progress(fraction, text):
+    # pygimp's `gimp` module has progress_init and progress_update only: the text and the end
+    # are the PDB's, whose strings are UTF-8 bytes on Python 2
+    if str is bytes and not isinstance(text, bytes):
+        text = text.encode("utf-8")
     gimp.progress_update(fraction)
-    gimp.progress_set_text(text)
+    pdb.gimp_progress_set_text(text)
 
 
 def _run(command, image, layer, settings):
@@ -244,7 +248,7 @@ def _run(command, image, layer, settings):
     except PaintbridgeError as exc:
         gimp.message("Paintbridge: %s" % (exc,))
     finally:
-        gimp.progress_end()
+        pdb.gimp_progress_end()
 
 
 def _settings(common, **values):

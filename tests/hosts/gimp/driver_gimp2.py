@@ -427,7 +427,7 @@ def during_job(action, **values):
     (the user closing the image or deleting the layer while the job runs)."""
     image, layer = make_image(64, 64, gimpfu.RGB, gimpfu.RGB_IMAGE)
     select_box(image, 8, 8, 24, 24)
-    original = gimpfu.gimp.progress_set_text
+    original = gimpfu.pdb.gimp_progress_set_text
 
     def progress_set_text(text):
         original(text)
@@ -436,14 +436,14 @@ def during_job(action, **values):
             action(image, layer)
 
     done = []
-    gimpfu.gimp.progress_set_text = progress_set_text
+    gimpfu.pdb.gimp_progress_set_text = progress_set_text
     try:
         before = list(image.layers)
         # 6 steps of 0.05 s: the plug-in, which looks every 0.05 s, sees the job run
         job = dict(IDENTITY, steps=6, source=0, whole=False, **values)
         call(FILL, image, layer, **common(**job))
     finally:
-        gimpfu.gimp.progress_set_text = original
+        gimpfu.pdb.gimp_progress_set_text = original
     new = [n for n in image.layers if n not in before]
     return {
         "acted": bool(done),
@@ -494,7 +494,7 @@ def _server_killed():
     facts = run_case(FILL, image, layer, **values)
     facts["ended_at"] = time.time()
     calls = gimpfu.CALLS[first_call:]
-    facts["progress"] = [c[1]["text"] for c in calls if c[0] == "gimp.progress_set_text"]
+    facts["progress"] = [c[1]["text"] for c in calls if c[0] == "pdb.gimp_progress_set_text"]
     return facts
 
 

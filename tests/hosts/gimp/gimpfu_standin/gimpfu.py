@@ -232,17 +232,19 @@ class _Gimp(object):
     def progress_update(self, fraction):
         _record("gimp.progress_update", fraction=fraction)
 
-    def progress_set_text(self, text):
-        _record("gimp.progress_set_text", text=text)
-
-    def progress_end(self):
-        _record("gimp.progress_end")
-
     def displays_flush(self):
         _record("gimp.displays_flush")
 
 
 class _Pdb(object):
+    # pygimp's `gimp` module has no progress_set_text or progress_end (gimpmodule.c's method
+    # table): plug-ins call these procedures
+    def gimp_progress_set_text(self, text):
+        _record("pdb.gimp_progress_set_text", text=text)
+
+    def gimp_progress_end(self):
+        _record("pdb.gimp_progress_end")
+
     def gimp_selection_bounds(self, image):
         sel = image.selection
         pts = [i for i, v in enumerate(bytearray(sel.data)) if v]
