@@ -130,7 +130,7 @@ class _JobOperator:
         if (event.type == "ESC" and event.value == "PRESS") or session.cancel_requested:
             self._handle.cancel()  # sent by the watch's thread, also after the cleanup's close
             self._cleanup(context)
-            return self._fail(context, hk.Cancelled("Cancelled; no image was made."))
+            return self._fail(context, hk.Cancelled(self._cancelled_text()))
         if event.type != "TIMER" or not _timer_turn(self, POLL_SECONDS):
             return {"PASS_THROUGH"}
         try:
@@ -148,6 +148,13 @@ class _JobOperator:
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
         return self._done(context, made)
+
+    def _cancelled_text(self):
+        """What Cancel did: nothing was made, or (the job was done: its result was being
+        fetched or readied) nothing was added, and where that result is kept."""
+        if not self._handle.server_done:
+            return "Cancelled; no image was made."
+        return "Cancelled; no image was added. " + hk.kept_in_history(self._handle.id)
 
     def cancel(self, context):  # Blender ends the modal (file loaded, window closed)
         self._handle.cancel()

@@ -354,6 +354,12 @@ class JobHandle(object):
         again), else None."""
         return self._contact.trouble
 
+    @property
+    def server_done(self):
+        """True once the server said the job is done: its result is in the server's history,
+        whatever becomes of it here (a Cancel now adds nothing, but makes nothing undone)."""
+        return self._contact.done
+
     def poll(self):
         """The job's current JobStatus (never blocks longer than one request, and one per
         result once the job is done). A poll that gets no answer (a dropped connection, a

@@ -908,6 +908,28 @@ def modal(addon, data):
     assert inpainted.is_float and tuple(inpainted.size) == (48, 32)
     kept = pixels(inpainted).reshape(32, 48, 4)
     assert np.array_equal(kept[:8], floats[:8]), "pixels outside the hole changed"
+    # Esc once the job is done, while its result is readied: nothing added, and the message
+    # says where the result is kept (it was "no image was made")
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    preparing, may_end = threading.Event(), threading.Event()
+
+    def slow(results):
+        preparing.set()
+        may_end.wait(30)
+        return addon.results.as_png(results)
+
+    driver.op.plan = lambda context: addon.plans.plan_generate(context, "none")._replace(
+        prepare=slow
+    )
+    before = set(i.name for i in bpy.data.images)
+    driver.invoke(context)
+    assert preparing.wait(120), "the job did not finish"
+    assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
+    may_end.set()
+    level, text = driver.reports[-1]
+    assert level == "WARNING" and text.startswith("Cancelled; no image was added. "), text
+    assert f"history export {driver.op._handle.id}" in text, text
+    assert driver.op._handle.join(30) and new_images(before) == [] and not session.running
     # Esc while the job runs: cancelled on the server, nothing made
     settings(steps=150, width=512, height=512)
     before = set(i.name for i in bpy.data.images)
@@ -921,7 +943,7 @@ def modal(addon, data):
     # the release of an Esc that cancelled something else (a move, a box select) is not ours
     assert driver.op.modal(context, driver.event("ESC", "RELEASE")) == {"PASS_THROUGH"}
     assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
-    assert driver.reports[-1][0] == "WARNING" and "Cancelled" in driver.reports[-1][1]
+    assert driver.reports[-1] == ("WARNING", "Cancelled; no image was made."), driver.reports
     client = driver.make_client(context)
     deadline = time.time() + 60
     while client.poll(job_id).state not in ("cancelled", "done", "failed"):
