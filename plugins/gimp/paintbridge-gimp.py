@@ -19,7 +19,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 import paintbridge_gimpflow as flow  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
-from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
+from hostkit.client import RESULT_KEPT, Cancelled, PaintbridgeError  # noqa: E402
 from hostkit.geometry import Box  # noqa: E402
 from hostkit.tasks import MAX_FIELD_SEED  # noqa: E402
 
@@ -469,13 +469,17 @@ class PaintbridgeGimp(Gimp.PlugIn):
                     if not _ask_whole_layer():
                         return _stopped(procedure, image, interactive)
                     settings = settings._replace(whole_layer=True)
-        except Cancelled:
-            return _stopped(procedure, image, interactive)
+        except Cancelled as exc:  # said only when the result may be in the server's history
+            return _stopped(procedure, image, interactive, _kept(exc))
         except PaintbridgeError as exc:
             return _stopped(procedure, image, interactive, str(exc))
         finally:
             progress.close()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+def _kept(cancelled):
+    return str(cancelled) if cancelled.code == RESULT_KEPT else None
 
 
 def several_layers(layers):

@@ -36,7 +36,7 @@ from gimpfu import (  # noqa: E402
     pdb,
     register,
 )
-from hostkit.client import Cancelled, PaintbridgeError  # noqa: E402
+from hostkit.client import RESULT_KEPT, Cancelled, PaintbridgeError  # noqa: E402
 
 try:
     from gimpfu import LAYER_MODE_PASS_THROUGH  # noqa: E402
@@ -243,8 +243,9 @@ def _run(command, image, layer, settings):
     gimp.progress_init("Paintbridge: %s" % command)
     try:
         flow.run_command(command, Gimp2Host(image, layer), settings, progress=_progress)
-    except Cancelled:
-        pass
+    except Cancelled as exc:  # said only when the result may be in the server's history
+        if exc.code == RESULT_KEPT:
+            gimp.message("Paintbridge: %s" % (exc,))
     except PaintbridgeError as exc:
         gimp.message("Paintbridge: %s" % (exc,))
     finally:

@@ -545,6 +545,38 @@ def test_a_cancel_the_server_does_not_answer_ends_the_watch_as_cancelled() -> No
         _until(lambda: watch.poll().finished)
 
 
+@pytest.mark.parametrize(
+    ("answer", "kept"),
+    [
+        ((200, {"id": "j1", "state": "done"}), "Cancelled; nothing was added. "),
+        ((200, {"id": "j1", "state": "cancelled"}), None),
+        ((500, {"error": {"code": "x", "message": "boom"}}), "did not answer the cancel"),
+    ],
+    ids=["done-before-the-cancel", "cancelled", "cancel-unanswered"],
+)
+def test_follow_cancelled_says_where_a_result_may_be_kept(answer: Any, kept: str | None) -> None:
+    """GIMP's Cancel: silent when nothing was made; when the job finished before the cancel
+    came (the server answers "done") or the cancel went unanswered, a Cancelled of code
+    RESULT_KEPT whose message names the history command, which GIMP shows."""
+    client, _ = _client(
+        {
+            ("POST", "/v1/jobs"): [(202, {"id": "j1", "state": "queued"})],
+            ("GET", "/v1/jobs/j1"): [(200, _job("running", 1))],
+            ("POST", "/v1/jobs/j1/cancel"): [answer],
+        }
+    )
+    watch = client.watch({"task": "txt2img", "prompt": "x"})
+    _until(lambda: watch.poll().state == "running")
+    with pytest.raises(Cancelled) as raised:
+        watch.follow(should_cancel=lambda: True)
+    if kept is None:
+        assert raised.value.code == "cancelled" and not watch.server_done
+        assert raised.value.message == "Cancelled; no image was made."
+    else:
+        assert raised.value.code == client_module.RESULT_KEPT
+        assert kept in raised.value.message and "history export j1" in raised.value.message
+
+
 def test_a_job_the_server_refuses_is_raised_by_the_watchs_poll() -> None:
     client, _ = _client(
         {("POST", "/v1/jobs"): [(422, {"error": {"code": "invalid", "message": "no model"}})]}

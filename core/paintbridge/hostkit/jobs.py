@@ -54,6 +54,9 @@ def poll_delays(first=POLL_FIRST, most=POLL_MOST):
 
 FINISHED = ("done", "failed", "cancelled")
 SENDING = "sending"  # hostkit's own state: a JobWatch's job on its way to the server
+# The code of a Cancelled whose job may have made a result, kept in the server's history: a
+# host shows its message (a cancel the user asked for is otherwise silent).
+RESULT_KEPT = "result_kept"
 FINISHING = "finishing"  # hostkit's own: a JobWatch's job is done, its host's prepare() runs
 SENDING_CANCELLED = "Cancelled while the job was being sent; no image was made."
 
@@ -487,15 +490,29 @@ class JobWatch(JobHandle):
             return
         self._cancel_sent = True
         try:
-            self.client.cancel(self.id)
+            answer = self.client.cancel(self.id)
         except PaintbridgeError as exc:
             raise Cancelled(  # noqa: B904
                 "Cancelled here, but the server did not answer the cancel (%s). If it is still "
                 "running, the job goes on there and its result is kept. %s"
-                % (exc, kept_in_history(self.id))
+                % (_message(exc), _text(kept_in_history(self.id))),
+                code=RESULT_KEPT,
             )
         finally:
             self._cancel_gone.set()
+        if isinstance(answer, dict) and answer.get("state") == "done":
+            self._contact.done = True  # it finished before the cancel came: see server_done
+
+    def _cancelled(self):
+        """The Cancelled a Cancel in follow() ends with: code RESULT_KEPT, saying where the
+        result is kept, when the job was done by then or the server did not answer the cancel."""
+        if self.server_done:
+            return Cancelled(
+                "Cancelled; nothing was added. " + kept_in_history(self.id), code=RESULT_KEPT
+            )
+        if isinstance(self._error, Cancelled):
+            return self._error
+        return Cancelled("Cancelled; no image was made.")
 
     def _pause(self, seconds):
         self._wake.wait(seconds)
@@ -561,7 +578,7 @@ class JobWatch(JobHandle):
                     on_status(status, text)
                 if should_cancel is not None and should_cancel():
                     self.cancel(CANCEL_WAIT)
-                    raise Cancelled("Cancelled; no image was made.")
+                    raise self._cancelled()
                 time.sleep(interval)
         finally:
             self.close()
