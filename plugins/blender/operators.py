@@ -144,9 +144,12 @@ class _JobOperator:
         self._cleanup(context)
         try:
             status.raise_for_state()
-            made = self._finish(context, status.results or [])
-        except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
+        except hk.PaintbridgeError as exc:
             return self._fail(context, exc)
+        try:
+            made = self._finish(context, status.results or [])
+        except Exception as exc:  # bpy's RuntimeError too: a message, and where the result is
+            return self._fail(context, hk.not_used(exc, self._handle.id))
         return self._done(context, made)
 
     def _cancelled_text(self):

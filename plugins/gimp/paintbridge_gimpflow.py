@@ -9,7 +9,14 @@ from __future__ import absolute_import, division, print_function
 
 from collections import namedtuple
 
-from hostkit.client import Client, PaintbridgeError, ServerFault, kept_in_history, with_history
+from hostkit.client import (
+    Client,
+    PaintbridgeError,
+    ServerFault,
+    kept_in_history,
+    not_used,
+    with_history,
+)
 from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
 from hostkit.pixels import mask_alpha
@@ -337,16 +344,21 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
     name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
     if progress is not None:
         progress(1.0, "adding the result")
-    if not had_image:
-        return host.new_image(put, name)
-    now = host.image_box()
-    note = canvas_changed(
-        (canvas.width, canvas.height), now and (now.width, now.height), prepared.box
-    )
-    # a result read from the visible image already shows every layer above the active one:
-    # placed under them, they would show twice (a 50% layer above at 75%)
-    on_top = command != "generate" and settings.source == "visible"
-    made = host.add_layers(put, name, look, on_top)
+    try:
+        if not had_image:
+            return host.new_image(put, name)
+        now = host.image_box()
+        note = canvas_changed(
+            (canvas.width, canvas.height), now and (now.width, now.height), prepared.box
+        )
+        # a result read from the visible image already shows every layer above the active one:
+        # placed under them, they would show twice (a 50% layer above at 75%)
+        on_top = command != "generate" and settings.source == "visible"
+        made = host.add_layers(put, name, look, on_top)
+    except PaintbridgeError:
+        raise
+    except Exception as exc:  # GIMP refused the layer (a group locked meanwhile...)
+        raise not_used(exc, job_id)  # noqa: B904
     if note is not None:
         host.notice(note)
     return made

@@ -131,7 +131,10 @@ class JobRunner(QObject):
             self._end(self.failed, str(exc))
             return
         except Exception as exc:  # a Krita or plug-in error: say it, do not leave a stuck job
-            self._end(self.failed, "Could not place the result: %s" % (exc,))
+            self._end(
+                self.failed,
+                "Could not place the result: %s. %s" % (exc, kept_in_history(self._handle.id)),
+            )
             return
         self._end(self.finished, value)
 

@@ -880,6 +880,21 @@ def modal(addon, data):
     assert level == "ERROR" and "could not use its result: the result is 8 x 8" in text, text
     assert f"history export {driver.op._handle.id}" in text, text
     assert new_images(before) == [image] and not session.running
+    # Blender refusing to make the image (bpy raises RuntimeError in finish): a message that
+    # says where the result is kept, not a traceback
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+
+    def refused(context, ready):
+        raise RuntimeError("Error: Image could not be packed")
+
+    driver.op.plan = lambda context: addon.plans.plan_generate(context, "none")._replace(
+        finish=refused
+    )
+    driver.invoke(context)
+    assert driver.tick_until_done(context) == {"CANCELLED"}, driver.reports
+    level, text = driver.reports[-1]
+    assert level == "ERROR" and "could not use its result: Error: Image could not" in text, text
+    assert f"history export {driver.op._handle.id}" in text and not session.running, text
     # the source's conversion for the wire runs on the job's thread as the job is sent: Blender's
     # thread only copies its floats (and plans the inpaint mask from their alpha)
     fsource = bpy.data.images.new("modal float", 48, 32, alpha=True, float_buffer=True)

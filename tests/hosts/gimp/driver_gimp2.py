@@ -280,6 +280,25 @@ def _fill_wrong_size():
         hostkit_client.Client.result = fetch
 
 
+@case("fill_layer_refused")
+def _fill_layer_refused():
+    """GIMP refuses the result's layer (gimp.error, a RuntimeError): a message that says where
+    the result is kept, not a traceback."""
+    host_class = paintbridge_gimp2.Gimp2Host
+    add_layers = host_class.add_layers
+
+    def refused(self, *args, **kwargs):
+        raise RuntimeError("Procedure 'gimp-image-insert-layer' returned no return values")
+
+    image, layer = make_image(48, 40, gimpfu.RGB, gimpfu.RGB_IMAGE)
+    select_box(image, 4, 4, 10, 10)
+    host_class.add_layers = refused
+    try:
+        return run_case(FILL, image, layer, **common(source=0, whole=False))
+    finally:
+        host_class.add_layers = add_layers
+
+
 @case("fill_strength")
 def _fill_strength():
     """The strength Fill Selection sends (its dialog has no Strength field)."""

@@ -233,6 +233,14 @@ def test_errors_go_to_the_message_area_and_change_nothing(gimp2_run, case, messa
     assert facts["new"] == [] and facts["mutations"] == [] and facts["undo_groups"] == 0
 
 
+def test_a_layer_gimp_refuses_says_where_the_result_is_kept(gimp2_run):
+    facts = entry(gimp2_run, "fill_layer_refused")
+    assert facts["ok"], facts.get("error")
+    [message] = facts["messages"]
+    assert "could not use its result: Procedure 'gimp-image-insert-layer'" in message, message
+    assert re.search(r"`paintbridge history export [0-9a-f-]{8,} --out DIR`", message), message
+
+
 def test_fill_selection_regenerates_the_selection_at_full_strength(gimp2_run):
     facts = entry(gimp2_run, "fill_strength")
     assert facts["messages"] == [] and len(facts["new"]) == 1

@@ -1387,6 +1387,20 @@ class Driver:
             self._expect_error(s, ctrl, "img2img", doc, source, ["RuntimeError", "did not expect"])
         finally:
             logic.PLANNERS["img2img"] = planner
+        # one while the finished result is placed: the message says where the result is kept
+        from paintbridge_krita import controller as controller_module
+
+        def place_broken(plan, ready):
+            raise RuntimeError("Krita refused the layer")
+
+        place = controller_module.place_results
+        controller_module.place_results = place_broken
+        try:
+            source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
+            words = ["Could not place the result: Krita refused the layer. ", "history export"]
+            self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
+        finally:
+            controller_module.place_results = place
         doc.close()
 
     def run(self):
