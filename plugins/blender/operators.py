@@ -90,10 +90,16 @@ class _JobOperator:
             def progress(step, steps):
                 session.progress = step / steps if steps else 0.0
 
-            results = client.run(plan.job, on_progress=progress)
-            made = plan.finish(context, plan.prepare(results))
+            job_id = client.submit(plan.job)
+            results = client.wait(job_id, on_progress=progress)
         except (plans.UserError, ValueError, hk.PaintbridgeError) as exc:
             return self._fail(context, exc)
+        try:
+            made = plan.finish(context, plan.prepare(results))
+        except hk.PaintbridgeError as exc:  # a result of the wrong size...
+            return self._fail(context, hk.with_history(exc, job_id))
+        except Exception as exc:  # bpy's RuntimeError too: the result is in the history
+            return self._fail(context, hk.not_used(exc, job_id))
         return self._done(context, made)
 
     def invoke(self, context, event):

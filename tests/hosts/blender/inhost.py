@@ -895,6 +895,16 @@ def modal(addon, data):
     level, text = driver.reports[-1]
     assert level == "ERROR" and "could not use its result: Error: Image could not" in text, text
     assert f"history export {driver.op._handle.id}" in text and not session.running, text
+    # the same on the synchronous path (background mode, scripts): the operator's error says
+    # where the result is kept
+    images_module, new_result_image = addon.images, addon.images.new_result_image
+    images_module.new_result_image = lambda *args: refused(None, None)
+    try:
+        before = set(i.name for i in bpy.data.images)
+        expect_error(bpy.ops.paintbridge.generate, "could not use its result", "history export")
+        assert new_images(before) == []
+    finally:
+        images_module.new_result_image = new_result_image
     # the source's conversion for the wire runs on the job's thread as the job is sent: Blender's
     # thread only copies its floats (and plans the inpaint mask from their alpha)
     fsource = bpy.data.images.new("modal float", 48, 32, alpha=True, float_buffer=True)
