@@ -96,8 +96,6 @@ class _JobOperator:
             return self._fail(context, exc)
         try:
             made = plan.finish(context, plan.prepare(results))
-        except hk.PaintbridgeError as exc:  # a result of the wrong size...
-            return self._fail(context, hk.with_history(exc, job_id))
         except Exception as exc:  # bpy's RuntimeError too: the result is in the history
             return self._fail(context, hk.not_used(exc, job_id))
         return self._done(context, made)

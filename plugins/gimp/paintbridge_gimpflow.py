@@ -15,7 +15,6 @@ from hostkit.client import (
     ServerFault,
     kept_in_history,
     not_used,
-    with_history,
 )
 from hostkit.discovery import remember_token, remembered_token
 from hostkit.geometry import Box
@@ -337,14 +336,11 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
             "The image was closed while the job ran, so the result was not placed. "
             + kept_in_history(job_id)
         )
-    try:
-        put = placements(prepared.box, results, prepared.mask)
-    except ServerFault as exc:  # a result of the wrong size
-        raise with_history(exc, job_id)  # noqa: B904
     name = layer_name(COMMAND_TITLES[command], settings, results[0].seed)
     if progress is not None:
         progress(1.0, "adding the result")
-    try:
+    try:  # the job is done: what goes wrong now says where its result is kept
+        put = placements(prepared.box, results, prepared.mask)  # ServerFault: a wrong size
         if not had_image:
             return host.new_image(put, name)
         now = host.image_box()
@@ -355,8 +351,6 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
         # placed under them, they would show twice (a 50% layer above at 75%)
         on_top = command != "generate" and settings.source == "visible"
         made = host.add_layers(put, name, look, on_top)
-    except PaintbridgeError:
-        raise
     except Exception as exc:  # GIMP refused the layer (a group locked meanwhile...)
         raise not_used(exc, job_id)  # noqa: B904
     if note is not None:

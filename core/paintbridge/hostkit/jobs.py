@@ -202,7 +202,7 @@ def kept_in_history(job_id):
 def with_history(exc, job_id):
     """`exc` (a PaintbridgeError about job `job_id`'s finished result) again, of its type and
     code, its message followed by where the result is kept."""
-    message = "%s. %s" % (_detail(exc), _text(kept_in_history(job_id)))
+    message = "%s. %s" % (_detail(exc), kept_in_history(job_id))
     return type(exc)(message, code=exc.code, status=exc.status)
 
 
@@ -229,7 +229,11 @@ def _detail(exc):
 
 def not_used(exc, job_id):
     """The PaintbridgeError for a done job whose result the plug-in could not use (`exc`, what
-    its prepare raised, is its `cause`): what went wrong, and where the result is kept."""
+    its prepare or placing raised): what went wrong, and where the result is kept. A
+    PaintbridgeError (a ServerFault: a result of the wrong size) keeps its type and code
+    (with_history); anything else becomes code result_not_used, `exc` its `cause`."""
+    if isinstance(exc, PaintbridgeError):
+        return with_history(exc, job_id)
     error = PaintbridgeError(
         "Job %s is done, but the plug-in could not use its result: %s. %s"
         % (job_id, _detail(exc), kept_in_history(job_id)),
@@ -278,7 +282,7 @@ def contact_lost(exc, job_id, done):
             job_id,
             what,
             _message(exc),
-            _text(kept_in_history(job_id)),
+            kept_in_history(job_id),
         )
     elif refused:
         return server_lost(exc)
@@ -286,7 +290,7 @@ def contact_lost(exc, job_id, done):
         message = (
             "Lost contact with the paintbridge server before job %s finished: %s If the server "
             "is still running, the job goes on there and its result is kept. %s"
-            % (job_id, _message(exc), _text(kept_in_history(job_id)))
+            % (job_id, _message(exc), kept_in_history(job_id))
         )
     return type(exc)(message, code=exc.code, status=exc.status)
 
@@ -402,8 +406,7 @@ class JobWatch(JobHandle):
     status's `results` are what it returns: the host's pixel work on a result (compositing,
     encoding, reordering bytes) stays off its GUI thread, which then only makes its document's
     objects. Until it returns, poll() says FINISHING (not finished). What it raises, the next
-    poll() raises: a PaintbridgeError as it is, anything else as one that says the result
-    could not be used and where it is kept (see not_used)."""
+    poll() raises, saying where the result is kept (see not_used)."""
 
     def __init__(self, client, job, prepare=None):
         JobHandle.__init__(self, client, None)
@@ -474,8 +477,6 @@ class JobWatch(JobHandle):
             results = self._prepare(status.results or [])
         except Cancelled:
             raise
-        except PaintbridgeError as exc:  # e.g. ServerFault: a result of the wrong size
-            raise with_history(exc, self.id)  # noqa: B904
         except Exception as exc:
             raise not_used(exc, self.id)  # noqa: B904
         finally:
@@ -495,7 +496,7 @@ class JobWatch(JobHandle):
             raise Cancelled(  # noqa: B904
                 "Cancelled here, but the server did not answer the cancel (%s). If it is still "
                 "running, the job goes on there and its result is kept. %s"
-                % (_message(exc), _text(kept_in_history(self.id))),
+                % (_message(exc), kept_in_history(self.id)),
                 code=RESULT_KEPT,
             )
         finally:

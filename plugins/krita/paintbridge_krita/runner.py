@@ -11,11 +11,11 @@ from PyQt5.QtCore import QObject, QTimer, pyqtSignal
 
 from .hostkit import launch_server, try_local_client
 from .hostkit.client import (
-    FINISHING,
     SENDING,
     Cancelled,
     PaintbridgeError,
     kept_in_history,
+    not_used,
     status_text,
 )
 
@@ -85,12 +85,6 @@ class JobRunner(QObject):
         finally:
             self._in_tick = False
 
-    def _finishing(self):
-        """True when the job was done and its result was being prepared (what failed then
-        failed on a result the user, who pressed Cancel, wanted no layer from)."""
-        last = self._handle.last
-        return last is not None and last.state == FINISHING
-
     def _poll(self):
         try:
             status = self._handle.poll()
@@ -98,8 +92,8 @@ class JobRunner(QObject):
             self._end(self.cancelled, str(exc))
             return
         except PaintbridgeError as exc:
-            if self._cancel_requested and self._finishing():
-                self._end(self.cancelled, self._cancelled_when_done())  # wanted no layer anyway
+            if self._cancel_requested and self._handle.server_done:  # wanted no layer anyway
+                self._end(self.cancelled, self._cancelled_when_done())
             else:
                 self._end(self.failed, str(exc))
             return
@@ -131,10 +125,7 @@ class JobRunner(QObject):
             self._end(self.failed, str(exc))
             return
         except Exception as exc:  # a Krita or plug-in error: say it, do not leave a stuck job
-            self._end(
-                self.failed,
-                "Could not place the result: %s. %s" % (exc, kept_in_history(self._handle.id)),
-            )
+            self._end(self.failed, str(not_used(exc, self._handle.id)))
             return
         self._end(self.finished, value)
 

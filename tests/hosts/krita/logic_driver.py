@@ -1397,7 +1397,7 @@ class Driver:
         controller_module.place_results = place_broken
         try:
             source.setPixelData(pattern_bgra(64, 64), 0, 0, 64, 64)
-            words = ["Could not place the result: Krita refused the layer. ", "history export"]
+            words = ["could not use its result: Krita refused the layer. ", "history export"]
             self._expect_error(s, self.controller(), "img2img", doc, source, words, sent=True)
         finally:
             controller_module.place_results = place
