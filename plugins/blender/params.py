@@ -27,14 +27,14 @@ def job_seed(mode, seed, last_seed, rng=random):
 def job_parameters(settings, seamless="none"):
     """The hostkit job keyword arguments from a settings mapping with the keys negative_prompt,
     model, steps, guidance, seed_mode, seed, last_seed. An empty model means the server's
-    default; seamless is one of none/x/y/xy."""
+    default, and so do 0 steps and 0 guidance; seamless is one of none/x/y/xy."""
     if seamless not in SEAMLESS:
         raise ValueError("seamless must be one of %s, got %r" % (", ".join(SEAMLESS), seamless))
     params = {
         "negative_prompt": settings.get("negative_prompt") or "",
         "model": (settings.get("model") or "").strip() or None,
-        "steps": int(settings["steps"]),
-        "guidance": float(settings["guidance"]),
+        "steps": int(settings["steps"]) or None,
+        "guidance": float(settings["guidance"]) or None,
         "seed": job_seed(settings["seed_mode"], settings["seed"], settings["last_seed"]),
     }
     if seamless != "none":

@@ -156,8 +156,10 @@ def plan_inpaint(context, source):
                 % (mask_image.name, mask_w, mask_h, width, height)
             )
         mask = convert.luma_mask(mask_rgba)
+        strength = settings.strength
     else:
         mask = convert.transparency_mask(read.alpha.get())
+        strength = tasks.FILL_STRENGTH  # erased pixels: nothing there to keep
     plan = tasks.plan_fill_selection(mask, width, height, (0, 0, width, height))
     if plan is None:
         raise UserError(
@@ -175,7 +177,7 @@ def plan_inpaint(context, source):
         box[2],
         box[3],
         prompt=prompt,
-        strength=settings.strength,
+        strength=strength,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
     source_name, colorspace = source.name, images.data_colorspace(source)

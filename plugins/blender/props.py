@@ -39,11 +39,24 @@ class PaintbridgeSettings(bpy.types.PropertyGroup):
     )
     width: IntProperty(name="Width", default=512, min=64, max=4096, step=8, subtype="PIXEL")
     height: IntProperty(name="Height", default=512, min=64, max=4096, step=8, subtype="PIXEL")
-    steps: IntProperty(name="Steps", default=20, min=1, max=150)
-    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=50.0)
+    steps: IntProperty(
+        name="Steps",
+        description="Denoising steps; 0: the model's default",
+        default=0,
+        min=0,
+        max=150,
+    )
+    guidance: FloatProperty(
+        name="Guidance",
+        description="How closely to follow the prompt; 0: the model's default",
+        default=0.0,
+        min=0.0,
+        max=50.0,
+    )
     strength: FloatProperty(
         name="Strength",
-        description="How much Image to Image and Inpaint change the image",
+        description="How much Image to Image, and Inpaint with a mask image, change the image "
+        "(transparent areas are always made anew)",
         default=0.75,
         min=0.0,
         max=1.0,

@@ -66,8 +66,10 @@ def draw_settings(layout, settings, texture=False):
     col.prop(settings, "width")
     col.prop(settings, "height")
     col = layout.column(align=True)
-    col.prop(settings, "steps")
-    col.prop(settings, "guidance")
+    col.prop(settings, "steps", text="Steps" if settings.steps else "Steps (model default)")
+    col.prop(
+        settings, "guidance", text="Guidance" if settings.guidance else "Guidance (model default)"
+    )
     if not texture:
         col.prop(settings, "strength")
     row = layout.row(align=True)

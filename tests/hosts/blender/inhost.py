@@ -264,6 +264,14 @@ def pixel_conversion(addon, data):
     assert params.result_name("", "txt2img") == "txt2img"
     long_name = params.result_name("é" * 80, "t")
     assert len(long_name.encode("utf-8")) <= 63 and long_name.endswith("...")
+    # a fresh scene's steps and guidance are 0: the model's own, sent as nothing
+    fresh = bpy.data.scenes.new("fresh").paintbridge
+    assert (fresh.steps, fresh.guidance) == (0, 0.0)
+    sent = params.job_parameters(fresh.as_dict())
+    assert sent["steps"] is None and sent["guidance"] is None, sent
+    assert "steps" not in addon.hostkit.tasks.txt2img_job("x", **sent)
+    sent = params.job_parameters(dict(fresh.as_dict(), steps=3, guidance=0.5))
+    assert (sent["steps"], sent["guidance"]) == (3, 0.5), sent
     rec = params.record({"task": "img2img", "image": {}, "seed": None, "steps": 2}, 2**32 + 1)
     assert rec == {"task": "img2img", "steps": 2, "seed": str(2**32 + 1)}
 
@@ -338,7 +346,7 @@ def img2img(addon, data):
 
 @check
 def inpaint(addon, data):
-    settings(strength=1.0)
+    settings(strength=0.5)  # a transparent hole is filled at full strength all the same
     w, h = 160, 120
     base = pattern(w, h, 3)
     hole = base.copy()
@@ -357,6 +365,7 @@ def inpaint(addon, data):
     assert np.all(out[40:70, 100:130, 3] == 255), "the hole was not filled"
     record = made["paintbridge"].to_dict()
     assert record["task"] == "inpaint" and record["source_image"] == "wall"
+    assert record["strength"] == 1.0, record
     x, y, bw, bh = record["box"]
     assert x <= 100 and y <= 40 and x + bw >= 130 and y + bh >= 70 and bw * bh < w * h
     data["box"] = record["box"]
@@ -376,6 +385,7 @@ def inpaint(addon, data):
     assert np.array_equal(out[keep], base[keep])
     assert not np.array_equal(out[10:30, 20:50], base[10:30, 20:50])
     assert masked["paintbridge"]["mask_image"] == "mask"
+    assert abs(masked["paintbridge"]["strength"] - 0.5) < 1e-6  # under a mask: the panel's
     # an empty mask (an opaque image, no mask image) is a clean error
     bpy.context.scene.paintbridge.mask_image = None
     before = set(i.name for i in bpy.data.images)
