@@ -74,6 +74,16 @@ def test_exif_orientation_is_not_applied() -> None:
     assert image.tobytes() == stored.tobytes()
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_a_png_masks_transparency_keeps(mode: str) -> None:
+    """White where the selection is, transparent elsewhere (an editor's selection saved as a
+    PNG): gray times alpha, as `paintbridge inpaint` reads the same file, not all white."""
+    white = Image.new(mode, (4, 1), (255,) * len(mode))
+    white.putalpha(Image.frombytes("L", (4, 1), bytes([0, 64, 255, 0])))
+    mask = decode_mask(payload(4, 1, "png", png(white)), LIMITS)
+    assert list(mask.tobytes()) == [0, 64, 255, 0]
+
+
 def test_a8_mask_keeps_its_values() -> None:
     raw = bytes([0, 128, 255, 7]) * 6
     mask = decode_mask(payload(6, 4, "a8", raw), LIMITS)

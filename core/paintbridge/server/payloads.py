@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from paintbridge.engine.types import Limits
 from paintbridge.errors import InvalidRequest, PaintbridgeError
-from paintbridge.imageops import to_mode, unreadable_reason
+from paintbridge.imageops import to_mask, to_mode, unreadable_reason
 from paintbridge.server.schemas import ImagePayload
 
 __all__ = ["PNG_SIGNATURE", "TooLarge", "decode_image", "decode_mask", "encode_file", "png_size"]
@@ -43,7 +43,8 @@ def decode_image(payload: ImagePayload, limits: Limits, name: str = "image") -> 
 
 
 def decode_mask(payload: ImagePayload, limits: Limits, name: str = "mask") -> Image.Image:
-    """An `a8` or `png` payload as an 8-bit gray (L) image; 255 = regenerate."""
+    """An `a8` or `png` payload as an 8-bit gray (L) image; 255 = regenerate. A PNG with
+    transparency is its gray times its alpha, transparent = keep, as the CLI reads a mask file."""
     if payload.format not in ("a8", "png"):
         raise InvalidRequest(
             f"`{name}.format` must be a8 or png for a mask, got {payload.format!r}"
@@ -54,7 +55,7 @@ def decode_mask(payload: ImagePayload, limits: Limits, name: str = "mask") -> Im
 
 def _convert(image: Image.Image, mode: str, name: str) -> Image.Image:
     try:
-        return to_mode(image, mode)
+        return to_mask(image) if mode == "L" else to_mode(image, mode)
     except (ValueError, OSError) as exc:
         raise InvalidRequest(
             f"`{name}`: cannot convert a {image.mode} PNG to {mode} ({exc}): "
