@@ -40,6 +40,7 @@ SECTIONS = (
     "floor",
     "cpu_speed",
     "bf16",
+    "cpu_dtypes",
     "gpu",
 )
 

@@ -324,3 +324,18 @@ def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
         err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_float16_on_a_cpu_that_emulates_it(
+    cli: RunCli, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU's --dtype float16 where the CPU runs the model and emulates float16 (this machine
+    may not): a one-line error that names what to use, before any model loads."""
+    from paintbridge.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_fp16", lambda: False)
+    args = ["generate", "p", "--device", "cpu", "--dtype", "float16", "-o", "{out}"]
+    command, *rest = _fill(args, files)
+    result = cli(command, *TINY, *rest)
+    _assert_clean_failure(result.code, result.err, r"emulates float16.*dtype auto", files)
+    assert "loading" not in result.err

@@ -3,7 +3,8 @@
 `auto` device: CUDA, then Apple MPS, then the CPU.
 `auto` dtype: float16 on CUDA and MPS; on the CPU bfloat16 where the CPU computes it natively
 (Intel AMX or AVX512-BF16: about 4x faster than float32 there) and float32 elsewhere (emulated
-bfloat16 is slower than float32). An explicit setting always wins.
+bfloat16 is slower than float32). An explicit setting wins, except float16 on a CPU that
+emulates it: SD 1.5's UNet runs tens of times slower there than in float32 (bench/cpu_dtypes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from paintbridge.errors import InvalidRequest
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+_FP16_CPU_FLAGS = ("amx_fp16", "avx512_fp16")
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,35 @@ class Placement:
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True when the CPU has AMX-BF16 or AVX512-BF16 (Linux flags, else torch's capability)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    flags = _cpu_flags(cpuinfo)
+    if flags is not None:
+        return any(flag in flags for flag in _BF16_CPU_FLAGS)
     import torch
 
     capability = str(torch.backends.cpu.get_cpu_capability())
     return capability in ("AVX512_BF16", "AMX") or "AMX" in capability
+
+
+def cpu_has_native_fp16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU has AMX-FP16 or AVX512-FP16 (Linux flags, else torch's capability)."""
+    flags = _cpu_flags(cpuinfo)
+    if flags is not None:
+        return any(flag in flags for flag in _FP16_CPU_FLAGS)
+    import torch
+
+    return "AMX" in str(torch.backends.cpu.get_cpu_capability())
+
+
+def _cpu_flags(cpuinfo: Path) -> set[str] | None:
+    """The CPU's feature flags from Linux's /proc/cpuinfo; None where there is no such file."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[-1].split())
+    return None
 
 
 def resolve_device(setting: str) -> str:
@@ -87,6 +106,13 @@ def resolve_dtype(setting: str, device: str) -> str:
     if setting != "auto":
         if setting not in DTYPES:
             raise InvalidRequest(f"`dtype` must be auto, {', '.join(DTYPES)}, got {setting!r}")
+        if setting == "float16" and device == "cpu" and not cpu_has_native_fp16():
+            raise InvalidRequest(
+                "`dtype` float16 runs on the CPU here (no GPU was chosen or found), and this "
+                "CPU emulates float16: an image would take tens of times as long as in float32. "
+                "Use dtype auto (or float32, bfloat16) on the CPU, or float16 with a "
+                "GPU (device cuda or mps)"
+            )
         return setting
     if device.startswith("cuda") or device == "mps":
         return "float16"
