@@ -90,30 +90,67 @@ def read_source(image, scene):
     return read_later(image)
 
 
-def _format_settings(settings):
+def _values(struct):
+    """A struct's own settable values (no pointers, no collections), arrays as tuples."""
+    values = {}
+    for prop in struct.bl_rna.properties:
+        if prop.is_readonly or prop.type in ("POINTER", "COLLECTION"):
+            continue
+        value = getattr(struct, prop.identifier)
+        values[prop.identifier] = tuple(value) if getattr(prop, "array_length", 0) else value
+    return values
+
+
+def _put(struct, values, first=()):
+    """Sets saved _values back where they changed: the keys in `first` in that order (setting
+    them resets others: the kind of file its depth, a view transform its look), then the rest."""
+    keys = [key for key in first if key in values]
+    for key in keys + [key for key in values if key not in keys]:
+        now = getattr(struct, key)
+        if (tuple(now) if isinstance(values[key], tuple) else now) != values[key]:
+            setattr(struct, key, values[key])
+
+
+def _output_override(settings):
+    """The output's own colour management when it overrides the scene's, else None. Setting
+    `color_management` back to OVERRIDE copies the scene's settings over it, so read_render
+    keeps it to put back."""
+    if settings.color_management != "OVERRIDE":
+        return None
+    curves = settings.view_settings.curve_mapping
     return {
-        p.identifier: getattr(settings, p.identifier)
-        for p in settings.bl_rna.properties
-        if not p.is_readonly and p.type not in ("POINTER", "COLLECTION")
+        "display": _values(settings.display_settings),
+        "view": _values(settings.view_settings),
+        "linear": _values(settings.linear_colorspace_settings),
+        "curve": _values(curves),
+        "points": [[(tuple(p.location), p.handle_type) for p in c.points] for c in curves.curves],
     }
 
 
-def _restore_format(settings, saved):
-    """Puts saved ImageFormatSettings values back: the kind of file first (changing it resets
-    the depth and colour mode), then the rest."""
-    first = [key for key in ("media_type", "file_format") if key in saved]
-    for key in first + [key for key in saved if key not in first]:
-        if getattr(settings, key) != saved[key]:
-            setattr(settings, key, saved[key])
+def _put_override(settings, saved):
+    _put(settings.display_settings, saved["display"])
+    _put(settings.view_settings, saved["view"], first=("view_transform", "look"))
+    _put(settings.linear_colorspace_settings, saved["linear"], first=("name",))
+    curves = settings.view_settings.curve_mapping
+    _put(curves, saved["curve"])
+    for curve, points in zip(curves.curves, saved["points"]):
+        while len(curve.points) > max(len(points), 2):  # a curve keeps at least two
+            curve.points.remove(curve.points[len(curve.points) - 1])
+        while len(curve.points) < len(points):
+            curve.points.new(0.0, 0.0)  # placed below
+        for point, (location, handle) in zip(curve.points, points):
+            point.location, point.handle_type = location, handle
+    curves.update()
 
 
 def read_render(image, scene):
     """The pixels of a Render Result, Viewer Node or multilayer EXR as the Image Editor shows
     them: Blender keeps no `pixels` for them, so `save_render` writes an 8-bit RGBA PNG with
     the scene's colour management, which is read back. The scene's output settings are changed
-    for that moment only and put back as they were; the file and its datablock are removed."""
+    for that moment only and put back as they were (an output colour management override
+    included); the file and its datablock are removed."""
     settings = scene.render.image_settings
-    saved = _format_settings(settings)
+    saved, override = _values(settings), _output_override(settings)
     folder = tempfile.mkdtemp(prefix="paintbridge-")
     path = os.path.join(folder, "render.png")
     try:
@@ -132,7 +169,9 @@ def read_render(image, scene):
                 % (image.name, scene.name, str(exc).strip())
             ) from None
         finally:
-            _restore_format(settings, saved)
+            _put(settings, saved, first=("media_type", "file_format"))
+            if override is not None:
+                _put_override(settings, override)
         copy = bpy.data.images.load(path, check_existing=False)
         try:
             return read_rgba8(copy)
@@ -155,14 +194,17 @@ def premultiplied(image):
     )
 
 
-def data_colorspace(image):
-    """The colour space of a data image (Non-Color: normal, roughness and height maps), None
-    for a colour image or a render. A result made from a data image holds data too: tagged
-    sRGB, Blender would decode its values as colours."""
+def result_colorspace(image):
+    """The colour space a PNG result made from `image` is tagged with: None (sRGB) for a float
+    colour image or a render, which are sent converted to sRGB; else the image's own. A byte
+    image's bytes are sent as they are, so its result's bytes are in its space too: a data
+    image's (Non-Color: normal, roughness and height maps; tagged sRGB, Blender would decode
+    them as colours), or another space's (tagged sRGB, a Linear Rec.709 byte image's result
+    would show darker than the image, even where an inpaint left it alone)."""
     if image.type in RENDERED:
         return None
     settings = image.colorspace_settings
-    return settings.name if settings.is_data else None
+    return settings.name if settings.is_data or not image.is_float else None
 
 
 class FloatSource(object):
@@ -191,13 +233,20 @@ class FloatSource(object):
 
 def new_float_result(name, width, height, values, record, source):
     """new_result_image's float twin for an inpaint of a float image (`source`, a FloatSource):
-    `values` its pixels (results.float_values), its colour space and alpha mode the source's.
-    Packed as OpenEXR: as a PNG, the floats would be cut to 8 bits."""
+    `values` its pixels (results.float_values). Packed as OpenEXR: as a PNG, the floats would
+    be cut to 8 bits. The EXR holds Blender's buffer as it is, so the image is tagged for what
+    the buffer holds, not with the source file's tags, or reopening the .blend would convert
+    the values a second time: a data image's colour space and alpha mode; else the scene-linear
+    space a new float image has, premultiplied where the source's buffer was (a 16-bit PNG
+    tagged sRGB would be decoded again, a straight float image multiplied by its alpha again)."""
     image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
 
     def fill():
-        image.colorspace_settings.name = source.colorspace
-        image.alpha_mode = source.alpha_mode
+        if not source.linear:
+            image.colorspace_settings.name = source.colorspace
+            image.alpha_mode = source.alpha_mode
+        elif source.premultiplied:
+            image.alpha_mode = "PREMUL"
         image.pixels.foreach_set(values)
         image.file_format = "OPEN_EXR"
         image.update()

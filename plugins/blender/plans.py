@@ -138,7 +138,7 @@ def plan_img2img(context, source):
         prompt=prompt,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
-    colorspace = images.data_colorspace(source)
+    colorspace = images.result_colorspace(source)
     return _as_images(prompt, "img2img", job, colorspace, source=source.name)
 
 
@@ -180,7 +180,7 @@ def plan_inpaint(context, source):
         strength=strength,
         **params.job_parameters(settings.as_dict(), settings.seamless),
     )
-    source_name, colorspace = source.name, images.data_colorspace(source)
+    source_name, colorspace = source.name, images.result_colorspace(source)
     float_source = images.FloatSource.of(source, read.values)
     mask_name = mask_image.name if mask_image is not None else None
 

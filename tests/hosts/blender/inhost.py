@@ -432,6 +432,16 @@ def inpaint_data_and_seamless(addon, data):
         bpy.ops.paintbridge.inpaint, image_name=byte_image("c", 64, 64, normal).name
     )
     assert colour.colorspace_settings.name == "sRGB"
+    # a byte image in another colour space: its bytes go as they are, and come back tagged
+    # with its space, so what the inpaint left alone shows as in the image
+    linear = byte_image("linear", 64, 64, normal)
+    linear.colorspace_settings.name = "Linear Rec.709"
+    linear.pixels.foreach_set((normal[::-1].astype(np.float32) / 255).ravel())
+    for operator in (bpy.ops.paintbridge.img2img, bpy.ops.paintbridge.inpaint):
+        made = run_and_take(operator, image_name="linear")
+        assert made.colorspace_settings.name == "Linear Rec.709", made.colorspace_settings.name
+    out = np.frombuffer(addon.images.read_rgba8(made)[2], np.uint8).reshape(64, 64, 4)  # inpaint
+    assert np.array_equal(out[keep], normal[keep])
     # seamless: the hole near the right edge is filled knowing the left edge
     tile = pattern(256, 256, 3)
     tile[100:120, 230:250, 3] = 0
@@ -477,12 +487,35 @@ def inpaint_float_source(addon, data):
         assert np.array_equal(got[keep], want[keep]), f"{source.name}: kept pixels changed"
         assert np.all(got[10:14, 20:24, 3] > 0.99), f"{source.name}: the hole was not filled"
         made[source.name] = result.name
+    # a 16-bit PNG (tagged sRGB, premultiplied on load) and a float image made in Blender
+    # (alpha mode Straight), both semi-transparent: their results too must reopen as they were
+    picture = pattern(w, h, 5)
+    picture[..., 3] = 180
+    picture[10:14, 20:24, 3] = 0
+    png16 = bpy.data.images.load(
+        write_png(os.path.join(os.environ["PB_TMP"], "p16.png"), picture, 16)
+    )
+    semi = bpy.data.images.new("semi", w, h, alpha=True, float_buffer=True)
+    half = np.full((h, w, 4), (0.4, 0.2, 0.1, 0.5), np.float32)
+    half[10:14, 20:24] = 0.0
+    semi.pixels.foreach_set(half.ravel())
+    assert semi.alpha_mode == "STRAIGHT" and png16.colorspace_settings.name == "sRGB"
+    for source in (png16, semi):
+        made[source.name] = run_and_take(bpy.ops.paintbridge.inpaint, image_name=source.name).name
+    before = {name: pixels(bpy.data.images[name]) for name in made.values()}
     path = os.path.join(os.environ["PB_TMP"], "floats.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)
     bpy.ops.wm.open_mainfile(filepath=path)
     reopened = pixels(bpy.data.images[made["hdr"]]).reshape(h, w, 4)
     assert abs(float(reopened[0, 0, 0]) - 4.0) < 1e-3, reopened[0, 0]
     data["reopened_corner"] = reopened[0, 0].tolist()
+    for name, values in before.items():  # once, not twice, decoded and premultiplied
+        image = bpy.data.images[name]
+        after = pixels(image)
+        gap = float(np.abs(after - values).max())
+        assert np.allclose(after, values, rtol=1e-3, atol=1e-3), (name, gap)
+        image.reload()
+        assert np.allclose(pixels(image), values, rtol=1e-3, atol=1e-3), name
 
 
 def write_png(path, rgba_top_down, depth):
@@ -1510,14 +1543,28 @@ def render_result(addon, data):
     bpy.ops.render.render()
     render = bpy.data.images["Render Result"]
     assert tuple(render.size) == (0, 0)  # Blender gives no pixels for it
-    snapshot = addon.images._format_settings(output)
+    snapshot = addon.images._values(output)
     made = run_and_take(bpy.ops.paintbridge.img2img, image_name="Render Result")
     assert tuple(made.size) == (24, 16), tuple(made.size)
     assert made["paintbridge"]["source_image"] == "Render Result"
-    assert addon.images._format_settings(output) == snapshot, "the output settings changed"
+    assert addon.images._values(output) == snapshot, "the output settings changed"
     assert len(bpy.data.scenes) == scenes and output.file_format == "OPEN_EXR"
     assert output.exr_codec == "PIZ" and output.color_depth == "16"
     assert [i.name for i in bpy.data.images if i.name.startswith("render")] == []
+    # an output colour management override is the user's too: kept as it was, curve included,
+    # while the render is read as the Image Editor shows it (the scene's view) all the same
+    output.color_management = "OVERRIDE"
+    view = output.view_settings
+    view.view_transform, view.exposure, view.use_curve_mapping = "AgX", 2.5, True
+    view.curve_mapping.curves[3].points.new(0.3, 0.6)
+    output.display_settings.display_device = "sRGB"
+    override = addon.images._output_override(output)
+    assert override["view"]["view_transform"] == "AgX" and len(override["points"][3]) == 3
+    with_override = run_and_take(bpy.ops.paintbridge.img2img, image_name="Render Result")
+    assert addon.images._output_override(output) == override, "the output override changed"
+    assert output.color_management == "OVERRIDE" and view.exposure == 2.5
+    assert np.abs(as_srgb(with_override) - as_srgb(made)).max() <= 1 / 255
+    output.color_management = "FOLLOW_SCENE"
     # the picture: the render's linear values (the EXR the scene's own settings save), doubled
     # by the exposure, sRGB-encoded by the Standard view
     reference = os.path.join(os.environ["PB_TMP"], "reference.exr")
