@@ -18,6 +18,10 @@ from .hostkit import client as hk
 
 POLL_SECONDS = 0.2
 SERVER_START_SECONDS = 120
+# The modal operators running now. Blender frees a modal handler without calling its cancel()
+# when the operator's class is unregistered (the add-on disabled or updated), so unregister()
+# cancels these itself: else the job runs on, and the panel says "running" until a restart.
+_LIVE = set()
 
 
 def _timer_turn(operator, every):
@@ -127,6 +131,7 @@ class _JobOperator:
         plan = self.plan(context)
         self._finish = plan.finish
         self._handle = plans.client(context, background=False).watch(plan.job, plan.prepare)
+        _LIVE.add(self)
 
     def modal(self, context, event):
         session = plans.session(context)
@@ -182,6 +187,7 @@ class _JobOperator:
         _redraw(context)
 
     def _cleanup(self, context):
+        _LIVE.discard(self)
         if getattr(self, "_handle", None) is not None:
             self._handle.close()
         wm = context.window_manager
@@ -367,6 +373,7 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
         self._give_up_at = time.monotonic() + SERVER_START_SECONDS
         self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
         context.window_manager.modal_handler_add(self)
+        _LIVE.add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
@@ -379,7 +386,7 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
         except hk.PaintbridgeError as exc:  # it stopped while starting; the message says why
             live, failure = False, str(exc)
         if live or failure or time.monotonic() > self._give_up_at:
-            context.window_manager.event_timer_remove(self._timer)
+            self._stop_waiting(context)
             if live:
                 session.server = "connected"
                 refresh_server_status(context)
@@ -393,6 +400,17 @@ class PAINTBRIDGE_OT_start_server(bpy.types.Operator):
             _redraw(context)
             return {"FINISHED"} if live else {"CANCELLED"}
         return {"PASS_THROUGH"}
+
+    def cancel(self, context):  # Blender ends the modal; the server may still come up
+        self._stop_waiting(context)
+        plans.session(context).server = "unknown"
+        _redraw(context)
+
+    def _stop_waiting(self, context):
+        _LIVE.discard(self)
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
 
 
 CLASSES = (
@@ -412,5 +430,7 @@ def register():
 
 
 def unregister():
+    for operator in list(_LIVE):
+        operator.cancel(bpy.context)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -1046,6 +1046,26 @@ def modal(addon, data):
     assert len(polls) == 1
     assert bpy.ops.paintbridge.cancel() == {"FINISHED"}
     assert driver.op.modal(context, driver.event("TIMER")) == {"CANCELLED"}
+    # the add-on disabled (or updated) while a job runs: Blender drops the modal without its
+    # cancel(), so unregister cancels the job on the server and clears the session itself
+    import addon_utils
+
+    driver = ModalDriver(ops.PAINTBRIDGE_OT_generate)
+    driver.invoke(context)
+    deadline = time.time() + 60
+    while driver.op._handle.id is None:
+        assert time.time() < deadline, "the job was not sent"
+        time.sleep(0.05)
+    assert session.running and driver.op in ops._LIVE
+    addon_utils.disable(addon.__name__, default_set=True)
+    assert driver.op._handle.join(10) and driver.op._timer is None and not ops._LIVE
+    deadline = time.time() + 60
+    while client.poll(driver.op._handle.id).state != "cancelled":
+        assert time.time() < deadline, "the server did not cancel"
+        time.sleep(0.1)
+    addon_utils.enable(addon.__name__, default_set=True, handle_error=_raise)
+    assert not context.window_manager.paintbridge.running
+    assert new_images(before) == []
 
 
 @check
@@ -1055,7 +1075,8 @@ def start_server_modal(addon, data):
     ops = addon.operators
     start = ops.PAINTBRIDGE_OT_start_server
     reports = []
-    op = type("Driven", (), {"modal": start.modal})()
+    methods = ("modal", "cancel", "_stop_waiting")
+    op = type("Driven", (), {name: getattr(start, name) for name in methods})()
     op.report = lambda level, text: reports.append((sorted(level)[0], text))
     exited = types.SimpleNamespace(poll=lambda: 1, pid=0)
     op._launch = addon.hostkit.client.ServerLaunch(
@@ -1072,7 +1093,14 @@ def start_server_modal(addon, data):
     else:
         assert answer == {"CANCELLED"} and session.server == "not running", (answer, reports)
         assert reports[-1][0] == "ERROR" and "stopped while starting" in reports[-1][1], reports
+    assert op._timer is None
     data["live"] = live
+    # ended by Blender (a file loaded, the add-on disabled) while it waits: its timer goes
+    waiting = type("Driven", (), {name: getattr(start, name) for name in methods})()
+    waiting._timer = context.window_manager.event_timer_add(0.5, window=context.window)
+    ops._LIVE.add(waiting)
+    waiting.cancel(context)
+    assert waiting._timer is None and not ops._LIVE and session.server == "unknown"
 
 
 @check
