@@ -50,7 +50,7 @@ CASES: list[tuple[list[str], str]] = [
     (["img2img", "{missing.png}", "p", "-o", "{out}"], r"does not exist"),
     (["img2img", "{text.png}", "p", "-o", "{out}"], r"not an image file"),
     (["img2img", "{truncated.png}", "p", "-o", "{out}"], r"cannot read image"),
-    (["img2img", "{huge.png}", "p", "-o", "{out}"], r"too large"),
+    (["img2img", "{huge.png}", "p", "-o", "{out}"], r"error: image .*huge\.png' is too large"),
     (["img2img", "{in}", "p", "-o", "{out}"], r"is not a file"),
     (
         ["inpaint", "{image.png}", "{small-mask.png}", "p", "-o", "{out}"],
@@ -118,6 +118,7 @@ def _assert_clean_failure(code: int, err: str, pattern: str, files: dict[str, Pa
     assert re.search(pattern, err), err
     message = [line for line in err.splitlines() if "error:" in line]
     assert len(message) == 1, err  # one line that says what is wrong
+    assert "usage:" not in err, err  # not argparse's whole usage before it
     assert list(files["out"].parent.iterdir()) == []  # nothing written
 
 
@@ -171,6 +172,9 @@ def test_a_request_the_server_refuses_at_submit(
     [
         (["--device", "cuda:99"], r"`device` is 'cuda:99' but"),
         (["--device", "bogus"], r"`device` must be auto, cpu, cuda, cuda:N or mps, got 'bogus'"),
+        # the README's remote URL typed where the proxy's host name goes: every request a 421
+        (["--allow-host", "https://gpu.example.org"], r"a name alone.*'https://gpu.example.org'"),
+        (["--allow-host", "gpu.example.org:8443"], r"without its port"),
     ],
 )
 def test_serve_refuses_a_device_before_serving(
@@ -339,3 +343,20 @@ def test_float16_on_a_cpu_that_emulates_it(
     result = cli(command, *TINY, *rest)
     _assert_clean_failure(result.code, result.err, r"emulates float16.*dtype auto", files)
     assert "loading" not in result.err
+
+
+def test_overwrite_never_replaces_a_folder(cli: RunCli, tmp_path: Path) -> None:
+    """--overwrite replaces files: a folder at one of the names is refused before the model
+    loads, not found after the first image was written."""
+    (tmp_path / "dd-2.png").mkdir()
+    args = ("generate", "p", *TINY, "--count", "2", "--overwrite", "-o", tmp_path / "dd.png")
+    result = cli(*args)
+    assert result.code == 2 and "loading" not in result.err, result.err
+    assert re.search(r"error: '.*dd-2\.png' is a folder: choose another", result.err), result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dd-2.png"]
+
+
+def test_plugins_without_an_action_is_a_usage_error(cli: RunCli) -> None:
+    result = cli("plugins")
+    assert result.code == 2 and result.out == ""
+    assert "usage: paintbridge plugins" in result.err and "install" in result.err

@@ -20,8 +20,16 @@ from paintbridge.errors import PaintbridgeError
 SUBCOMMAND_MODULES = ("generate", "serve", "history", "plugins")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line that says where the usage is, not the
+    whole usage first (its subcommands' parsers are made of this class too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="paintbridge",
         description="Local AI image generation for Blender, GIMP and Krita.",
     )

@@ -229,6 +229,8 @@ def _open_checked(path: Path, what: str, limits: Limits) -> Image.Image:
         raise InvalidRequest(
             f"{what} {str(path)!r} is not an image file Pillow can read (PNG, JPEG, WebP...)"
         ) from None
+    except InvalidRequest:  # a ValueError: already says what is wrong
+        raise
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # truncated or corrupt files, unreadable paths
         raise InvalidRequest(f"cannot read {what} {str(path)!r}: {exc}") from None
@@ -269,6 +271,10 @@ def output_paths(output: Path, count: int, *, overwrite: bool = False) -> list[P
         paths = [output]
     else:
         paths = [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:  # --overwrite replaces files, never a folder
+        verb = "is a folder" if len(folders) == 1 else "are folders"
+        raise InvalidRequest(f"{', '.join(map(repr, folders))} {verb}: choose another -o/--output")
     existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
     if existing and not overwrite:
         raise InvalidRequest(

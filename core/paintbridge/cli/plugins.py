@@ -9,6 +9,7 @@ install builds them into a temporary folder and copies each where its host looks
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def register(subparsers: Any) -> None:
     install.add_argument("--dry-run", action="store_true", help="say what would happen, do nothing")
     install.set_defaults(func=install_command)
 
-    parser.set_defaults(func=lambda args: (parser.print_help(), 1)[1])
+    parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])  # as argparse
 
 
 def _source(args: argparse.Namespace) -> Path:

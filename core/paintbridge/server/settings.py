@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from paintbridge.engine.types import EngineSettings, Limits
-from paintbridge.server.guard import allowed_host_names, is_loopback
+from paintbridge.server.guard import allowed_host_names, is_loopback, split_host
 
 __all__ = ["ServerSettings", "body_limit_for"]
 
@@ -44,6 +45,12 @@ class ServerSettings:
             raise ValueError("the server needs a non-empty token")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+        for name in self.allowed_hosts:
+            if not _is_host_name(name):
+                raise ValueError(
+                    "an allowed host (--allow-host) is a name alone, as a Host header carries "
+                    f"it without its port, such as gpu.example.org: got {name!r}"
+                )
         if self.a1111_no_auth:
             if not self.a1111:
                 raise ValueError("a1111_no_auth needs a1111 (serve --a1111 --a1111-no-auth)")
@@ -77,3 +84,15 @@ class ServerSettings:
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+
+def _is_host_name(name: str) -> bool:
+    """A name a Host header can carry, without its port: a DNS name, an IPv4 address, or an
+    IPv6 address (bracketed or not); not a URL, not name:port."""
+    try:
+        ipaddress.IPv6Address(name.strip().removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        pass
+    parts = split_host(name)
+    return parts is not None and parts[1] is None and not any(c in name for c in "/ \t@")
