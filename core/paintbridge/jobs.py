@@ -160,6 +160,11 @@ class JobQueue:
         )
         self._thread.start()
 
+    @property
+    def closed(self) -> bool:
+        """True once stop() began: no job is taken, and every unfinished one was cancelled."""
+        return self._closed
+
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel every queued job and the running one, and wait for the worker to end."""
         with self._lock:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -687,3 +689,36 @@ def test_a_result_the_history_cannot_keep_is_the_servers_fault(tmp_path: Path) -
         answer = client.post("/sdapi/v1/txt2img", json=txt2img_body(), headers=AUTH)
     assert answer.status_code == 507, answer.text
     assert answer.json()["error"]["code"] == "history_not_writable"
+
+
+def test_a_stop_while_an_a1111_request_waits_answers_503_at_once(tmp_path: Path) -> None:
+    """uvicorn waits for open requests before the app's shutdown, and an A1111 request waits
+    for its job: the stop cancels the jobs at once, so the request answers 503 shutting_down
+    (it held the stop for the 10 s grace, then got a bare 500 and a traceback in the log)."""
+    stopping = ServerProcess(tmp_path, "--a1111").wait_ready()
+    result: dict[str, Any] = {}
+    body = txt2img_body(steps=150, batch_size=8)
+    worker = threading.Thread(
+        target=lambda: result.update(answer=call(stopping, "POST", "/sdapi/v1/txt2img", body))
+    )
+    worker.start()
+    try:
+        wait_for(lambda: call(stopping, "GET", "/sdapi/v1/progress")[1]["state"]["sampling_step"])
+        queued = threading.Thread(  # and one that waits in the queue behind it
+            target=lambda: result.update(queued=call(stopping, "POST", "/sdapi/v1/txt2img", body))
+        )
+        queued.start()
+        wait_for(lambda: call(stopping, "GET", "/sdapi/v1/progress")[1]["state"]["job_count"] > 1)
+        started = time.monotonic()
+        stopping.process.send_signal(signal.SIGTERM)
+        worker.join(30)
+        queued.join(30)
+        answered = time.monotonic() - started
+    finally:
+        code = stopping.stop()
+    for key in ("answer", "queued"):
+        status, answer, _ = result[key]
+        assert status == 503 and answer["error"]["code"] == "shutting_down", (key, answer)
+    assert answered < 8, answered  # not uvicorn's 10 s grace
+    assert code in (0, -signal.SIGTERM), stopping.log
+    assert_no_server_bugs(stopping)

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from paintbridge.cli.common import add_engine_options, engine_settings, positive_int
 from paintbridge.errors import InvalidRequest, PaintbridgeError
@@ -249,7 +249,7 @@ def handler(args: argparse.Namespace) -> int:
             access_log=args.log_level == "debug",
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
+        server = _server(config, app)
         # the terminal closed: stop as for SIGTERM (uvicorn's), which hands server.json back;
         # SIGHUP's default ended the process on the spot. Ignored (nohup) stays ignored.
         if getattr(signal, "SIGHUP", None) and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
@@ -267,3 +267,22 @@ def handler(args: argparse.Namespace) -> int:
         print("paintbridge: error: the server did not start (see the log above)", file=sys.stderr)
         return 2
     return 0
+
+
+def _server(config: Any, app: Any) -> Any:
+    """uvicorn's Server for `app`, whose stop (a signal) also stops the job queue at once:
+    uvicorn waits for open requests before the app's shutdown, and an A1111 request waits for
+    its job, so it held the stop for the 10 s grace and then got a bare 500. Now its job is
+    cancelled and it answers 503 shutting_down, and no queued job starts meanwhile."""
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            runtime = getattr(app.state, "runtime", None)
+            if runtime is not None:  # a thread: the signal may come while this one holds a lock
+                threading.Thread(target=runtime.jobs.stop, daemon=True).start()
+
+    return Server(config)
