@@ -722,3 +722,34 @@ def test_a_stop_while_an_a1111_request_waits_answers_503_at_once(tmp_path: Path)
     assert answered < 8, answered  # not uvicorn's 10 s grace
     assert code in (0, -signal.SIGTERM), stopping.log
     assert_no_server_bugs(stopping)
+
+
+def test_a1111_requests_waiting_in_a_long_queue_leave_threads_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    """Each waiting A1111 request holds a thread until its job ends: 45 of them (queue 50)
+    must not take every thread the sync routes share, or /v1/live, polls and cancel hang."""
+    busy = ServerProcess(tmp_path, "--a1111", "--queue-size", "50").wait_ready()
+    body = txt2img_body(steps=150, batch_size=8)
+    waiting = [
+        threading.Thread(
+            target=lambda: call(busy, "POST", "/sdapi/v1/txt2img", body, timeout=60), daemon=True
+        )
+        for _ in range(45)
+    ]
+    try:
+        for thread in waiting:
+            thread.start()
+        wait_for(lambda: call(busy, "GET", "/sdapi/v1/progress")[1]["state"]["job_count"] >= 45)
+        started = time.monotonic()
+        request = urllib.request.Request(busy.url + "/v1/live")
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            assert answer.status == 200
+        assert busy.client().health()["queue"]["length"] >= 40
+        assert time.monotonic() - started < 5
+    finally:
+        code = busy.stop()
+    for thread in waiting:
+        thread.join(30)
+    assert code in (0, -signal.SIGTERM), busy.log
+    assert_no_server_bugs(busy)

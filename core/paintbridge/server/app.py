@@ -143,6 +143,9 @@ def _document_job_request(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+SHARED_THREADS = 40  # anyio's default for sync routes and to_thread calls
+
+
 def create_app(settings: ServerSettings, engine: Generator | None = None) -> FastAPI:
     """The app; `engine` defaults to `paintbridge.engine.Engine(settings.engine)`."""
 
@@ -151,6 +154,11 @@ def create_app(settings: ServerSettings, engine: Generator | None = None) -> Fas
         from paintbridge.engine import Engine
 
         the_engine = engine if engine is not None else Engine(settings.engine)
+        # The sync routes share anyio's threads (40), and an A1111 request holds one until its
+        # job ends: with a long queue they could hold them all, and /v1/live, polls and cancel
+        # would wait behind them. At most queue_size + 1 such jobs exist; the 40 stay free.
+        threads = anyio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = max(threads.total_tokens, SHARED_THREADS + settings.queue_size + 1)
         history = History(settings.history_dir or config.history_dir())
         jobs = JobQueue(
             the_engine,
