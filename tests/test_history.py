@@ -18,7 +18,7 @@ from paintbridge import pngmeta
 from paintbridge.cli import main
 from paintbridge.engine.types import GeneratedImage, GenerationRequest, GenerationResult
 from paintbridge.errors import PaintbridgeError
-from paintbridge.history import INDEX_NAME, History
+from paintbridge.history import INDEX_NAME, History, JobNotFound
 
 
 def result(*seeds: int, prompt: str = "a cat") -> GenerationResult:
@@ -254,6 +254,11 @@ def test_find_by_prefix_and_export(tmp_path: Path) -> None:
         history.find("abcdef")
     with pytest.raises(PaintbridgeError, match="no job"):
         history.find("zzzz")
+    with pytest.raises(PaintbridgeError, match="too short: give at least 4") as short:
+        history.find("abc")  # a prefix of two jobs, but too short to be taken for either
+    assert not isinstance(short.value, JobNotFound)  # no "add --history-dir" hint then
+    with pytest.raises(JobNotFound, match="no job 'zz'"):
+        history.find("zz")
     copies = history.export("abcdef01", tmp_path / "out")
     assert [c.parent for c in copies] == [tmp_path / "out"] * 2
     assert all(c.read_bytes() == (history.folder / c.name).read_bytes() for c in copies)

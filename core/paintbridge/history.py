@@ -185,6 +185,11 @@ class History:
                 "give more characters",
                 code="invalid_request",
             )
+        if len(job_id) < 4 and any(e.job.startswith(job_id) for e in entries):
+            raise PaintbridgeError(
+                f"job id {job_id!r} is too short: give at least 4 of its first characters",
+                code="invalid_request",
+            )
         raise JobNotFound(
             f"no job {job_id!r} in the history at {str(self.folder)!r}: "
             "`paintbridge history list` shows the jobs it holds"

@@ -360,3 +360,23 @@ def test_plugins_without_an_action_is_a_usage_error(cli: RunCli) -> None:
     result = cli("plugins")
     assert result.code == 2 and result.out == ""
     assert "usage: paintbridge plugins" in result.err and "install" in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["history", "--history-dir", "{missing}"], r"--history-dir '.*missing' is not a folder"),
+        (["history", "export", "ab12", "--out", "{x}", "--history-dir", "{missing}"], "not a f"),
+        (["plugins", "build", "--out", "{a-file}"], r"--out takes a folder; '.*a-file' is a file"),
+    ],
+)
+def test_folders_that_are_not_there(
+    cli: RunCli, tmp_path: Path, args: list[str], pattern: str
+) -> None:
+    """A history folder that does not exist is not "no results yet" (exit 0); a file given as
+    the bundles' folder is not "File exists"."""
+    (tmp_path / "a-file").write_text("x")
+    result = cli(*[a.format(**{n: tmp_path / n for n in ("missing", "x", "a-file")}) for a in args])
+    assert result.code == 2 and re.search(pattern, result.err), result.err
+    assert len(result.err.splitlines()) == 1, result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from paintbridge.cli.common import positive_int
+from paintbridge.errors import PaintbridgeError
 
 DEFAULT_LIMIT = 20
 
@@ -47,6 +48,12 @@ def _history(args: argparse.Namespace):  # -> History; imported late to keep --h
     from paintbridge.history import History
     from paintbridge.server.discovery import running_history
 
+    if args.history_dir is not None and not args.history_dir.is_dir():
+        raise PaintbridgeError(
+            f"--history-dir {str(args.history_dir)!r} is not a folder: give the folder the "
+            "server was started with (`paintbridge history path` prints the default)",
+            code="invalid_request",
+        )
     folder = args.history_dir or running_history(config.server_file()) or config.history_dir()
     return History(folder)
 

@@ -73,6 +73,8 @@ def _source(args: argparse.Namespace) -> Path:
 def build_command(args: argparse.Namespace) -> int:
     from paintbridge import bundles
 
+    if args.out.exists() and not args.out.is_dir():
+        raise bundles.BundleError(f"--out takes a folder; {str(args.out)!r} is a file")
     built = bundles.build(args.out, bundles.HOSTS, _source(args))
     for host, path in built.items():
         print(f"{bundles.HOST_NAMES[host]:<10} {path}")
