@@ -287,6 +287,20 @@ def test_an_install_that_cannot_write_is_one_line(
     assert "Traceback" not in err
 
 
+def test_an_install_whose_config_folder_is_not_writable_copies_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hostkit.json cannot be written: said before any plug-in is copied, not after."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PAINTBRIDGE_CONFIG_DIR", str(blocker / "config"))
+    dest = tmp_path / "pykrita"
+    assert main(["plugins", "install", "--krita", "--dest", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert "could not write" in err and "PAINTBRIDGE_CONFIG_DIR" in err, err
+    assert not dest.exists()
+
+
 def test_enable_krita_plugin_keeps_a_kritarc_in_another_encoding(tmp_path: Path) -> None:
     rc = tmp_path / "kritarc"
     rc.write_bytes("[General]\nrecent=/home/u/caf\xe9.kra\n".encode("latin-1"))

@@ -116,6 +116,16 @@ def install_command(args: argparse.Namespace) -> int:
                 "once, or name it: --blender, --gimp, --gimp2, --krita."
             )
     dry = args.dry_run
+    command = bundles.server_command()
+    launcher = config.config_dir() / "hostkit.json"
+    if not dry:  # first: a config folder it cannot write stops it before any plug-in is copied
+        try:
+            bundles.write_launcher(config.config_dir(), command)
+        except OSError as exc:
+            raise bundles.BundleError(
+                f"could not write {launcher}: {exc.strerror or exc} (set PAINTBRIDGE_CONFIG_DIR "
+                "to a writable folder)"
+            ) from exc
     with tempfile.TemporaryDirectory(prefix="paintbridge-bundles-") as tmp:
         built = bundles.build(Path(tmp), chosen, _source(args))
         for host in chosen:
@@ -131,18 +141,9 @@ def install_command(args: argparse.Namespace) -> int:
             print(f"{bundles.HOST_NAMES[host]}:")
             for line in log:
                 print(f"  {line}")
-    command = bundles.server_command()
-    launcher = config.config_dir() / "hostkit.json"
     if dry:
         print(f"would write {launcher}: {command}")
     else:
-        try:
-            bundles.write_launcher(config.config_dir(), command)
-        except OSError as exc:
-            raise bundles.BundleError(
-                f"could not write {launcher}: {exc.strerror or exc} (set PAINTBRIDGE_CONFIG_DIR "
-                "to a writable folder)"
-            ) from exc
         print(f"wrote {launcher} (plug-ins start the server with: {' '.join(command)})")
     return 0
 
