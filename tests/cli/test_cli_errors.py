@@ -206,10 +206,12 @@ def test_serve_refuses_a_config_folder_it_cannot_write_before_serving(
 
 def test_serve_refuses_a_model_it_cannot_serve(cli: RunCli, tmp_path: Path) -> None:
     """A typo in --model started a server whose every job then failed."""
-    result = cli("serve", "--port", "0", "--model", "test:tinny", "--history-dir", tmp_path)
+    history = tmp_path / "new-history"
+    result = cli("serve", "--port", "0", "--model", "test:tinny", "--history-dir", history)
     assert result.code == 2 and "serving on" not in result.err
     assert "--model 'test:tinny' cannot be served: " in result.err, result.err
     assert not (tmp_path.parent / "config" / "server.json").exists()
+    assert not history.exists()  # refused before the folder was made
 
 
 def test_serve_warns_when_its_built_in_default_model_cannot_be_used(
@@ -380,3 +382,32 @@ def test_folders_that_are_not_there(
     assert result.code == 2 and re.search(pattern, result.err), result.err
     assert len(result.err.splitlines()) == 1, result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--model", "test:tiny-inpaint"], r"can only inpaint, got task 'txt2img'"),
+        (["--model", "test:tiny", "--steps", "1"], r"demo's img2img \(strength 0\.6\): `steps`"),
+        (["--model", "sd15"], r"offline"),  # found out as it loads: its folder goes again
+    ],
+)
+def test_demo_refuses_before_it_makes_a_folder_or_loads(
+    cli: RunCli, tmp_path: Path, args: list[str], pattern: str
+) -> None:
+    """What the demo's later steps would refuse is said before the first image (and before a
+    model download): it wrote txt2img.png, then failed."""
+    result = cli("demo", "--out", tmp_path / "new" / "demo", *args)
+    assert result.code == 2 and re.search(pattern, result.err), result.err
+    assert list(tmp_path.iterdir()) == []
+    assert "loading" not in result.err or "offline" in pattern
+
+
+def test_a_model_that_fails_to_load_leaves_no_new_folder(cli: RunCli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{}")
+    out = tmp_path / "new" / "sub" / "image.png"
+    result = cli("generate", "p", "--model", broken, "--steps", "2", "-o", out)
+    assert result.code == 2 and "cannot load model" in result.err, result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]

@@ -285,11 +285,15 @@ def output_paths(output: Path, count: int, *, overwrite: bool = False) -> list[P
     return paths
 
 
-def prepare_output_folder(folder: Path) -> None:
-    """Create `folder` if needed and prove it writable, before minutes of generation are spent."""
+def prepare_output_folder(folder: Path) -> list[Path]:
+    """Create `folder` if needed and prove it writable, before minutes of generation are spent.
+    Returns the folders it made, innermost first (remove_empty_folders takes them back)."""
     folder = folder if str(folder) else Path(".")
+    made = []
     for path in (folder, *folder.parents):
-        if path.exists():
+        if not path.exists():
+            made.append(path)
+        else:
             if not path.is_dir():
                 raise PaintbridgeError(
                     f"cannot write into {str(folder)!r}: {str(path)!r} is a file, not a folder",
@@ -313,6 +317,17 @@ def prepare_output_folder(folder: Path) -> None:
             f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}",
             code="output_not_writable",
         ) from None
+    return made
+
+
+def remove_empty_folders(made: list[Path]) -> None:
+    """Removes the folders prepare_output_folder made that are still empty (a command that
+    failed or was cancelled leaves nothing behind; one that wrote its images keeps them)."""
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (or gone): neither are the folders around it
+            return
 
 
 # ---------------------------------------------------------------------------------------------

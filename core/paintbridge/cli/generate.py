@@ -26,10 +26,11 @@ from paintbridge.cli.common import (
     prepare_output_folder,
     print_cancelled,
     quiet_library_progress_bars,
+    remove_empty_folders,
     run_cancellable,
     test_model_note,
 )
-from paintbridge.errors import Cancelled, InvalidRequest
+from paintbridge.errors import Cancelled, InvalidRequest, PaintbridgeError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -180,14 +181,16 @@ def _generate_handler(args: argparse.Namespace) -> int:
     )
     check_request(request, settings.limits)
     check_task(resolve_model(request.model or settings.default_model, settings), request.task)
-    prepare_output_folder(outputs[0].parent)
-
-    session = _Session(settings, request.model)
+    made = prepare_output_folder(outputs[0].parent)
     try:
-        result = session.run(request, label=args.task)
-    except Cancelled:
-        return print_cancelled()
-    _save_all(result, outputs, request)
+        session = _Session(settings, request.model)
+        try:
+            result = session.run(request, label=args.task)
+        except Cancelled:
+            return print_cancelled()
+        _save_all(result, outputs, request)
+    finally:
+        remove_empty_folders(made)
     if is_test_model(request.model):
         print(test_model_note(request.model), file=sys.stderr)
     return 0
@@ -320,9 +323,11 @@ def _demo_mask(size: tuple[int, int]) -> Image.Image:
 
 
 def _demo_handler(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from paintbridge.engine import check_request
+    from paintbridge.engine.models import check_task, resolve_model
     from paintbridge.engine.types import GenerationRequest
-    from paintbridge.pngmeta import save_png
 
     settings = engine_settings(args)
     folder: Path = args.out
@@ -339,10 +344,36 @@ def _demo_handler(args: argparse.Namespace) -> int:
         task="txt2img", width=args.width, height=args.height, seed=args.seed, **common
     )
     check_request(first, settings.limits)
-    prepare_output_folder(folder)
+    # the img2img's steps x strength too, and the model, before a folder or a download
+    placeholder = Image.new("RGB", (64, 64))
+    try:
+        check_request(
+            GenerationRequest(task="img2img", image=placeholder, strength=0.6, **common),
+            settings.limits,
+        )
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"the demo's img2img (strength 0.6): {exc.message}") from None
+    check_task(resolve_model(args.model or settings.default_model, settings), "txt2img")
+    made = prepare_output_folder(folder)
+    try:
+        return _demo(args, settings, folder, first, common)
+    finally:
+        remove_empty_folders(made)
+
+
+def _demo(
+    args: argparse.Namespace,
+    settings: EngineSettings,
+    folder: Path,
+    first: GenerationRequest,
+    common: dict[str, Any],
+) -> int:
+    from paintbridge.engine import check_request
+    from paintbridge.engine.types import GenerationRequest
+    from paintbridge.pngmeta import save_png
+
     if is_test_model(args.model):
         print(test_model_note(args.model), file=sys.stderr)
-
     session = _Session(settings, args.model)
     written: list[tuple[str, Path, int]] = []
     try:
@@ -374,6 +405,9 @@ def _demo_handler(args: argparse.Namespace) -> int:
         _print_written(written)
         what = "the images listed above were written" if written else "nothing written"
         return print_cancelled(what)
+    except PaintbridgeError:
+        _print_written(written)  # what it made before the error stays, and says so
+        raise
 
     _print_written(written)
     print(f"demo images are in {folder} (the inpaint mask is inpaint-mask.png)")

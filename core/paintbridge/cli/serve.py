@@ -210,6 +210,13 @@ def handler(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     try:
         settings = build_settings(args, sock.getsockname()[1])
+        _check_default_model(args, settings)
+        from paintbridge.engine import Engine
+
+        # Made here, not in the app's startup: a device or option the engine refuses (--device
+        # cuda without CUDA) is then a one-line error before "serving on", not a traceback;
+        # and before the history folder is made, so a refusal leaves none behind.
+        engine = Engine(settings.engine)
         # Else every job would run to its end and then fail to keep its image.
         History(settings.history_dir).check_writable()
         if settings.discovery_file is not None:
@@ -230,12 +237,6 @@ def handler(args: argparse.Namespace) -> int:
                 "stops",
                 file=sys.stderr,
             )
-        _check_default_model(args, settings)
-        from paintbridge.engine import Engine
-
-        # Made here, not in the app's startup: a device or option the engine refuses (--device
-        # cuda without CUDA) is then a one-line error before "serving on", not a traceback.
-        engine = Engine(settings.engine)
         if args.preload:
             print(f"paintbridge: loading {settings.engine.default_model}...", file=sys.stderr)
             engine.load()
