@@ -18,6 +18,30 @@ BLOCK = 1 << 16
 STEPS = 4096
 
 
+# Blender 5.0 lets a .blend's linear values be in another working space than Rec.709 (the
+# sRGB primaries): the 3x3 matrices from each to linear Rec.709, by the space's interoperability
+# id. ACEScg's (AP1, white D60) adapts the white with Bradford, as ACES and Blender's config do.
+TO_REC709 = {
+    "lin_rec709_scene": None,
+    "lin_rec2020_scene": np.array(
+        [
+            [1.660491, -0.587641, -0.072850],
+            [-0.124550, 1.132900, -0.008349],
+            [-0.018151, -0.100579, 1.118730],
+        ],
+        dtype=np.float32,
+    ),
+    "lin_ap1_scene": np.array(
+        [
+            [1.705051, -0.621792, -0.083259],
+            [-0.130256, 1.140805, -0.010548],
+            [-0.024003, -0.128969, 1.152972],
+        ],
+        dtype=np.float32,
+    ),
+}
+
+
 def linear_to_srgb(values):
     """The sRGB transfer function (IEC 61966-2-1) on linear values, clipped to [0, 1]."""
     x = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
@@ -108,11 +132,18 @@ def unpremultiply(array):
     return out
 
 
-def pixels_to_rgba8(pixels, width, height, linear=False, premultiplied=False):
+def _primaries(block, matrix):
+    """RGB of (..., 4) floats through a 3x3 matrix, alpha as it is; a new array."""
+    rgb = np.matmul(block[..., :3], matrix.T)
+    return np.concatenate([rgb, block[..., 3:]], axis=-1).astype(np.float32)
+
+
+def pixels_to_rgba8(pixels, width, height, linear=False, premultiplied=False, to_rec709=None):
     """Blender `Image.pixels` (flat floats, rows bottom to top) to RGBA8 bytes, rows top to
     bottom. `premultiplied`: RGB holds alpha multiplied in (as Blender holds most float images)
     and is divided by it first. `linear`: the values are linear (a float image) and are encoded
-    to sRGB; alpha is never encoded."""
+    to sRGB; alpha is never encoded. `to_rec709`: a TO_REC709 matrix for linear values in
+    another working space."""
     array = np.asarray(pixels, dtype=np.float32)
     if array.size != width * height * 4:
         raise ValueError("pixels has %d values, expected %d x %d x 4" % (array.size, width, height))
@@ -122,6 +153,8 @@ def pixels_to_rgba8(pixels, width, height, linear=False, premultiplied=False):
         block = rows[top:bottom]
         if premultiplied:
             block = unpremultiply(block)
+        if linear and to_rec709 is not None:
+            block = _primaries(block, to_rec709)
         if linear:  # all four channels at once (contiguous: faster), then alpha as it is
             out[top:bottom] = linear_to_bytes(block)
             out[top:bottom, :, 3] = to_bytes(block[..., 3])
@@ -130,9 +163,10 @@ def pixels_to_rgba8(pixels, width, height, linear=False, premultiplied=False):
     return out.tobytes()
 
 
-def rgba8_to_pixels(rgba, width, height, linear=False):
+def rgba8_to_pixels(rgba, width, height, linear=False, to_rec709=None):
     """RGBA8 bytes (rows top to bottom) to flat float32 values for `Image.pixels` (rows
-    bottom to top). `linear`: decode sRGB to linear, for a float image."""
+    bottom to top). `linear`: decode sRGB to linear, for a float image; in the working space
+    whose TO_REC709 matrix `to_rec709` is, when given."""
     array = np.frombuffer(bytes(rgba), dtype=np.uint8)
     if array.size != width * height * 4:
         raise ValueError("rgba has %d bytes, expected %d x %d x 4" % (array.size, width, height))
@@ -148,6 +182,8 @@ def rgba8_to_pixels(rgba, width, height, linear=False):
             np.divide(block[..., 3], np.float32(255.0), out=values[..., 3], dtype=np.float32)
         else:
             np.divide(block, np.float32(255.0), out=values, dtype=np.float32)
+        if linear and to_rec709 is not None:
+            values[...] = _primaries(values, np.linalg.inv(to_rec709))
     return out.ravel()
 
 

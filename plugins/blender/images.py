@@ -34,13 +34,28 @@ def read_later(image):
     image.pixels.foreach_get(values)
     linear = image.is_float and not image.colorspace_settings.is_data
     straight = premultiplied(image)
+    to_rec709 = working_space_to_rec709() if linear else None
     return Read(
         width,
         height,
-        Later(lambda: convert.pixels_to_rgba8(values, width, height, linear, straight)),
+        Later(lambda: convert.pixels_to_rgba8(values, width, height, linear, straight, to_rec709)),
         Later(lambda: convert.alpha_bytes(values, width, height)),
         values,
     )
+
+
+def working_space_to_rec709():
+    """The TO_REC709 matrix of the .blend's working colour space (Blender 5.0+; None for
+    Linear Rec.709, and before 5.0, which has no other). ValueError for a space not known here."""
+    colorspace = getattr(bpy.data, "colorspace", None)
+    interop = getattr(colorspace, "working_space_interop_id", "") or "lin_rec709_scene"
+    if interop not in convert.TO_REC709:
+        raise ValueError(
+            'Paintbridge does not know the working colour space "%s" of this file; float images '
+            "need Linear Rec.709, Linear Rec.2020 or ACEScg (Render Properties > Color Management)."
+            % colorspace.working_space
+        )
+    return convert.TO_REC709[interop]
 
 
 def read_rgba8(image):
@@ -219,6 +234,7 @@ class FloatSource(object):
         self.colorspace = image.colorspace_settings.name
         self.alpha_mode = image.alpha_mode
         self.linear = not image.colorspace_settings.is_data
+        self.to_rec709 = working_space_to_rec709() if self.linear else None
         self.premultiplied = premultiplied(image)
 
     @classmethod

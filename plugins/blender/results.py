@@ -59,7 +59,8 @@ def float_values(rgba, width, height, source, source_rgba):
     """A float image's pixels for an inpaint of `source` (a FloatSource; `source_rgba` the RGBA8
     reading of it that was sent): the changed pixels decoded from `rgba` as the source holds its
     values, the others the source's own floats."""
-    array = convert.rgba8_to_pixels(rgba, width, height, source.linear).reshape(-1, 4)
+    array = convert.rgba8_to_pixels(rgba, width, height, source.linear, source.to_rec709)
+    array = array.reshape(-1, 4)
     if source.premultiplied:
         array = convert.premultiply(array)
     return convert.keep_unchanged(array.ravel(), source.values, source_rgba, rgba, width, height)

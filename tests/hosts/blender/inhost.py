@@ -518,6 +518,38 @@ def inpaint_float_source(addon, data):
         assert np.allclose(pixels(image), values, rtol=1e-3, atol=1e-3), name
 
 
+@check
+def working_spaces(addon, data):
+    """Blender 5.0: a .blend's linear values may be in Linear Rec.2020 or ACEScg. A float
+    image is sent as the sRGB the Image Editor shows (pure red stays 255, 0, 0; it went as
+    205, 75, 39 under ACEScg), and an inpaint result's floats are decoded into the working
+    space as Blender decodes the same 8-bit values from a file."""
+    if not hasattr(bpy.data, "colorspace"):  # before 5.0: Linear Rec.709, nothing to convert
+        assert addon.images.working_space_to_rec709() is None
+        return
+    picture = np.zeros((4, 6, 4), np.uint8)
+    picture[...] = (255, 0, 0, 255)
+    picture[1] = (0, 200, 0, 255)
+    picture[2] = (30, 90, 250, 255)
+    picture[3, :3] = (250, 240, 10, 255)
+    path = write_png(os.path.join(os.environ["PB_TMP"], "colours16.png"), picture, 16)
+    seen = {}
+    for space in ("Linear Rec.709", "Linear Rec.2020", "ACEScg"):
+        bpy.ops.wm.set_working_color_space(working_space=space, convert_colors=False)
+        assert bpy.data.colorspace.working_space == space
+        image = bpy.data.images.load(path, check_existing=False)
+        assert image.is_float
+        width, height, rgba = addon.images.read_rgba8(image)
+        sent = np.frombuffer(rgba, np.uint8).reshape(height, width, 4)
+        assert gap_255(rgba, picture) <= 1, (space, sent[:, 0].tolist())
+        to_rec709 = addon.images.working_space_to_rec709()
+        decoded = addon.convert.rgba8_to_pixels(picture.tobytes(), 6, 4, True, to_rec709)
+        assert np.allclose(decoded, pixels(image), atol=2e-3), space  # as Blender decodes it
+        seen[space] = pixels(image)[:4].tolist()
+    assert seen["ACEScg"] != seen["Linear Rec.709"]  # the spaces did differ
+    data["red"] = seen
+
+
 def write_png(path, rgba_top_down, depth):
     """An RGBA PNG file of these 8-bit pixels, at 8 or 16 bits a channel (16: v * 257, the same
     values exactly). Written here: Blender's Python has no Pillow."""

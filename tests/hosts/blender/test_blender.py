@@ -118,6 +118,7 @@ def run_check(
         "panels",
         "texture_poll",
         "texture_grease_pencil",
+        "working_spaces",
     ],
 )
 def test_without_server(name, blender, addon_dir, tmp_path):
