@@ -35,6 +35,14 @@ def _timer_turn(operator, every):
     return True
 
 
+def _esc_is_ours(context):
+    """Whether Esc cancels the job: not while it stops playback or leaves a maximized area,
+    which Blender's keymap does only if a running modal lets the key through (the panel's
+    Cancel stays)."""
+    screen = context.screen
+    return screen is None or not (screen.is_animation_playing or screen.show_fullscreen)
+
+
 def _show(context, image):
     space = context.space_data
     if space is not None and space.type == "IMAGE_EDITOR":
@@ -136,7 +144,8 @@ class _JobOperator:
     def modal(self, context, event):
         session = plans.session(context)
         # Esc's press only: its release may be what is left of cancelling a move or a select
-        if (event.type == "ESC" and event.value == "PRESS") or session.cancel_requested:
+        esc = event.type == "ESC" and event.value == "PRESS" and _esc_is_ours(context)
+        if esc or session.cancel_requested:
             self._handle.cancel()  # sent by the watch's thread, also after the cleanup's close
             self._cleanup(context)
             return self._fail(context, hk.Cancelled(self._cancelled_text()))

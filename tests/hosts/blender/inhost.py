@@ -1042,6 +1042,16 @@ def modal(addon, data):
     assert job_id is not None
     # the release of an Esc that cancelled something else (a move, a box select) is not ours
     assert driver.op.modal(context, driver.event("ESC", "RELEASE")) == {"PASS_THROUGH"}
+    # Esc that stops playback or leaves a maximized area is Blender's, not a cancel
+    for playing, maximized in ((True, False), (False, True)):
+        screen = types.SimpleNamespace(
+            is_animation_playing=playing, show_fullscreen=maximized, areas=[]
+        )
+        elsewhere = types.SimpleNamespace(
+            window_manager=context.window_manager, workspace=None, screen=screen
+        )
+        assert driver.op.modal(elsewhere, driver.event("ESC")) == {"PASS_THROUGH"}
+    assert session.running
     assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
     assert driver.reports[-1] == ("WARNING", "Cancelled; no image was made."), driver.reports
     client = driver.make_client(context)
