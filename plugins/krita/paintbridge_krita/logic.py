@@ -144,13 +144,13 @@ def reads_projection(node):
 
 
 def content_box(document, node):
-    """Where the node shows pixels, within the canvas. A paint layer with a filter or transform
-    mask can show them beyond its own pixels (a blur's soft edge, a moved copy), which
-    node.bounds() leaves out: then the projection's alpha over the canvas says."""
+    """Where the node shows pixels, within the canvas. A layer of any kind with a filter or
+    transform mask can show them beyond its own pixels (a blur's soft edge, a moved copy),
+    which node.bounds() leaves out: then the projection's alpha over the canvas says."""
     canvas = canvas_box(document)
     own = canvas.intersect(_box(node.bounds()))
     masks = [child.type() for child in node.childNodes()]
-    if node.type() != "paintlayer" or not any(m in _REACHING_MASKS for m in masks):
+    if not any(m in _REACHING_MASKS for m in masks):
         return own
     document.waitForDone()
     data = bytes(node.projectionPixelData(canvas.x, canvas.y, canvas.width, canvas.height))
@@ -219,6 +219,12 @@ def read_rgba(document, node, box):
     layer can have its own, other than the image's), converted to 8-bit sRGB here for the model.
     The bytes are a hostkit Later: their B, G, R, A order is swapped (about 100 ms at 4096 px)
     on the job's thread, as it sends the job."""
+    data = read_bgra8(document, node, box)
+    return Later(lambda: pixels.bgra_to_rgba(data))
+
+
+def read_bgra8(document, node, box):
+    """read_rgba's pixels, converted to 8-bit sRGB now, in Krita's B, G, R, A order."""
     if not reads_projection(node):
         data = bytes(node.pixelData(box.x, box.y, box.width, box.height))
     else:
@@ -232,16 +238,26 @@ def read_rgba(document, node, box):
             % (node.name(), node.type())
         )
     try:
-        data = convert_bgra(data, box.width, box.height, space, SRGB8)
+        return convert_bgra(data, box.width, box.height, space, SRGB8)
     except PlaceError as exc:
         raise PlanError(str(exc)) from None
-    return Later(lambda: pixels.bgra_to_rgba(data))
+
+
+def shows_any(alpha, mask=None):
+    """True when some pixel has alpha above 0 (and, with `mask`, bytes of the same length, is
+    selected there): as big integers, one bit per pixel, so a 4096 px layer takes milliseconds."""
+    on = bytes([0] + [1] * 255)
+    shown = int.from_bytes(alpha.translate(on), "little")
+    if mask is None:
+        return shown != 0
+    return shown & int.from_bytes(bytes(mask).translate(on), "little") != 0
 
 
 def look(node):
-    """(opacity 0-255, blending mode) of `node`: a result made from its pixels gets them, so that
-    an unchanged result over what is below looks the way the node did (not 100% Normal)."""
-    return node.opacity(), node.blendingMode()
+    """(opacity 0-255, blending mode, inherit alpha) of `node`: a result made from its pixels
+    gets them, so that an unchanged result over what is below looks the way the node did (not
+    100% Normal, and clipped to the layers below when the node was)."""
+    return node.opacity(), node.blendingMode(), node.inheritAlpha()
 
 
 def _selection(document):
@@ -275,11 +291,15 @@ def plan_img2img(document, node, params):
         inside = box.translate(-sel_box.x, -sel_box.y)
         mask = crop_bytes(sel_mask, sel_box.width, sel_box.height, inside, 1, fill=0)
         box, mask = tasks.selected_part(mask, box) or (Box(0, 0, 0, 0), None)
-    if box.is_empty:
+    if not box.is_empty:
+        tasks.check_sendable(box.width, box.height)
+        data = read_bgra8(document, node, box)
+    if box.is_empty or not shows_any(data[3::4], mask):  # B, G, R, A: the alpha
+        if selected is None:
+            raise PlanError("The layer %r is empty here; paint something first." % node.name())
         raise PlanError("The selection does not cover any pixel of the layer %r." % node.name())
-    tasks.check_sendable(box.width, box.height)
     job = tasks.img2img_job(
-        read_rgba(document, node, box),
+        Later(lambda: pixels.bgra_to_rgba(data)),  # swapped on the job's thread
         box.width,
         box.height,
         prompt=params.prompt,
@@ -405,6 +425,7 @@ def place_results(plan, ready):
         if plan.look is not None:
             layer.setOpacity(plan.look[0])
             layer.setBlendingMode(plan.look[1])
+            layer.setInheritAlpha(plan.look[2])
         parent.addChildNode(layer, above)
         if not _holds(parent, layer):
             document.refreshProjection()

@@ -516,7 +516,8 @@ class Driver:
 
         w = h = 64  # the identity model's own size
         looks = {"opacity 40%": lambda node: node.setOpacity(102),
-                 "multiply": lambda node: node.setBlendingMode("multiply")}  # fmt: skip
+                 "multiply": lambda node: node.setBlendingMode("multiply"),
+                 "inherit alpha": lambda node: node.setInheritAlpha(True)}  # fmt: skip
         for label, setup in looks.items():
             for task in ("img2img", "inpaint"):
                 what = f"{task}, {label}"
@@ -533,6 +534,8 @@ class Driver:
                     opaque = self.stands_in(s, doc, source, layer, before, what)
                     least = w * h if task == "img2img" else 16 * 16
                     s.check(opaque >= least, f"{what}: only {opaque} opaque pixels")
+                    clipped = [layer.inheritAlpha(), source.inheritAlpha()]
+                    s.check(clipped[0] == clipped[1], f"{what}: inherit alpha {clipped}")
                 doc.setModified(False)
                 doc.close()
         doc, source = self.layered_document(w, h)
@@ -1281,6 +1284,17 @@ class Driver:
         self._expect_error(
             s, self.controller(), "img2img", doc, source, ["does not cover any pixel"]
         )
+        # a layer of two blobs (its bounds span the gap), the selection in the gap: no pixel
+        gap = doc.createNode("blobs", "paintlayer")
+        doc.rootNode().addChildNode(gap, None)
+        gap.setPixelData(pattern_bgra(24, 24), 0, 0, 24, 24)
+        gap.setPixelData(pattern_bgra(24, 24), 100, 100, 24, 24)
+        sel = Selection()
+        sel.select(40, 40, 30, 30, 255)
+        doc.setSelection(sel)
+        s.info["blob_bounds"] = self.bounds(gap)
+        self._expect_error(s, self.controller(), "img2img", doc, gap, ["does not cover any pixel"])
+        gap.remove()
         sel = Selection()
         for x, y in ((0, 0), (60, 60)):  # the second blob covers the layer's corner 60..79
             part = Selection()
@@ -1312,6 +1326,22 @@ class Driver:
         if layer is not None:
             x, y, bw, bh = s.info["new_bounds"] = self.bounds(layer)
             s.check(x < 40 and y < 40 and x + bw > 56 and y + bh > 56, f"bounds {x, y, bw, bh}")
+        doc.close()
+        # the same blur on a group: the group's bounds leave the soft edge out too
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, (40, 40, 16, 16)), 0, 0, w, h)
+        group = doc.createGroupLayer("group")
+        root = doc.rootNode()
+        root.addChildNode(group, source)
+        source.remove()
+        group.addChildNode(source, None)
+        group.addChildNode(doc.createFilterMask("blur", blur, group), None)
+        doc.refreshProjection()
+        doc.waitForDone()
+        layer = self.run_ok(s, ctrl, "img2img", doc, group)
+        if layer is not None:
+            x, y, bw, bh = s.info["group_bounds"] = self.bounds(layer)
+            s.check(x < 40 and y < 40 and x + bw > 56 and y + bh > 56, f"group {x, y, bw, bh}")
         doc.close()
 
     def scenario_generate_big_canvas(self, s):
