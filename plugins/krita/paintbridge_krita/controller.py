@@ -33,6 +33,7 @@ class Controller(QObject):
     busy_changed = pyqtSignal(bool)
     done = pyqtSignal(object)
     starting_changed = pyqtSignal(bool)
+    params_changed = pyqtSignal(object)  # the docker that changed `params` (one per window)
 
     def __init__(self, params=None, config_dir=None, parent=None, interval_ms=200):
         QObject.__init__(self, parent)

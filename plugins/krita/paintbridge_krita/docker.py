@@ -140,6 +140,7 @@ class PaintbridgeDocker(DockWidget):
             self.server_token.textChanged,
         ):
             changed.connect(self.sync_settings)
+        self.ctrl.params_changed.connect(self.show_settings)
         self.ctrl.progress.connect(self.on_progress)
         self.ctrl.busy_changed.connect(self.on_busy)
         self.ctrl.message.connect(self.on_message)
@@ -151,7 +152,8 @@ class PaintbridgeDocker(DockWidget):
         pass
 
     def sync_settings(self, *_changed):
-        """The fields into the controller's settings."""
+        """The fields into the controller's settings, which the dockers of Krita's other
+        windows then show (show_settings): else an edit there would put their old values back."""
         self.ctrl.params.update(
             prompt=self.prompt.toPlainText().strip(),
             negative_prompt=self.negative.text().strip(),
@@ -162,6 +164,36 @@ class PaintbridgeDocker(DockWidget):
             server_url=self.server_url.text().strip(),
             server_token=self.server_token.text().strip(),
         )
+        self.ctrl.params_changed.emit(self)
+
+    def show_settings(self, origin):
+        """The controller's settings into the fields, after another window's docker changed
+        them (signals blocked meanwhile: this is no edit of its own). A field that already
+        holds its value, blanks aside, is left alone, its cursor too."""
+        if origin is self:
+            return
+        params = self.ctrl.params
+        lines = (
+            (self.negative, params.negative_prompt),
+            (self.server_url, params.server_url),
+            (self.server_token, params.server_token),
+        )
+        widgets = [self.prompt, self.model, self.strength, self.steps, self.seed]
+        widgets += [line for line, _ in lines]
+        blocked = [widget.blockSignals(True) for widget in widgets]
+        try:
+            if self.prompt.toPlainText().strip() != params.prompt:
+                self.prompt.setPlainText(params.prompt)
+            for line, text in lines:
+                if line.text().strip() != text:
+                    line.setText(text)
+            self.model.setCurrentText(params.model)
+            self.strength.setValue(params.strength)
+            self.steps.setValue(params.steps)
+            self.seed.setValue(params.seed)
+        finally:
+            for widget, was in zip(widgets, blocked):
+                widget.blockSignals(was)
 
     def read_settings(self):
         self.sync_settings()

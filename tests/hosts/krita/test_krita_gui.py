@@ -33,6 +33,7 @@ SCENARIOS = (
     "undo_other_profile",
     "server_killed",
     "docker_server_url",
+    "two_windows",
 )
 DRIVER = "paintbridge_test_driver"
 

@@ -551,6 +551,41 @@ class Driver:
             self.ctrl.params.update(server_url="", server_token="")
             self.close(doc)
 
+    def scenario_two_windows(self, s):
+        """Window > New Window: a docker in each, one set of settings. What is typed in one
+        shows in the other, so an edit there no longer puts its old values back (and into
+        kritarc at quit)."""
+        from PyQt5.QtWidgets import QDockWidget
+
+        first = self.docker(s)
+        window = self.app.openWindow()
+        window.qwindow().show()
+
+        def docks():
+            found = window.qwindow().findChildren(QDockWidget)
+            return [d for d in found if d.objectName() == "paintbridge_docker"]
+
+        if not s.check((yield Wait(docks, 30)), "the new window has no Paintbridge docker"):
+            return
+        second = Docker(docks()[0])
+        try:
+            first.fill("from window 1", "test:identity", steps=9, strength=0.4, seed=111)
+            first.server_url.setText("http://127.0.0.1:9")
+            shown = [second.prompt.toPlainText(), second.model.currentText(), second.steps.value()]
+            s.info["second_shows"] = shown
+            s.check(shown == ["from window 1", "test:identity", 9], f"window 2 shows {shown}")
+            s.check(second.server_url.text() == "http://127.0.0.1:9", second.server_url.text())
+            second.prompt.setPlainText("typed in window 2")
+            params = self.ctrl.params
+            kept = [params.prompt, params.model, params.steps, params.strength, params.seed]
+            s.info["params"] = kept
+            s.check(kept == ["typed in window 2", "test:identity", 9, 0.4, 111], f"now {kept}")
+            s.check(first.prompt.toPlainText() == "typed in window 2", "window 1 kept its prompt")
+        finally:
+            first.use_server("", "")
+            first.fill("", "", steps=0)
+            window.close()
+
     def scenario_docker_server_url(self, s):
         """A server URL typed without http:// is a message that says what to type, the
         settings keep what was typed, and nothing is added."""
