@@ -124,12 +124,18 @@ class Gimp3Host(flow.Host):
         mode = layer.get_mode()
         if mode == Gimp.LayerMode.PASS_THROUGH:  # a group's own mode, which no layer can have
             mode = Gimp.LayerMode.NORMAL
+        composite = layer.get_composite_mode()
+        if composite in (
+            Gimp.LayerCompositeMode.CLIP_TO_LAYER,
+            Gimp.LayerCompositeMode.INTERSECTION,
+        ):  # the new layer is transparent around its result: there it would erase what is below
+            composite = Gimp.LayerCompositeMode.AUTO
         return {
             "opacity": layer.get_opacity(),
             "mode": mode,
             "blend_space": layer.get_blend_space(),
             "composite_space": layer.get_composite_space(),
-            "composite_mode": layer.get_composite_mode(),
+            "composite_mode": composite,
         }
 
     def _read_visible(self, box):

@@ -182,14 +182,15 @@ def _run(client, job, progress, should_cancel):
     return watch.id, results
 
 
-def check_image(host):
+def check_image(host, on_top=False):
     """Stops before any job on an image the result could not go into: an indexed one, or a
-    layer group with locked pixels that would hold the new layer."""
+    layer group with locked pixels that would hold the new layer (`on_top`: it goes at the top
+    of the image, in no group)."""
     if host.image_box() is None:
         return
     if host.is_indexed():
         raise FlowError(INDEXED)
-    group = host.locked_group()
+    group = None if on_top else host.locked_group()
     if group is not None:
         raise FlowError(
             'The new layer would go into the layer group "%s", whose pixels are locked. '
@@ -209,18 +210,19 @@ def read_source(host, box, source):
     return rgba
 
 
-def _layer_limit(host, settings):
+def _layer_limit(host, settings, sources=("layer",)):
     """The part of the canvas the command works on: the canvas, cut to the active layer when
-    the source is the layer (pixels outside a layer do not exist)."""
+    the source is the layer (pixels outside a layer do not exist). `sources`: those the
+    command offers (Fill Selection: the visible image too)."""
     canvas = host.image_box()
     if settings.source == "visible":
         return canvas, canvas, None
     layer = host.layer_box()
     limit = canvas.intersect(layer)
     if limit.is_empty:
+        other = " or pick 'visible image' as the source" if "visible" in sources else ""
         raise FlowError(
-            "The active layer lies outside the canvas; move it onto the canvas, or pick "
-            "'visible image' as the source."
+            "The active layer lies outside the canvas; move it onto the canvas%s." % other
         )
     return canvas, limit, layer
 
@@ -237,7 +239,7 @@ def prepare_fill(host, settings):
     """Fill Selection: the crop around the selection (hostkit's context box) and its mask."""
     if settings.source not in SOURCES:
         raise FlowError("source must be one of %s, got %r" % (", ".join(SOURCES), settings.source))
-    canvas, limit, layer = _layer_limit(host, settings)
+    canvas, limit, layer = _layer_limit(host, settings, SOURCES)
     selection = host.selection_box()
     region = selection.intersect(limit) if selection is not None else None
     plan = None
@@ -245,6 +247,11 @@ def prepare_fill(host, settings):
         mask = host.read_selection(region)
         plan = plan_fill_selection(
             mask, region.width, region.height, canvas, layer, region.x, region.y
+        )
+    if plan is None and selection is not None:  # not "nothing selected": whole_layer is not
+        raise FlowError(  # what the user meant then, nor a question to ask
+            "The selection does not touch the active layer. Select part of the layer, or "
+            "select the layer the selection is on, then run Fill Selection again."
         )
     if plan is None:
         if not settings.whole_layer:
@@ -322,7 +329,10 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
     """Runs one command end to end: check, read, send, wait, write. Returns the new layers (or
     the new image for Generate with no image open). Raises a PaintbridgeError before anything
     in the image changes; writing happens only once every result is in."""
-    check_image(host)
+    # a result read from the visible image already shows every layer above the active one:
+    # placed under them, they would show twice (a 50% layer above at 75%)
+    on_top = command != "generate" and settings.source == "visible"
+    check_image(host, on_top)
     canvas = host.image_box()  # the size the job's area is measured in
     had_image = canvas is not None
     prepared = COMMANDS[command](host, settings)
@@ -347,9 +357,6 @@ def run_command(command, host, settings, client=None, progress=None, should_canc
         note = canvas_changed(
             (canvas.width, canvas.height), now and (now.width, now.height), prepared.box
         )
-        # a result read from the visible image already shows every layer above the active one:
-        # placed under them, they would show twice (a 50% layer above at 75%)
-        on_top = command != "generate" and settings.source == "visible"
         made = host.add_layers(put, name, look, on_top)
     except Exception as exc:  # GIMP refused the layer (a group locked meanwhile...)
         raise not_used(exc, job_id)  # noqa: B904

@@ -379,6 +379,18 @@ def _img2img_selection_off_layer():
     return facts
 
 
+@case("img2img_layer_off_canvas")
+def _img2img_layer_off_canvas():
+    """Image to Image has no source to pick: its message does not offer one."""
+    image, layer = make_image(
+        64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE, layer_box=(100, 100, 32, 32)
+    )
+    Gimp.Selection.none(image)
+    status, error = run("paintbridge-img2img", image, [layer], prompt="x", strength=0.9)
+    image.delete()
+    return {"status": status, "error": error}
+
+
 @case("img2img_server_down")
 def _img2img_down():
     image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGB_IMAGE)
@@ -609,6 +621,20 @@ def _locked_group():
         facts[name] = new_layer_case(name, image, [layer], server_url=CONFIG["down_url"])
         facts[name].update(locked=lock, added_anywhere=len(all_layers(image)) - count)
         image.delete()
+    # a fill of the visible image goes on top of the image, in no group: the lock is no matter
+    image, layer = group_image("outer")
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 16, 16)
+    entry = new_layer_case(
+        "paintbridge-fill-selection",
+        image,
+        [layer],
+        source="visible",
+        prompt="identity",
+        **IDENTITY,
+    )
+    on_top = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+    facts["fill-visible"] = dict(entry, on_top=len(on_top))
+    image.delete()
     return facts
 
 
@@ -706,6 +732,56 @@ def _look_from_layer():
         "fill_visible_40_percent": look_case("paintbridge-fill-selection", faded, source="visible"),
         "fill_group_pass_through": group_look_case(),
     }
+
+
+@case("fill_selection_off_layer_whole_layer")
+def _fill_selection_off_layer():
+    """A selection that misses the active layer, with "whole layer" on (remembered from an
+    earlier run): refused; the whole layer is for when nothing is selected, not for this."""
+    image, layer = make_image(
+        96, 96, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE, layer_box=(0, 0, 32, 32)
+    )
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 40, 40, 16, 16)
+    count = len(layers(image))
+    status, error = run(
+        "paintbridge-fill-selection", image, [layer], prompt="x", whole_layer=True, **IDENTITY
+    )
+    facts = {"status": status, "error": error, "layers_added": len(layers(image)) - count}
+    image.delete()
+    return facts
+
+
+@case("clipping_composite")
+def _clipping_composite():
+    """A source layer in Clip to layer or Intersection composite mode: the new layer does not
+    take it, or its transparent surroundings would erase every layer below outside the
+    selection (the whole image vanished around a fill)."""
+    facts = {}
+    for name in ("CLIP_TO_LAYER", "INTERSECTION"):
+        for command, args in (
+            ("paintbridge-fill-selection", {}),
+            ("paintbridge-img2img", {"strength": 1.0}),
+        ):
+            image, layer = make_image(64, 64, Gimp.ImageBaseType.RGB, Gimp.ImageType.RGBA_IMAGE)
+            layer.set_composite_mode(getattr(Gimp.LayerCompositeMode, name))
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 24, 24)
+            before = flattened(image)
+            entry = new_layer_case(
+                command, image, [layer], prompt="identity", **dict(IDENTITY, **args)
+            )
+            after = flattened(image)
+            outside = [
+                i
+                for i in range(64 * 64)
+                if not (16 <= i % 64 < 40 and 16 <= i // 64 < 40)
+                and before[i * 4 : i * 4 + 4] != after[i * 4 : i * 4 + 4]
+            ]
+            entry["outside_changed"] = len(outside)
+            new = [item for item in layers(image) if item.get_name().startswith("Paintbridge")]
+            entry["new_look"] = look(new[0]) if len(new) == 1 else None
+            facts[f"{command} {name}"] = entry
+            image.delete()
+    return facts
 
 
 def masked_image(apply_mask):

@@ -189,6 +189,24 @@ def test_img2img_with_a_selection_missing_the_layer_says_so(gimp_run):
     assert "does not touch the active layer" in entry["error"]
 
 
+def test_fill_selection_missing_the_layer_is_refused_even_with_whole_layer(gimp_run):
+    entry = facts(gimp_run, "fill_selection_off_layer_whole_layer")
+    assert entry["status"] == "execution-error" and entry["layers_added"] == 0, entry
+    assert "does not touch the active layer" in entry["error"]
+
+
+def test_img2img_of_a_layer_off_the_canvas_offers_no_source(gimp_run):
+    entry = facts(gimp_run, "img2img_layer_off_canvas")
+    assert entry["status"] == "execution-error"
+    assert "lies outside the canvas" in entry["error"] and "source" not in entry["error"]
+
+
+def test_a_fill_of_the_visible_image_in_a_locked_group_goes_on_top(gimp_run):
+    entry = facts(gimp_run, "locked_group")["fill-visible"]
+    assert entry["status"] == "success", entry["error"]
+    assert entry["on_top"] == 1
+
+
 def test_fill_selection_without_selection_can_take_the_whole_layer(gimp_run):
     entry = facts(gimp_run, "fill_no_selection_whole_layer")
     assert entry["status"] == "success", entry["error"]
@@ -407,6 +425,17 @@ def test_overlay_case_sets_spaces_that_are_not_the_default(gimp_run):
     assert entry["source_look"]["blend_space"] == "rgb-perceptual"
     assert entry["source_look"]["composite_space"] == "rgb-linear"
     assert entry["source_look"]["composite_mode"] == "clip-to-backdrop"
+
+
+def test_a_clipping_composite_mode_is_not_taken_by_the_new_layer(gimp_run):
+    """Clip to layer / Intersection on the source: outside the selection the image is as it
+    was (the new layer's transparent surroundings erased everything below)."""
+    cases = {k: v for k, v in facts(gimp_run, "clipping_composite").items() if k != "ok"}
+    assert len(cases) == 4, cases
+    for name, entry in cases.items():
+        assert entry["status"] == "success", (name, entry["error"])
+        assert entry["new_look"]["composite_mode"] == "auto", (name, entry["new_look"])
+        assert entry["outside_changed"] == 0, (name, entry["outside_changed"])
 
 
 def test_img2img_reads_the_layer_through_its_mask(gimp_run):
