@@ -39,8 +39,9 @@ from gimpfu import (  # noqa: E402
 from hostkit.client import RESULT_KEPT, Cancelled, PaintbridgeError  # noqa: E402
 
 try:
-    from gimpfu import LAYER_MODE_PASS_THROUGH  # noqa: E402
+    from gimpfu import LAYER_MODE_NORMAL, LAYER_MODE_PASS_THROUGH  # noqa: E402
 except ImportError:  # a gimpfu without the 2.10 layer modes' names
+    LAYER_MODE_NORMAL = NORMAL_MODE
     LAYER_MODE_PASS_THROUGH = 61  # GimpLayerMode's value in GIMP 2.10
 from hostkit.geometry import Box, crop_bytes  # noqa: E402
 from hostkit.pixels import gray_to_rgba, rgb_to_rgba, rgba_to_gray  # noqa: E402
@@ -165,7 +166,7 @@ class Gimp2Host(flow.Host):
     def layer_look(self):
         mode = self.layer.mode
         if mode == LAYER_MODE_PASS_THROUGH:  # a group's own mode, which no layer can have
-            mode = NORMAL_MODE
+            mode = LAYER_MODE_NORMAL
         return {"opacity": self.layer.opacity, "mode": mode}
 
     def _new_layer(self, image, placement, name, look=None):
@@ -181,7 +182,9 @@ class Gimp2Host(flow.Host):
             box.height,
             GRAYA_IMAGE if gray else RGBA_IMAGE,
             look.get("opacity", 100),
-            look.get("mode", NORMAL_MODE),
+            # GIMP 2.10's Normal, not gimpfu's NORMAL_MODE: that is "Normal (legacy)",
+            # which blends a feathered edge in another colour space than GIMP 3's Normal
+            look.get("mode", LAYER_MODE_NORMAL),
         )
         layer.set_offsets(box.x, box.y)
         region = layer.get_pixel_rgn(0, 0, box.width, box.height, True, False)

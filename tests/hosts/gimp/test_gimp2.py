@@ -293,8 +293,9 @@ def test_locked_group_is_named_before_any_job(gimp2_run):
     [
         ("look_fill_from_layer", [40.0, 3]),  # 3: MULTIPLY_MODE
         ("look_img2img_from_layer", [55.0, 3]),
-        ("look_fill_from_visible", [100.0, 0]),  # from what the image shows: Normal 100%
-        ("look_fill_from_pass_through", [70.0, 0]),  # a group's pass-through: Normal
+        # from what the image shows: Normal 100% (28: LAYER_MODE_NORMAL, not the legacy 0)
+        ("look_fill_from_visible", [100.0, 28]),
+        ("look_fill_from_pass_through", [70.0, 28]),  # a group's pass-through: Normal
     ],
 )
 def test_new_layer_takes_the_source_layers_opacity_and_mode(gimp2_run, case, look):
