@@ -13,6 +13,7 @@ from .logic import (
     PlanError,
     check_unchanged,
     document_is_open,
+    moved_by,
     place_results,
     prepare_results,
 )
@@ -141,7 +142,13 @@ class Controller(QObject):
             raise PaintbridgeError("The server finished the job but sent no image.")
         try:
             note = check_unchanged(plan)
-            nodes = place_results(plan, ready)
+            offset = moved_by(plan)
+            nodes = place_results(plan, ready, offset or (0, 0))
+            if offset is not None:
+                moved = "The layer %r was moved while the job ran; the result moved with it." % (
+                    plan.anchor.name()
+                )
+                note = " ".join(filter(None, (note, moved)))
         except PlaceError as exc:
             raise PlaceError("%s %s" % (exc, kept_in_history(job_id or "JOB_ID"))) from None
         self._note = note

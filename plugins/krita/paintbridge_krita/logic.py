@@ -51,6 +51,10 @@ class Plan(object):
         self.look = look
         self.canvas = (document.width(), document.height()) if document is not None else None
         self.space = color_space(document) if document is not None else None
+        # where the source layer's pixels were: a result follows the layer if it is moved
+        self.anchor_box = None
+        if anchor is not None and task != "txt2img":
+            self.anchor_box = _box(anchor.bounds())
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -132,6 +136,22 @@ def check_unchanged(plan):
     canvas = tasks.canvas_changed(plan.canvas, (document.width(), document.height()), plan.box)
     notes += [canvas] if canvas else []
     return " ".join(notes) or None
+
+
+def moved_by(plan):
+    """(dx, dy) the source layer was moved by while the job ran (its pixels the same size in
+    another place, as the Move tool leaves them), else None: its result then goes where the
+    pixels went, not where they were."""
+    anchor, before = plan.anchor, plan.anchor_box
+    if before is None or before.is_empty or anchor.parentNode() is None:
+        return None
+    now = _box(anchor.bounds())
+    if (now.width, now.height) != (before.width, before.height) or (now.x, now.y) == (
+        before.x,
+        before.y,
+    ):
+        return None
+    return now.x - before.x, now.y - before.y
 
 
 def _box(qrect):
@@ -403,7 +423,7 @@ def prepare_results(plan, results):
     ]
 
 
-def place_results(plan, ready):
+def place_results(plan, ready, offset=(0, 0)):
     """New paint layers above the anchor, one per result (a Ready, see prepare_results), at its
     box and with the plan's opacity and blending mode; the source layer is not touched. A result
     (8-bit sRGB) is converted to the new layer's depth and profile, the image's.
@@ -419,7 +439,7 @@ def place_results(plan, ready):
             index if len(ready) > 1 else None,
         )
         layer = document.createNode(name, "paintlayer")
-        box = result.box
+        box = result.box.translate(*offset)
         bgra = convert_bgra(result.bgra, box.width, box.height, SRGB8, node_space(layer))
         layer.setPixelData(bgra, box.x, box.y, box.width, box.height)
         if plan.look is not None:

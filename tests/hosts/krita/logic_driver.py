@@ -1135,6 +1135,30 @@ class Driver:
         doc.setModified(False)
         doc.close()
 
+    def scenario_moved_mid_job(self, s):
+        """The source layer is moved (Move tool) while the job runs: the result goes where its
+        pixels went, with a note; it landed where they had been, without a word."""
+        w, h = 96, 80
+        doc, source = self.document(w, h)
+        source.setPixelData(pattern_bgra(w, h, (0, 0, 32, 32)), 0, 0, w, h)
+        ctrl = self.controller()
+        messages = []
+        ctrl.message.connect(lambda level, text: messages.append((level, text)))
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        source.move(40, 40)
+        doc.waitForDone()
+        s.info["moved_to"] = self.bounds(source)
+        s.check(self.wait(ctrl), "the job did not end")
+        s.info.update(messages=messages, error=ctrl.last_error)
+        s.check(ctrl.last_error is None, f"error: {ctrl.last_error}")
+        if s.check(bool(ctrl.last_nodes), "no new layer"):
+            s.info["new_bounds"] = self.bounds(ctrl.last_nodes[-1])
+            s.check(s.info["new_bounds"] == [40, 40, 32, 32], f"at {s.info['new_bounds']}")
+        warnings = [text for level, text in messages if level == "warning"]
+        s.check(any("was moved" in text for text in warnings), f"no note: {messages}")
+        doc.setModified(False)
+        doc.close()
+
     def scenario_other_document_mid_job(self, s):
         """Another document is made and given a layer while the job runs, and the source layer
         is locked in a locked group: the result still goes above its source, in its document."""
@@ -1420,7 +1444,7 @@ class Driver:
         # one while the finished result is placed: the message says where the result is kept
         from paintbridge_krita import controller as controller_module
 
-        def place_broken(plan, ready):
+        def place_broken(plan, ready, offset=(0, 0)):
             raise RuntimeError("Krita refused the layer")
 
         place = controller_module.place_results

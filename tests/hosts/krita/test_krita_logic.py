@@ -61,6 +61,7 @@ SCENARIOS = (
     "profile_changed_mid_job",
     "model_changed_mid_job",
     "cropped_mid_job",
+    "moved_mid_job",
     "other_document_mid_job",
     "start_server",
 )
