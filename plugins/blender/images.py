@@ -211,12 +211,13 @@ def premultiplied(image):
 
 def result_colorspace(image):
     """The colour space a PNG result made from `image` is tagged with: None (sRGB) for a float
-    colour image or a render, which are sent converted to sRGB; else the image's own. A byte
+    colour image, a render or a multilayer EXR (whose is_float is False), which are sent
+    converted to sRGB; else the image's own. A byte
     image's bytes are sent as they are, so its result's bytes are in its space too: a data
     image's (Non-Color: normal, roughness and height maps; tagged sRGB, Blender would decode
     them as colours), or another space's (tagged sRGB, a Linear Rec.709 byte image's result
     would show darker than the image, even where an inpaint left it alone)."""
-    if image.type in RENDERED:
+    if image.type in RENDERED or image.type == "MULTILAYER":
         return None
     settings = image.colorspace_settings
     return settings.name if settings.is_data or not image.is_float else None
@@ -260,9 +261,11 @@ def new_float_result(name, width, height, values, record, source):
     def fill():
         if not source.linear:
             image.colorspace_settings.name = source.colorspace
-            image.alpha_mode = source.alpha_mode
-        elif source.premultiplied:
-            image.alpha_mode = "PREMUL"
+        else:  # Blender 5.0: the file's working space, which a new image is not tagged with
+            working = getattr(getattr(bpy.data, "colorspace", None), "working_space", None)
+            if working:
+                image.colorspace_settings.name = working
+        image.alpha_mode = "PREMUL" if source.premultiplied else source.alpha_mode
         image.pixels.foreach_set(values)
         image.file_format = "OPEN_EXR"
         image.update()

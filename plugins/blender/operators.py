@@ -36,11 +36,10 @@ def _timer_turn(operator, every):
 
 
 def _esc_is_ours(context):
-    """Whether Esc cancels the job: not while it stops playback or leaves a maximized area,
-    which Blender's keymap does only if a running modal lets the key through (the panel's
-    Cancel stays)."""
+    """Whether Esc cancels the job: not while it stops playback, which Blender's keymap does
+    only if a running modal lets the key through (the panel's Cancel stays)."""
     screen = context.screen
-    return screen is None or not (screen.is_animation_playing or screen.show_fullscreen)
+    return screen is None or not screen.is_animation_playing
 
 
 def _show(context, image):

@@ -339,7 +339,7 @@ def test_float16_on_a_cpu_that_emulates_it(
     may not): a one-line error that names what to use, before any model loads."""
     from paintbridge.engine import device
 
-    monkeypatch.setattr(device, "cpu_has_native_fp16", lambda: False)
+    monkeypatch.setattr(device, "cpu_emulates_fp16", lambda: True)
     args = ["generate", "p", "--device", "cpu", "--dtype", "float16", "-o", "{out}"]
     command, *rest = _fill(args, files)
     result = cli(command, *TINY, *rest)

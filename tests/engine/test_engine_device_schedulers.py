@@ -12,8 +12,8 @@ import torch
 from paintbridge.engine import device as device_module
 from paintbridge.engine import scheduler_names
 from paintbridge.engine.device import (
+    cpu_emulates_fp16,
     cpu_has_native_bf16,
-    cpu_has_native_fp16,
     resolve_device,
     resolve_dtype,
 )
@@ -44,7 +44,7 @@ def test_auto_dtype_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_dtype("auto", "cpu") == "bfloat16"
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
     assert resolve_dtype("auto", "cpu") == "float32"
-    monkeypatch.setattr(device_module, "cpu_has_native_fp16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_emulates_fp16", lambda: False)
     for explicit in ("float32", "float16", "bfloat16"):  # settings override all
         assert resolve_dtype(explicit, "cpu") == explicit
         assert resolve_dtype(explicit, "cuda") == explicit
@@ -54,7 +54,7 @@ def test_float16_on_a_cpu_that_emulates_it_is_refused(monkeypatch: pytest.Monkey
     """torch's emulated float16 runs SD 1.5's UNet 33x slower than float32 (bench/cpu_dtypes):
     an image in most of an hour, which nobody asks for on purpose (a GPU setting on a machine
     whose GPU was not found)."""
-    monkeypatch.setattr(device_module, "cpu_has_native_fp16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_emulates_fp16", lambda: True)
     with pytest.raises(InvalidRequest, match=r"emulates float16.*dtype auto.*float16 with a GPU"):
         resolve_dtype("float16", "cpu")
     assert resolve_dtype("float16", "cuda") == "float16"
@@ -63,17 +63,21 @@ def test_float16_on_a_cpu_that_emulates_it_is_refused(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize(
-    ("flags", "native"),
+    ("line", "emulates"),
     [
-        ("fpu avx2 avx512f avx512_fp16 amx_bf16", True),
-        ("fpu avx2 avx512f amx_bf16 amx_fp16 amx_tile", True),
-        ("fpu avx2 avx512f avx512_bf16 amx_bf16", False),
+        ("flags\t\t: fpu avx2 avx512f avx512_fp16 amx_bf16", False),
+        ("flags\t\t: fpu avx2 avx512f amx_bf16 amx_fp16 amx_tile", False),
+        ("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16", True),
+        ("Features\t: fp asimd fphp asimdhp cpuid", False),  # ARM: not known to emulate it
     ],
 )
-def test_native_fp16_is_read_from_cpu_flags(tmp_path: Path, flags: str, native: bool) -> None:
+def test_emulated_fp16_is_read_from_x86_cpu_flags(
+    tmp_path: Path, line: str, emulates: bool
+) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-    assert cpu_has_native_fp16(cpuinfo) is native
+    cpuinfo.write_text(f"processor\t: 0\n{line}\n")
+    assert cpu_emulates_fp16(cpuinfo) is emulates
+    assert cpu_emulates_fp16(tmp_path / "missing") is False  # no /proc/cpuinfo: Windows, macOS
 
 
 def test_device_and_dtype_settings_are_checked() -> None:

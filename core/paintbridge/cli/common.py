@@ -89,7 +89,7 @@ def add_engine_options(
         default="auto",
         choices=DTYPES,
         help="weights' number type (auto: float16 on a GPU; on a CPU bfloat16 where it is "
-        "native, AMX or AVX512-BF16, else float32; float16 only where the CPU has it natively)",
+        "native, AMX or AVX512-BF16, else float32; float16 not on an x86 CPU that emulates it)",
     )
     group.add_argument(
         "--low-memory",

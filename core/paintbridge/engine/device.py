@@ -3,8 +3,9 @@
 `auto` device: CUDA, then Apple MPS, then the CPU.
 `auto` dtype: float16 on CUDA and MPS; on the CPU bfloat16 where the CPU computes it natively
 (Intel AMX or AVX512-BF16: about 4x faster than float32 there) and float32 elsewhere (emulated
-bfloat16 is slower than float32). An explicit setting wins, except float16 on a CPU that
-emulates it: SD 1.5's UNet runs tens of times slower there than in float32 (bench/cpu_dtypes.py).
+bfloat16 is slower than float32). An explicit setting wins, except float16 on an x86 CPU
+that emulates it: SD 1.5's UNet runs tens of times slower there than in float32
+(bench/cpu_dtypes.py).
 """
 
 from __future__ import annotations
@@ -44,14 +45,12 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return capability in ("AVX512_BF16", "AMX") or "AMX" in capability
 
 
-def cpu_has_native_fp16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU has AMX-FP16 or AVX512-FP16 (Linux flags, else torch's capability)."""
+def cpu_emulates_fp16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True only where it is known: an x86 CPU (Linux's `flags` line) without AMX-FP16 or
+    AVX512-FP16. Not on ARM (a `Features` line; most compute FP16), nor where there is no
+    /proc/cpuinfo (Windows, macOS)."""
     flags = _cpu_flags(cpuinfo)
-    if flags is not None:
-        return any(flag in flags for flag in _FP16_CPU_FLAGS)
-    import torch
-
-    return "AMX" in str(torch.backends.cpu.get_cpu_capability())
+    return flags is not None and not any(flag in flags for flag in _FP16_CPU_FLAGS)
 
 
 def _cpu_flags(cpuinfo: Path) -> set[str] | None:
@@ -106,7 +105,7 @@ def resolve_dtype(setting: str, device: str) -> str:
     if setting != "auto":
         if setting not in DTYPES:
             raise InvalidRequest(f"`dtype` must be auto, {', '.join(DTYPES)}, got {setting!r}")
-        if setting == "float16" and device == "cpu" and not cpu_has_native_fp16():
+        if setting == "float16" and device == "cpu" and cpu_emulates_fp16():
             raise InvalidRequest(
                 "`dtype` float16 runs on the CPU here (no GPU was chosen or found), and this "
                 "CPU emulates float16: an image would take tens of times as long as in float32. "

@@ -52,9 +52,9 @@ class Plan(object):
         self.canvas = (document.width(), document.height()) if document is not None else None
         self.space = color_space(document) if document is not None else None
         # where the source layer's pixels were: a result follows the layer if it is moved
-        self.anchor_box = None
+        self.anchor_box = self.frame = None
         if anchor is not None and task != "txt2img":
-            self.anchor_box = _box(anchor.bounds())
+            self.anchor_box, self.frame = _box(anchor.bounds()), document.currentTime()
 
     def __repr__(self):
         return "Plan(%s, %r)" % (self.task, self.box)
@@ -144,6 +144,8 @@ def moved_by(plan):
     pixels went, not where they were."""
     anchor, before = plan.anchor, plan.anchor_box
     if before is None or before.is_empty or anchor.parentNode() is None:
+        return None
+    if plan.document.currentTime() != plan.frame:  # another frame's pixels, not a move
         return None
     now = _box(anchor.bounds())
     if (now.width, now.height) != (before.width, before.height) or (now.x, now.y) == (

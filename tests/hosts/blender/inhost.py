@@ -524,6 +524,7 @@ def working_spaces(addon, data):
     image is sent as the sRGB the Image Editor shows (pure red stays 255, 0, 0; it went as
     205, 75, 39 under ACEScg), and an inpaint result's floats are decoded into the working
     space as Blender decodes the same 8-bit values from a file."""
+    reopened_as_made(addon, "packed", "CHANNEL_PACKED")  # any version: no second premultiply
     if not hasattr(bpy.data, "colorspace"):  # before 5.0: Linear Rec.709, nothing to convert
         assert addon.images.working_space_to_rec709() is None
         return
@@ -548,6 +549,29 @@ def working_spaces(addon, data):
         seen[space] = pixels(image)[:4].tolist()
     assert seen["ACEScg"] != seen["Linear Rec.709"]  # the spaces did differ
     data["red"] = seen
+    # a float inpaint result holds working-space values: tagged so, it reopens as it was made
+    bpy.ops.wm.set_working_color_space(working_space="ACEScg", convert_colors=False)
+    result = reopened_as_made(addon, "acescg", "STRAIGHT")
+    assert result == "ACEScg", result
+
+
+def reopened_as_made(addon, name, alpha_mode):
+    """A float inpaint result (images.new_float_result) of a semi-transparent float image in
+    `alpha_mode`, saved in a .blend and opened again: its pixels must be the same. Returns the
+    result's colour space."""
+    source = bpy.data.images.new(name, 8, 8, alpha=True, float_buffer=True)
+    source.alpha_mode = alpha_mode
+    values = np.tile(np.float32([0.8, 0.4, 0.2, 0.5]), 64)
+    source.pixels.foreach_set(values)
+    float_source = addon.images.FloatSource.of(source)
+    made = addon.images.new_float_result(name + " result", 8, 8, values, {}, float_source)
+    made_name, colorspace = made.name, made.colorspace_settings.name
+    path = os.path.join(os.environ["PB_TMP"], name + ".blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    after = pixels(bpy.data.images[made_name])
+    assert np.allclose(after, values, atol=1e-3), (name, alpha_mode, after[:4].tolist())
+    return colorspace
 
 
 def write_png(path, rgba_top_down, depth):
@@ -1042,15 +1066,12 @@ def modal(addon, data):
     assert job_id is not None
     # the release of an Esc that cancelled something else (a move, a box select) is not ours
     assert driver.op.modal(context, driver.event("ESC", "RELEASE")) == {"PASS_THROUGH"}
-    # Esc that stops playback or leaves a maximized area is Blender's, not a cancel
-    for playing, maximized in ((True, False), (False, True)):
-        screen = types.SimpleNamespace(
-            is_animation_playing=playing, show_fullscreen=maximized, areas=[]
-        )
-        elsewhere = types.SimpleNamespace(
-            window_manager=context.window_manager, workspace=None, screen=screen
-        )
-        assert driver.op.modal(elsewhere, driver.event("ESC")) == {"PASS_THROUGH"}
+    # Esc that stops playback is Blender's, not a cancel
+    screen = types.SimpleNamespace(is_animation_playing=True, areas=[])
+    playing = types.SimpleNamespace(
+        window_manager=context.window_manager, workspace=None, screen=screen
+    )
+    assert driver.op.modal(playing, driver.event("ESC")) == {"PASS_THROUGH"}
     assert session.running
     assert driver.op.modal(context, driver.event("ESC")) == {"CANCELLED"}
     assert driver.reports[-1] == ("WARNING", "Cancelled; no image was made."), driver.reports
@@ -1658,6 +1679,7 @@ def render_result(addon, data):
     multilayer = bpy.data.images.load(layered)
     from_layers = run_and_take(bpy.ops.paintbridge.img2img, image_name=multilayer.name)
     assert multilayer.type == "MULTILAYER", multilayer.type  # known once loaded
+    assert from_layers.colorspace_settings.name == "sRGB"  # read as shown (is_float is False)
     assert tuple(from_layers.size) == (24, 16)
     assert np.abs(as_srgb(from_layers) - as_srgb(made)).max() <= 1 / 255
     # inpaint reads it the same way (an opaque render: a mask image says where)

@@ -1156,6 +1156,18 @@ class Driver:
             s.check(s.info["new_bounds"] == [40, 40, 32, 32], f"at {s.info['new_bounds']}")
         warnings = [text for level, text in messages if level == "warning"]
         s.check(any("was moved" in text for text in warnings), f"no note: {messages}")
+        # another animation frame shown meanwhile: its pixels elsewhere are not a move
+        messages.clear()
+        s.check(ctrl.run("img2img", doc, source), f"did not start: {ctrl.last_error}")
+        doc.setCurrentTime(3)
+        source.move(0, 0)
+        doc.waitForDone()
+        s.info["frame"] = doc.currentTime()
+        s.check(self.wait(ctrl), "the second job did not end")
+        if s.check(doc.currentTime() == 3, f"frame {doc.currentTime()}") and ctrl.last_nodes:
+            s.info["new_bounds_other_frame"] = self.bounds(ctrl.last_nodes[-1])
+            where = s.info["new_bounds_other_frame"]
+            s.check(where == [40, 40, 32, 32], f"followed onto another frame: {where}")
         doc.setModified(False)
         doc.close()
 
