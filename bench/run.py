@@ -34,6 +34,7 @@ SECTIONS = (
     "blender_result",
     "blender_start",
     "result_alpha",
+    "png_encode",
     "switching",
     "coldstart",
     "memory",

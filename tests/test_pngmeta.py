@@ -178,3 +178,16 @@ def test_the_sampler_is_named_as_a1111_names_it() -> None:
                           ("default", "Default"), ("something_new", "something_new")]:  # fmt: skip
         text = pngmeta.parameters_text({"prompt": "p", "scheduler": engine, "steps": 2})
         assert text.endswith(f"Sampler: {a1111}"), text
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "LA", "P", "I;16", "CMYK"])
+def test_every_mode_keeps_its_pixels_and_parameters(mode: str) -> None:
+    # RGB, RGBA and L through pngwrite, the other PNG modes through Pillow, others as RGBA
+    img = _image().convert(mode)
+    data = pngmeta.png_bytes(img, PARAMS)
+    assert pngmeta.read_parameters(data) == PARAMS
+    with Image.open(io.BytesIO(data)) as back:
+        expected = img if mode != "CMYK" else img.convert("RGBA")
+        assert back.mode == expected.mode
+        assert list(back.getdata()) == list(expected.getdata())
+        assert back.text["parameters"] == pngmeta.parameters_text(PARAMS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,20 +132,43 @@ def _json_text(parameters: Mapping[str, Any]) -> str:
 
 def png_bytes(image: Image.Image, parameters: Mapping[str, Any]) -> bytes:
     """Encode `image` as PNG with both text chunks (see the module docstring)."""
-    info = PngImagePlugin.PngInfo()
-    text = parameters_text(parameters)
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        info.add_itxt(TEXT_KEY, text)  # A1111 does the same for non-Latin-1 prompts
-    else:
-        info.add_text(TEXT_KEY, text)
-    info.add_itxt(JSON_KEY, _json_text(parameters), zip=True)
+    chunks = _text_chunks(parameters)
     if image.mode not in ("RGBA", "RGB", "L", "LA", "I;16", "P", "1"):
         image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGB", "L"):  # every result: the fast encoder (pngwrite.py)
+        import numpy as np
+
+        from paintbridge.pngwrite import png_file
+
+        return png_file(np.asarray(image), image.mode, chunks, COMPRESS_LEVEL)
+    info = PngImagePlugin.PngInfo()
+    for kind, payload in chunks:
+        info.add(kind, payload)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=COMPRESS_LEVEL)
     return buffer.getvalue()
+
+
+def _text_chunks(parameters: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The A1111 text (tEXt when it fits Latin-1, the form most tools read; else iTXt, as A1111
+    does) and our JSON (iTXt, compressed)."""
+    text = parameters_text(parameters)
+    try:
+        latin = text.encode("latin-1")
+    except UnicodeEncodeError:
+        first = (b"iTXt", _itxt(TEXT_KEY, text, compress=False))
+    else:
+        first = (b"tEXt", TEXT_KEY.encode("latin-1") + b"\0" + latin)
+    return [first, (b"iTXt", _itxt(JSON_KEY, _json_text(parameters), compress=True))]
+
+
+def _itxt(key: str, text: str, *, compress: bool) -> bytes:
+    # keyword, compression flag and method, no language tag, no translated keyword, the text
+    data = text.encode("utf-8")
+    flag = b"\1\0" if compress else b"\0\0"
+    return (
+        key.encode("latin-1") + b"\0" + flag + b"\0\0" + (zlib.compress(data) if compress else data)
+    )
 
 
 def save_png(
