@@ -53,15 +53,13 @@ def png_file(
     pieces = [band for band, _, _ in bands]
     pieces[0] = _ZLIB_HEADER + pieces[0]
     pieces[-1] += struct.pack(">I", adler)
-    return b"".join(
-        [
-            SIGNATURE,
-            _chunk(b"IHDR", header),
-            *(_chunk(kind, payload) for kind, payload in chunks),
-            *(_chunk(b"IDAT", piece) for piece in pieces),
-            _chunk(b"IEND", b""),
-        ]
-    )
+    parts = [SIGNATURE, *_chunk(b"IHDR", header)]
+    for kind, payload in chunks:
+        parts += _chunk(kind, payload)
+    for piece in pieces:
+        parts += _chunk(b"IDAT", piece)
+    parts += _chunk(b"IEND", b"")
+    return b"".join(parts)  # the deflated pixels' one copy (tens of MB for a large result)
 
 
 def _deflate_bands(rows: np.ndarray, level: int) -> list[tuple[bytes, int, int]]:
@@ -105,9 +103,10 @@ def _adler32_combine(first: int, second: int, second_length: int) -> int:
     return (high << 16) | low
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
+def _chunk(kind: bytes, payload: bytes) -> tuple[bytes, bytes, bytes]:
+    """A chunk's length and type, its payload, its CRC: three parts, for one join."""
     crc = zlib.crc32(payload, zlib.crc32(kind))
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+    return struct.pack(">I", len(payload)) + kind, payload, struct.pack(">I", crc)
 
 
 def _usable_cpus() -> int:
