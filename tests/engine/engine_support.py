@@ -5,9 +5,28 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
+
+
+def cpu_packs_bfloat16() -> bool:
+    """Whether this CPU's oneDNN packs bfloat16 weights: it needs AVX512BW, VL and DQ or
+    AVX-NE-CONVERT. Elsewhere prepack.py leaves every module as it was (and the engine runs
+    float32 anyway, unless bfloat16 is forced)."""
+    import torch
+
+    from paintbridge.engine.prepack import prepack_convolutions
+
+    return prepack_convolutions(torch.nn.Conv2d(1, 1, 1).to(torch.bfloat16)) == 1
+
+
+needs_bf16_packing = pytest.mark.skipif(
+    not cpu_packs_bfloat16(),
+    reason="this CPU's oneDNN cannot pack bfloat16 weights (it needs AVX512BW/VL/DQ or "
+    "AVX-NE-CONVERT); test_a_torch_that_cannot_pack_leaves_the_modules_as_they_were covers it",
+)
 
 
 def rgba_image(width: int, height: int, *, alpha: bool = False) -> Image.Image:

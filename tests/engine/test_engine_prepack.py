@@ -12,7 +12,7 @@ import torch
 from diffusers.models.activations import GEGLU
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
-from engine_support import every_task
+from engine_support import every_task, needs_bf16_packing
 
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest, prepack
 from paintbridge.engine import pipelines as pipelines_module
@@ -47,6 +47,7 @@ def convolutions() -> torch.nn.Sequential:
     ).to(torch.bfloat16)
 
 
+@needs_bf16_packing
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
 def test_packed_convolutions_give_the_same_outputs(layout: torch.memory_format) -> None:
     dense = convolutions().to(memory_format=layout)
@@ -61,6 +62,7 @@ def test_packed_convolutions_give_the_same_outputs(layout: torch.memory_format) 
     assert sum(p.numel() for p in packed.parameters()) == sum(p.numel() for p in dense.parameters())
 
 
+@needs_bf16_packing
 def test_seamless_wraps_a_packed_convolution_and_restores_it() -> None:
     dense = convolutions()[:2]
     packed = copy.deepcopy(dense)
@@ -78,6 +80,7 @@ def test_seamless_wraps_a_packed_convolution_and_restores_it() -> None:
         torch.testing.assert_close(packed(x), dense(x), rtol=0.02, atol=0.02)
 
 
+@needs_bf16_packing
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_geglu_gives_the_same_outputs(bias: bool) -> None:
     torch.manual_seed(0)
@@ -98,6 +101,7 @@ class CustomLinear(torch.nn.Linear):
     """A subclass may read its dense weight in its own forward: never packed."""
 
 
+@needs_bf16_packing
 def test_packed_linears_give_the_same_outputs() -> None:
     torch.manual_seed(0)
     dense = torch.nn.Sequential(
@@ -173,6 +177,7 @@ def pixels(engine: Engine, request: GenerationRequest) -> np.ndarray:
     return np.asarray(result.images[0].image).astype(int)
 
 
+@needs_bf16_packing
 def test_the_engine_packs_the_bf16_unet_and_makes_the_same_pictures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -15,6 +15,7 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import AttnProcessor, SlicedAttnProcessor
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from engine_support import needs_bf16_packing
 
 from paintbridge.engine.prepack import pack_weights, prepack_convolutions
 from paintbridge.engine.residuals import (
@@ -53,6 +54,7 @@ def count(module: torch.nn.Module, kind: type) -> int:
     return sum(type(m) is kind for m in module.modules())
 
 
+@needs_bf16_packing
 @pytest.mark.parametrize("linear_projection", [False, True], ids=["1x1 conv", "linear"])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
 def test_a_packed_and_fused_unet_gives_the_same_outputs(
@@ -84,6 +86,7 @@ def first(module: torch.nn.Module, kind: type) -> torch.nn.Module:
     return next(m for m in module.modules() if type(m) is kind)
 
 
+@needs_bf16_packing
 def test_a_fused_projection_adds_the_residual_in_either_layout() -> None:
     transformer = first(small_unet(), Transformer2DModel)
     dense = copy.deepcopy(transformer)
