@@ -18,7 +18,9 @@ Compared on one card, in alternating order after a warm-up call each:
 - for SD 1.5 in full mode, the engine with `compile` on (torch.compile of the UNet, opt-in):
   `first_s` is its first generation, which compiles (SDXL's compile would take minutes of the
   lent machine's few);
-- for SD 1.5, hostkit -> HTTP -> `paintbridge serve --device cuda` (what the plug-ins do).
+- for SD 1.5, hostkit -> HTTP -> `paintbridge serve --device cuda` (what the plug-ins do), and
+  a note of where its time went (server_overhead.measure's columns: submit, the server's
+  generation, the history PNG, the poll, the fetch).
 it_per_s = 1 / the median gap between step callbacks; each callback first waits for the card
 (torch.cuda.synchronize), so a gap is the step's GPU time, not the time to queue it. total_s is
 the whole call, text encoding to the decoded image. vs_plain = plain's step time / this row's
@@ -36,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import server_overhead
 from cpu_speed import Split
 from overhead import GUIDANCE, PROMPT, SEED, plain_txt2img
-from report import Report, time_alternating
-from serverproc import Server
+from report import Report
 
 SECTION = "gpu"
 COLUMNS = (
@@ -58,6 +60,8 @@ COLUMNS = (
 )
 STEPS = 20
 REPEATS = 5
+SERVICE_PARTS = ("submit_ms", "busy_s", "server_generation_est_s", "history_ms", "poll_wait_ms",
+                 "fetch_ms", "polls", "kb_down")  # fmt: skip
 SDXL_MIN_FREE_GIB = 24  # two float16 SDXL pipelines (plain and engine) and their activations
 
 
@@ -96,6 +100,8 @@ def run(report: Report) -> None:
     for case in _cases(report, device, rehearse):
         for row in _run_case(case, device, dtype, repeats):
             report.add(SECTION, row)
+            if "service" in row:
+                report.note(service_note(row), SECTION)
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -280,31 +286,17 @@ def _row(
 
 def _server_row(case: Case, device: str, dtype: str, plain: Any, repeats: int) -> dict[str, Any]:
     """hostkit's Client.run against `paintbridge serve` on the same card, alternating with plain
-    diffusers in this process (total time per image, the PNG payload back included)."""
-    from paintbridge.hostkit import txt2img_job
-
-    job = txt2img_job(
-        PROMPT,
-        width=case.size,
-        height=case.size,
-        negative_prompt="",
-        steps=case.steps,
-        guidance=GUIDANCE,
-        seed=SEED,
-        scheduler="default",
+    diffusers in this process (total time per image, the result's bytes back included), with
+    where the server's time went (server_overhead.measure, as on the CPU)."""
+    found = server_overhead.measure(
+        server_overhead.Case(
+            case.model, case.server_args, case.folder, case.size, case.steps, repeats
+        ),
+        repeats,
+        device=device,
+        dtype=dtype,
+        plain=plain,
     )
-    engine_dtype = "auto" if device == "cuda" else dtype
-    with Server(*case.server_args, "--device", device, "--dtype", engine_dtype) as server:
-        server.wait_ready()
-        client, _ = server.client()
-        client.run(dict(job))  # warm-up
-        wait = _waiter(device)
-
-        def plain_once() -> None:
-            plain_txt2img(plain, case.size, case.size, case.steps)
-            wait()
-
-        plain_t, server_t = time_alternating(plain_once, lambda: client.run(dict(job)), repeats)
     return {
         "model": case.model,
         "what": "hostkit -> HTTP -> paintbridge serve",
@@ -312,8 +304,21 @@ def _server_row(case: Case, device: str, dtype: str, plain: Any, repeats: int) -
         "dtype": dtype,
         "steps": case.steps,
         "repeats": repeats,
-        "total_s": server_t.median,
-        "vs_plain": plain_t.median / server_t.median,
-        "plain_total_s": plain_t.median,
-        "all_total_s": [round(s, 3) for s in server_t.seconds],
+        "total_s": found["server_s"],
+        "vs_plain": found["plain_s"] / found["server_s"],
+        "plain_total_s": found["plain_s"],
+        "all_total_s": found["server_all_s"],
+        "service": {key: found[key] for key in SERVICE_PARTS},
     }
+
+
+def service_note(row: dict[str, Any]) -> str:
+    """Where the server row's time went, a line (the keys are server_overhead's columns)."""
+    part = row["service"]
+    return (
+        f"{row['model']} service path, medians a job: submit {part['submit_ms']:.0f} ms, server "
+        f"busy {part['busy_s']:.3f} s (its generation about {part['server_generation_est_s']:.3f} "
+        f"s against plain's {row['plain_total_s']:.3f} s, the history PNG {part['history_ms']:.0f} "
+        f"ms), then {part['poll_wait_ms']:.0f} ms until the poll that saw it done, fetch "
+        f"{part['fetch_ms']:.0f} ms ({part['kb_down']:.0f} KB), {part['polls']:.0f} polls"
+    )

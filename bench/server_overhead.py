@@ -107,13 +107,22 @@ def run(report: Report) -> None:
     )
     for case in cases:
         gc.collect()
-        row = _run_case(case, report.repeats)
+        row = measure(case, report.repeats)
         report.add(SECTION, row)
         if case.full_size and row["ratio"] > GOAL:
             report.note(f"full size: ratio {row['ratio']:.3f} above goal {GOAL}", SECTION)
 
 
-def _run_case(case: Case, repeats: int | None) -> dict[str, Any]:
+def measure(
+    case: Case,
+    repeats: int | None,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    plain: Any = None,
+) -> dict[str, Any]:
+    """One case's row: plain diffusers in this process (`plain`, or a pipeline loaded here on
+    the CPU) against a server on `device`, alternating, with where the server's time went."""
     import numpy as np
     import torch
     from diffusers import DiffusionPipeline
@@ -125,9 +134,10 @@ def _run_case(case: Case, repeats: int | None) -> dict[str, Any]:
 
     diffusers_logging.disable_progress_bar()
     n = repeats or case.repeats
-    plain = DiffusionPipeline.from_pretrained(case.folder, dtype=torch.float32)
-    plain.set_progress_bar_config(disable=True)
-    with Server(*case.server_args, "--device", "cpu", "--dtype", "float32") as server:
+    if plain is None:
+        plain = DiffusionPipeline.from_pretrained(case.folder, dtype=getattr(torch, dtype))
+        plain.set_progress_bar_config(disable=True)
+    with Server(*case.server_args, "--device", device, "--dtype", dtype) as server:
         server.wait_ready()
         client, transport = server.client()
         job = txt2img_job(
