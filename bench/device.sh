@@ -12,6 +12,8 @@
 # CPU in place of its 2.11 CUDA build) and these wheels: the section's CPU rehearsal
 # (PAINTBRIDGE_BENCH_GPU_REHEARSE=1, all four rows), and the SD 1.5 and SDXL random-weight builds
 # with one step each through plain diffusers and the Engine.
+# Ran there 2026-12-04 (one NVIDIA H200, torch 2.11.0+cu130): 177 s for the section, 201 s for
+# the command, about 4 minutes of device time with the machine's start (bench/results/gpu-h200-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEEDED="diffusers fastapi starlette pydantic pydantic-core annotated-types typing-inspection
