@@ -43,7 +43,6 @@ def run(report: Report) -> None:
             ours = functools.partial(pngmeta.png_bytes, image, parameters)
             pillow_bytes, our_bytes = pillow(), ours()
             pillow_t, our_t = time_alternating(pillow, ours, repeats)
-            bands = -(-size * (3 * size + 1) // pngwrite.BAND_BYTES)
             report.add(
                 SECTION,
                 {
@@ -55,7 +54,7 @@ def run(report: Report) -> None:
                     "speedup": pillow_t.median / our_t.median,
                     "pillow_kb": len(pillow_bytes) / 1024,
                     "paintbridge_kb": len(our_bytes) / 1024,
-                    "threads": min(bands, pngwrite.MAX_THREADS, pngwrite._usable_cpus()),
+                    "threads": pngwrite.threads(size, 3 * size),
                     "pillow_all_ms": [round(1000 * s, 2) for s in pillow_t.seconds],
                     "paintbridge_all_ms": [round(1000 * s, 2) for s in our_t.seconds],
                 },

@@ -135,12 +135,12 @@ def png_bytes(image: Image.Image, parameters: Mapping[str, Any]) -> bytes:
     chunks = _text_chunks(parameters)
     if image.mode not in ("RGBA", "RGB", "L", "LA", "I;16", "P", "1"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "RGB", "L"):  # every result: the fast encoder (pngwrite.py)
-        import numpy as np
+    import numpy as np
 
-        from paintbridge.pngwrite import png_file
+    from paintbridge import pngwrite  # numpy: not imported by commands that write no PNG
 
-        return png_file(np.asarray(image), image.mode, chunks, COMPRESS_LEVEL)
+    if image.mode in pngwrite.COLOR_TYPES:  # every result: the fast encoder
+        return pngwrite.png_file(np.asarray(image), image.mode, chunks, COMPRESS_LEVEL)
     info = PngImagePlugin.PngInfo()
     for kind, payload in chunks:
         info.add(kind, payload)
