@@ -14,6 +14,8 @@
 # with one step each through plain diffusers and the Engine.
 # Ran there 2026-12-04 (one NVIDIA H200, torch 2.11.0+cu130): 177 s for the section, 201 s for
 # the command, about 4 minutes of device time with the machine's start (bench/results/gpu-h200-*).
+# Again 2026-12-04 (session 21), three fresh machines: 254 s, 223 s and, with `--quick --repeats 7`,
+# 107 s a command; with the machines' starts, 700 s of the 900 s budget (gpu-h200-2026-12-04-b/c/d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NEEDED="diffusers fastapi starlette pydantic pydantic-core annotated-types typing-inspection

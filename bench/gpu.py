@@ -15,17 +15,24 @@ Compared on one card, in alternating order after a warm-up call each:
   defaults (torch's SDPA attention, contiguous layout);
 - paintbridge's `Engine.generate` (device cuda, dtype auto = float16; the UNet in
   channels_last, as engine/pipelines.py's channels_last_modules picks on CUDA);
-- for SD 1.5 in full mode, the engine with `compile` on (torch.compile of the UNet, opt-in):
-  `first_s` is its first generation, which compiles (SDXL's compile would take minutes of the
-  lent machine's few);
+- an experiment: the same engine with its UNet put back in the contiguous layout, which plain
+  diffusers uses (the three alternate, each taking every place in the order in turn);
+- for SD 1.5 in full mode, the engine with `compile` on (torch.compile of the UNet with CUDA
+  graphs, opt-in): `first_s` is its first generation, which compiles; a second untimed one
+  records the graphs (SDXL's compile would take minutes of the lent machine's few);
 - for SD 1.5, hostkit -> HTTP -> `paintbridge serve --device cuda` (what the plug-ins do), and
-  a note of where its time went (server_overhead.measure's columns: submit, the server's
-  generation, the history PNG, the poll, the fetch).
+  in full mode the same with `serve --compile`, each with a note of where its time went
+  (server_overhead.measure's columns: submit, the server's generation, the history PNG, the
+  poll, the fetch);
+- in full mode, a launch check note: how long Python takes to queue one SD 1.5 UNet call's
+  kernels against the whole call (launch_check).
 it_per_s = 1 / the median gap between step callbacks; each callback first waits for the card
-(torch.cuda.synchronize), so a gap is the step's GPU time, not the time to queue it. total_s is
+(torch.cuda.synchronize), so a gap is the step's time on the card or, where Python queues the
+kernels slower than the card runs them, the time to queue them. total_s is
 the whole call, text encoding to the decoded image. vs_plain = plain's step time / this row's
 (it/s ratio; above 1 is faster than plain diffusers); for the server row, plain's total / the
-server's. peak_gib = torch.cuda.max_memory_allocated during one call (this process only).
+server's. peak_gib = torch.cuda.max_memory_allocated during one call: this process's, so the
+weights of every pipeline it holds (plain's and the engines') count with the call's own memory.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +70,7 @@ STEPS = 20
 REPEATS = 5
 SERVICE_PARTS = ("submit_ms", "busy_s", "server_generation_est_s", "history_ms", "poll_wait_ms",
                  "fetch_ms", "polls", "kb_down")  # fmt: skip
-SDXL_MIN_FREE_GIB = 24  # two float16 SDXL pipelines (plain and engine) and their activations
+SDXL_MIN_FREE_GIB = 32  # three float16 SDXL pipelines (plain, two engines), their activations
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ def run(report: Report) -> None:
             report.add(SECTION, row)
             if "service" in row:
                 report.note(service_note(row), SECTION)
+            if "launch" in row:
+                report.note(launch_note(row), SECTION)
         gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -150,39 +160,85 @@ def _run_case(case: Case, device: str, dtype: str, repeats: int) -> list[dict]:
     plain = plain.to(device)
     plain.set_progress_bar_config(disable=True)
     engine = _engine(case, device, compile=False)
-    plain_call(plain, case, device)  # warm-up: first calls are slower
-    engine_call(engine, case, device)
-    runs: dict[str, list[tuple[Split, float]]] = {"plain": [], "engine": []}
-    for i in range(repeats):
-        for who in ("plain", "engine")[:: 1 if i % 2 == 0 else -1]:
-            if who == "plain":
-                runs["plain"].append(plain_call(plain, case, device))
-            else:
-                runs["engine"].append(engine_call(engine, case, device))
+    # the engine with its UNet back in the layout plain diffusers uses: is channels_last worth it?
+    contiguous = _engine(case, device, compile=False)
+    contiguous._model.base.unet.to(memory_format=torch.contiguous_format)
+    calls = {
+        "plain": partial(plain_call, plain, case, device),
+        "engine": partial(engine_call, engine, case, device),
+        "contiguous": partial(engine_call, contiguous, case, device),
+    }
+    for call in calls.values():  # warm-up: first calls are slower
+        call()
+    runs: dict[str, list[tuple[Split, float]]] = {who: [] for who in calls}
+    order = list(calls)
+    for i in range(repeats):  # each in every place of the order in turn
+        for who in order[i % len(order) :] + order[: i % len(order)]:
+            runs[who].append(calls[who]())
     engine.unload()
+    contiguous.unload()
+    del calls
     plain_step = statistics.median(split.step for split, _ in runs["plain"])
     rows = [
         _row(case, "plain diffusers (SDPA, contiguous)", dtype, runs["plain"], plain_step),
         _row(case, "paintbridge Engine (channels_last)", dtype, runs["engine"], plain_step),
+        _row(case, "experiment: Engine, UNet contiguous", dtype, runs["contiguous"], plain_step),
     ]
     if case.compile:
-        compiled = _engine(case, device, compile=True)
-        start = time.perf_counter()
-        engine_call(compiled, case, device)  # compiles
-        first = time.perf_counter() - start
-        found = [engine_call(compiled, case, device) for _ in range(repeats)]
-        rows.append(
-            {
-                **_row(case, "paintbridge Engine, compile on", dtype, found, plain_step),
-                "first_s": first,
-            }
-        )
-        compiled.unload()
+        rows.append(_compiled_row(case, device, dtype, repeats, plain_step))
         torch._dynamo.reset()
+    if case.compile and getattr(plain.unet.config, "addition_embed_type", None) is None:
+        rows[0]["launch"] = launch_check(plain.unet, device)
     if case.server_args:
         rows.append(_server_row(case, device, dtype, plain, repeats))
+    if case.server_args and case.compile:
+        rows.append(_server_row(case, device, dtype, plain, repeats, compile=True))
     del plain
     return rows
+
+
+def _compiled_row(
+    case: Case, device: str, dtype: str, repeats: int, plain_step: float
+) -> dict[str, Any]:
+    """The engine with `compile` on: torch.compile of the UNet, with CUDA graphs on CUDA."""
+    compiled = _engine(case, device, compile=True)
+    start = time.perf_counter()
+    engine_call(compiled, case, device)  # compiles
+    first = time.perf_counter() - start
+    engine_call(compiled, case, device)  # CUDA graphs record on the second call
+    found = [engine_call(compiled, case, device) for _ in range(repeats)]
+    compiled.unload()
+    what = "paintbridge Engine, compile on" + (" (CUDA graphs)" if device == "cuda" else "")
+    return {**_row(case, what, dtype, found, plain_step), "first_s": first}
+
+
+def launch_check(unet: Any, device: str, repeats: int = 7) -> dict[str, float]:
+    """One UNet call (a guidance batch of 2 at 512 px): how long Python takes to queue its
+    kernels (the call returning, before the card is waited for) against the whole call. Queue
+    time near the whole means the card waits on Python's launches, so CUDA graphs would pay."""
+    import torch
+
+    wait = _waiter(device)
+    config = unet.config
+    side = 512 // 8 if device == "cuda" else 8
+    latents = torch.randn(2, config.in_channels, side, side, device=device, dtype=unet.dtype)
+    context = torch.randn(2, 77, config.cross_attention_dim, device=device, dtype=unet.dtype)
+    timestep = torch.tensor(500, device=device)
+    queued, whole = [], []
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            wait()
+            start = time.perf_counter()
+            unet(latents, timestep, encoder_hidden_states=context)
+            queued_at = time.perf_counter()
+            wait()
+            if i:  # the first call warms up
+                queued.append(queued_at - start)
+                whole.append(time.perf_counter() - start)
+    return {
+        "queue_ms": 1000 * statistics.median(queued),
+        "call_ms": 1000 * statistics.median(whole),
+    }
 
 
 def _engine(case: Case, device: str, compile: bool) -> Any:
@@ -284,22 +340,24 @@ def _row(
     }
 
 
-def _server_row(case: Case, device: str, dtype: str, plain: Any, repeats: int) -> dict[str, Any]:
+def _server_row(
+    case: Case, device: str, dtype: str, plain: Any, repeats: int, compile: bool = False
+) -> dict[str, Any]:
     """hostkit's Client.run against `paintbridge serve` on the same card, alternating with plain
     diffusers in this process (total time per image, the result's bytes back included), with
     where the server's time went (server_overhead.measure, as on the CPU)."""
+    args = (*case.server_args, "--compile") if compile else case.server_args
     found = server_overhead.measure(
-        server_overhead.Case(
-            case.model, case.server_args, case.folder, case.size, case.steps, repeats
-        ),
+        server_overhead.Case(case.model, args, case.folder, case.size, case.steps, repeats),
         repeats,
         device=device,
         dtype=dtype,
         plain=plain,
+        warm_ups=2 if compile else 1,
     )
     return {
         "model": case.model,
-        "what": "hostkit -> HTTP -> paintbridge serve",
+        "what": "hostkit -> HTTP -> paintbridge serve" + (" --compile" if compile else ""),
         "size": f"{case.size}x{case.size}",
         "dtype": dtype,
         "steps": case.steps,
@@ -316,9 +374,18 @@ def service_note(row: dict[str, Any]) -> str:
     """Where the server row's time went, a line (the keys are server_overhead's columns)."""
     part = row["service"]
     return (
-        f"{row['model']} service path, medians a job: submit {part['submit_ms']:.0f} ms, server "
+        f"{row['model']}, {row['what']}, medians a job: submit {part['submit_ms']:.0f} ms, server "
         f"busy {part['busy_s']:.3f} s (its generation about {part['server_generation_est_s']:.3f} "
         f"s against plain's {row['plain_total_s']:.3f} s, the history PNG {part['history_ms']:.0f} "
         f"ms), then {part['poll_wait_ms']:.0f} ms until the poll that saw it done, fetch "
         f"{part['fetch_ms']:.0f} ms ({part['kb_down']:.0f} KB), {part['polls']:.0f} polls"
+    )
+
+
+def launch_note(row: dict[str, Any]) -> str:
+    launch = row["launch"]
+    return (
+        f"{row['model']} launch check, one UNet call with guidance's batch of 2: Python queued "
+        f"its kernels in {launch['queue_ms']:.1f} ms of the call's {launch['call_ms']:.1f} ms "
+        "(plain diffusers' UNet; a queue time near the whole means the card waits on launches)"
     )

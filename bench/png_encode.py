@@ -6,8 +6,8 @@ half-minute generation, a tenth of a GPU's 0.8 s one. Both encoders get the same
 the same two text chunks (pngmeta.png_bytes's), at zlib level 1 (pngmeta.COMPRESS_LEVEL):
 - Pillow: `Image.save(format="PNG", compress_level=1, pnginfo=...)`, which tries five filters
   on every row and deflates on one thread (what pngmeta used before pngwrite.py);
-- paintbridge: `pngmeta.png_bytes`, rows filtered Up with numpy and deflated in 1 MB bands on
-  up to 8 threads (as many as this process may use).
+- paintbridge: `pngmeta.png_bytes`, rows filtered Up with numpy and deflated in bands of 256 KB
+  to 1 MB (one or more a thread) on up to 8 threads (as many as this process may use).
 Pictures, 512 / 1024 / 2048 px: "picture", smooth shapes with a little grain (a photograph's
 kind of content); "noise", uniform random bytes (what random-weight models make, the worst case).
 Alternating, after one call each; ms is the median; kb is the file's size.

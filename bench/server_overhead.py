@@ -120,9 +120,12 @@ def measure(
     device: str = "cpu",
     dtype: str = "float32",
     plain: Any = None,
+    warm_ups: int = 1,
 ) -> dict[str, Any]:
     """One case's row: plain diffusers in this process (`plain`, or a pipeline loaded here on
-    the CPU) against a server on `device`, alternating, with where the server's time went."""
+    the CPU) against a server on `device`, alternating, with where the server's time went.
+    `warm_ups` untimed jobs first (2 for a server with --compile on CUDA: the first compiles,
+    the second records the CUDA graphs)."""
     import numpy as np
     import torch
     from diffusers import DiffusionPipeline
@@ -176,7 +179,8 @@ def measure(
             )
             last[:] = results
 
-        server_call()  # warm-up
+        for _ in range(warm_ups):
+            server_call()
         result = last[0]
         parameters = _job_parameters(client, transport)
         gen_w = int(parameters.get("generated_width", case.size))

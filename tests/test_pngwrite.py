@@ -55,7 +55,7 @@ def test_many_bands_make_one_valid_stream(monkeypatch: pytest.MonkeyPatch, cpus:
     pixels = _pixels("RGBA", 17, 40, seed=1)
     data = pngwrite.png_file(pixels, "RGBA")
     idats = [payload for kind, payload in _chunks(data) if kind == b"IDAT"]
-    assert len(idats) == 20  # 200 bytes hold 2 filtered rows of 69 bytes
+    assert len(idats) == 14  # 40 filtered rows of 69 bytes in bands of about 200: 3 rows each
     raw = np.frombuffer(zlib.decompress(b"".join(idats)), dtype=np.uint8).reshape(40, 69)
     assert raw[0, 0] == 0 and set(raw[1:, 0]) == {2}  # None for the first row, then Up
     assert np.array_equal(np.asarray(_decoded(data)), pixels)
@@ -95,3 +95,20 @@ def test_a_picture_packs_as_small_as_pillow_packs_it() -> None:
 def test_pixels_that_do_not_fit_the_mode_are_refused(shape: tuple[int, ...], mode: str) -> None:
     with pytest.raises(ValueError, match="cannot make a PNG"):
         pngwrite.png_file(np.zeros(shape, dtype=np.uint8), mode)
+
+
+@pytest.mark.parametrize(("cpus", "bands"), [(1, 1), (2, 2), (8, 3), (64, 3)])
+def test_a_small_picture_is_cut_finer_for_the_cores_at_little_cost(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, bands: int
+) -> None:
+    # 512 px RGB is 768 KB: one band of about BAND_BYTES, cut in a band per core down to
+    # about MIN_BAND_BYTES; the restarts cost well under 1% of the size
+    picture = _pixels("RGB", 512, 512, seed=4) // 16 * 16  # fewer levels: it compresses
+    monkeypatch.setattr(pngwrite, "_usable_cpus", lambda: 1)
+    whole = len(pngwrite.png_file(picture, "RGB"))
+    monkeypatch.setattr(pngwrite, "_usable_cpus", lambda: cpus)
+    data = pngwrite.png_file(picture, "RGB")
+    assert sum(kind == b"IDAT" for kind, _ in _chunks(data)) == bands
+    assert pngwrite.threads(512, 3 * 512) == bands
+    assert len(data) <= 1.01 * whole
+    assert np.array_equal(np.asarray(_decoded(data)), picture)

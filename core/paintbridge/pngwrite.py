@@ -2,14 +2,16 @@
 
 Pillow picks each row's filter by trying all five, then deflates on one thread. A job's result
 waits for its history PNG before it is done, so on a GPU, where a 512 px image takes under a
-second, that was a visible share of the job. Here a 1024 px picture at zlib level 1 takes 52 ms
-where Pillow takes 164 ms, for a file as large (2 cores; bench/results/png_encode-*).
+second, that was a visible share of the job. Here a 1024 px picture at zlib level 1 takes 55 ms
+where Pillow takes 160 ms, for a file as large (2 cores; bench/results/png_encode-2026-12-04-c).
 
-The rows are cut into bands of about `BAND_BYTES`; each band is filtered and deflated on its own
-thread (numpy and zlib let go of the GIL) as an independent run of deflate blocks ending on a byte
-boundary, as pigz does. Joined under one zlib header and the Adler-32 of the whole data, they are
-one standard zlib stream: every decoder reads the file. A band starts without its predecessor's
-last 32 KB to refer to: on bands of a megabyte that costs well under 1% of the size.
+The rows are cut into bands of about `BAND_BYTES`, and finer, down to `MIN_BAND_BYTES`, so
+that each usable core gets one (a 512 px result is a single megabyte band otherwise, on one
+thread). Each band is filtered and deflated on its own thread (numpy and zlib let go of the GIL)
+as an independent run of deflate blocks ending on a byte boundary, as pigz does. Joined under one
+zlib header and the Adler-32 of the whole data, they are one standard zlib stream: every decoder
+reads the file. A band starts without its predecessor's last 32 KB to refer to: on bands of a
+quarter megabyte that costs under 1% of the size (test_pngwrite).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["BAND_BYTES", "COLOR_TYPES", "png_file", "threads"]
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}  # Pillow modes written here, 8 bits a sample
 BAND_BYTES = 1 << 20
+MIN_BAND_BYTES = 1 << 18
 MAX_THREADS = 8
 _UP = 2
 _ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KB window, no dictionary, "fastest" level
@@ -64,7 +67,7 @@ def png_file(
 def _deflate_bands(rows: np.ndarray, level: int) -> list[tuple[bytes, int, int]]:
     """Each band's deflate blocks, the Adler-32 of its filtered bytes and their length."""
     height, stride = rows.shape
-    per_band = _band_rows(stride)
+    per_band = _band_rows(height, stride)
     starts = list(range(0, height, per_band))
 
     def band(index: int) -> tuple[bytes, int, int]:
@@ -93,12 +96,20 @@ def _deflate_bands(rows: np.ndarray, level: int) -> list[tuple[bytes, int, int]]
 
 def threads(height: int, row_bytes: int) -> int:
     """How many threads deflate a picture of `height` rows of `row_bytes` bytes."""
-    bands = -(-height // _band_rows(row_bytes))
+    bands = -(-height // _band_rows(height, row_bytes))
     return min(bands, MAX_THREADS, _usable_cpus())
 
 
-def _band_rows(row_bytes: int) -> int:
-    return max(1, BAND_BYTES // (row_bytes + 1))  # + the filter type byte
+def _band_rows(height: int, row_bytes: int) -> int:
+    """Rows a band: bands of about the same size, about MIN_BAND_BYTES to BAND_BYTES each, and
+    as many as the threads or a multiple of them, so that none waits on another's last band."""
+    total = height * (row_bytes + 1)  # + each row's filter type byte
+    workers = min(MAX_THREADS, _usable_cpus())
+    band_bytes = min(BAND_BYTES, max(MIN_BAND_BYTES, total // workers))
+    bands = max(1, round(total / band_bytes))
+    if bands > workers:
+        bands = -(-bands // workers) * workers
+    return -(-height // bands)
 
 
 def _adler32_combine(first: int, second: int, second_length: int) -> int:

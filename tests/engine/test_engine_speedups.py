@@ -16,7 +16,7 @@ from engine_support import box_mask, cpu_packs_bfloat16, every_task, rgba_image
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
-from paintbridge.engine.pipelines import channels_last_modules
+from paintbridge.engine.pipelines import channels_last_modules, compile_mode
 from paintbridge.engine.prepack import is_packed
 
 REQUEST = GenerationRequest(task="txt2img", prompt="a red door", width=64, height=64, steps=2)
@@ -49,6 +49,19 @@ def assert_same_picture(a: np.ndarray, b: np.ndarray, dtype: str) -> None:
 )
 def test_channels_last_where_it_pays(device: str, dtype: str, expected: tuple[str, ...]) -> None:
     assert channels_last_modules(Placement(device=device, dtype=dtype)) == expected
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [
+        ("cuda", "reduce-overhead"),
+        ("cuda:1", "reduce-overhead"),
+        ("cpu", "default"),
+        ("mps", "default"),
+    ],
+)
+def test_compile_uses_cuda_graphs_only_on_cuda(device: str, expected: str) -> None:
+    assert compile_mode(Placement(device=device, dtype="float16")) == expected
 
 
 def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:

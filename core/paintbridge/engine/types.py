@@ -94,6 +94,7 @@ class EngineSettings:
     # torch CPU threads for the whole process; None keeps torch's default (one per core). On a
     # CPU shared with other busy processes, fewer threads than cores is much faster.
     cpu_threads: int | None = None
-    # torch.compile the UNet when a model loads (opt-in: the first image at each size waits for
-    # compilation, a minute or more; later steps run faster, on a GPU above all)
+    # torch.compile the UNet when a model loads, with CUDA graphs on CUDA (opt-in: the first
+    # image at each size waits for compilation, about a minute; on a GPU later steps run several
+    # times faster, pipelines.compile_mode)
     compile: bool = False
