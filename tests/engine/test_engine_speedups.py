@@ -5,6 +5,7 @@ opt-in torch.compile leave the picture as it was and reach the pipelines of ever
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from engine_support import box_mask, cpu_packs_bfloat16, every_task, rgba_image
 from paintbridge.engine import Engine, EngineSettings, GenerationRequest
 from paintbridge.engine import pipelines as pipelines_module
 from paintbridge.engine.device import Placement
-from paintbridge.engine.pipelines import channels_last_modules, compile_mode
+from paintbridge.engine.pipelines import channels_last_modules, compile_mode, speed_up
 from paintbridge.engine.prepack import is_packed
 
 REQUEST = GenerationRequest(task="txt2img", prompt="a red door", width=64, height=64, steps=2)
@@ -62,6 +63,21 @@ def test_channels_last_where_it_pays(device: str, dtype: str, expected: tuple[st
 )
 def test_compile_uses_cuda_graphs_only_on_cuda(device: str, expected: str) -> None:
     assert compile_mode(Placement(device=device, dtype="float16")) == expected
+
+
+def test_compile_on_cuda_asks_torch_for_cuda_graphs() -> None:
+    compiled: list[dict] = []
+
+    class UNet:
+        def to(self, **kwargs: object) -> None:
+            pass
+
+        def compile(self, **kwargs: object) -> None:
+            compiled.append(kwargs)
+
+    base = SimpleNamespace(unet=UNet())
+    speed_up(base, Placement(device="cuda", dtype="float16"), EngineSettings(compile=True))
+    assert compiled == [{"mode": "reduce-overhead"}]
 
 
 def test_cpu_bfloat16_loads_unet_and_vae_channels_last_for_every_task() -> None:
