@@ -53,16 +53,21 @@ def test_channels_last_where_it_pays(device: str, dtype: str, expected: tuple[st
 
 
 @pytest.mark.parametrize(
-    ("device", "expected"),
+    ("device", "saving", "expected"),
     [
-        ("cuda", "reduce-overhead"),
-        ("cuda:1", "reduce-overhead"),
-        ("cpu", "default"),
-        ("mps", "default"),
+        ("cuda", {}, "reduce-overhead"),
+        ("cuda:1", {"low_memory": "auto"}, "reduce-overhead"),
+        ("cuda", {"low_memory": "on"}, "default"),  # graphs keep their memory
+        ("cuda", {"cpu_offload": True}, "default"),  # the weights move every image
+        ("cpu", {}, "default"),
+        ("mps", {}, "default"),
     ],
 )
-def test_compile_uses_cuda_graphs_only_on_cuda(device: str, expected: str) -> None:
-    assert compile_mode(Placement(device=device, dtype="float16")) == expected
+def test_compile_uses_cuda_graphs_on_cuda_unless_saving_memory(
+    device: str, saving: dict, expected: str
+) -> None:
+    settings = EngineSettings(compile=True, **saving)
+    assert compile_mode(Placement(device=device, dtype="float16"), settings) == expected
 
 
 def test_compile_on_cuda_asks_torch_for_cuda_graphs() -> None:

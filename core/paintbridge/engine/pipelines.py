@@ -196,13 +196,17 @@ def rewrites_unet_blocks(placement: Placement, settings: EngineSettings) -> bool
     return placement.device == "cpu" and not settings.compile
 
 
-def compile_mode(placement: Placement) -> str:
+def compile_mode(placement: Placement, settings: EngineSettings) -> str:
     """torch.compile's mode for the UNet. On CUDA "reduce-overhead": CUDA graphs launch a step's
     kernels as one. There Python queues an SD 1.5 step's kernels no faster than an H200 runs
     them, so the card waits on launches: compiled with CUDA graphs a step took 8.8 ms against
     14.7 with the default mode and 36.5 uncompiled (bench/results/gpu-h200-2026-12-04-b.md).
-    Graphs are recorded per image size, on the one thread that runs jobs."""
-    return "reduce-overhead" if placement.device.startswith("cuda") else "default"
+    Graphs are recorded per image size, on the one thread that runs jobs, and keep their
+    memory; so not where the user asked to save memory: CPU offload moves the weights, which
+    the graphs would record again each image, and low_memory "on"."""
+    if not placement.device.startswith("cuda") or offloads(settings, placement):
+        return "default"
+    return "default" if settings.low_memory == "on" else "reduce-overhead"
 
 
 def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
@@ -227,7 +231,7 @@ def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
             message="Dynamo detected a call to a `functools.lru_cache`",
             category=UserWarning,
         )
-        base.unet.compile(mode=compile_mode(placement))
+        base.unet.compile(mode=compile_mode(placement, settings))
 
 
 def _quiet_transformers() -> None:
