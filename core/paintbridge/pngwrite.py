@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["BAND_BYTES", "COLOR_TYPES", "png_file", "threads"]
+__all__ = ["BAND_BYTES", "COLOR_TYPES", "MIN_BAND_BYTES", "png_file", "threads"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}  # Pillow modes written here, 8 bits a sample

@@ -204,9 +204,9 @@ def compile_mode(placement: Placement, settings: EngineSettings) -> str:
     Graphs are recorded per image size, on the one thread that runs jobs, and keep their
     memory; so not where the user asked to save memory: CPU offload moves the weights, which
     the graphs would record again each image, and low_memory "on"."""
-    if not placement.device.startswith("cuda") or offloads(settings, placement):
-        return "default"
-    return "default" if settings.low_memory == "on" else "reduce-overhead"
+    saves_memory = offloads(settings, placement) or settings.low_memory == "on"
+    graphs = placement.device.startswith("cuda") and not saves_memory
+    return "reduce-overhead" if graphs else "default"
 
 
 def speed_up(base: Any, placement: Placement, settings: EngineSettings) -> None:
