@@ -214,17 +214,34 @@ def test_finished_jobs_are_forgotten_after_a_while_or_beyond_the_count(
         jobs.stop()
 
 
-def test_stop_cancels_everything(generator: ScriptedGenerator, recorder: Recorder) -> None:
+def test_stop_fails_every_unfinished_job_as_shut_down(
+    generator: ScriptedGenerator, recorder: Recorder
+) -> None:
+    """Not "cancelled": a client polling while the server stops must hear that the server
+    went, not that someone cancelled its job."""
     jobs = JobQueue(generator, recorder)
     jobs.start()
     running = jobs.submit(req("r"))
     assert generator.started.acquire(timeout=10)
     queued = jobs.submit(req("q"))
     jobs.stop(timeout=10)
-    assert jobs.get(queued).state == "cancelled"
-    assert jobs.get(running).state == "cancelled"
+    for job_id in (queued, running):
+        view = jobs.get(job_id)
+        assert (view.state, view.error) == ("failed", jobs_module.SHUT_DOWN), view
     with pytest.raises(Exception, match="shutting down"):
         jobs.submit(req("late"))
+
+
+def test_a_job_a_client_cancelled_stays_cancelled_through_a_stop(
+    generator: ScriptedGenerator, recorder: Recorder
+) -> None:
+    jobs = JobQueue(generator, recorder)
+    jobs.start()
+    running = jobs.submit(req("r"))
+    assert generator.started.acquire(timeout=10)
+    jobs.cancel(running)
+    jobs.stop(timeout=10)
+    assert jobs.get(running).state == "cancelled"
 
 
 @pytest.fixture

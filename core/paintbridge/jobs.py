@@ -1,6 +1,8 @@
 """The job queue: FIFO, one worker thread per engine, progress, cancel, history before "done".
 
-A job moves queued -> running -> done | failed | cancelled (or queued -> cancelled). The worker
+A job moves queued -> running -> done | failed | cancelled (or queued -> cancelled or failed).
+A stop of the server fails every unfinished job with code "shutting_down": nobody cancelled it,
+and a client that polls while the server stops must hear that the server went. The worker
 writes every result to the history folder before it marks the job done, so a client that
 disappears mid-job still finds its images on disk. Finished jobs answer for `keep_seconds`
 (at most the last `keep_count` of them), then `JobNotFound`; their results stay in history.
@@ -34,6 +36,7 @@ __all__ = [
     "JobView",
     "QueueFull",
     "ResultRecorder",
+    "SHUT_DOWN",
     "State",
 ]
 
@@ -46,6 +49,7 @@ STEP_PACE = 0.25
 FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
+SHUT_DOWN = ("shutting_down", "the server stopped before the job finished; no image was made")
 WORKER_DIED = (
     "the server's job worker stopped, so no job can run: restart the server (its log says why)"
 )
@@ -95,6 +99,7 @@ class Job:
     seeds: list[int] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    shut_down: bool = False  # cancelled by the server's stop, not by a client
     submitted: float = 0.0
     started: float | None = None
     finished: float | None = None
@@ -162,16 +167,18 @@ class JobQueue:
 
     @property
     def closed(self) -> bool:
-        """True once stop() began: no job is taken, and every unfinished one was cancelled."""
+        """True once stop() began: no job is taken, and every unfinished one failed (SHUT_DOWN)."""
         return self._closed
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel every queued job and the running one, and wait for the worker to end."""
+        """Fail every queued job and stop the running one at its next step (SHUT_DOWN), and
+        wait for the worker to end."""
         with self._lock:
             self._closed = True
             while self._queued:
-                self._finish(self._queued.popleft(), "cancelled")
-            if self._running is not None:
+                self._finish(self._queued.popleft(), "failed", SHUT_DOWN)
+            if self._running is not None and not self._running.cancel.is_set():
+                self._running.shut_down = True
                 self._running.cancel.set()
             self._lock.notify_all()
         if self._thread is not None:
@@ -369,6 +376,8 @@ class JobQueue:
                 continue
             started = time.monotonic()
             state, error = self._run(job)
+            if state == "cancelled" and job.shut_down:
+                state, error = "failed", SHUT_DOWN
             with self._lock:
                 self._running = None
                 self._job_seconds = 0.7 * self._job_seconds + 0.3 * (time.monotonic() - started)

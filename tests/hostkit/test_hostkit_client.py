@@ -744,6 +744,18 @@ def test_job_status_failed_raise_for_state() -> None:
         status.raise_for_state()
 
 
+def test_a_job_the_servers_stop_ended_says_the_server_stopped() -> None:
+    """The same words as when the stop refuses the next poll, whichever the poll met."""
+    message = "the server stopped before the job finished; no image was made"
+    status = JobStatus(_job("failed", error={"code": "shutting_down", "message": message}))
+    with pytest.raises(NotRunning) as info:
+        status.raise_for_state()
+    assert info.value.message == (
+        "The paintbridge server stopped before the job finished; no image was made. Start it "
+        "with `paintbridge serve` and try again."
+    )
+
+
 def test_unreadable_result_is_a_server_fault() -> None:
     bad = {"image": {"width": 3, "height": 3, "format": "rgba8", "data": "AAAA"}, "seed": 1}
     with pytest.raises(ServerFault, match="cannot be read"):

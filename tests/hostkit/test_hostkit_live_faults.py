@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ from paintbridge.hostkit.client import (
 
 # tests/server/server_support.py starts and stops the real server; reuse it, do not copy it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
-from server_support import ServerProcess, assert_no_server_bugs  # noqa: E402
+from server_support import ServerProcess, assert_no_server_bugs, wait_for  # noqa: E402
 
 SIZE = 1024  # 4 MiB of RGBA8 and 1 MiB of mask: a 7 MB body, far more than one socket write
 
@@ -221,6 +222,35 @@ def test_a_server_that_stops_mid_job_ends_the_job_at_once(tmp_path: Path) -> Non
         )
     finally:
         doomed.stop()
+
+
+def test_a_poll_that_meets_a_stopping_server_hears_that_it_stopped(tmp_path: Path) -> None:
+    """uvicorn answers the requests open when SIGTERM comes before it closes: a status
+    request waiting then must say the server stopped, not that the job was cancelled (a
+    Blender check met that race). A queued job's long poll is open for sure at the stop."""
+    stopping = ServerProcess(tmp_path).wait_ready()
+    answers: list[Any] = []
+    try:
+        client = stopping.client()
+        long_job = txt2img_job("x", 64, 64, model="test:identity", steps=150)  # 7.5 s of steps
+        handle = client.start(long_job)
+        wait_for(lambda: handle.poll().state == "running")
+        waiting = client.start(long_job)
+        waiter = threading.Thread(
+            target=lambda: answers.append(client.status(waiting.id, "none", wait=5))
+        )
+        waiter.start()
+        time.sleep(0.5)  # the long poll reaches the server, which holds it
+        stopping.process.send_signal(signal.SIGTERM)
+        waiter.join(30)
+    finally:
+        code = stopping.stop()
+    (raw,) = answers
+    assert raw["state"] == "failed" and raw["error"]["code"] == "shutting_down", raw
+    with pytest.raises(NotRunning, match="server stopped before the job finished"):
+        JobStatus(raw).raise_for_state()
+    assert code in (0, -signal.SIGTERM), stopping.log
+    assert_no_server_bugs(stopping)
 
 
 def test_a_bad_url_never_gets_as_far_as_a_request() -> None:

@@ -129,9 +129,14 @@ class JobStatus(object):
         return self.state == "done"
 
     def raise_for_state(self):
-        """Raises JobFailed or Cancelled for those states; returns self otherwise."""
+        """Raises JobFailed or Cancelled for those states, NotRunning for a job the server's
+        stop ended; returns self otherwise."""
         if self.state == "failed":
             error = self.error or {}
+            if error.get("code") == "shutting_down":
+                raise NotRunning(
+                    SERVER_STOPPED + " Start it with `paintbridge serve` and try again."
+                )
             raise JobFailed(
                 error.get("message") or "The job failed on the server (no reason given).",
                 code=error.get("code") or "job_failed",
@@ -182,12 +187,12 @@ def _decode_result(item):
 # --- when a job's result does not reach the plug-in ------------------------------------------
 
 
+SERVER_STOPPED = "The paintbridge server stopped before the job finished; no image was made."
+
+
 def server_lost(exc):
     """The NotRunning to raise when the server goes away while it holds our job."""
-    return NotRunning(
-        "The paintbridge server stopped before the job finished; no image was made. %s" % exc,
-        status=exc.status,
-    )
+    return NotRunning("%s %s" % (SERVER_STOPPED, exc), status=exc.status)
 
 
 def kept_in_history(job_id):

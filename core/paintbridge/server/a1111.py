@@ -234,11 +234,6 @@ def _generate(request: Request, body: Txt2ImgBody, edit: Img2ImgBody | None) -> 
     if view.state == "failed":
         code, message = view.error or ("generation_failed", "the job failed")
         raise PaintbridgeError(_a1111_names(message), code=code)
-    if view.state == "cancelled" and rt.jobs.closed:
-        raise PaintbridgeError(
-            "the server is shutting down: the job was cancelled, no image was made",
-            code="shutting_down",
-        )
     pasted = original if task == "inpaint" else None
     images = (
         _answer_images(view, pasted, crop)
