@@ -48,7 +48,8 @@ class PaintbridgeSettings(bpy.types.PropertyGroup):
     )
     guidance: FloatProperty(
         name="Guidance",
-        description="How closely to follow the prompt; 0: the model's default",
+        description="How closely to follow the prompt; 0: the model's default; 1: none "
+        "(a step does half the work: for turbo and LCM models)",
         default=0.0,
         min=0.0,
         max=50.0,
