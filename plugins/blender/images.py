@@ -160,8 +160,10 @@ def _put_override(settings, saved):
 
 def read_render(image, scene):
     """The pixels of a Render Result, Viewer Node or multilayer EXR as the Image Editor shows
-    them: Blender keeps no `pixels` for them, so `save_render` writes an 8-bit RGBA PNG with
-    the scene's colour management, which is read back. The scene's output settings are changed
+    them at first (the compositor's result, else the first view layer: save_render reads no
+    layer or pass chosen in the editor's header): Blender keeps no `pixels` for them, so
+    `save_render` writes an 8-bit RGBA PNG with the scene's colour management, which is read
+    back. The scene's output settings are changed
     for that moment only and put back as they were (an output colour management override
     included); the file and its datablock are removed."""
     settings = scene.render.image_settings

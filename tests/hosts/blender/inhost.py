@@ -1199,6 +1199,59 @@ def server_stopped(addon, data):
     assert np.array_equal(pixels(source), snapshot) and source.packed_file is None
 
 
+@check
+def render_of_view_layers(addon, data):
+    """A render of two view layers is read as the compositor's result or, without compositing,
+    as its first view layer (what the README says): a red plane in the first layer, the
+    second without it (the world's green), each order."""
+    settings(model=IDENTITY, strength=1.0, steps=2)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 8, 8
+    scene.render.resolution_percentage = 100
+    scene.render.use_compositing = False
+    scene.view_settings.view_transform = "Standard"
+    for obj in list(scene.objects):
+        bpy.data.objects.remove(obj)
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    if world.node_tree is None:  # (5.0: worlds always have nodes)
+        world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs[0].default_value = (0.0, 0.5, 0.0, 1.0)
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    scene.camera, camera.location = camera, (0.0, 0.0, 5.0)
+    planes = bpy.data.collections.new("planes")
+    scene.collection.children.link(planes)
+    mesh = bpy.data.meshes.new("plane")
+    mesh.from_pydata([(-20, -20, 0), (20, -20, 0), (20, 20, 0), (-20, 20, 0)], [], [(0, 1, 2, 3)])
+    plane = bpy.data.objects.new("plane", mesh)
+    planes.objects.link(plane)
+    material = bpy.data.materials.new("red")
+    material.use_nodes = True
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    glow = nodes.new("ShaderNodeEmission")
+    glow.inputs[0].default_value = (1.0, 0.0, 0.0, 1.0)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    material.node_tree.links.new(glow.outputs[0], output.inputs[0])
+    mesh.materials.append(material)
+    first = scene.view_layers[0]
+    second = scene.view_layers.new("second")
+    seen = {}
+    for shown, hidden in ((first, second), (second, first)):
+        shown.layer_collection.children["planes"].exclude = False
+        hidden.layer_collection.children["planes"].exclude = True
+        bpy.ops.render.render()
+        made = run_and_take(bpy.ops.paintbridge.img2img, image_name="Render Result")
+        red, green = as_srgb(made)[..., :3].reshape(-1, 3).mean(axis=0)[:2]
+        seen[shown.name] = (round(red, 3), round(green, 3))
+        assert (red > 0.9 and green < 0.1) == (shown == first), (shown.name, red, green)
+        bpy.data.images.remove(made)
+    data["seen"] = seen
+
+
 # --- round trips through test:identity (every task gives its input image back) ---------------
 
 TOLERANCE = 1 / 255 + 1e-6

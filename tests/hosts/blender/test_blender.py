@@ -141,6 +141,7 @@ def test_without_server(name, blender, addon_dir, tmp_path):
         "seeds",
         "texture_linked",
         "render_result",
+        "render_of_view_layers",
         "start_server_url",
         "texture_target_renamed",
         "texture_target_changes",
