@@ -1204,24 +1204,10 @@ def render_of_view_layers(addon, data):
     """A render of two view layers is read as the compositor's result or, without compositing,
     as its first view layer (what the README says): a red plane in the first layer, the
     second without it (the world's green), each order."""
-    settings(model=IDENTITY, strength=1.0, steps=2)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.samples = 1
-    scene.render.resolution_x, scene.render.resolution_y = 8, 8
-    scene.render.resolution_percentage = 100
+    scene = render_scene(8, 8, (0.0, 0.5, 0.0, 1.0))
     scene.render.use_compositing = False
     scene.view_settings.view_transform = "Standard"
-    for obj in list(scene.objects):
-        bpy.data.objects.remove(obj)
-    world = scene.world or bpy.data.worlds.new("World")
-    scene.world = world
-    if world.node_tree is None:  # (5.0: worlds always have nodes)
-        world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs[0].default_value = (0.0, 0.5, 0.0, 1.0)
-    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
-    scene.collection.objects.link(camera)
-    scene.camera, camera.location = camera, (0.0, 0.0, 5.0)
+    scene.camera.location, scene.camera.rotation_euler = (0.0, 0.0, 5.0), (0.0, 0.0, 0.0)
     planes = bpy.data.collections.new("planes")
     scene.collection.children.link(planes)
     mesh = bpy.data.meshes.new("plane")
@@ -1654,26 +1640,33 @@ def texture_linked(addon, data):
     assert image["paintbridge"]["material"] == "Fine"
 
 
-@check
-def render_result(addon, data):
-    """Image to Image on the Render Result (after F12) reads the render as the Image Editor
-    shows it (the scene's view transform and exposure), whatever the scene's output format,
-    and leaves the scene's settings as they were. An image sequence or movie is refused with
-    what to do; a missing file is named only when it is missing."""
+def render_scene(width, height, world_colour):
+    """The scene set to render `width` x `height` px in Cycles at 1 sample: its camera and
+    the world (`world_colour`) alone, for jobs through test:identity."""
     settings(model=IDENTITY, strength=1.0, steps=2)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
-    scene.render.resolution_x, scene.render.resolution_y = 24, 16
+    scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.resolution_percentage = 100
-    scene.render.dither_intensity = 0.0
     for obj in [o for o in scene.objects if o.type != "CAMERA"]:  # the world alone: no value
         bpy.data.objects.remove(obj)  # above what the view can show
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
     if world.node_tree is None:  # (5.0: worlds always have nodes)
         world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs[0].default_value = (0.2, 0.3, 0.1, 1.0)
+    world.node_tree.nodes["Background"].inputs[0].default_value = world_colour
+    return scene
+
+
+@check
+def render_result(addon, data):
+    """Image to Image on the Render Result (after F12) reads the render as the Image Editor
+    shows it (the scene's view transform and exposure), whatever the scene's output format,
+    and leaves the scene's settings as they were. An image sequence or movie is refused with
+    what to do; a missing file is named only when it is missing."""
+    scene = render_scene(24, 16, (0.2, 0.3, 0.1, 1.0))
+    scene.render.dither_intensity = 0.0
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.exposure = 1.0  # twice as bright as the linear values
     output = scene.render.image_settings
