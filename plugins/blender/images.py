@@ -163,9 +163,9 @@ def read_render(image, scene):
     them at first (the compositor's result, else the first view layer: save_render reads no
     layer or pass chosen in the editor's header): Blender keeps no `pixels` for them, so
     `save_render` writes an 8-bit RGBA PNG with the scene's colour management, which is read
-    back. The scene's output settings are changed
-    for that moment only and put back as they were (an output colour management override
-    included); the file and its datablock are removed."""
+    back. The scene's output settings are changed for that moment only and put back as they
+    were (an output colour management override included); the file and its datablock are
+    removed."""
     settings = scene.render.image_settings
     saved, override = _values(settings), _output_override(settings)
     folder = tempfile.mkdtemp(prefix="paintbridge-")

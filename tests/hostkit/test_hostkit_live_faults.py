@@ -240,7 +240,8 @@ def test_a_poll_that_meets_a_stopping_server_hears_that_it_stopped(tmp_path: Pat
             target=lambda: answers.append(client.status(waiting.id, "none", wait=5))
         )
         waiter.start()
-        time.sleep(0.5)  # the long poll reaches the server, which holds it
+        # the long poll reaches the server, which holds it until the stop (or 5 s): room to spare
+        time.sleep(2.0)
         stopping.process.send_signal(signal.SIGTERM)
         waiter.join(30)
     finally:
